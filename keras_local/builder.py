@@ -1,0 +1,78 @@
+"""`build_model`: the one entry point from names to a built LocalModel."""
+
+from keras_local.architectures import get_architecture
+from keras_local.block import Block
+from keras_local.heads import HEADS, LinearHead, get_head
+from keras_local.methods import get_method
+from keras_local.model import LocalModel
+from keras_local.splitting import block_sizes, resolve_cuts, split_units
+
+
+def build_model(
+    architecture,
+    method="gll",
+    *,
+    num_blocks=None,
+    cuts=None,
+    head="linear",
+    input_shape=(32, 32, 3),
+    num_classes=10,
+    weight_decay=0.0,
+    name=None,
+    **method_options,
+):
+    """Builds a LocalModel: `architecture`'s units cut into blocks, with heads.
+
+    Args:
+        architecture: a name from `list_architectures()`.
+        method: a name from `list_methods()` (or a `Method` instance).
+        num_blocks: K, for an even split (lower blocks get the extra units).
+        cuts: explicit block boundaries (unit indices, list or "3,7,11");
+            overrides the even split.
+        head: auxiliary head of blocks 1..K−1, a name from `list_heads()`.
+            The last block always uses the network's output head (GAP →
+            Dense). Accepted by every method so that a config can switch
+            method freely (`bp` has no auxiliary heads and ignores it).
+        input_shape: shape of one example, e.g. (32, 32, 3).
+        num_classes: number of classes.
+        weight_decay: coupled L2 (PyTorch semantics), see `Block`.
+        **method_options: options of the method (e.g. `alpha`).
+
+    Example:
+
+    ```python
+    model = kl.build_model("resnet32", method="gll", num_blocks=4, head="linear",
+                           input_shape=(32, 32, 3), num_classes=10)
+    [len(block.units) for block in model.blocks]    # [4, 4, 4, 4]
+    ```
+    """
+    method = get_method(method, **method_options)
+    HEADS.get(head)
+    _check_positive_int("num_classes", num_classes, minimum=2)
+    input_shape = tuple(input_shape)
+    if not input_shape or not all(isinstance(d, int) and d > 0 for d in input_shape):
+        raise ValueError(f"input_shape must be a tuple of positive ints, got {input_shape!r}.")
+    if num_blocks is not None:
+        _check_positive_int("num_blocks", num_blocks)
+    units = get_architecture(architecture)
+    cuts = resolve_cuts(len(units), num_blocks, cuts)
+    method.validate(block_sizes(len(units), cuts))
+
+    groups = split_units(units, cuts)
+    blocks = []
+    for index, group in enumerate(groups):
+        if index == len(groups) - 1:
+            block_head = LinearHead(num_classes, name="output_head")
+        elif method.aux_heads:
+            block_head = get_head(head, num_classes, name_prefix=f"block{index}_head")
+        else:
+            block_head = None
+        blocks.append(Block(group, head=block_head, weight_decay=weight_decay, name=f"block_{index}"))
+    model = LocalModel(blocks, method=method, name=name or f"{architecture}_{method.name}")
+    model.build((None, *input_shape))
+    return model
+
+
+def _check_positive_int(name, value, minimum=1):
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")

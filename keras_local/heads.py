@@ -1,0 +1,128 @@
+"""Auxiliary heads: the small classifiers that give each block its local loss.
+
+`linear` is global average pooling → Dense (the network's own classifier for
+the CIFAR ResNets and VGGs); `conv` is BackLink's "one 3x3 conv + two FC of 128"
+(InfoPro's `1c2f` head). Both accept image features (rank 4) and `linear` also
+accepts vectors (rank 2, e.g. from an MLP).
+"""
+
+import keras
+
+from keras_local.layers import batch_norm, conv
+from keras_local.registry import Registry
+
+HEADS = Registry("head")
+
+
+def list_heads():
+    """Names accepted by `build_model(head=...)`."""
+    return HEADS.names()
+
+
+def get_head(name, num_classes, name_prefix="head"):
+    """Builds the head registered as `name`."""
+    return HEADS.get(name)(num_classes, name=name_prefix)
+
+
+@keras.saving.register_keras_serializable(package="keras_local")
+class LinearHead(keras.layers.Layer):
+    """Global average pooling (for image features) → Dense(num_classes) logits.
+
+    Example:
+
+    ```python
+    head = LinearHead(10)
+    head(keras.ops.zeros((2, 8, 8, 64))).shape   # (2, 10)
+    ```
+    """
+
+    def __init__(self, num_classes, **kwargs):
+        super().__init__(**kwargs)
+        self.num_classes = num_classes
+        self.pool = keras.layers.GlobalAveragePooling2D(
+            name=f"{self.name}_pool", dtype=self.dtype_policy
+        )
+        self.dense = keras.layers.Dense(
+            num_classes, name=f"{self.name}_dense", dtype=self.dtype_policy
+        )
+
+    def build(self, input_shape):
+        self.dense.build((input_shape[0], input_shape[-1]))
+
+    def call(self, inputs, training=None):
+        x = self.pool(inputs) if len(inputs.shape) == 4 else inputs
+        return self.dense(x)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.num_classes)
+
+    def get_config(self):
+        return {**super().get_config(), "num_classes": self.num_classes}
+
+
+@keras.saving.register_keras_serializable(package="keras_local")
+class ConvHead(keras.layers.Layer):
+    """3x3 conv + BN + ReLU → GAP → Dense(hidden) + ReLU → Dense(num_classes).
+
+    The conv has `min(2C, 64)` filters for C < 64 input channels and 64
+    otherwise, with stride 2 while the feature map is larger than 8x8: for the
+    CIFAR ResNets this is exactly InfoPro's / BackLink's `1c2f` head
+    (16→32 s2, 32→64 s2, 64→64 s1).
+
+    Example:
+
+    ```python
+    head = ConvHead(10)
+    head(keras.ops.zeros((2, 32, 32, 16))).shape   # (2, 10)
+    ```
+    """
+
+    def __init__(self, num_classes, hidden_units=128, **kwargs):
+        super().__init__(**kwargs)
+        self.num_classes = num_classes
+        self.hidden_units = hidden_units
+        self.conv = None
+        self.bn = batch_norm(f"{self.name}_bn", dtype=self.dtype_policy)
+        self.relu = keras.layers.ReLU(name=f"{self.name}_relu", dtype=self.dtype_policy)
+        self.pool = keras.layers.GlobalAveragePooling2D(
+            name=f"{self.name}_pool", dtype=self.dtype_policy
+        )
+        self.hidden = keras.layers.Dense(
+            hidden_units, activation="relu", name=f"{self.name}_hidden", dtype=self.dtype_policy
+        )
+        self.dense = keras.layers.Dense(
+            num_classes, name=f"{self.name}_dense", dtype=self.dtype_policy
+        )
+
+    def build(self, input_shape):
+        if len(input_shape) != 4:
+            raise ValueError(
+                f"The 'conv' head needs image features (rank 4), got shape "
+                f"{tuple(input_shape)}. Use head='linear' for vector features."
+            )
+        channels = input_shape[-1]
+        filters = min(2 * channels, 64)
+        strides = 2 if (input_shape[1] or 0) > 8 else 1
+        self.conv = conv(filters, 3, strides, name=f"{self.name}_conv", dtype=self.dtype_policy)
+        self.conv.build(input_shape)
+        self.bn.build(self.conv.compute_output_shape(input_shape))
+        self.hidden.build((input_shape[0], filters))
+        self.dense.build((input_shape[0], self.hidden_units))
+
+    def call(self, inputs, training=None):
+        x = self.relu(self.bn(self.conv(inputs), training=training))
+        return self.dense(self.hidden(self.pool(x)))
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.num_classes)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "num_classes": self.num_classes,
+            "hidden_units": self.hidden_units,
+        }
+
+
+HEADS.register("linear")(LinearHead)
+HEADS.register("conv")(ConvHead)

@@ -1,0 +1,171 @@
+"""Backbone units: the pieces an architecture is made of and a split never cuts inside.
+
+Every unit is composed only of built-in Keras layers and calls nothing else, so
+`export_inference_model` can replay it on symbolic tensors and produce a plain
+Keras model that loads without `keras_local`.
+"""
+
+import keras
+
+# PyTorch's BatchNorm constants (momentum 0.1 there = 0.9 here, eps 1e-5): the
+# reference implementations of every method in this library use them.
+BN_MOMENTUM = 0.9
+BN_EPSILON = 1e-5
+
+
+def batch_norm(name, dtype=None):
+    return keras.layers.BatchNormalization(
+        momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name, dtype=dtype
+    )
+
+
+def conv(filters, kernel_size, strides, name, dtype=None):
+    return keras.layers.Conv2D(
+        filters,
+        kernel_size,
+        strides=strides,
+        padding="same",
+        use_bias=False,
+        kernel_initializer="he_normal",
+        name=name,
+        dtype=dtype,
+    )
+
+
+@keras.saving.register_keras_serializable(package="keras_local")
+class ConvBNReLU(keras.layers.Layer):
+    """Conv2D → BatchNorm → ReLU, optionally followed by a 2x2 max-pool.
+
+    Example:
+
+    ```python
+    unit = ConvBNReLU(64, pool=True)
+    unit(keras.ops.zeros((2, 32, 32, 3))).shape   # (2, 16, 16, 64)
+    ```
+    """
+
+    def __init__(self, filters, kernel_size=3, strides=1, pool=False, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = filters
+        self.kernel_size = kernel_size
+        self.strides = strides
+        self.pool = pool
+        self.conv = conv(filters, kernel_size, strides, name=f"{self.name}_conv", dtype=self.dtype_policy)
+        self.bn = batch_norm(f"{self.name}_bn", dtype=self.dtype_policy)
+        self.relu = keras.layers.ReLU(name=f"{self.name}_relu", dtype=self.dtype_policy)
+        self.max_pool = keras.layers.MaxPooling2D(2, name=f"{self.name}_pool", dtype=self.dtype_policy) if pool else None
+
+    def build(self, input_shape):
+        self.conv.build(input_shape)
+        shape = self.conv.compute_output_shape(input_shape)
+        self.bn.build(shape)
+
+    def call(self, inputs, training=None):
+        x = self.relu(self.bn(self.conv(inputs), training=training))
+        return self.max_pool(x) if self.pool else x
+
+    def compute_output_shape(self, input_shape):
+        shape = self.conv.compute_output_shape(input_shape)
+        if self.pool:
+            shape = (shape[0], shape[1] // 2, shape[2] // 2, shape[3])
+        return shape
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "filters": self.filters,
+            "kernel_size": self.kernel_size,
+            "strides": self.strides,
+            "pool": self.pool,
+        }
+
+
+@keras.saving.register_keras_serializable(package="keras_local")
+class ResidualUnit(keras.layers.Layer):
+    """The CIFAR ResNet basic block: two 3x3 convs with an identity or 1x1 shortcut.
+
+    The shortcut is a strided 1x1 convolution + BN when the shape changes
+    (BackLink §3.1), the identity otherwise.
+
+    Example:
+
+    ```python
+    unit = ResidualUnit(32, strides=2)
+    unit(keras.ops.zeros((2, 32, 32, 16))).shape   # (2, 16, 16, 32)
+    ```
+    """
+
+    def __init__(self, filters, strides=1, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = filters
+        self.strides = strides
+        self.conv1 = conv(filters, 3, strides, name=f"{self.name}_conv1", dtype=self.dtype_policy)
+        self.bn1 = batch_norm(f"{self.name}_bn1", dtype=self.dtype_policy)
+        self.relu1 = keras.layers.ReLU(name=f"{self.name}_relu1", dtype=self.dtype_policy)
+        self.conv2 = conv(filters, 3, 1, name=f"{self.name}_conv2", dtype=self.dtype_policy)
+        self.bn2 = batch_norm(f"{self.name}_bn2", dtype=self.dtype_policy)
+        self.add = keras.layers.Add(name=f"{self.name}_add", dtype=self.dtype_policy)
+        self.relu2 = keras.layers.ReLU(name=f"{self.name}_relu2", dtype=self.dtype_policy)
+        self.shortcut_conv = None
+        self.shortcut_bn = None
+
+    def build(self, input_shape):
+        if self.strides != 1 or input_shape[-1] != self.filters:
+            self.shortcut_conv = conv(self.filters, 1, self.strides, name=f"{self.name}_shortcut_conv", dtype=self.dtype_policy)
+            self.shortcut_bn = batch_norm(f"{self.name}_shortcut_bn", dtype=self.dtype_policy)
+            self.shortcut_conv.build(input_shape)
+            self.shortcut_bn.build(self.shortcut_conv.compute_output_shape(input_shape))
+        self.conv1.build(input_shape)
+        shape = self.conv1.compute_output_shape(input_shape)
+        self.bn1.build(shape)
+        self.conv2.build(shape)
+        self.bn2.build(shape)
+
+    def call(self, inputs, training=None):
+        x = self.relu1(self.bn1(self.conv1(inputs), training=training))
+        x = self.bn2(self.conv2(x), training=training)
+        shortcut = inputs
+        if self.shortcut_conv is not None:
+            shortcut = self.shortcut_bn(self.shortcut_conv(inputs), training=training)
+        return self.relu2(self.add([x, shortcut]))
+
+    def compute_output_shape(self, input_shape):
+        return self.conv1.compute_output_shape(input_shape)
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters, "strides": self.strides}
+
+
+@keras.saving.register_keras_serializable(package="keras_local")
+class DenseReLU(keras.layers.Layer):
+    """(Flatten →) Dense → ReLU: one hidden layer of an MLP.
+
+    Example:
+
+    ```python
+    unit = DenseReLU(256, flatten=True)
+    unit(keras.ops.zeros((2, 28, 28, 1))).shape   # (2, 256)
+    ```
+    """
+
+    def __init__(self, units, flatten=False, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+        self.flatten = flatten
+        self.flatten_layer = keras.layers.Flatten(name=f"{self.name}_flatten", dtype=self.dtype_policy) if flatten else None
+        self.dense = keras.layers.Dense(units, activation="relu", name=f"{self.name}_dense", dtype=self.dtype_policy)
+
+    def build(self, input_shape):
+        if self.flatten:
+            input_shape = self.flatten_layer.compute_output_shape(input_shape)
+        self.dense.build(input_shape)
+
+    def call(self, inputs, training=None):
+        x = self.flatten_layer(inputs) if self.flatten else inputs
+        return self.dense(x)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.units)
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units, "flatten": self.flatten}

@@ -1,0 +1,30 @@
+"""The registry of training methods: `list_methods()`, `get_method(name, **options)`."""
+
+from keras_local.methods.base import Method
+from keras_local.methods.bp import Backprop
+from keras_local.methods.gll import GreedyLocal
+from keras_local.registry import Registry
+
+METHODS = Registry("method")
+METHODS.register(Backprop.name)(Backprop)
+METHODS.register(GreedyLocal.name)(GreedyLocal)
+
+
+def list_methods():
+    """Names accepted by `build_model(method=...)`."""
+    return METHODS.names()
+
+
+def get_method(method, **options):
+    """Returns a `Method` instance from a name (with options) or passes one through."""
+    if isinstance(method, Method):
+        if options:
+            raise ValueError(
+                f"Options {sorted(options)} were given with a Method instance {method!r}; "
+                "pass them to its constructor instead."
+            )
+        return method
+    try:
+        return METHODS.get(method)(**options)
+    except TypeError as error:
+        raise ValueError(f"Invalid options {sorted(options)} for method {method!r}: {error}") from None

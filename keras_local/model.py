@@ -1,0 +1,200 @@
+"""LocalModel: a network of blocks trained block by block with `fit`."""
+
+import keras
+import tensorflow as tf
+from keras import ops
+from keras.src.losses.loss import unscale_loss_for_distribution
+
+from keras_local.block import Block
+from keras_local.methods import get_method
+from keras_local.optimizers import BlockOptimizers, _inner, resolve_block_optimizers
+
+
+def _loss_scale(optimizer):
+    """The dynamic loss scale of a LossScaleOptimizer (mixed precision), else 1."""
+    return getattr(optimizer, "dynamic_scale", 1.0)
+
+
+@keras.saving.register_keras_serializable(package="keras_local")
+class LocalModel(keras.Model):
+    """A network cut into blocks, each trained by its own optimizer.
+
+    `call` is plain inference (all blocks, then the last block's head, which
+    is the network's output head). `train_step` runs one step of the method
+    over all blocks: for local methods every block reads `stop_gradient` of
+    the previous block's output and applies the gradient of its own local
+    loss with its own optimizer; for `bp` one end-to-end gradient is split
+    among the blocks' optimizers. Logs hold `loss` / `accuracy` (the output
+    head's) and `loss_k` / `acc_k` for each block `model.blocks[k]` with a head.
+
+    Usually built with `keras_local.build_model`.
+
+    Example:
+
+    ```python
+    model = kl.build_model("resnet20", method="gll", num_blocks=4,
+                           input_shape=(32, 32, 3), num_classes=10)
+    model.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9), metrics=["accuracy"])
+    model.fit(train, epochs=1)
+    model.blocks[2].optimizer.iterations
+    ```
+    """
+
+    def __init__(self, blocks, method="gll", method_options=None, **kwargs):
+        super().__init__(**kwargs)
+        if not blocks or not all(isinstance(block, Block) for block in blocks):
+            raise ValueError(f"blocks must be a non-empty list of Block, got {blocks!r}.")
+        if blocks[-1].head is None:
+            raise ValueError("The last block must have a head: it is the network's output head.")
+        self.blocks = list(blocks)
+        self.method = get_method(method, **(method_options or {}))
+        # Blocks whose head accuracy is logged as acc_k (none for bp: only the output).
+        self._logged_blocks = [
+            index for index, block in enumerate(self.blocks)
+            if block.head is not None and self.method.aux_heads
+        ]
+        self.block_losses = [keras.metrics.Mean(name=f"loss_{k}") for k in self._logged_blocks]
+        self.block_accuracies = [
+            keras.metrics.SparseCategoricalAccuracy(name=f"acc_{k}") for k in self._logged_blocks
+        ]
+
+    @property
+    def output_head(self):
+        return self.blocks[-1].head
+
+    # -- building -----------------------------------------------------------
+
+    def build(self, input_shape):
+        shape = tuple(input_shape)
+        for block in self.blocks:
+            block.build(shape)
+            shape = block.compute_output_shape(shape)
+        if self.compiled:
+            self.optimizer.build()
+
+    def build_from_config(self, config):
+        self.build(config["input_shape"])
+
+    def call(self, inputs, training=None):
+        x = inputs
+        for block in self.blocks:
+            x = block(x, training=training)
+        return self.output_head(x, training=training)
+
+    # -- compiling ----------------------------------------------------------
+
+    def compile(self, optimizer="sgd", loss=None, metrics=None, **kwargs):
+        """Like `keras.Model.compile`, with one optimizer per block.
+
+        Args:
+            optimizer: one optimizer (cloned from its config for every block),
+                a list with one optimizer per block, or a callable
+                `block_index -> optimizer`.
+            loss: the classification loss of every head; defaults to
+                `SparseCategoricalCrossentropy(from_logits=True)`.
+            metrics: metrics of the output head; defaults to `["accuracy"]`.
+            **kwargs: passed to `keras.Model.compile` (e.g. `jit_compile`).
+        """
+        loss = loss or keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        metrics = ["accuracy"] if metrics is None else metrics
+        for block, block_optimizer in zip(
+            self.blocks, resolve_block_optimizers(optimizer, len(self.blocks))
+        ):
+            block.compile(optimizer=block_optimizer, loss=loss, metrics=["accuracy"])
+        super().compile(optimizer=None, loss=loss, metrics=metrics, **kwargs)
+        self.optimizer = BlockOptimizers(self.blocks)
+        if self.built:
+            self.optimizer.build()
+
+    def get_compile_config(self):
+        config = super().get_compile_config()
+        config["optimizer"] = [
+            keras.saving.serialize_keras_object(_inner(block.optimizer)) for block in self.blocks
+        ]
+        return config
+
+    def compile_from_config(self, config):
+        self.compile(**keras.saving.deserialize_keras_object(config))
+
+    # -- training -----------------------------------------------------------
+
+    def train_step(self, data):
+        x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+        if self.method.cut_gradients:
+            logits, loss = self._local_step(x, y)
+        else:
+            logits, loss = self._end_to_end_step(x, y)
+        return self._update_output_metrics(x, y, logits, loss)
+
+    def _local_step(self, x, y):
+        """Each block learns from its own loss on the stopped output of the previous one."""
+        features = x
+        for index, block in enumerate(self.blocks):
+            features, logits, loss, gradients = block.compute_local_gradients(
+                ops.stop_gradient(features), y
+            )
+            block.optimizer.apply(gradients, block.trainable_variables)
+            self._update_block_metrics(index, y, logits, loss)
+        return logits, loss
+
+    def _end_to_end_step(self, x, y):
+        """One tape over the whole network; each block's optimizer applies its
+        share of the gradient of the sum of the losses of all heads."""
+        scales = [_loss_scale(block.optimizer) for block in self.blocks]
+        mixed_precision = any(not isinstance(scale, float) for scale in scales)
+        common_scale = ops.min(ops.stack(scales)) if mixed_precision else 1.0
+        with tf.GradientTape() as tape:
+            features, total = x, 0.0
+            for index, block in enumerate(self.blocks):
+                features = block(features, training=True)
+                total += block.weight_decay_loss()
+                if block.head is not None:
+                    logits = block.head(features, training=True)
+                    loss = block.local_loss(y, logits)
+                    total += loss
+                    self._update_block_metrics(index, y, logits, loss)
+            scaled_total = total * common_scale
+        variables = [block.trainable_variables for block in self.blocks]
+        gradients = tape.gradient(scaled_total, variables)
+        for block, block_gradients, scale in zip(self.blocks, gradients, scales):
+            if mixed_precision:  # each LossScaleOptimizer unscales by its own scale
+                block_gradients = [g * (scale / common_scale) for g in block_gradients]
+            block.optimizer.apply(block_gradients, block.trainable_variables)
+        return logits, loss
+
+    def _update_block_metrics(self, index, y, logits, loss):
+        if index in self._logged_blocks:
+            position = self._logged_blocks.index(index)
+            self.block_losses[position].update_state(unscale_loss_for_distribution(loss))
+            self.block_accuracies[position].update_state(y, logits)
+
+    def _update_output_metrics(self, x, y, logits, loss):
+        self._loss_tracker.update_state(unscale_loss_for_distribution(loss), sample_weight=ops.shape(x)[0])
+        return self.compute_metrics(x, y, logits)
+
+    def test_step(self, data):
+        x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+        features = x
+        for index, block in enumerate(self.blocks):
+            features = block(features, training=False)
+            if block.head is not None:
+                logits = block.head(features, training=False)
+                loss = block.compute_loss(y=y, y_pred=logits, training=False)
+                self._update_block_metrics(index, y, logits, loss)
+        return self._update_output_metrics(x, y, logits, loss)
+
+    # -- serialization ------------------------------------------------------
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "blocks": [keras.saving.serialize_keras_object(block) for block in self.blocks],
+            "method": self.method.name,
+            "method_options": self.method.get_config(),
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["blocks"] = [keras.saving.deserialize_keras_object(block) for block in config["blocks"]]
+        return cls(**config)

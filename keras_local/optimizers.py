@@ -1,0 +1,96 @@
+"""Per-block optimizers and the facade that `LocalModel.optimizer` exposes.
+
+Each block owns its optimizer (`model.blocks[k].optimizer`). Keras callbacks
+only know `model.optimizer`; Keras' learning-rate callbacks (LearningRateScheduler,
+ReduceLROnPlateau) and TensorBoard iterate over `model.optimizer.optimizers`
+when it exists, so `BlockOptimizers` exposes exactly that and every callback
+acts on every block.
+"""
+
+import keras
+
+
+def _inner(optimizer):
+    """The optimizer inside a LossScaleOptimizer (mixed precision), or itself."""
+    return getattr(optimizer, "inner_optimizer", optimizer)
+
+
+def resolve_block_optimizers(spec, num_blocks):
+    """One fresh optimizer per block from `spec`.
+
+    `spec` is an optimizer (or identifier such as "sgd"), cloned from its
+    config for every block; a list of `num_blocks` optimizers; or a callable
+    `block_index -> optimizer`.
+    """
+    if callable(spec) and not isinstance(spec, keras.optimizers.Optimizer):
+        optimizers = [spec(index) for index in range(num_blocks)]
+    elif isinstance(spec, (list, tuple)):
+        if len(spec) != num_blocks:
+            raise ValueError(
+                f"Got {len(spec)} optimizers for {num_blocks} blocks; give one per block, "
+                "a single optimizer to clone, or a callable block_index -> optimizer."
+            )
+        optimizers = [keras.optimizers.get(item) for item in spec]
+    else:
+        template = _inner(keras.optimizers.get(spec))
+        config = template.get_config()
+        optimizers = [
+            template.__class__.from_config({**config, "name": f"{config['name']}_block_{index}"})
+            for index in range(num_blocks)
+        ]
+    optimizers = [keras.optimizers.get(item) for item in optimizers]
+    if len({id(item) for item in optimizers}) != num_blocks:
+        raise ValueError("Each block needs its own optimizer instance; got shared instances.")
+    return optimizers
+
+
+class BlockOptimizers:
+    """`model.optimizer` of a LocalModel: a view over the blocks' optimizers.
+
+    Example:
+
+    ```python
+    model.optimizer.optimizers          # [blocks[0].optimizer, ...]
+    model.optimizer.learning_rate = 0.01    # sets every block's learning rate
+    ```
+    """
+
+    def __init__(self, blocks):
+        self._blocks = list(blocks)
+
+    @property
+    def optimizers(self):
+        return [block.optimizer for block in self._blocks]
+
+    @property
+    def built(self):
+        return all(optimizer.built for optimizer in self.optimizers)
+
+    def build(self, variables=None):
+        """Builds each block's optimizer over its own block's variables, in
+        `block.trainable_variables` order (what saving and restoring rely on).
+        `variables` is accepted for Keras' API and ignored."""
+        for block in self._blocks:
+            if not block.optimizer.built:
+                block.optimizer.build(block.trainable_variables)
+
+    @property
+    def iterations(self):
+        return self._blocks[0].optimizer.iterations
+
+    @property
+    def learning_rate(self):
+        return self._blocks[0].optimizer.learning_rate
+
+    @learning_rate.setter
+    def learning_rate(self, value):
+        for optimizer in self.optimizers:
+            optimizer.learning_rate = value
+
+    @property
+    def variables(self):
+        return [variable for optimizer in self.optimizers for variable in optimizer.variables]
+
+    def __repr__(self):
+        names = ", ".join(type(_inner(optimizer)).__name__ for optimizer in self.optimizers)
+        return f"BlockOptimizers([{names}])"

@@ -1,0 +1,92 @@
+"""Where a network of N units is cut into K blocks.
+
+Cuts are the indices of the units that start blocks 2..K; block k owns units
+`[boundaries[k], boundaries[k + 1])`. Pure Python: no TensorFlow needed.
+
+Example:
+
+```python
+even_cuts(16, 4)                 # [4, 8, 12]
+even_cuts(55, 16)[:2]            # [4, 8]: 7 blocks of 4, then 9 of 3
+parse_cuts("3,7,11")             # [3, 7, 11]
+block_sizes(16, [4, 8, 12])      # [4, 4, 4, 4]
+```
+"""
+
+
+def even_cuts(num_units, num_blocks):
+    """Splits evenly; when `num_units` is not divisible, lower blocks get one
+    more unit (BackLink's rule: ResNet-110's 55 units at K = 16 → 4×7 + 3×9)."""
+    if isinstance(num_blocks, bool) or not isinstance(num_blocks, int) or num_blocks < 1:
+        raise ValueError(f"num_blocks must be a positive integer, got {num_blocks!r}.")
+    if num_blocks > num_units:
+        raise ValueError(
+            f"num_blocks={num_blocks} is larger than the number of units ({num_units}); "
+            f"allowed: 1..{num_units}."
+        )
+    base, extra = divmod(num_units, num_blocks)
+    cuts, position = [], 0
+    for index in range(num_blocks - 1):
+        position += base + (1 if index < extra else 0)
+        cuts.append(position)
+    return cuts
+
+
+def parse_cuts(cuts):
+    """Accepts a list of ints or a comma-separated string (for keras-tuner)."""
+    if isinstance(cuts, str):
+        text = cuts.strip()
+        if not text:
+            return []
+        try:
+            return [int(part) for part in text.split(",")]
+        except ValueError:
+            raise ValueError(
+                f"cuts={cuts!r} is not a comma-separated list of unit indices like '3,7,11'."
+            ) from None
+    try:
+        values = list(cuts)
+    except TypeError:
+        raise ValueError(f"cuts={cuts!r} must be a list of unit indices or a string like '3,7'.") from None
+    if not all(isinstance(value, int) and not isinstance(value, bool) for value in values):
+        raise ValueError(f"cuts={cuts!r} must contain integers only.")
+    return values
+
+
+def validate_cuts(cuts, num_units):
+    """Checks that cuts are strictly increasing and inside 1..num_units − 1."""
+    cuts = parse_cuts(cuts)
+    for value in cuts:
+        if not 1 <= value <= num_units - 1:
+            raise ValueError(
+                f"cuts={cuts} has {value}, out of range: each cut must be in "
+                f"1..{num_units - 1} for a network of {num_units} units."
+            )
+    if any(b <= a for a, b in zip(cuts, cuts[1:])):
+        raise ValueError(f"cuts={cuts} must be strictly increasing.")
+    return cuts
+
+
+def resolve_cuts(num_units, num_blocks=None, cuts=None):
+    """The cuts from either `num_blocks` (even split) or explicit `cuts`."""
+    if cuts is not None:
+        cuts = validate_cuts(cuts, num_units)
+        if num_blocks is not None and num_blocks != len(cuts) + 1:
+            raise ValueError(
+                f"num_blocks={num_blocks} disagrees with cuts={cuts} "
+                f"({len(cuts) + 1} blocks); give one or make them agree."
+            )
+        return cuts
+    return even_cuts(num_units, 1 if num_blocks is None else num_blocks)
+
+
+def split_units(units, cuts):
+    """Splits a list of units at `cuts` into a list of blocks (lists of units)."""
+    bounds = [0, *cuts, len(units)]
+    return [list(units[start:stop]) for start, stop in zip(bounds, bounds[1:])]
+
+
+def block_sizes(num_units, cuts):
+    """Number of units in each block."""
+    bounds = [0, *cuts, num_units]
+    return [stop - start for start, stop in zip(bounds, bounds[1:])]
