@@ -73,7 +73,7 @@ class Block(keras.Model):
         scaled for the number of replicas like any Keras loss."""
         if not self.weight_decay:
             return 0.0
-        total = ops.add_n([ops.sum(ops.square(ops.cast(v, "float32"))) for v in self.trainable_variables])
+        total = ops.sum(ops.stack([ops.sum(ops.square(ops.cast(v, "float32"))) for v in self.trainable_variables]))
         return scale_loss_for_distribution(0.5 * self.weight_decay * total)
 
     def local_loss(self, y, logits):

@@ -38,6 +38,9 @@ class Registry:
             )
         return self._entries[name]
 
+    def values(self):
+        return [self._entries[name] for name in self.names()]
+
     def names(self):
         return sorted(self._entries)
 

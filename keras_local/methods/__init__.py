@@ -28,3 +28,8 @@ def get_method(method, **options):
         return METHODS.get(method)(**options)
     except TypeError as error:
         raise ValueError(f"Invalid options {sorted(options)} for method {method!r}: {error}") from None
+
+
+def method_option_names():
+    """Every option name any registered method accepts (for config files)."""
+    return sorted({name for method in METHODS.values() for name in method.options})

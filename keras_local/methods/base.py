@@ -18,6 +18,7 @@ class Method:
     """
 
     name = None
+    options = ()  # names of the keyword arguments the method accepts
     cut_gradients = True
     aux_heads = True
 

@@ -1,0 +1,146 @@
+"""Run configurations: defaults, TOML recipes and `key=value` overrides.
+
+A configuration is a flat dict. `load_config` starts from `DEFAULTS`,
+applies a TOML recipe, then `--set key=value` overrides, and rejects unknown
+keys and wrongly typed values before anything is built or trained.
+
+Example:
+
+```python
+config = load_config("recipes/gll_resnet32_cifar10.toml", ["epochs=5", "num_blocks=8"])
+config["epochs"]      # 5
+```
+"""
+
+import tomllib
+
+DEFAULTS = {
+    # model
+    "architecture": "resnet20",
+    "method": "gll",
+    "num_blocks": 4,
+    "cuts": None,
+    "head": "linear",
+    "method_options": {},
+    # data
+    "dataset": "cifar10_sample",
+    "data_dir": None,
+    "train_split": "train",
+    "test_split": "test",
+    "train_examples": None,
+    "batch_size": 128,
+    "eval_batch_size": 256,
+    # optimisation
+    "epochs": 8,
+    "optimizer": "sgd",
+    "learning_rate": 0.05,
+    "momentum": 0.9,
+    "nesterov": False,
+    "weight_decay": 5e-4,
+    "lr_schedule": "cosine",
+    "seed": 0,
+    # outputs
+    "run_dir": None,
+    "tensorboard": False,
+    "verbose": 2,
+}
+
+OPTIMIZERS = ("sgd", "adam")
+LR_SCHEDULES = ("cosine", "constant")
+
+# The Python types each key accepts (None is accepted where the default is None).
+_TYPES = {
+    "num_blocks": int, "batch_size": int, "eval_batch_size": int, "epochs": int,
+    "seed": int, "verbose": int, "train_examples": int,
+    "learning_rate": float, "momentum": float, "weight_decay": float,
+    "nesterov": bool, "tensorboard": bool, "method_options": dict,
+    "cuts": (list, str),
+}
+
+
+def parse_value(text):
+    """A TOML value (`5`, `0.1`, `true`, `[3, 7]`, `"x"`), or the bare text as a string."""
+    try:
+        return tomllib.loads(f"value = {text}")["value"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def parse_overrides(overrides):
+    """`["epochs=5", "alpha=0.5"]` → `{"epochs": 5, "alpha": 0.5}`."""
+    parsed = {}
+    for item in overrides or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--set expects key=value, got {item!r}.")
+        parsed[key.strip()] = parse_value(value.strip())
+    return parsed
+
+
+def resolve(values, method_option_names=()):
+    """Merges `values` over the defaults and validates them.
+
+    Keys that are not run settings but are in `method_option_names` go into
+    `method_options` (so `--set alpha=0.5` works for methods with options).
+    """
+    config = {**DEFAULTS, "method_options": dict(DEFAULTS["method_options"])}
+    for key, value in values.items():
+        if key in DEFAULTS:
+            config[key] = value if key != "method_options" else {**config[key], **value}
+        elif key in method_option_names:
+            config["method_options"][key] = value
+        else:
+            allowed = sorted(set(DEFAULTS) | set(method_option_names))
+            raise ValueError(f"Unknown config key {key!r}. Allowed: {', '.join(allowed)}.")
+    for key, expected in _TYPES.items():
+        value = config[key]
+        if value is None and DEFAULTS[key] is None:
+            continue
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            config[key] = value = float(value)
+        if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+            raise ValueError(f"Config key {key!r} has the wrong type: got {value!r}.")
+    for key, allowed in (("optimizer", OPTIMIZERS), ("lr_schedule", LR_SCHEDULES)):
+        if config[key] not in allowed:
+            raise ValueError(f"Unknown {key} {config[key]!r}. Allowed: {', '.join(allowed)}.")
+    for key in ("epochs", "batch_size", "eval_batch_size"):
+        if config[key] < 1:
+            raise ValueError(f"{key} must be >= 1, got {config[key]!r}.")
+    if config["learning_rate"] <= 0:
+        raise ValueError(f"learning_rate must be > 0, got {config['learning_rate']!r}.")
+    return config
+
+
+def load_config(path=None, overrides=(), method_option_names=()):
+    """Defaults ← TOML file at `path` ← `overrides` (list of "key=value")."""
+    values = {}
+    if path is not None:
+        try:
+            with open(path, "rb") as file:
+                values = tomllib.load(file)
+        except FileNotFoundError:
+            raise ValueError(f"Config file {str(path)!r} does not exist.") from None
+        except tomllib.TOMLDecodeError as error:
+            raise ValueError(f"Config file {str(path)!r} is not valid TOML: {error}.") from None
+    values.update(parse_overrides(overrides))
+    return resolve(values, method_option_names)
+
+
+def to_toml(config):
+    """Writes a flat config (and its `method_options` table) as TOML text."""
+
+    def literal(value):
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, str):
+            return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        if isinstance(value, (list, tuple)):
+            return "[" + ", ".join(literal(item) for item in value) + "]"
+        return repr(value)
+
+    lines = [f"{key} = {literal(value)}" for key, value in config.items()
+             if value is not None and not isinstance(value, dict)]
+    for key, value in config.items():
+        if isinstance(value, dict) and value:
+            lines += ["", f"[{key}]"] + [f"{name} = {literal(item)}" for name, item in value.items()]
+    return "\n".join(lines) + "\n"
