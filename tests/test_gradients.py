@@ -1,0 +1,111 @@
+"""Each method's parameter gradients against a hand-written GradientTape."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_local as kl
+from conftest import tiny_batch, tiny_resnet
+
+LEARNING_RATE = 0.1
+ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+def applied_gradients(model, x, y):
+    """Runs one train_step with plain SGD and recovers g = -Δθ / lr per block."""
+    before = [[v.numpy().copy() for v in block.trainable_variables] for block in model.blocks]
+    model.train_step((tf.constant(x), tf.constant(y)))
+    return [
+        [(b - v.numpy()) / LEARNING_RATE for b, v in zip(values, block.trainable_variables)]
+        for values, block in zip(before, model.blocks)
+    ]
+
+
+def assert_close(actual, expected, atol=2e-5):
+    for a, e in zip(actual, expected):
+        np.testing.assert_allclose(a, e, rtol=1e-3, atol=atol)
+
+
+@pytest.mark.parametrize("weight_decay", [0.0, 0.1])
+def test_gll_each_block_gets_only_its_own_local_loss(weight_decay):
+    model = tiny_resnet("gll", weight_decay=weight_decay)
+    model.compile(optimizer=keras.optimizers.SGD(LEARNING_RATE))
+    x, y = tiny_batch()
+
+    # Hand-written reference: block k's loss on its own head, w.r.t. its own
+    # variables, from the (un-stopped) output of the blocks before it.
+    reference, leaked = [], []
+    with tf.GradientTape(persistent=True) as tape:
+        h, losses = tf.constant(x), []
+        for block in model.blocks:
+            h = block(h, training=True)
+            loss = ce(y, block.head(h, training=True))
+            decay = 0.5 * weight_decay * sum(tf.reduce_sum(v**2) for v in block.trainable_variables)
+            losses.append(loss + decay)
+    for k, block in enumerate(model.blocks):
+        reference.append([g.numpy() for g in tape.gradient(losses[k], block.trainable_variables)])
+        later = [tape.gradient(loss, block.trainable_variables) for loss in losses[k + 1:]]
+        leaked.append([sum(0.0 if g is None else g.numpy() for g in grads)
+                       for grads in zip(*later)] if later else None)
+    # The reference forward ran BN in training mode like the step will; undo nothing else.
+    applied = applied_gradients(model, x, y)
+
+    for k in range(len(model.blocks)):
+        assert_close(applied[k], reference[k])
+        if leaked[k] is not None:
+            # Later losses do reach block k without the cut: the test would see them.
+            assert max(np.abs(g).max() for g in leaked[k]) > 1e-4
+            assert not all(np.allclose(a, r + l, atol=1e-5) for a, r, l in zip(applied[k], reference[k], leaked[k]))
+    if weight_decay:
+        # The coupled L2 term is really in the update: the gradient without it differs.
+        without = [g - weight_decay * v for g, v in zip(reference[0], [w.numpy() for w in model.blocks[0].trainable_variables])]
+        assert not all(np.allclose(a, b, atol=1e-5) for a, b in zip(applied[0], without))
+
+
+def test_gll_last_block_uses_the_output_head():
+    model = kl.build_model("resnet20", method="gll", num_blocks=3, head="conv",
+                           input_shape=(8, 8, 3), num_classes=5)
+    assert model.output_head is model.blocks[-1].head
+    assert isinstance(model.output_head, kl.heads.LinearHead)
+    assert all(isinstance(block.head, kl.heads.ConvHead) for block in model.blocks[:-1])
+
+
+def test_bp_step_equals_a_plain_keras_model_step():
+    model = tiny_resnet("bp")
+    twin = tiny_resnet("bp")
+    twin.set_weights(model.get_weights())
+    plain = kl.export_inference_model(twin)  # the same layers as `twin`, as a plain model
+    optimizer = keras.optimizers.SGD(LEARNING_RATE, momentum=0.9)
+    model.compile(optimizer=optimizer)
+    plain.compile(optimizer=keras.optimizers.SGD(LEARNING_RATE, momentum=0.9), loss=ce)
+    assert not model.method.aux_heads and model.blocks[0].head is None
+    x, y = tiny_batch()
+    for _ in range(2):  # the second step exercises the momentum slots
+        model.train_step((tf.constant(x), tf.constant(y)))
+        plain.train_on_batch(x, y)
+    for a, b in zip(model.get_weights(), twin.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    moved = [np.abs(a - b).max() for a, b in zip(model.get_weights(), tiny_resnet("bp").get_weights())]
+    assert max(moved) > 1e-3
+
+
+def test_bp_gradient_reaches_the_first_block():
+    model = tiny_resnet("bp")
+    model.compile(optimizer=keras.optimizers.SGD(LEARNING_RATE))
+    x, y = tiny_batch()
+    with tf.GradientTape() as tape:
+        loss = ce(y, model(tf.constant(x), training=True))
+    reference = [g.numpy() for g in tape.gradient(loss, model.blocks[0].trainable_variables)]
+    assert_close(applied_gradients(model, x, y)[0], reference)
+
+
+def test_conv_head_follows_infopro_widths_and_strides():
+    head = kl.heads.ConvHead(10)
+    head.build((None, 32, 32, 16))
+    assert head.conv.filters == 32 and head.conv.strides == (2, 2)
+    head = kl.heads.ConvHead(10)
+    head.build((None, 8, 8, 64))
+    assert head.conv.filters == 64 and head.conv.strides == (1, 1)
+    with pytest.raises(ValueError, match="image features"):
+        kl.heads.ConvHead(10).build((None, 128))
