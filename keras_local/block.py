@@ -46,10 +46,11 @@ class Block(keras.Model):
     def build(self, input_shape):
         shape = tuple(input_shape)
         self.input_shape_without_batch = shape[1:]
-        for unit in self.units:
-            unit.build(shape)
+        for unit in self.units:  # units may come built (deserialized with their build config)
+            if not unit.built:
+                unit.build(shape)
             shape = tuple(unit.compute_output_shape(shape))
-        if self.head is not None:
+        if self.head is not None and not self.head.built:
             self.head.build(shape)
         self.features_shape = shape
 

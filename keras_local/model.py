@@ -67,7 +67,8 @@ class LocalModel(keras.Model):
     def build(self, input_shape):
         shape = tuple(input_shape)
         for block in self.blocks:
-            block.build(shape)
+            if not block.built:
+                block.build(shape)
             shape = block.compute_output_shape(shape)
         if self.compiled:
             self.optimizer.build()

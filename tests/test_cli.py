@@ -1,0 +1,77 @@
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from keras_local import cli
+from keras_local.config import load_config, parse_value
+
+
+def test_config_layers_defaults_recipe_and_overrides(tmp_path):
+    recipe = tmp_path / "r.toml"
+    recipe.write_text('architecture = "resnet32"\nepochs = 200\nlearning_rate = 1\n')
+    config = load_config(recipe, ["epochs=5", "cuts=[3, 7]", "dataset=cifar10"])
+    assert config["architecture"] == "resnet32" and config["epochs"] == 5
+    assert config["cuts"] == [3, 7] and config["dataset"] == "cifar10"
+    assert config["learning_rate"] == 1.0 and isinstance(config["learning_rate"], float)
+    assert parse_value("true") is True and parse_value("cifar10") == "cifar10"
+
+
+def test_shipped_recipes_resolve():
+    root = os.path.join(os.path.dirname(__file__), "..", "recipes")
+    for name in sorted(os.listdir(root)):
+        config = load_config(os.path.join(root, name))
+        assert config["epochs"] > 0, name
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "--set", "method=magic"], "Unknown method 'magic'. Allowed: bp, gll"),
+        (["train", "--set", "architecture=resnet33"], "Unknown architecture 'resnet33'"),
+        (["train", "--set", "num_blocks=99"], "num_blocks=99 is larger than the number of units"),
+        (["train", "--set", "learning_rat=0.1"], "Unknown config key 'learning_rat'"),
+        (["train", "--set", "epochs=many"], "Config key 'epochs' has the wrong type: got 'many'"),
+        (["train", "--set", "dataset=cifar11"], "Unknown dataset 'cifar11'"),
+        (["train", "--set", "data_dir=/no/such/dir"], "data_dir='/no/such/dir' does not exist"),
+        (["train", "--config", "/no/such.toml"], "Config file '/no/such.toml' does not exist"),
+    ],
+)
+def test_bad_input_prints_one_line_and_exits_2(argv, message, capsys, tmp_path):
+    assert cli.main(argv + ["--run-dir", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("keras-local: error: ")
+    assert message in err
+    assert not (tmp_path / "run").exists()  # failed before anything was written or trained
+
+
+def test_train_end_to_end_on_the_embedded_sample(tmp_path):
+    run_dir = tmp_path / "run"
+    command = [sys.executable, "-m", "keras_local.cli", "train", "--run-dir", str(run_dir),
+               "--set", "epochs=1", "--set", "train_examples=256", "--set", "num_blocks=2",
+               "--set", "verbose=0"]
+    out = subprocess.run(command, capture_output=True, text=True, check=True)
+    last = out.stdout.strip().splitlines()[-1]
+    assert last.startswith("resnet20 gll K=2 on cifar10_sample, 1 epochs: test accuracy")
+    for name in ["config.toml", "versions.json", "history.csv", "model.keras", "inference.keras",
+                 "summary.json"]:
+        assert (run_dir / name).exists(), name
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert 0.0 <= summary["test_accuracy"] <= 1.0 and set(summary["block_accuracies"]) == {"acc_0", "acc_1"}
+    header = (run_dir / "history.csv").read_text().splitlines()[0].split(",")
+    assert {"acc_0", "acc_1", "val_accuracy"} <= set(header)
+    assert load_config(run_dir / "config.toml")["train_examples"] == 256
+
+    bad = subprocess.run([sys.executable, "-m", "keras_local.cli", "train", "--set", "method=magic"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0
+
+
+@pytest.mark.slow
+def test_demo_reaches_accuracy_clearly_above_chance(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "keras_local.cli", "train", "--run-dir", str(tmp_path),
+                          "--set", "verbose=0"], capture_output=True, text=True, check=True)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["test_accuracy"] > 0.25, out.stdout

@@ -1,0 +1,151 @@
+"""Saving, resuming and exporting keep every block's optimizer state and weights."""
+
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+import keras_local as kl
+from conftest import tiny_batch, tiny_resnet
+
+
+def optimizer_state(model):
+    return [[v.numpy().copy() for v in block.optimizer.variables] for block in model.blocks]
+
+
+def assert_same_state(a, b):
+    for block_a, block_b in zip(a, b):
+        assert len(block_a) == len(block_b)
+        for x, y in zip(block_a, block_b):
+            np.testing.assert_array_equal(x, y)
+
+
+def test_keras_round_trip_restores_each_blocks_optimizer_state(tmp_path):
+    model = tiny_resnet()
+    model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9))
+    # Build the optimizers in reverse block order: slots must still land on the right variables.
+    for block in reversed(model.blocks):
+        block.optimizer.build(block.trainable_variables)
+    x, y = tiny_batch(16)
+    model.fit(x, y, batch_size=8, epochs=2, verbose=0)
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+
+    assert isinstance(loaded, kl.LocalModel) and loaded.method.name == "gll"
+    assert [int(b.optimizer.iterations) for b in loaded.blocks] == [4, 4, 4]
+    assert_same_state(optimizer_state(model), optimizer_state(loaded))
+    momentum_slots = [v for v in loaded.blocks[1].optimizer.variables if "momentum" in v.path]
+    assert momentum_slots and any(np.abs(v.numpy()).max() > 0 for v in momentum_slots)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
+    # Training continues identically from the restored state.
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0, shuffle=False)
+    loaded.fit(x, y, batch_size=8, epochs=1, verbose=0, shuffle=False)
+    for a, b in zip(model.get_weights(), loaded.get_weights()):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+class StopAtEpoch(keras.callbacks.Callback):
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise RuntimeError("interrupted")
+
+
+def test_backup_and_restore_resumes_with_every_blocks_optimizer_state(tmp_path):
+    x, y = tiny_batch(16)
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
+
+    def fresh():
+        keras.utils.set_random_seed(1)
+        model = tiny_resnet()
+        model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9))
+        return model
+
+    reference = fresh()
+    reference.fit(dataset, epochs=3, verbose=0)
+
+    backup = keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))
+    interrupted = fresh()
+    try:
+        interrupted.fit(dataset, epochs=3, verbose=0, callbacks=[backup, StopAtEpoch(2)])
+    except RuntimeError:
+        pass
+    resumed = fresh()
+    history = resumed.fit(dataset, epochs=3, verbose=0, callbacks=[backup])
+    assert len(history.epoch) == 1  # only the third epoch ran again
+    assert [int(b.optimizer.iterations) for b in resumed.blocks] == [6, 6, 6]
+    for block_a, block_b in zip(optimizer_state(reference), optimizer_state(resumed)):
+        for a, b in zip(block_a, block_b):  # momentum slots continued, not restarted
+            np.testing.assert_allclose(a, b, atol=1e-5)
+    for a, b in zip(reference.get_weights(), resumed.get_weights()):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_stock_callbacks_work_with_per_block_optimizers(tmp_path):
+    model = tiny_resnet()
+    model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9))
+    x, y = tiny_batch(16)
+    callbacks = [
+        keras.callbacks.ModelCheckpoint(str(tmp_path / "best.keras"), monitor="val_accuracy",
+                                        save_best_only=True),
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=5),
+        keras.callbacks.CSVLogger(str(tmp_path / "log.csv")),
+        keras.callbacks.TensorBoard(str(tmp_path / "tb")),
+    ]
+    model.fit(x, y, batch_size=8, epochs=2, verbose=0, validation_data=(x, y), callbacks=callbacks)
+    header = (tmp_path / "log.csv").read_text().splitlines()[0].split(",")
+    assert {"epoch", "accuracy", "acc_0", "loss_1", "val_acc_2"} <= set(header)
+    restored = keras.saving.load_model(str(tmp_path / "best.keras"))
+    assert all(int(b.optimizer.iterations) > 0 for b in restored.blocks)
+    assert os.listdir(tmp_path / "tb")
+
+
+def test_mixed_precision_scales_the_loss_in_the_custom_step():
+    x, y = tiny_batch(8)
+
+    def update_size(policy):
+        keras.mixed_precision.set_global_policy(policy)
+        keras.utils.set_random_seed(3)
+        model = tiny_resnet()
+        model.compile(optimizer=keras.optimizers.SGD(0.1))
+        kernel = model.blocks[0].units[0].conv.kernel
+        before = kernel.numpy().copy()
+        model.train_step((tf.constant(x), tf.constant(y)))
+        return model, np.abs(kernel.numpy() - before).mean()
+
+    mixed, mixed_update = update_size("mixed_float16")
+    assert type(mixed.blocks[0].optimizer).__name__ == "LossScaleOptimizer"
+    _, full_update = update_size("float32")
+    # Without scale_loss the LossScaleOptimizer would unscale an unscaled loss: 2**15 too small.
+    assert 0.5 < mixed_update / full_update < 2.0
+
+
+def test_exported_model_loads_without_keras_local(tmp_path):
+    model = kl.build_model("resnet20", method="gll", num_blocks=3, head="conv",
+                           input_shape=(16, 16, 3), num_classes=4)
+    model.compile(optimizer="sgd")
+    x = np.random.default_rng(0).normal(size=(4, 16, 16, 3)).astype("float32")
+    model.fit(x, np.arange(4), epochs=1, verbose=0)
+    path = str(tmp_path / "infer.keras")
+    kl.export_inference_model(model, path)
+    np.save(tmp_path / "x.npy", x)
+    script = (
+        "import sys, json, numpy as np, keras\n"
+        f"m = keras.saving.load_model({path!r})\n"
+        f"p = m.predict(np.load({str(tmp_path / 'x.npy')!r}), verbose=0)\n"
+        "assert not any(name.startswith('keras_local') for name in sys.modules)\n"
+        "print(json.dumps(p.tolist()))\n"
+    )
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
+                         cwd=tmp_path, check=True)
+    predictions = np.array(json.loads(out.stdout.strip().splitlines()[-1]))
+    np.testing.assert_allclose(predictions, model.predict(x, verbose=0), atol=1e-5)
