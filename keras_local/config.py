@@ -31,7 +31,7 @@ DEFAULTS = {
     "batch_size": 128,
     "eval_batch_size": 256,
     # optimisation
-    "epochs": 8,
+    "epochs": 6,
     "optimizer": "sgd",
     "learning_rate": 0.05,
     "momentum": 0.9,
