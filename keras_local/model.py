@@ -49,14 +49,13 @@ class LocalModel(keras.Model):
         self.blocks = list(blocks)
         self.method = get_method(method, **(method_options or {}))
         # Blocks whose head accuracy is logged as acc_k (none for bp: only the output).
-        self._logged_blocks = [
+        logged = [
             index for index, block in enumerate(self.blocks)
             if block.head is not None and self.method.aux_heads
         ]
-        self.block_losses = [keras.metrics.Mean(name=f"loss_{k}") for k in self._logged_blocks]
-        self.block_accuracies = [
-            keras.metrics.SparseCategoricalAccuracy(name=f"acc_{k}") for k in self._logged_blocks
-        ]
+        self._metric_position = {index: position for position, index in enumerate(logged)}
+        self.block_losses = [keras.metrics.Mean(name=f"loss_{k}") for k in logged]
+        self.block_accuracies = [keras.metrics.SparseCategoricalAccuracy(name=f"acc_{k}") for k in logged]
 
     @property
     def output_head(self):
@@ -164,8 +163,8 @@ class LocalModel(keras.Model):
         return logits, loss
 
     def _update_block_metrics(self, index, y, logits, loss):
-        if index in self._logged_blocks:
-            position = self._logged_blocks.index(index)
+        position = self._metric_position.get(index)
+        if position is not None:
             self.block_losses[position].update_state(unscale_loss_for_distribution(loss))
             self.block_accuracies[position].update_state(y, logits)
 

@@ -30,7 +30,7 @@ def resolve_block_optimizers(spec, num_blocks):
                 f"Got {len(spec)} optimizers for {num_blocks} blocks; give one per block, "
                 "a single optimizer to clone, or a callable block_index -> optimizer."
             )
-        optimizers = [keras.optimizers.get(item) for item in spec]
+        optimizers = list(spec)
     else:
         template = _inner(keras.optimizers.get(spec))
         config = template.get_config()
