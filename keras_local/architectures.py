@@ -4,15 +4,22 @@ A unit is never cut inside: the stem and each residual block of a ResNet, each
 conv layer of a VGG (its max-pool attached), each hidden layer of an MLP. The
 network's own classifier (GAP → Dense) is the output head, not a unit.
 
+Every factory takes the example's `input_shape` (some networks adapt to it,
+e.g. the bottleneck ResNets' stem) and its own keyword options.
+
 Example:
 
 ```python
 units = get_architecture("resnet32")
 len(units)   # 16: the stem + 15 residual blocks
+units = get_architecture("resnet101", input_shape=(64, 64, 3))   # 7x7 stride-2 stem
 ```
 """
 
-from keras_local.layers import ConvBNReLU, DenseReLU, ResidualUnit
+import functools
+import inspect
+
+from keras_local.layers import BottleneckUnit, ConvBNReLU, DenseReLU, ResidualUnit
 from keras_local.registry import Registry
 
 ARCHITECTURES = Registry("architecture")
@@ -23,12 +30,24 @@ def list_architectures():
     return ARCHITECTURES.names()
 
 
-def get_architecture(name):
-    """Returns a fresh list of the units of architecture `name`."""
-    return ARCHITECTURES.get(name)()
+def get_architecture(name, input_shape=(32, 32, 3), **options):
+    """Returns a fresh list of the units of architecture `name`.
+
+    `options` are the architecture's own keyword arguments (e.g. `stem` for
+    the bottleneck ResNets); unknown ones raise a `ValueError`.
+    """
+    factory = ARCHITECTURES.get(name)
+    allowed = [p for p in inspect.signature(factory).parameters if p != "input_shape"]
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ValueError(
+            f"Unknown option(s) {unknown} for architecture {name!r}. "
+            f"Allowed: {', '.join(allowed) or 'none'}."
+        )
+    return factory(input_shape=tuple(input_shape), **options)
 
 
-def cifar_resnet(depth):
+def cifar_resnet(depth, input_shape=None):
     """He et al.'s CIFAR ResNet-`depth`: a 16-channel stem, then 3 stages of
     (depth − 2) / 6 basic blocks with 16, 32, 64 channels."""
     if (depth - 2) % 6:
@@ -54,7 +73,7 @@ VGG_CONFIGS = {
 }
 
 
-def vgg(name):
+def vgg(name, input_shape=None):
     """VGG with batch norm for 32x32 inputs: one unit per conv layer, each
     max-pool attached to the conv before it."""
     config = VGG_CONFIGS[name]
@@ -67,7 +86,7 @@ def vgg(name):
     return units
 
 
-def mlp(hidden_units=(1024, 1024, 1024)):
+def mlp(hidden_units=(1024, 1024, 1024), input_shape=None):
     """A multilayer perceptron: one unit per hidden layer (the first flattens)."""
     return [
         DenseReLU(width, flatten=index == 0, name=f"dense{index + 1}")
@@ -75,8 +94,60 @@ def mlp(hidden_units=(1024, 1024, 1024)):
     ]
 
 
+BOTTLENECK_DEPTHS = {"resnet50": (3, 4, 6, 3), "resnet101": (3, 4, 23, 3), "resnet152": (3, 8, 36, 3)}
+STEMS = ("cifar", "tiny_imagenet")
+
+
+def bottleneck_resnet(name, input_shape=(32, 32, 3), stem=None):
+    """He et al.'s ResNet-50/101/152 (base width 64, bottleneck expansion 4)
+    for small images, as in BWBPF's code: a stem unit, then one unit per
+    bottleneck block (17, 34 and 51 units), so K = 4, 8, 12, 16 splits of the
+    true [3, 4, 23, 3] / [3, 8, 36, 3] depths exist.
+
+    Args:
+        stem: "cifar" (3x3 conv, stride 1, no max-pool) or "tiny_imagenet"
+            (7x7 conv, stride 2, no max-pool: 64x64 inputs become 32x32).
+            Default: "tiny_imagenet" for inputs of 64 pixels or more,
+            "cifar" otherwise.
+    """
+    if stem is None:
+        stem = "tiny_imagenet" if min(input_shape[:2]) >= 64 else "cifar"
+    if stem not in STEMS:
+        raise ValueError(f"Unknown stem {stem!r}. Allowed: {', '.join(STEMS)}.")
+    kernel_size, strides = (3, 1) if stem == "cifar" else (7, 2)
+    units = [ConvBNReLU(64, kernel_size=kernel_size, strides=strides, name="stem")]
+    for stage, (count, filters) in enumerate(zip(BOTTLENECK_DEPTHS[name], (64, 128, 256, 512))):
+        for index in range(count):
+            strides = 2 if stage > 0 and index == 0 else 1
+            units.append(
+                BottleneckUnit(filters, strides=strides, name=f"stage{stage + 1}_unit{index + 1}")
+            )
+    return units
+
+
+def alexnet(input_shape=None, hidden_units=(4096, 4096), dropout=0.5):
+    """AlexNet for 32x32 images (BackLink's variant): five 3x3 conv + BN +
+    ReLU layers (64, 192, 384, 256, 256 filters; 2x2 max-pools after the
+    1st, 2nd and 5th), then two hidden dense layers with dropout 0.5 before
+    each (dropout only in the FC layers). Seven units; the third FC layer is
+    the output head."""
+    units = [
+        ConvBNReLU(64, pool=True, name="conv1"),
+        ConvBNReLU(192, pool=True, name="conv2"),
+        ConvBNReLU(384, name="conv3"),
+        ConvBNReLU(256, name="conv4"),
+        ConvBNReLU(256, pool=True, name="conv5"),
+    ]
+    for index, width in enumerate(hidden_units):
+        units.append(DenseReLU(width, flatten=index == 0, dropout=dropout, name=f"fc{index + 6}"))
+    return units
+
+
 for _depth in (20, 32, 56, 110):
-    ARCHITECTURES.register(f"resnet{_depth}")(lambda depth=_depth: cifar_resnet(depth))
+    ARCHITECTURES.register(f"resnet{_depth}")(functools.partial(cifar_resnet, _depth))
+for _name in BOTTLENECK_DEPTHS:
+    ARCHITECTURES.register(_name)(functools.partial(bottleneck_resnet, _name))
 for _name in VGG_CONFIGS:
-    ARCHITECTURES.register(_name)(lambda name=_name: vgg(name))
+    ARCHITECTURES.register(_name)(functools.partial(vgg, _name))
 ARCHITECTURES.register("mlp")(mlp)
+ARCHITECTURES.register("alexnet")(alexnet)

@@ -6,6 +6,20 @@ from keras import ops
 from keras.src.losses.loss import scale_loss_for_distribution, unscale_loss_for_distribution
 
 
+class LocalStep:
+    """What one block computed on one batch: `features` (its output),
+    `logits` and `loss` of its head, `gradients` for its trainable variables;
+    `input_gradient` and `tape` when asked for (backward links)."""
+
+    def __init__(self, features, logits, loss, gradients):
+        self.features = features
+        self.logits = logits
+        self.loss = loss
+        self.gradients = gradients
+        self.input_gradient = None
+        self.tape = None
+
+
 @keras.saving.register_keras_serializable(package="keras_local")
 class Block(keras.Model):
     """A contiguous run of units with an auxiliary head, trained by its own optimizer.
@@ -69,40 +83,90 @@ class Block(keras.Model):
             shape = tuple(unit.compute_output_shape(shape))
         return shape
 
-    def weight_decay_loss(self):
-        """½·λ·Σ‖w‖² over the block's trainable variables (gradient λ·w),
-        scaled for the number of replicas like any Keras loss."""
-        if not self.weight_decay:
+    def weight_decay_loss(self, variables=None):
+        """½·λ·Σ‖w‖² over `variables` (default: the block's trainable
+        variables), so its gradient is λ·w; scaled for the number of replicas
+        like any Keras loss."""
+        variables = self.trainable_variables if variables is None else variables
+        if not self.weight_decay or not variables:
             return 0.0
-        total = ops.sum(ops.stack([ops.sum(ops.square(ops.cast(v, "float32"))) for v in self.trainable_variables]))
+        total = ops.sum(ops.stack([ops.sum(ops.square(ops.cast(v, "float32"))) for v in variables]))
         return scale_loss_for_distribution(0.5 * self.weight_decay * total)
 
     def local_loss(self, y, logits):
         """The block's compiled loss (e.g. cross-entropy) on its head's logits."""
         return self.compute_loss(y=y, y_pred=logits, training=True)
 
-    def compute_local_gradients(self, inputs, y):
-        """Forward through the block and its head, and the gradients of the
-        local loss (+ weight decay) w.r.t. `self.trainable_variables`.
+    def compute_local_gradients(self, inputs, y, loss_weight=1.0, keep_tape=False, input_gradient=False):
+        """Forward through the block and its head, and the gradients of
+        `loss_weight · local loss + weight decay` w.r.t. `self.trainable_variables`.
 
-        Returns `(features, logits, loss, gradients)`; `loss` is the local
-        loss without weight decay, as Keras' losses return it (divided by the
-        number of replicas under a distribution strategy). The gradients are
-        scaled by the optimizer's loss scale under mixed precision, as
-        `optimizer.apply` expects.
+        Args:
+            inputs: the block's input (already stopped by the caller).
+            y: the labels.
+            loss_weight: the weight of the local loss in the method's objective.
+            keep_tape: keep the tape for `backward_link_gradients`.
+            input_gradient: also return ∂(loss_weight · loss)/∂inputs, the
+                error a backward link sends to the previous block.
+
+        Returns a `LocalStep`; its `loss` is the local loss without weight or
+        weight decay, as Keras' losses return it (divided by the number of
+        replicas under a distribution strategy). Its gradients are scaled by
+        the optimizer's loss scale under mixed precision, as `optimizer.apply`
+        expects; its `input_gradient` is not.
         """
-        with tf.GradientTape() as tape:
+        with tf.GradientTape(persistent=keep_tape) as tape:
+            if input_gradient:
+                tape.watch(inputs)
             features = self(inputs, training=True)
             logits = self.head(features, training=True)
             loss = self.local_loss(y, logits)
-            scaled = self.optimizer.scale_loss(loss + self.weight_decay_loss())
-        gradients = tape.gradient(scaled, self.trainable_variables)
-        return features, logits, loss, gradients
+            scaled = self.optimizer.scale_loss(loss_weight * loss + self.weight_decay_loss())
+        sources = list(self.trainable_variables) + ([inputs] if input_gradient else [])
+        gradients = tape.gradient(scaled, sources)
+        step = LocalStep(features, logits, loss, gradients[: len(self.trainable_variables)])
+        if input_gradient:
+            scale = getattr(self.optimizer, "dynamic_scale", 1.0)
+            step.input_gradient = ops.cast(gradients[-1], "float32") / ops.cast(scale, "float32")
+        if keep_tape:
+            step.tape = tape
+        return step
+
+    def tail_variables(self, tail_length):
+        """The trainable variables of the last `tail_length` units."""
+        if tail_length <= 0:
+            return []
+        return [v for unit in self.units[-tail_length:] for v in unit.trainable_variables]
+
+    def backward_link_gradients(self, step, output_gradient, alpha, tail_length):
+        """The gradients of a step with the next block's error mixed into the tail.
+
+        `step` is this block's `LocalStep` (computed with `keep_tape=True`)
+        and `output_gradient` the next block's ∂L/∂(its input) = ∂L/∂features.
+        The last `tail_length` units' parameters get
+        `alpha · (their local gradient) + (1 − alpha) · VJP(output_gradient)`
+        (weight decay counted once); every other variable keeps its local
+        gradient. The error stops at the tail's input.
+        """
+        tail = self.tail_variables(tail_length)
+        with step.tape:  # re-enter the kept tape: the tail's forward is not recomputed
+            link = ops.sum(
+                ops.cast(step.features, "float32") * ops.stop_gradient(ops.cast(output_gradient, "float32"))
+            )
+            objective = (1.0 - alpha) * (link + self.weight_decay_loss(tail))
+            scaled = self.optimizer.scale_loss(objective)
+        link_gradients = dict(zip((id(v) for v in tail), step.tape.gradient(scaled, tail)))
+        step.tape = None
+        return [
+            alpha * gradient + link_gradients[id(variable)] if id(variable) in link_gradients else gradient
+            for variable, gradient in zip(self.trainable_variables, step.gradients)
+        ]
 
     def train_step(self, data):
         x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
-        _, logits, loss, gradients = self.compute_local_gradients(x, y)
-        self.optimizer.apply(gradients, self.trainable_variables)
+        step = self.compute_local_gradients(x, y)
+        self.optimizer.apply(step.gradients, self.trainable_variables)
+        logits, loss = step.logits, step.loss
         self._loss_tracker.update_state(unscale_loss_for_distribution(loss), sample_weight=ops.shape(x)[0])
         return self.compute_metrics(x, y, logits)
 

@@ -18,6 +18,7 @@ def build_model(
     input_shape=(32, 32, 3),
     num_classes=10,
     weight_decay=0.0,
+    architecture_options=None,
     name=None,
     **method_options,
 ):
@@ -30,12 +31,17 @@ def build_model(
         cuts: explicit block boundaries (unit indices, list or "3,7,11");
             overrides the even split.
         head: auxiliary head of blocks 1..K−1, a name from `list_heads()`.
-            The last block always uses the network's output head (GAP →
-            Dense). Accepted by every method so that a config can switch
-            method freely (`bp` has no auxiliary heads and ignores it).
+            The last block uses the network's output head (GAP → Dense),
+            except for methods with a separate output block (`bwbpf`), where
+            every one of the K blocks gets a `head` and the output layer is
+            `model.blocks[-1]`, a block without units. Accepted by every
+            method so that a config can switch method freely (`bp` has no
+            auxiliary heads and ignores it).
         input_shape: shape of one example, e.g. (32, 32, 3).
         num_classes: number of classes.
         weight_decay: coupled L2 (PyTorch semantics), see `Block`.
+        architecture_options: the architecture's own options, e.g.
+            `{"stem": "cifar"}` for the bottleneck ResNets.
         **method_options: options of the method (e.g. `alpha`).
 
     Example:
@@ -54,20 +60,23 @@ def build_model(
         raise ValueError(f"input_shape must be a tuple of positive ints, got {input_shape!r}.")
     if num_blocks is not None:
         _check_positive_int("num_blocks", num_blocks)
-    units = get_architecture(architecture)
+    units = get_architecture(architecture, input_shape=input_shape, **(architecture_options or {}))
     cuts = resolve_cuts(len(units), num_blocks, cuts)
     method.validate(block_sizes(len(units), cuts))
 
     groups = split_units(units, cuts)
     blocks = []
     for index, group in enumerate(groups):
-        if index == len(groups) - 1:
+        if index == len(groups) - 1 and not method.separate_output_block:
             block_head = LinearHead(num_classes, name="output_head")
         elif method.aux_heads:
             block_head = get_head(head, num_classes, name_prefix=f"block{index}_head")
         else:
             block_head = None
         blocks.append(Block(group, head=block_head, weight_decay=weight_decay, name=f"block_{index}"))
+    if method.separate_output_block:
+        output_head = LinearHead(num_classes, name="output_head")
+        blocks.append(Block([], head=output_head, weight_decay=weight_decay, name="output_block"))
     model = LocalModel(blocks, method=method, name=name or f"{architecture}_{method.name}")
     model.build((None, *input_shape))
     return model

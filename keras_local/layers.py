@@ -137,8 +137,73 @@ class ResidualUnit(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="keras_local")
+class BottleneckUnit(keras.layers.Layer):
+    """The ResNet-50/101/152 bottleneck: 1x1 → 3x3 (strided) → 1x1 convs with
+    `expansion · filters` outputs, and an identity or 1x1 conv + BN shortcut.
+
+    Example:
+
+    ```python
+    unit = BottleneckUnit(64)
+    unit(keras.ops.zeros((2, 32, 32, 64))).shape   # (2, 32, 32, 256)
+    ```
+    """
+
+    def __init__(self, filters, strides=1, expansion=4, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = filters
+        self.strides = strides
+        self.expansion = expansion
+        dtype = self.dtype_policy
+        self.conv1 = conv(filters, 1, 1, name=f"{self.name}_conv1", dtype=dtype)
+        self.bn1 = batch_norm(f"{self.name}_bn1", dtype=dtype)
+        self.relu1 = keras.layers.ReLU(name=f"{self.name}_relu1", dtype=dtype)
+        self.conv2 = conv(filters, 3, strides, name=f"{self.name}_conv2", dtype=dtype)
+        self.bn2 = batch_norm(f"{self.name}_bn2", dtype=dtype)
+        self.relu2 = keras.layers.ReLU(name=f"{self.name}_relu2", dtype=dtype)
+        self.conv3 = conv(expansion * filters, 1, 1, name=f"{self.name}_conv3", dtype=dtype)
+        self.bn3 = batch_norm(f"{self.name}_bn3", dtype=dtype)
+        self.add = keras.layers.Add(name=f"{self.name}_add", dtype=dtype)
+        self.relu3 = keras.layers.ReLU(name=f"{self.name}_relu3", dtype=dtype)
+        self.shortcut_conv = None
+        self.shortcut_bn = None
+
+    def build(self, input_shape):
+        out_channels = self.expansion * self.filters
+        if self.strides != 1 or input_shape[-1] != out_channels:
+            self.shortcut_conv = conv(out_channels, 1, self.strides, name=f"{self.name}_shortcut_conv", dtype=self.dtype_policy)
+            self.shortcut_bn = batch_norm(f"{self.name}_shortcut_bn", dtype=self.dtype_policy)
+            self.shortcut_conv.build(input_shape)
+            self.shortcut_bn.build(self.shortcut_conv.compute_output_shape(input_shape))
+        shape = input_shape
+        for conv_layer, bn in ((self.conv1, self.bn1), (self.conv2, self.bn2), (self.conv3, self.bn3)):
+            conv_layer.build(shape)
+            shape = conv_layer.compute_output_shape(shape)
+            bn.build(shape)
+
+    def call(self, inputs, training=None):
+        x = self.relu1(self.bn1(self.conv1(inputs), training=training))
+        x = self.relu2(self.bn2(self.conv2(x), training=training))
+        x = self.bn3(self.conv3(x), training=training)
+        shortcut = inputs
+        if self.shortcut_conv is not None:
+            shortcut = self.shortcut_bn(self.shortcut_conv(inputs), training=training)
+        return self.relu3(self.add([x, shortcut]))
+
+    def compute_output_shape(self, input_shape):
+        shape = self.conv2.compute_output_shape(input_shape)
+        return (*shape[:-1], self.expansion * self.filters)
+
+    def get_config(self):
+        return {
+            **super().get_config(), "filters": self.filters, "strides": self.strides,
+            "expansion": self.expansion,
+        }
+
+
+@keras.saving.register_keras_serializable(package="keras_local")
 class DenseReLU(keras.layers.Layer):
-    """(Flatten →) Dense → ReLU: one hidden layer of an MLP.
+    """(Flatten →) (Dropout →) Dense → ReLU: one hidden layer of an MLP.
 
     Example:
 
@@ -148,11 +213,16 @@ class DenseReLU(keras.layers.Layer):
     ```
     """
 
-    def __init__(self, units, flatten=False, **kwargs):
+    def __init__(self, units, flatten=False, dropout=0.0, **kwargs):
         super().__init__(**kwargs)
         self.units = units
         self.flatten = flatten
+        self.dropout = dropout
         self.flatten_layer = keras.layers.Flatten(name=f"{self.name}_flatten", dtype=self.dtype_policy) if flatten else None
+        self.dropout_layer = (
+            keras.layers.Dropout(dropout, name=f"{self.name}_dropout", dtype=self.dtype_policy)
+            if dropout else None
+        )
         self.dense = keras.layers.Dense(units, activation="relu", name=f"{self.name}_dense", dtype=self.dtype_policy)
 
     def build(self, input_shape):
@@ -162,10 +232,14 @@ class DenseReLU(keras.layers.Layer):
 
     def call(self, inputs, training=None):
         x = self.flatten_layer(inputs) if self.flatten else inputs
+        if self.dropout_layer is not None:
+            x = self.dropout_layer(x, training=training)
         return self.dense(x)
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.units)
 
     def get_config(self):
-        return {**super().get_config(), "units": self.units, "flatten": self.flatten}
+        return {
+            **super().get_config(), "units": self.units, "flatten": self.flatten, "dropout": self.dropout,
+        }

@@ -127,19 +127,37 @@ class LocalModel(keras.Model):
         return self._update_output_metrics(x, y, logits, loss)
 
     def _local_step(self, x, y):
-        """Each block learns from its own loss on the stopped output of the previous one."""
-        features = x
+        """Each block learns from its own loss on the stopped output of the
+        previous one; a block with a backward-link tail applies its update
+        once the next block has sent back the error at its input."""
+        num_blocks = len(self.blocks)
+        weights = self.method.loss_weights(num_blocks)
+        features, waiting = x, None  # waiting: (block, its LocalStep, its tail length)
         for index, block in enumerate(self.blocks):
-            features, logits, loss, gradients = block.compute_local_gradients(
-                ops.stop_gradient(features), y
+            tail_length = self.method.tail_length(index, num_blocks)
+            step = block.compute_local_gradients(
+                ops.stop_gradient(features), y, loss_weight=weights[index],
+                keep_tape=tail_length > 0, input_gradient=waiting is not None,
             )
-            block.optimizer.apply(gradients, block.trainable_variables)
-            self._update_block_metrics(index, y, logits, loss)
-        return logits, loss
+            if waiting is not None:
+                previous, previous_step, previous_tail = waiting
+                gradients = previous.backward_link_gradients(
+                    previous_step, step.input_gradient, self.method.alpha, previous_tail
+                )
+                previous.optimizer.apply(gradients, previous.trainable_variables)
+                waiting = None
+            if tail_length > 0:
+                waiting = (block, step, tail_length)
+            else:
+                block.optimizer.apply(step.gradients, block.trainable_variables)
+            self._update_block_metrics(index, y, step.logits, step.loss)
+            features = step.features
+        return step.logits, step.loss
 
     def _end_to_end_step(self, x, y):
         """One tape over the whole network; each block's optimizer applies its
-        share of the gradient of the sum of the losses of all heads."""
+        share of the gradient of the weighted sum of the losses of all heads."""
+        weights = self.method.loss_weights(len(self.blocks))
         scales = [_loss_scale(block.optimizer) for block in self.blocks]
         mixed_precision = any(not isinstance(scale, float) for scale in scales)
         common_scale = ops.min(ops.stack(scales)) if mixed_precision else 1.0
@@ -151,7 +169,7 @@ class LocalModel(keras.Model):
                 if block.head is not None:
                     logits = block.head(features, training=True)
                     loss = block.local_loss(y, logits)
-                    total += loss
+                    total += weights[index] * loss
                     self._update_block_metrics(index, y, logits, loss)
             scaled_total = total * common_scale
         variables = [block.trainable_variables for block in self.blocks]

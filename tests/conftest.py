@@ -5,10 +5,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
 
 from keras_local.block import Block  # noqa: E402
 from keras_local.heads import LinearHead  # noqa: E402
 from keras_local.layers import ConvBNReLU, ResidualUnit  # noqa: E402
+from keras_local.methods import get_method  # noqa: E402
 from keras_local.model import LocalModel  # noqa: E402
 
 
@@ -33,19 +35,29 @@ def seed_and_policy():
     keras.mixed_precision.set_global_policy("float32")
 
 
-def tiny_resnet(method="gll", weight_decay=0.0, num_classes=5, input_shape=(8, 8, 3)):
-    """A three-block ResNet small enough for exact gradient checks."""
+def tiny_resnet(method="gll", weight_decay=0.0, num_classes=5, input_shape=(8, 8, 3), **method_options):
+    """A three-block ResNet small enough for exact gradient checks
+    (block 0: stem + res1, block 1: res2, block 2: res3), plus the output
+    block for methods that have one (bwbpf)."""
+    rule = get_method(method, **method_options)
+    separate = rule.separate_output_block
+
+    def head(index):
+        if index == 2 and not separate:
+            return LinearHead(num_classes, name="output_head")
+        return LinearHead(num_classes, name=f"head{index}") if rule.aux_heads else None
+
     blocks = [
-        Block([ConvBNReLU(4, name="stem"), ResidualUnit(4, name="res1")],
-              head=LinearHead(num_classes, name="head0") if method != "bp" else None,
+        Block([ConvBNReLU(4, name="stem"), ResidualUnit(4, name="res1")], head=head(0),
               weight_decay=weight_decay, name="block_0"),
-        Block([ResidualUnit(8, strides=2, name="res2")],
-              head=LinearHead(num_classes, name="head1") if method != "bp" else None,
+        Block([ResidualUnit(8, strides=2, name="res2")], head=head(1),
               weight_decay=weight_decay, name="block_1"),
-        Block([ResidualUnit(8, name="res3")], head=LinearHead(num_classes, name="output_head"),
-              weight_decay=weight_decay, name="block_2"),
+        Block([ResidualUnit(8, name="res3")], head=head(2), weight_decay=weight_decay, name="block_2"),
     ]
-    model = LocalModel(blocks, method=method)
+    if separate:
+        blocks.append(Block([], head=LinearHead(num_classes, name="output_head"),
+                            weight_decay=weight_decay, name="output_block"))
+    model = LocalModel(blocks, method=rule)
     model.build((None, *input_shape))
     return model
 
@@ -55,3 +67,24 @@ def tiny_batch(batch_size=6, num_classes=5, input_shape=(8, 8, 3), seed=0):
     x = rng.normal(size=(batch_size, *input_shape)).astype("float32")
     y = rng.integers(0, num_classes, size=batch_size)
     return x, y
+
+
+LEARNING_RATE = 0.1
+ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+def applied_gradients(model, x, y):
+    """Runs one train_step with plain SGD (lr = LEARNING_RATE) and recovers
+    the gradient each block applied, g = −Δθ / lr."""
+    before = [[v.numpy().copy() for v in block.trainable_variables] for block in model.blocks]
+    model.train_step((tf.constant(x), tf.constant(y)))
+    return [
+        [(b - v.numpy()) / LEARNING_RATE for b, v in zip(values, block.trainable_variables)]
+        for values, block in zip(before, model.blocks)
+    ]
+
+
+def assert_close(actual, expected, atol=2e-5):
+    assert len(actual) == len(expected)
+    for a, e in zip(actual, expected):
+        np.testing.assert_allclose(a, e, rtol=1e-3, atol=atol)

@@ -6,25 +6,7 @@ import pytest
 import tensorflow as tf
 
 import keras_local as kl
-from conftest import tiny_batch, tiny_resnet
-
-LEARNING_RATE = 0.1
-ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-
-
-def applied_gradients(model, x, y):
-    """Runs one train_step with plain SGD and recovers g = -Δθ / lr per block."""
-    before = [[v.numpy().copy() for v in block.trainable_variables] for block in model.blocks]
-    model.train_step((tf.constant(x), tf.constant(y)))
-    return [
-        [(b - v.numpy()) / LEARNING_RATE for b, v in zip(values, block.trainable_variables)]
-        for values, block in zip(before, model.blocks)
-    ]
-
-
-def assert_close(actual, expected, atol=2e-5):
-    for a, e in zip(actual, expected):
-        np.testing.assert_allclose(a, e, rtol=1e-3, atol=atol)
+from conftest import LEARNING_RATE, applied_gradients, assert_close, ce, tiny_batch, tiny_resnet
 
 
 @pytest.mark.parametrize("weight_decay", [0.0, 0.1])

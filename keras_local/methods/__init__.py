@@ -1,13 +1,17 @@
 """The registry of training methods: `list_methods()`, `get_method(name, **options)`."""
 
+from keras_local.methods.backlink import BackLink
 from keras_local.methods.base import Method
 from keras_local.methods.bp import Backprop
+from keras_local.methods.bwbpf import BlockwiseBPFree
 from keras_local.methods.gll import GreedyLocal
 from keras_local.registry import Registry
 
 METHODS = Registry("method")
 METHODS.register(Backprop.name)(Backprop)
 METHODS.register(GreedyLocal.name)(GreedyLocal)
+METHODS.register(BlockwiseBPFree.name)(BlockwiseBPFree)
+METHODS.register(BackLink.name)(BackLink)
 
 
 def list_methods():

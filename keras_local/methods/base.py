@@ -10,8 +10,16 @@ class Method:
             previous block's output (local training) or the whole network is
             differentiated end to end (backprop).
         aux_heads: whether blocks other than the last get an auxiliary head
-            and a local loss. The last block always uses the network's output
-            head.
+            and a local loss.
+        separate_output_block: whether the network's output layer is a block
+            of its own (no units) after the K blocks, so that the last block
+            keeps an auxiliary head of its own (BWBPF). Otherwise the last
+            block's head is the output layer.
+        propagation_length: units at the end of every block but the last
+            (the block's tail) that also receive the next block's error
+            (BackLink's l; 0: none).
+        alpha: weight of a tail's own loss against the next block's error
+            (BackLink's α; the next block's error gets 1 − α).
 
     Subclasses take their options (e.g. `alpha`) as keyword arguments,
     validate them in `__init__` and return them from `get_config`.
@@ -21,9 +29,23 @@ class Method:
     options = ()  # names of the keyword arguments the method accepts
     cut_gradients = True
     aux_heads = True
+    separate_output_block = False
+    propagation_length = 0
+    alpha = 1.0
 
     def validate(self, block_sizes):
         """Checks options against the split (number of units per block)."""
+
+    def loss_weights(self, num_blocks):
+        """The weight of each block's loss (`num_blocks` counts every block
+        of the model, the output block included)."""
+        return [1.0] * num_blocks
+
+    def tail_length(self, block_index, num_blocks):
+        """How many units of block `block_index` receive the next block's error."""
+        if block_index >= num_blocks - 1 or self.alpha == 1.0:
+            return 0
+        return self.propagation_length
 
     def get_config(self):
         return {}
@@ -31,3 +53,13 @@ class Method:
     def __repr__(self):
         options = ", ".join(f"{key}={value!r}" for key, value in self.get_config().items())
         return f"{type(self).__name__}({options})"
+
+
+def check_number(name, value, minimum, maximum=None, integer=False):
+    """Validates a numeric method option; returns it as int or float."""
+    kind = "an integer" if integer else "a number"
+    valid_type = isinstance(value, int) if integer else isinstance(value, (int, float))
+    upper = "" if maximum is None else f" and <= {maximum}"
+    if isinstance(value, bool) or not valid_type or value < minimum or (maximum is not None and value > maximum):
+        raise ValueError(f"{name} must be {kind} >= {minimum}{upper}, got {value!r}.")
+    return int(value) if integer else float(value)

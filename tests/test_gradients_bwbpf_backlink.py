@@ -1,0 +1,164 @@
+"""BWBPF and BackLink gradients against hand-written GradientTape references."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import LEARNING_RATE, applied_gradients, assert_close, ce, tiny_batch, tiny_resnet
+
+
+def grads(tape, target, variables):
+    return [np.zeros(v.shape) if g is None else g.numpy() for g, v in zip(tape.gradient(target, variables), variables)]
+
+
+def decay(weight_decay, variables):
+    return 0.5 * weight_decay * sum(tf.reduce_sum(v**2) for v in variables)
+
+
+def compiled(model):
+    model.compile(optimizer=keras.optimizers.SGD(LEARNING_RATE))
+    return model
+
+
+# -- BWBPF -------------------------------------------------------------------
+
+
+def test_bwbpf_output_layer_gets_only_the_global_loss_and_no_block_gets_it():
+    lambda_global, lambda_local = 2.0, 0.5
+    model = compiled(tiny_resnet("bwbpf", lambda_global=lambda_global, lambda_local=lambda_local))
+    *blocks, output_block = model.blocks
+    assert output_block.units == [] and model.output_head is output_block.head
+    x, y = tiny_batch()
+
+    with tf.GradientTape(persistent=True) as tape:
+        h, local = tf.constant(x), []
+        for block in blocks:
+            h = block(tf.stop_gradient(h), training=True)
+            local.append(ce(y, block.head(h, training=True)))
+        weighted = [lambda_local * loss for loss in local]
+        global_stopped = lambda_global * ce(y, output_block.head(tf.stop_gradient(h)))
+        global_through = ce(y, output_block.head(h))  # what a missing cut would send back
+    reference = [grads(tape, loss, block.trainable_variables) for loss, block in zip(weighted, blocks)]
+    reference.append(grads(tape, global_stopped, output_block.trainable_variables))
+    leak = grads(tape, global_through, blocks[-1].trainable_variables)
+
+    applied = applied_gradients(model, x, y)
+    for k in range(len(model.blocks)):
+        assert_close(applied[k], reference[k])
+    # The global loss would reach the last block without the cut; it does not.
+    assert max(np.abs(g).max() for g in leak) > 1e-4
+    # The weights are applied: λ_local = 0.5 halves the plain local gradient.
+    assert_close([2 * g for g in applied[0]], grads(tape, local[0], blocks[0].trainable_variables))
+
+
+def test_bwbpf_deep_supervision_is_end_to_end_backprop_of_the_weighted_sum():
+    lambda_global, lambda_local = 1.5, 0.5
+    model = compiled(tiny_resnet("bwbpf", deep_supervision=True, lambda_global=lambda_global,
+                                 lambda_local=lambda_local, weight_decay=0.1))
+    assert len(model.blocks) == 3 and not model.method.cut_gradients
+    x, y = tiny_batch()
+    with tf.GradientTape(persistent=True) as tape:
+        h, total = tf.constant(x), 0.0
+        for index, block in enumerate(model.blocks):
+            h = block(h, training=True)
+            weight = lambda_global if index == len(model.blocks) - 1 else lambda_local
+            total += weight * ce(y, block.head(h, training=True)) + decay(0.1, block.trainable_variables)
+    reference = [grads(tape, total, block.trainable_variables) for block in model.blocks]
+    applied = applied_gradients(model, x, y)
+    for k in range(len(model.blocks)):
+        assert_close(applied[k], reference[k])
+
+
+# -- BackLink ----------------------------------------------------------------
+
+
+def twin_models(method_options, weight_decay=0.0):
+    gll = compiled(tiny_resnet("gll", weight_decay=weight_decay))
+    backlink = compiled(tiny_resnet("backlink", weight_decay=weight_decay, **method_options))
+    backlink.set_weights(gll.get_weights())
+    return gll, backlink
+
+
+@pytest.mark.parametrize("options", [{"alpha": 0.3, "propagation_length": 0},
+                                     {"alpha": 1.0, "propagation_length": 1}])
+def test_backlink_without_link_is_exactly_gll(options):
+    gll, backlink = twin_models(options, weight_decay=0.1)
+    x, y = tiny_batch()
+    for _ in range(2):
+        gll.train_step((tf.constant(x), tf.constant(y)))
+        backlink.train_step((tf.constant(x), tf.constant(y)))
+    for a, b in zip(gll.get_weights(), backlink.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("weight_decay", [0.0, 0.1])
+def test_backlink_tail_mixes_its_own_and_the_next_blocks_error(weight_decay):
+    alpha = 0.25
+    model = compiled(tiny_resnet("backlink", alpha=alpha, propagation_length=1, weight_decay=weight_decay))
+    block0, block1, block2 = model.blocks
+    stem, res1 = block0.units
+    x, y = tiny_batch()
+
+    # Reference: the next block reads a recomputed tail whose input is
+    # stopped, so its error reaches the tail's parameters and goes no further.
+    with tf.GradientTape(persistent=True) as tape:
+        p0 = stem(tf.constant(x), training=True)
+        h0 = res1(p0, training=True)
+        loss0 = ce(y, block0.head(h0, training=True))
+        h0_link = res1(tf.stop_gradient(p0), training=True)
+        h1 = block1(h0_link, training=True)
+        loss1 = ce(y, block1.head(h1, training=True))
+        h1_link = block1(tf.stop_gradient(h0), training=True)  # block 1 is one unit: all tail
+        loss2 = ce(y, block2.head(block2(h1_link, training=True), training=True))
+        loss2_through = ce(y, block2.head(block2(block1(h0_link)), training=True))
+        own_objectives = [loss + decay(weight_decay, block.trainable_variables)
+                          for loss, block in zip((loss0, loss1, loss2), model.blocks)]
+
+    def own(k, block):
+        return grads(tape, own_objectives[k], block.trainable_variables)
+
+    def mixed(block, tail, own_loss, next_loss, k):
+        tail_ids = {id(v) for v in tail}
+        own_grads = grads(tape, own_loss, block.trainable_variables)
+        next_grads = grads(tape, next_loss, block.trainable_variables)
+        wd = [weight_decay * v.numpy() for v in block.trainable_variables]
+        return [alpha * o + (1 - alpha) * n + d if id(v) in tail_ids else o + d
+                for v, o, n, d in zip(block.trainable_variables, own_grads, next_grads, wd)]
+
+    reference = [
+        mixed(block0, res1.trainable_variables, loss0, loss1, 0),
+        mixed(block1, block1.units[0].trainable_variables, loss1, loss2, 1),  # all units, not the head
+        own(2, block2),
+    ]
+    # Sanity of the reference: block 1's error does reach the tail, and loss2
+    # would reach block 0 if errors travelled two blocks back.
+    assert max(np.abs(g).max() for g in grads(tape, loss1, res1.trainable_variables)) > 1e-4
+    assert max(np.abs(g).max() for g in grads(tape, loss2_through, res1.trainable_variables)) > 1e-4
+
+    applied = applied_gradients(model, x, y)
+    for k in range(3):
+        assert_close(applied[k], reference[k])
+    # Units before the tail (the stem) and the head get ∂L_0 only.
+    stem_ids = {id(v) for v in stem.trainable_variables + block0.head.trainable_variables}
+    own0 = own(0, block0)
+    for v, a, o in zip(block0.trainable_variables, applied[0], own0):
+        if id(v) in stem_ids:
+            np.testing.assert_allclose(a, o, rtol=1e-3, atol=2e-5)
+    # The mix is not gll: the tail's gradient differs from its own loss's.
+    assert not all(np.allclose(a, o, atol=1e-5) for a, o in zip(applied[0], own0))
+
+
+def test_backlink_validates_alpha_and_propagation_length():
+    import keras_local as kl
+
+    with pytest.raises(ValueError, match=r"alpha must be .* got 1.5"):
+        kl.get_method("backlink", alpha=1.5)
+    with pytest.raises(ValueError, match=r"propagation_length must be an integer >= 0, got -1"):
+        kl.get_method("backlink", propagation_length=-1)
+    with pytest.raises(ValueError, match=r"propagation_length=4 .* \[4, 4, 3, 3, 3\] .* at most 3"):
+        kl.get_method("backlink", propagation_length=4).validate([4, 4, 3, 3, 3])
+    with pytest.raises(ValueError, match=r"propagation_length=3 is longer .* \[4, 4, 1, 1\]"):
+        kl.build_model("resnet20", "backlink", cuts=[4, 8, 9], propagation_length=3, input_shape=(8, 8, 3))
+    # The last block is never linked into, so it may be shorter than l.
+    kl.get_method("backlink", propagation_length=2).validate([2, 2, 1])
