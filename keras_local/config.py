@@ -22,12 +22,14 @@ DEFAULTS = {
     "cuts": None,
     "head": "linear",
     "method_options": {},
+    "architecture_options": {},
     # data
     "dataset": "cifar10_sample",
     "data_dir": None,
     "train_split": "train",
     "test_split": "test",
     "train_examples": None,
+    "test_examples": None,
     "batch_size": 128,
     "eval_batch_size": 256,
     # optimisation
@@ -38,6 +40,7 @@ DEFAULTS = {
     "nesterov": False,
     "weight_decay": 5e-4,
     "lr_schedule": "cosine",
+    "final_learning_rate": 0.0,
     "seed": 0,
     # outputs
     "run_dir": None,
@@ -51,9 +54,9 @@ LR_SCHEDULES = ("cosine", "constant")
 # The Python types each key accepts (None is accepted where the default is None).
 _TYPES = {
     "num_blocks": int, "batch_size": int, "eval_batch_size": int, "epochs": int,
-    "seed": int, "verbose": int, "train_examples": int,
-    "learning_rate": float, "momentum": float, "weight_decay": float,
-    "nesterov": bool, "tensorboard": bool, "method_options": dict,
+    "seed": int, "verbose": int, "train_examples": int, "test_examples": int,
+    "learning_rate": float, "final_learning_rate": float, "momentum": float, "weight_decay": float,
+    "nesterov": bool, "tensorboard": bool, "method_options": dict, "architecture_options": dict,
     "cuts": (list, str),
 }
 
@@ -83,10 +86,10 @@ def resolve(values, method_option_names=()):
     Keys that are not run settings but are in `method_option_names` go into
     `method_options` (so `--set alpha=0.5` works for methods with options).
     """
-    config = {**DEFAULTS, "method_options": dict(DEFAULTS["method_options"])}
+    config = {key: dict(value) if isinstance(value, dict) else value for key, value in DEFAULTS.items()}
     for key, value in values.items():
         if key in DEFAULTS:
-            config[key] = value if key != "method_options" else {**config[key], **value}
+            config[key] = value if not isinstance(DEFAULTS[key], dict) else {**config[key], **value}
         elif key in method_option_names:
             config["method_options"][key] = value
         else:
@@ -108,6 +111,11 @@ def resolve(values, method_option_names=()):
             raise ValueError(f"{key} must be >= 1, got {config[key]!r}.")
     if config["learning_rate"] <= 0:
         raise ValueError(f"learning_rate must be > 0, got {config['learning_rate']!r}.")
+    if not 0 <= config["final_learning_rate"] <= config["learning_rate"]:
+        raise ValueError(
+            f"final_learning_rate must be in 0..learning_rate ({config['learning_rate']!r}), "
+            f"got {config['final_learning_rate']!r}."
+        )
     return config
 
 

@@ -8,6 +8,9 @@ Where datasets come from:
 
 - `cifar10`, `cifar100`, `mnist`: the TFDS catalog (downloaded by TFDS to its
   data dir, `~/tensorflow_datasets` unless `data_dir` is given).
+- `tiny_imagenet`: this package's TFDS builder (`keras_local.datasets.tiny_imagenet`),
+  built from the official archive, or read from a prepared copy under `data_dir`
+  (e.g. `load_dataset("tiny_imagenet", split="validation", data_dir="../shared/data/tfds")`).
 - any dataset prepared under a TFDS data root: `data_dir` means what it means
   for `tfds.load`, a folder holding `<name>/<version>/`, e.g.
   `load_dataset("cifar10_jpeg", data_dir="../shared/data/tfds")`.
@@ -28,8 +31,10 @@ import pathlib
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+import keras_local.datasets.tiny_imagenet  # noqa: F401  (registers the TFDS builder)
+
 EMBEDDED_DATA_DIR = pathlib.Path(__file__).parent / "datasets"
-CATALOG_DATASETS = ("cifar10", "cifar100", "mnist")
+CATALOG_DATASETS = ("cifar10", "cifar100", "mnist", "tiny_imagenet")
 
 _CIFAR10_STATS = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
 # Per-channel mean and std of the training images, on the [0, 1] scale.

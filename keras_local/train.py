@@ -18,7 +18,8 @@ def make_optimizer(config, steps_per_epoch):
     learning_rate = config["learning_rate"]
     if config["lr_schedule"] == "cosine":
         learning_rate = keras.optimizers.schedules.CosineDecay(
-            learning_rate, decay_steps=config["epochs"] * steps_per_epoch
+            learning_rate, decay_steps=config["epochs"] * steps_per_epoch,
+            alpha=config["final_learning_rate"] / learning_rate,
         )
     if config["optimizer"] == "sgd":
         return keras.optimizers.SGD(
@@ -73,6 +74,7 @@ def train_and_evaluate(config, run_dir=None):
         input_shape=input_shape,
         num_classes=num_classes,
         weight_decay=config["weight_decay"],
+        architecture_options=config["architecture_options"],
         **config["method_options"],
     )
     train = data.load_dataset(
@@ -80,7 +82,8 @@ def train_and_evaluate(config, run_dir=None):
         data_dir=config["data_dir"], num_examples=config["train_examples"], seed=config["seed"],
     )
     test = data.load_dataset(
-        config["dataset"], config["test_split"], config["eval_batch_size"], data_dir=config["data_dir"]
+        config["dataset"], config["test_split"], config["eval_batch_size"], data_dir=config["data_dir"],
+        num_examples=config["test_examples"],
     )
     steps_per_epoch = int(train.cardinality())
     if steps_per_epoch < 1:
