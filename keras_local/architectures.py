@@ -73,9 +73,11 @@ VGG_CONFIGS = {
 }
 
 
-def vgg(name, input_shape=None):
-    """VGG with batch norm for 32x32 inputs: one unit per conv layer, each
-    max-pool attached to the conv before it."""
+def vgg(name, input_shape=None, hidden_units=(), dropout=0.5):
+    """VGG with batch norm: one unit per conv layer, each max-pool attached to
+    the conv before it; then optional hidden dense layers (e.g. `(4096, 4096)`
+    as in the original VGG and BackLink's VGG16), each with dropout before it.
+    The classifier is the output head."""
     config = VGG_CONFIGS[name]
     units = []
     for index, item in enumerate(config):
@@ -83,6 +85,8 @@ def vgg(name, input_shape=None):
             continue
         pool = index + 1 < len(config) and config[index + 1] == "M"
         units.append(ConvBNReLU(item, pool=pool, name=f"conv{len(units) + 1}"))
+    for index, width in enumerate(hidden_units):
+        units.append(DenseReLU(width, flatten=index == 0, dropout=dropout, name=f"fc{len(units) + 1}"))
     return units
 
 

@@ -54,13 +54,18 @@ def parse_cuts(cuts):
 
 
 def validate_cuts(cuts, num_units):
-    """Checks that cuts are strictly increasing and inside 1..num_units − 1."""
+    """Checks that cuts are strictly increasing and inside 1..num_units.
+
+    A last cut equal to `num_units` leaves the last block without units: it is
+    the output layer alone, reading the previous block's output (how BackLink
+    counts AlexNet's K = 8 and VGG16's K = 16, the classifier being a layer).
+    """
     cuts = parse_cuts(cuts)
     for value in cuts:
-        if not 1 <= value <= num_units - 1:
+        if not 1 <= value <= num_units:
             raise ValueError(
                 f"cuts={cuts} has {value}, out of range: each cut must be in "
-                f"1..{num_units - 1} for a network of {num_units} units."
+                f"1..{num_units} for a network of {num_units} units."
             )
     if any(b <= a for a, b in zip(cuts, cuts[1:])):
         raise ValueError(f"cuts={cuts} must be strictly increasing.")

@@ -35,13 +35,13 @@ def test_bp_has_the_same_blocks_as_gll_and_no_aux_heads():
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(architecture="resnet33"), "Unknown architecture 'resnet33'. Allowed: mlp, resnet110"),
-        (dict(method="magic"), "Unknown method 'magic'. Allowed: bp, gll"),
+        (dict(architecture="resnet33"), "Unknown architecture 'resnet33'. Allowed: alexnet, mlp, resnet101"),
+        (dict(method="magic"), "Unknown method 'magic'. Allowed: backlink, bp, bwbpf, gll"),
         (dict(head="mlp3"), "Unknown head 'mlp3'. Allowed: conv, linear"),
         (dict(num_blocks=11), "num_blocks=11 is larger than the number of units \\(10\\)"),
         (dict(num_blocks=0), "num_blocks must be an integer >= 1, got 0"),
         (dict(cuts=[5, 3]), "must be strictly increasing"),
-        (dict(cuts=[2, 10]), "out of range"),
+        (dict(cuts=[2, 11]), "out of range"),
         (dict(num_classes=1), "num_classes must be an integer >= 2"),
         (dict(method="gll", alpha=0.5), "Invalid options \\['alpha'\\] for method 'gll'"),
     ],

@@ -28,7 +28,7 @@ def test_explicit_cuts_and_string_form():
         (dict(num_blocks=17), "num_blocks=17 is larger than the number of units (16)"),
         (dict(num_blocks=0), "num_blocks must be a positive integer, got 0"),
         (dict(cuts=[0, 4]), "out of range"),
-        (dict(cuts=[4, 16]), "out of range"),
+        (dict(cuts=[4, 17]), "out of range"),
         (dict(cuts=[8, 4]), "strictly increasing"),
         (dict(cuts=[4, 4]), "strictly increasing"),
         (dict(cuts="3,x"), "'3,x' is not a comma-separated list"),
@@ -38,3 +38,8 @@ def test_explicit_cuts_and_string_form():
 def test_invalid_splits_raise_value_error_quoting_the_value(kwargs, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[").replace("]", r"\]")):
         resolve_cuts(16, **kwargs)
+
+
+def test_a_cut_at_the_end_leaves_the_output_layer_alone_in_the_last_block():
+    assert resolve_cuts(7, cuts=[2, 4, 7]) == [2, 4, 7]
+    assert block_sizes(7, [2, 4, 7]) == [2, 2, 3, 0]
