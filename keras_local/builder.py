@@ -20,6 +20,7 @@ def build_model(
     weight_decay=0.0,
     architecture_options=None,
     name=None,
+    build=True,
     **method_options,
 ):
     """Builds a LocalModel: `architecture`'s units cut into blocks, with heads.
@@ -42,6 +43,8 @@ def build_model(
         weight_decay: coupled L2 (PyTorch semantics), see `Block`.
         architecture_options: the architecture's own options, e.g.
             `{"stem": "cifar"}` for the bottleneck ResNets.
+        build: create the weights (False: only check the arguments and
+            assemble the blocks, which is fast even for ResNet-152).
         **method_options: options of the method (e.g. `alpha`).
 
     Example:
@@ -78,8 +81,26 @@ def build_model(
         output_head = LinearHead(num_classes, name="output_head")
         blocks.append(Block([], head=output_head, weight_decay=weight_decay, name="output_block"))
     model = LocalModel(blocks, method=method, name=name or f"{architecture}_{method.name}")
-    model.build((None, *input_shape))
+    if build:
+        model.build((None, *input_shape))
     return model
+
+
+def build_model_from_config(config, input_shape, num_classes, build=True):
+    """`build_model` with the model keys of a run configuration (`keras_local.config`)."""
+    return build_model(
+        config["architecture"],
+        method=config["method"],
+        num_blocks=None if config["cuts"] is not None else config["num_blocks"],
+        cuts=config["cuts"],
+        head=config["head"],
+        input_shape=input_shape,
+        num_classes=num_classes,
+        weight_decay=config["weight_decay"],
+        architecture_options=config["architecture_options"],
+        build=build,
+        **config["method_options"],
+    )
 
 
 def _check_positive_int(name, value, minimum=1):

@@ -8,7 +8,7 @@ import time
 import keras
 
 from keras_local import data
-from keras_local.builder import build_model
+from keras_local.builder import build_model_from_config
 from keras_local.config import to_toml
 from keras_local.export import export_inference_model
 
@@ -65,18 +65,7 @@ def train_and_evaluate(config, run_dir=None):
     # Everything that can be wrong with the config fails here, before training.
     input_shape, num_classes = data.dataset_info(config["dataset"], config["data_dir"])
     keras.utils.set_random_seed(config["seed"])
-    model = build_model(
-        config["architecture"],
-        method=config["method"],
-        num_blocks=None if config["cuts"] is not None else config["num_blocks"],
-        cuts=config["cuts"],
-        head=config["head"],
-        input_shape=input_shape,
-        num_classes=num_classes,
-        weight_decay=config["weight_decay"],
-        architecture_options=config["architecture_options"],
-        **config["method_options"],
-    )
+    model = build_model_from_config(config, input_shape, num_classes)
     train = data.load_dataset(
         config["dataset"], config["train_split"], config["batch_size"], training=True,
         data_dir=config["data_dir"], num_examples=config["train_examples"], seed=config["seed"],
