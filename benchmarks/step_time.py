@@ -1,12 +1,18 @@
-"""Median train-step time of a local method divided by backprop's, same process.
+"""Median train-step time and peak memory of local methods, as ratios to backprop, same process.
 
-    python benchmarks/step_time.py --architecture resnet32 --method gll --num-blocks 4 \
-        --head linear --batch-size 128 --steps 30 --repeats 3
+    python benchmarks/step_time.py --architecture resnet32 --num-blocks 4 --batch-size 128 \
+        --methods bp gll "backlink:alpha=0.5,propagation_length=1" --reference gll
 
-Both models are built with the same architecture and K blocks; steps alternate
-between them in rounds so that machine noise hits both alike. Each step is
-timed with a callback around `train_step` (the tf.function is traced before
-timing). Prints and writes a JSON with the median ratio.
+Every model has the same architecture and K blocks (method options after a
+colon, comma-separated). Steps alternate between the models in rounds so that
+machine noise hits all alike; each step is timed with a callback around
+`train_step` (the tf.function is traced before timing). Then, model by model,
+`tf.config.experimental.reset_memory_stats` and a few steps give the allocator's
+peak above the memory in use before them (activations, gradients and
+temporaries; weights and optimizer slots excluded), read with
+`get_memory_info` (on CPU this needs `TF_CPU_ALLOCATOR_USE_BFC=true`, which
+the script sets before importing TensorFlow). Prints and writes a JSON with the
+median ratios to `bp` and to `--reference`.
 """
 
 import argparse
@@ -17,12 +23,15 @@ import statistics
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# The CPU allocator keeps the statistics get_memory_info reads only in its BFC mode.
+os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import keras_local as kl  # noqa: E402
+from keras_local.config import parse_value  # noqa: E402
 
 
 class StepTimer(keras.callbacks.Callback):
@@ -37,17 +46,34 @@ class StepTimer(keras.callbacks.Callback):
         self.times.append(time.perf_counter() - self._start)
 
 
-def make_model(args, method):
+def parse_method(spec):
+    """"backlink:alpha=0.5,propagation_length=1" → ("backlink", {"alpha": 0.5, ...})."""
+    name, _, options = spec.partition(":")
+    pairs = [item.split("=", 1) for item in options.split(",") if item]
+    return name, {key: parse_value(value) for key, value in pairs}
+
+
+def make_model(args, spec):
+    method, options = parse_method(spec)
     model = kl.build_model(args.architecture, method=method, num_blocks=args.num_blocks, head=args.head,
-                           input_shape=(32, 32, 3), num_classes=10)
+                           input_shape=(32, 32, 3), num_classes=10, **options)
     model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9))
     return model
+
+
+def peak_memory_mib(model, dataset, steps=3):
+    tf.config.experimental.reset_memory_stats("CPU:0")
+    before = tf.config.experimental.get_memory_info("CPU:0")["current"]
+    model.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0)
+    return (tf.config.experimental.get_memory_info("CPU:0")["peak"] - before) / 2**20
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--architecture", default="resnet32")
-    parser.add_argument("--method", default="gll")
+    parser.add_argument("--methods", nargs="+", default=["bp", "gll"],
+                        help='method specs, e.g. bp gll "backlink:alpha=0.5,propagation_length=1"')
+    parser.add_argument("--reference", default=None, help="a second denominator besides bp (a spec)")
     parser.add_argument("--num-blocks", type=int, default=4)
     parser.add_argument("--head", default="linear")
     parser.add_argument("--batch-size", type=int, default=128)
@@ -55,38 +81,46 @@ def main():
     parser.add_argument("--repeats", type=int, default=3, help="rounds, alternating the models")
     parser.add_argument("--output", default="benchmarks/results/step_time.json")
     args = parser.parse_args()
+    specs = list(dict.fromkeys(["bp", *args.methods]))
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(args.batch_size * 4, 32, 32, 3)).astype("float32")
     y = rng.integers(0, 10, size=args.batch_size * 4)
     dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(args.batch_size).cache().repeat()
-    models = {"bp": make_model(args, "bp"), args.method: make_model(args, args.method)}
-    timers = {name: StepTimer() for name in models}
-    for name, model in models.items():  # trace and warm up, untimed
+    models = {spec: make_model(args, spec) for spec in specs}
+    timers = {spec: StepTimer() for spec in specs}
+    for model in models.values():  # trace and warm up, untimed
         model.fit(dataset, steps_per_epoch=3, epochs=1, verbose=0)
     for _ in range(args.repeats):
-        for name, model in models.items():
-            model.fit(dataset, steps_per_epoch=args.steps + 1, epochs=1, verbose=0, callbacks=[timers[name]])
-            timers[name].times.pop(-args.steps - 1)  # the first step of a fit call waits on the iterator
-    medians = {name: statistics.median(timer.times) for name, timer in timers.items()}
+        for spec, model in models.items():
+            model.fit(dataset, steps_per_epoch=args.steps + 1, epochs=1, verbose=0, callbacks=[timers[spec]])
+            timers[spec].times.pop(-args.steps - 1)  # the first step of a fit call waits on the iterator
+    medians = {spec: statistics.median(timer.times) for spec, timer in timers.items()}
+    memory = {spec: peak_memory_mib(model, dataset) for spec, model in models.items()}
     result = {
         "architecture": args.architecture,
-        "method": args.method,
         "num_blocks": args.num_blocks,
         "head": args.head,
         "batch_size": args.batch_size,
         "steps_per_model": len(timers["bp"].times),
         "median_step_seconds": medians,
-        "ratio_to_bp": medians[args.method] / medians["bp"],
+        "step_time_ratio_to_bp": {spec: medians[spec] / medians["bp"] for spec in specs},
+        "peak_memory_mib": memory,
+        "peak_memory_ratio_to_bp": {spec: memory[spec] / memory["bp"] for spec in specs},
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
         "versions": {"keras": keras.__version__, "tensorflow": tf.__version__},
     }
+    if args.reference:
+        result["step_time_ratio_to_reference"] = {spec: medians[spec] / medians[args.reference] for spec in specs}
+        result["reference"] = args.reference
     os.makedirs(os.path.dirname(args.output), exist_ok=True)
     with open(args.output, "w") as file:
         json.dump(result, file, indent=2)
-    print(f"{args.method} / bp median step time ({args.architecture}, K={args.num_blocks}, {args.head} heads, "
-          f"batch {args.batch_size}): {result['ratio_to_bp']:.3f} "
-          f"({medians[args.method] * 1000:.0f} ms / {medians['bp'] * 1000:.0f} ms)")
+    print(f"{args.architecture}, K={args.num_blocks}, {args.head} heads, batch {args.batch_size}:")
+    for spec in specs:
+        versus = f", / {args.reference} {medians[spec] / medians[args.reference]:.3f}" if args.reference else ""
+        print(f"  {spec:45s} step {medians[spec] * 1000:6.0f} ms, / bp {medians[spec] / medians['bp']:.3f}{versus}; "
+              f"peak memory {memory[spec]:7.1f} MiB, / bp {memory[spec] / memory['bp']:.3f}")
 
 
 if __name__ == "__main__":

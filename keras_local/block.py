@@ -9,7 +9,8 @@ from keras.src.losses.loss import scale_loss_for_distribution, unscale_loss_for_
 class LocalStep:
     """What one block computed on one batch: `features` (its output),
     `logits` and `loss` of its head, `gradients` for its trainable variables;
-    `input_gradient` and `tape` when asked for (backward links)."""
+    for backward links, `input_gradient` (the error sent back) and, while a
+    tail waits for the next block's error, `tape` and `features_gradient`."""
 
     def __init__(self, features, logits, loss, gradients):
         self.features = features
@@ -17,6 +18,7 @@ class LocalStep:
         self.loss = loss
         self.gradients = gradients
         self.input_gradient = None
+        self.features_gradient = None
         self.tape = None
 
 
@@ -97,7 +99,7 @@ class Block(keras.Model):
         """The block's compiled loss (e.g. cross-entropy) on its head's logits."""
         return self.compute_loss(y=y, y_pred=logits, training=True)
 
-    def compute_local_gradients(self, inputs, y, loss_weight=1.0, keep_tape=False, input_gradient=False):
+    def compute_local_gradients(self, inputs, y, loss_weight=1.0, tail_length=0, input_gradient=False):
         """Forward through the block and its head, and the gradients of
         `loss_weight · local loss + weight decay` w.r.t. `self.trainable_variables`.
 
@@ -105,7 +107,9 @@ class Block(keras.Model):
             inputs: the block's input (already stopped by the caller).
             y: the labels.
             loss_weight: the weight of the local loss in the method's objective.
-            keep_tape: keep the tape for `backward_link_gradients`.
+            tail_length: units at the end whose gradients wait for the next
+                block's error (`backward_link_gradients`); their entries in
+                `gradients` are None until then.
             input_gradient: also return ∂(loss_weight · loss)/∂inputs, the
                 error a backward link sends to the previous block.
 
@@ -115,21 +119,28 @@ class Block(keras.Model):
         the optimizer's loss scale under mixed precision, as `optimizer.apply`
         expects; its `input_gradient` is not.
         """
-        with tf.GradientTape(persistent=keep_tape) as tape:
+        tail = {id(v) for v in self.tail_variables(tail_length)}
+        with tf.GradientTape(persistent=bool(tail)) as tape:
             if input_gradient:
                 tape.watch(inputs)
             features = self(inputs, training=True)
             logits = self.head(features, training=True)
             loss = self.local_loss(y, logits)
             scaled = self.optimizer.scale_loss(loss_weight * loss + self.weight_decay_loss())
-        sources = list(self.trainable_variables) + ([inputs] if input_gradient else [])
-        gradients = tape.gradient(scaled, sources)
-        step = LocalStep(features, logits, loss, gradients[: len(self.trainable_variables)])
+        # The tail's weight gradients wait for the next block's error: here
+        # only its own error at the features (∂L/∂h) is taken, so that the
+        # tail's weight gradients are computed once, with both errors mixed.
+        local = [v for v in self.trainable_variables if id(v) not in tail]
+        extra = ([features] if tail else []) + ([inputs] if input_gradient else [])
+        gradients = tape.gradient(scaled, local + extra)
+        by_variable = dict(zip((id(v) for v in local), gradients))
+        step = LocalStep(features, logits, loss, [by_variable.get(id(v)) for v in self.trainable_variables])
+        scale = ops.cast(getattr(self.optimizer, "dynamic_scale", 1.0), "float32")
         if input_gradient:
-            scale = getattr(self.optimizer, "dynamic_scale", 1.0)
-            step.input_gradient = ops.cast(gradients[-1], "float32") / ops.cast(scale, "float32")
-        if keep_tape:
+            step.input_gradient = ops.cast(gradients[-1], "float32") / scale
+        if tail:
             step.tape = tape
+            step.features_gradient = ops.cast(gradients[len(local)], "float32") / scale
         return step
 
     def tail_variables(self, tail_length):
@@ -139,26 +150,26 @@ class Block(keras.Model):
         return [v for unit in self.units[-tail_length:] for v in unit.trainable_variables]
 
     def backward_link_gradients(self, step, output_gradient, alpha, tail_length):
-        """The gradients of a step with the next block's error mixed into the tail.
+        """Completes a step's gradients with the next block's error mixed into the tail.
 
-        `step` is this block's `LocalStep` (computed with `keep_tape=True`)
-        and `output_gradient` the next block's ∂L/∂(its input) = ∂L/∂features.
-        The last `tail_length` units' parameters get
-        `alpha · (their local gradient) + (1 − alpha) · VJP(output_gradient)`
-        (weight decay counted once); every other variable keeps its local
-        gradient. The error stops at the tail's input.
+        `step` is this block's `LocalStep` (computed with the same
+        `tail_length`) and `output_gradient` the next block's ∂L_next/∂(its
+        input) = ∂L_next/∂features. The error at the features becomes
+        `alpha · ∂L_own/∂h + (1 − alpha) · output_gradient` and is pushed
+        through the tail only (its tape is kept: nothing is recomputed), so the
+        last `tail_length` units' parameters get
+        `alpha · ∂L_own/∂θ + (1 − alpha) · ∂L_next/∂θ` plus their weight decay
+        once; every other variable keeps its local gradient.
         """
         tail = self.tail_variables(tail_length)
-        with step.tape:  # re-enter the kept tape: the tail's forward is not recomputed
-            link = ops.sum(
-                ops.cast(step.features, "float32") * ops.stop_gradient(ops.cast(output_gradient, "float32"))
-            )
-            objective = (1.0 - alpha) * (link + self.weight_decay_loss(tail))
-            scaled = self.optimizer.scale_loss(objective)
-        link_gradients = dict(zip((id(v) for v in tail), step.tape.gradient(scaled, tail)))
+        mixed = alpha * step.features_gradient + (1.0 - alpha) * ops.cast(output_gradient, "float32")
+        with step.tape:  # re-enter the kept tape to add the mixed error and the tail's decay
+            link = ops.sum(ops.cast(step.features, "float32") * ops.stop_gradient(mixed))
+            scaled = self.optimizer.scale_loss(link + self.weight_decay_loss(tail))
+        tail_gradients = dict(zip((id(v) for v in tail), step.tape.gradient(scaled, tail)))
         step.tape = None
         return [
-            alpha * gradient + link_gradients[id(variable)] if id(variable) in link_gradients else gradient
+            tail_gradients[id(variable)] if gradient is None else gradient
             for variable, gradient in zip(self.trainable_variables, step.gradients)
         ]
 

@@ -20,12 +20,16 @@ class LocalModel(keras.Model):
     """A network cut into blocks, each trained by its own optimizer.
 
     `call` is plain inference (all blocks, then the last block's head, which
-    is the network's output head). `train_step` runs one step of the method
-    over all blocks: for local methods every block reads `stop_gradient` of
-    the previous block's output and applies the gradient of its own local
-    loss with its own optimizer; for `bp` one end-to-end gradient is split
-    among the blocks' optimizers. Logs hold `loss` / `accuracy` (the output
-    head's) and `loss_k` / `acc_k` for each block `model.blocks[k]` with a head.
+    is the network's output head; for `bwbpf` the last block is the output
+    layer alone). `train_step` runs one step of the method over all blocks:
+    for local methods every block reads `stop_gradient` of the previous
+    block's output and applies the gradient of its own (weighted) local loss
+    with its own optimizer, a block with a backward-link tail (`backlink`)
+    once the next block has sent back the error at its input; for `bp` and
+    `bwbpf(deep_supervision=True)` one end-to-end gradient of the weighted
+    sum of the heads' losses is split among the blocks' optimizers. Logs hold
+    `loss` / `accuracy` (the output head's) and `loss_k` / `acc_k` for each
+    block `model.blocks[k]` with a head.
 
     Usually built with `keras_local.build_model`.
 
@@ -137,7 +141,7 @@ class LocalModel(keras.Model):
             tail_length = self.method.tail_length(index, num_blocks)
             step = block.compute_local_gradients(
                 ops.stop_gradient(features), y, loss_weight=weights[index],
-                keep_tape=tail_length > 0, input_gradient=waiting is not None,
+                tail_length=tail_length, input_gradient=waiting is not None,
             )
             if waiting is not None:
                 previous, previous_step, previous_tail = waiting

@@ -7,6 +7,7 @@ import sys
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 import keras_local as kl
@@ -24,8 +25,13 @@ def assert_same_state(a, b):
             np.testing.assert_array_equal(x, y)
 
 
-def test_keras_round_trip_restores_each_blocks_optimizer_state(tmp_path):
-    model = tiny_resnet()
+@pytest.mark.parametrize("method, options", [
+    ("gll", {}),
+    ("bwbpf", {"lambda_global": 2.0, "lambda_local": 0.5}),
+    ("backlink", {"alpha": 0.25, "propagation_length": 1}),
+])
+def test_keras_round_trip_restores_each_blocks_optimizer_state(tmp_path, method, options):
+    model = tiny_resnet(method, **options)
     model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9))
     # Build the optimizers in reverse block order: slots must still land on the right variables.
     for block in reversed(model.blocks):
@@ -36,8 +42,9 @@ def test_keras_round_trip_restores_each_blocks_optimizer_state(tmp_path):
     model.save(path)
     loaded = keras.saving.load_model(path)
 
-    assert isinstance(loaded, kl.LocalModel) and loaded.method.name == "gll"
-    assert [int(b.optimizer.iterations) for b in loaded.blocks] == [4, 4, 4]
+    assert isinstance(loaded, kl.LocalModel) and loaded.method.name == method
+    assert loaded.method.get_config() == model.method.get_config()
+    assert [int(b.optimizer.iterations) for b in loaded.blocks] == [4] * len(model.blocks)
     assert_same_state(optimizer_state(model), optimizer_state(loaded))
     momentum_slots = [v for v in loaded.blocks[1].optimizer.variables if "momentum" in v.path]
     assert momentum_slots and any(np.abs(v.numpy()).max() > 0 for v in momentum_slots)
@@ -108,15 +115,21 @@ def test_stock_callbacks_work_with_per_block_optimizers(tmp_path):
     assert os.listdir(tmp_path / "tb")
 
 
-def test_mixed_precision_scales_the_loss_in_the_custom_step():
+@pytest.mark.parametrize("method, options, unit", [
+    ("gll", {}, 0),
+    ("backlink", {"alpha": 0.0, "propagation_length": 1}, 1),  # the tail: only the next block's error
+])
+def test_mixed_precision_scales_the_loss_in_the_custom_step(method, options, unit):
     x, y = tiny_batch(8)
 
     def update_size(policy):
         keras.mixed_precision.set_global_policy(policy)
         keras.utils.set_random_seed(3)
-        model = tiny_resnet()
+        model = tiny_resnet(method, **options)
         model.compile(optimizer=keras.optimizers.SGD(0.1))
-        kernel = model.blocks[0].units[0].conv.kernel
+        layer = model.blocks[0].units[unit]
+        kernel = getattr(layer, "conv", None) or layer.conv1
+        kernel = kernel.kernel
         before = kernel.numpy().copy()
         model.train_step((tf.constant(x), tf.constant(y)))
         return model, np.abs(kernel.numpy() - before).mean()
