@@ -3,7 +3,10 @@
 import keras
 import tensorflow as tf
 from keras import ops
-from keras.src.losses.loss import scale_loss_for_distribution, unscale_loss_for_distribution
+from keras.src.losses.loss import (
+    scale_loss_for_distribution,
+    unscale_loss_for_distribution,
+)
 
 
 class LocalStep:
@@ -169,7 +172,7 @@ class Block(keras.Model):
         tail_gradients = dict(zip((id(v) for v in tail), step.tape.gradient(scaled, tail)))
         step.tape = None
         return [
-            tail_gradients[id(variable)] if gradient is None else gradient
+            tail_gradients.get(id(variable), gradient)
             for variable, gradient in zip(self.trainable_variables, step.gradients)
         ]
 

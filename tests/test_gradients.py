@@ -4,9 +4,16 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import (
+    LEARNING_RATE,
+    applied_gradients,
+    assert_close,
+    ce,
+    tiny_batch,
+    tiny_resnet,
+)
 
 import keras_local as kl
-from conftest import LEARNING_RATE, applied_gradients, assert_close, ce, tiny_batch, tiny_resnet
 
 
 @pytest.mark.parametrize("weight_decay", [0.0, 0.1])

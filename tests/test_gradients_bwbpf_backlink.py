@@ -4,8 +4,14 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-
-from conftest import LEARNING_RATE, applied_gradients, assert_close, ce, tiny_batch, tiny_resnet
+from conftest import (
+    LEARNING_RATE,
+    applied_gradients,
+    assert_close,
+    ce,
+    tiny_batch,
+    tiny_resnet,
+)
 
 
 def grads(tape, target, variables):

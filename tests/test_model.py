@@ -1,9 +1,9 @@
 import keras
 import numpy as np
 import pytest
+from conftest import tiny_batch, tiny_resnet
 
 import keras_local as kl
-from conftest import tiny_batch, tiny_resnet
 
 
 def test_registries_list_what_exists():

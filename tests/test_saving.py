@@ -9,9 +9,9 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import tiny_batch, tiny_resnet
 
 import keras_local as kl
-from conftest import tiny_batch, tiny_resnet
 
 
 def optimizer_state(model):

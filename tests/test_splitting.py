@@ -1,6 +1,12 @@
 import pytest
 
-from keras_local.splitting import block_sizes, even_cuts, parse_cuts, resolve_cuts, split_units
+from keras_local.splitting import (
+    block_sizes,
+    even_cuts,
+    parse_cuts,
+    resolve_cuts,
+    split_units,
+)
 
 
 def test_even_split():
