@@ -30,6 +30,12 @@ def list_architectures():
     return ARCHITECTURES.names()
 
 
+def architecture_option_names(name):
+    """The keyword options architecture `name` accepts (besides `input_shape`)."""
+    factory = ARCHITECTURES.get(name)
+    return [p for p in inspect.signature(factory).parameters if p != "input_shape"]
+
+
 def get_architecture(name, input_shape=(32, 32, 3), **options):
     """Returns a fresh list of the units of architecture `name`.
 
@@ -37,7 +43,7 @@ def get_architecture(name, input_shape=(32, 32, 3), **options):
     the bottleneck ResNets); unknown ones raise a `ValueError`.
     """
     factory = ARCHITECTURES.get(name)
-    allowed = [p for p in inspect.signature(factory).parameters if p != "input_shape"]
+    allowed = architecture_option_names(name)
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         raise ValueError(
@@ -47,19 +53,19 @@ def get_architecture(name, input_shape=(32, 32, 3), **options):
     return factory(input_shape=tuple(input_shape), **options)
 
 
-def cifar_resnet(depth, input_shape=None):
+def cifar_resnet(depth, input_shape=None, activation="relu"):
     """He et al.'s CIFAR ResNet-`depth`: a 16-channel stem, then 3 stages of
     (depth − 2) / 6 basic blocks with 16, 32, 64 channels."""
     if (depth - 2) % 6:
         raise ValueError(f"CIFAR ResNet depth must be 6n + 2, got {depth}.")
     blocks_per_stage = (depth - 2) // 6
-    units = [ConvBNReLU(16, name="stem")]
+    units = [ConvBNReLU(16, activation=activation, name="stem")]
     for stage, filters in enumerate((16, 32, 64)):
         for index in range(blocks_per_stage):
             strides = 2 if stage > 0 and index == 0 else 1
-            units.append(
-                ResidualUnit(filters, strides=strides, name=f"stage{stage + 1}_unit{index + 1}")
-            )
+            units.append(ResidualUnit(
+                filters, strides=strides, activation=activation, name=f"stage{stage + 1}_unit{index + 1}"
+            ))
     return units
 
 
@@ -71,6 +77,13 @@ VGG_CONFIGS = {
     "vgg19": [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M",
               512, 512, 512, 512, "M"],
 }
+
+
+def _dense_units(units, hidden_units, activation, dropout=0.0):
+    for index, width in enumerate(hidden_units):
+        units.append(DenseReLU(width, flatten=index == 0, dropout=dropout, activation=activation,
+                               name=f"fc{len(units) + 1}"))
+    return units
 
 
 def vgg(name, input_shape=None, hidden_units=(), dropout=0.5):
@@ -85,17 +98,41 @@ def vgg(name, input_shape=None, hidden_units=(), dropout=0.5):
             continue
         pool = index + 1 < len(config) and config[index + 1] == "M"
         units.append(ConvBNReLU(item, pool=pool, name=f"conv{len(units) + 1}"))
-    for index, width in enumerate(hidden_units):
-        units.append(DenseReLU(width, flatten=index == 0, dropout=dropout, name=f"fc{len(units) + 1}"))
-    return units
+    return _dense_units(units, hidden_units, "relu", dropout)
 
 
-def mlp(hidden_units=(1024, 1024, 1024), input_shape=None):
+def mlp(hidden_units=(1024, 1024, 1024), input_shape=None, activation="relu"):
     """A multilayer perceptron: one unit per hidden layer (the first flattens)."""
     return [
-        DenseReLU(width, flatten=index == 0, name=f"dense{index + 1}")
+        DenseReLU(width, flatten=index == 0, activation=activation, name=f"dense{index + 1}")
         for index, width in enumerate(hidden_units)
     ]
+
+
+def cnn(input_shape=None, activation="relu", batch_norm=False, hidden_units=()):
+    """Associated Learning's vanilla CNN (its reference code's CNN_AL): eight
+    3x3 conv layers, 32, 32, 32, 32 (stride 2), 64, 64, 64, 64 (stride 2)
+    filters, no BN by default; then optional hidden dense layers. With
+    `hidden_units=(5n, n, n, n, n)` it is the backprop network with the
+    parameters of AL's inference path (bridge Dense(5n) → Dense(n), decoders)."""
+    filters_and_strides = [(32, 1), (32, 1), (32, 1), (32, 2), (64, 1), (64, 1), (64, 1), (64, 2)]
+    units = [
+        ConvBNReLU(filters, strides=strides, activation=activation, batch_norm=batch_norm, name=f"conv{i + 1}")
+        for i, (filters, strides) in enumerate(filters_and_strides)
+    ]
+    return _dense_units(units, hidden_units, activation)
+
+
+def associated_vgg(input_shape=None, activation="relu", batch_norm=False, hidden_units=(1024, 1024)):
+    """Associated Learning's VGG (its reference code's VGG_AL, no BN): conv
+    128, 256 (pool), 256, 512 (pool), 512 (pool), 512 (pool), then two
+    Dense(1024) layers: 8 units, two per AL component."""
+    convs = [(128, False), (256, True), (256, False), (512, True), (512, True), (512, True)]
+    units = [
+        ConvBNReLU(filters, pool=pool, activation=activation, batch_norm=batch_norm, name=f"conv{i + 1}")
+        for i, (filters, pool) in enumerate(convs)
+    ]
+    return _dense_units(units, hidden_units, activation)
 
 
 BOTTLENECK_DEPTHS = {"resnet50": (3, 4, 6, 3), "resnet101": (3, 4, 23, 3), "resnet152": (3, 8, 36, 3)}
@@ -142,9 +179,7 @@ def alexnet(input_shape=None, hidden_units=(4096, 4096), dropout=0.5):
         ConvBNReLU(256, name="conv4"),
         ConvBNReLU(256, pool=True, name="conv5"),
     ]
-    for index, width in enumerate(hidden_units):
-        units.append(DenseReLU(width, flatten=index == 0, dropout=dropout, name=f"fc{index + 6}"))
-    return units
+    return _dense_units(units, hidden_units, "relu", dropout)
 
 
 for _depth in (20, 32, 56, 110):
@@ -155,3 +190,5 @@ for _name in VGG_CONFIGS:
     ARCHITECTURES.register(_name)(functools.partial(vgg, _name))
 ARCHITECTURES.register("mlp")(mlp)
 ARCHITECTURES.register("alexnet")(alexnet)
+ARCHITECTURES.register("cnn")(cnn)
+ARCHITECTURES.register("vgg")(associated_vgg)

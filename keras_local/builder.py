@@ -1,8 +1,10 @@
 """`build_model`: the one entry point from names to a built LocalModel."""
 
-from keras_local.architectures import get_architecture
+import keras
+
+from keras_local.architectures import architecture_option_names, get_architecture
 from keras_local.block import Block
-from keras_local.heads import HEADS, LinearHead, get_head
+from keras_local.heads import HEADS, Bridge, LinearHead, get_head
 from keras_local.methods import get_method
 from keras_local.model import LocalModel
 from keras_local.splitting import block_sizes, resolve_cuts, split_units
@@ -63,14 +65,19 @@ def build_model(
         raise ValueError(f"input_shape must be a tuple of positive ints, got {input_shape!r}.")
     if num_blocks is not None:
         _check_positive_int("num_blocks", num_blocks)
-    units = get_architecture(architecture, input_shape=input_shape, **(architecture_options or {}))
+    options = _with_method_defaults(architecture, method, architecture_options or {})
+    units = get_architecture(architecture, input_shape=input_shape, **options)
+    if num_blocks is None and cuts is None:
+        cuts = method.default_cuts(architecture, len(units))
     cuts = resolve_cuts(len(units), num_blocks, cuts)
     method.validate(block_sizes(len(units), cuts))
 
     groups = split_units(units, cuts)
-    blocks = []
+    blocks, label_blocks = [], None
     for index, group in enumerate(groups):
-        if index == len(groups) - 1 and not method.separate_output_block:
+        if method.label_path:
+            block_head = _bridge(method, architecture, index)
+        elif index == len(groups) - 1 and not method.separate_output_block:
             block_head = LinearHead(num_classes, name="output_head")
         elif method.aux_heads:
             block_head = get_head(head, num_classes, name_prefix=f"block{index}_head")
@@ -80,7 +87,10 @@ def build_model(
     if method.separate_output_block:
         output_head = LinearHead(num_classes, name="output_head")
         blocks.append(Block([], head=output_head, weight_decay=weight_decay, name="output_block"))
-    model = LocalModel(blocks, method=method, name=name or f"{architecture}_{method.name}")
+    if method.label_path:
+        label_blocks = _label_blocks(method, method.width_for(architecture), num_classes, len(blocks))
+    model = LocalModel(blocks, method=method, label_blocks=label_blocks,
+                       name=name or f"{architecture}_{method.name}")
     if build:
         model.build((None, *input_shape))
     return model
@@ -101,6 +111,34 @@ def build_model_from_config(config, input_shape, num_classes, build=True):
         build=build,
         **config["method_options"],
     )
+
+
+def _with_method_defaults(architecture, method, options):
+    """The user's architecture options over the method's preferred ones,
+    keeping only those the architecture accepts (e.g. AL's ELU activation)."""
+    accepted = architecture_option_names(architecture)
+    defaults = {key: value for key, value in method.architecture_defaults().items() if key in accepted}
+    return {**defaults, **options}
+
+
+def _bridge(method, architecture, index):
+    return Bridge(method.width_for(architecture), expansion=method.bridge_expansion,
+                  activation=method.target_activation, pooled=method.bridge == "pooled", name=f"bridge_{index}")
+
+
+def _label_blocks(method, width, num_classes, count):
+    """Associated Learning's label path: block i = encoder g_i (its unit) and
+    decoder h_i (its head); g_1 reads the one-hot labels, h_1 reconstructs them."""
+    blocks = []
+    for index in range(count):
+        encoder = keras.layers.Dense(width, activation=method.target_activation, kernel_initializer="he_normal",
+                                     name=f"encoder_{index}")
+        decoder = keras.layers.Dense(num_classes if index == 0 else width, activation=method.target_activation,
+                                     kernel_initializer="he_normal", name=f"decoder_{index}")
+        block = Block([encoder], head=decoder, name=f"label_block_{index}")
+        block.build((None, num_classes if index == 0 else width))
+        blocks.append(block)
+    return blocks
 
 
 def _check_positive_int(name, value, minimum=1):

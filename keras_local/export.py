@@ -7,7 +7,8 @@ def export_inference_model(model, filepath=None):
     """A functional Keras model of built-in layers only, sharing `model`'s weights.
 
     The auxiliary heads are dropped: the result is input → all units → output
-    head. Saved with `filepath` (a `.keras` file), it loads with
+    head (for Associated Learning, the last bridge then the decoders h_L … h_1:
+    only the effective parameters). Saved with `filepath` (a `.keras` file), it loads with
     `keras.saving.load_model` in a process that never imports `keras_local`.
 
     Example:
@@ -24,7 +25,9 @@ def export_inference_model(model, filepath=None):
     for block in model.blocks:
         for unit in block.units:
             x = unit.call(x)
-    outputs = model.output_head.call(x)
+    for layer in model.inference_head:
+        x = layer.call(x)
+    outputs = x
     inference = keras.Model(inputs, outputs, name=f"{model.name}_inference")
     if filepath is not None:
         inference.save(filepath)

@@ -19,13 +19,23 @@ def batch_norm(name, dtype=None):
     )
 
 
-def conv(filters, kernel_size, strides, name, dtype=None):
+_batch_norm = batch_norm  # for classes with a `batch_norm` argument
+
+
+def activation_layer(activation, name, dtype=None):
+    """ReLU as its own layer (the common case), any other Keras activation by name."""
+    if activation == "relu":
+        return keras.layers.ReLU(name=name, dtype=dtype)
+    return keras.layers.Activation(activation, name=name, dtype=dtype)
+
+
+def conv(filters, kernel_size, strides, name, dtype=None, use_bias=False):
     return keras.layers.Conv2D(
         filters,
         kernel_size,
         strides=strides,
         padding="same",
-        use_bias=False,
+        use_bias=use_bias,
         kernel_initializer="he_normal",
         name=name,
         dtype=dtype,
@@ -36,6 +46,9 @@ def conv(filters, kernel_size, strides, name, dtype=None):
 class ConvBNReLU(keras.layers.Layer):
     """Conv2D → BatchNorm → ReLU, optionally followed by a 2x2 max-pool.
 
+    `activation` replaces the ReLU (e.g. "elu", Associated Learning's feature
+    path) and `batch_norm=False` drops the BN (the conv then has a bias).
+
     Example:
 
     ```python
@@ -44,24 +57,31 @@ class ConvBNReLU(keras.layers.Layer):
     ```
     """
 
-    def __init__(self, filters, kernel_size=3, strides=1, pool=False, **kwargs):
+    def __init__(self, filters, kernel_size=3, strides=1, pool=False, activation="relu",
+                 batch_norm=True, **kwargs):
         super().__init__(**kwargs)
         self.filters = filters
         self.kernel_size = kernel_size
         self.strides = strides
         self.pool = pool
-        self.conv = conv(filters, kernel_size, strides, name=f"{self.name}_conv", dtype=self.dtype_policy)
-        self.bn = batch_norm(f"{self.name}_bn", dtype=self.dtype_policy)
-        self.relu = keras.layers.ReLU(name=f"{self.name}_relu", dtype=self.dtype_policy)
+        self.activation = activation
+        self.batch_norm = batch_norm
+        self.conv = conv(filters, kernel_size, strides, name=f"{self.name}_conv", dtype=self.dtype_policy,
+                         use_bias=not batch_norm)
+        self.bn = _batch_norm(f"{self.name}_bn", dtype=self.dtype_policy) if batch_norm else None
+        self.relu = activation_layer(activation, f"{self.name}_relu", self.dtype_policy)
         self.max_pool = keras.layers.MaxPooling2D(2, name=f"{self.name}_pool", dtype=self.dtype_policy) if pool else None
 
     def build(self, input_shape):
         self.conv.build(input_shape)
-        shape = self.conv.compute_output_shape(input_shape)
-        self.bn.build(shape)
+        if self.bn is not None:
+            self.bn.build(self.conv.compute_output_shape(input_shape))
 
     def call(self, inputs, training=None):
-        x = self.relu(self.bn(self.conv(inputs), training=training))
+        x = self.conv(inputs)
+        if self.bn is not None:
+            x = self.bn(x, training=training)
+        x = self.relu(x)
         return self.max_pool(x) if self.pool else x
 
     def compute_output_shape(self, input_shape):
@@ -77,6 +97,8 @@ class ConvBNReLU(keras.layers.Layer):
             "kernel_size": self.kernel_size,
             "strides": self.strides,
             "pool": self.pool,
+            "activation": self.activation,
+            "batch_norm": self.batch_norm,
         }
 
 
@@ -95,17 +117,18 @@ class ResidualUnit(keras.layers.Layer):
     ```
     """
 
-    def __init__(self, filters, strides=1, **kwargs):
+    def __init__(self, filters, strides=1, activation="relu", **kwargs):
         super().__init__(**kwargs)
         self.filters = filters
         self.strides = strides
+        self.activation = activation
         self.conv1 = conv(filters, 3, strides, name=f"{self.name}_conv1", dtype=self.dtype_policy)
         self.bn1 = batch_norm(f"{self.name}_bn1", dtype=self.dtype_policy)
-        self.relu1 = keras.layers.ReLU(name=f"{self.name}_relu1", dtype=self.dtype_policy)
+        self.relu1 = activation_layer(activation, f"{self.name}_relu1", self.dtype_policy)
         self.conv2 = conv(filters, 3, 1, name=f"{self.name}_conv2", dtype=self.dtype_policy)
         self.bn2 = batch_norm(f"{self.name}_bn2", dtype=self.dtype_policy)
         self.add = keras.layers.Add(name=f"{self.name}_add", dtype=self.dtype_policy)
-        self.relu2 = keras.layers.ReLU(name=f"{self.name}_relu2", dtype=self.dtype_policy)
+        self.relu2 = activation_layer(activation, f"{self.name}_relu2", self.dtype_policy)
         self.shortcut_conv = None
         self.shortcut_bn = None
 
@@ -133,7 +156,10 @@ class ResidualUnit(keras.layers.Layer):
         return self.conv1.compute_output_shape(input_shape)
 
     def get_config(self):
-        return {**super().get_config(), "filters": self.filters, "strides": self.strides}
+        return {
+            **super().get_config(), "filters": self.filters, "strides": self.strides,
+            "activation": self.activation,
+        }
 
 
 @keras.saving.register_keras_serializable(package="keras_local")
@@ -213,17 +239,21 @@ class DenseReLU(keras.layers.Layer):
     ```
     """
 
-    def __init__(self, units, flatten=False, dropout=0.0, **kwargs):
+    def __init__(self, units, flatten=False, dropout=0.0, activation="relu", **kwargs):
         super().__init__(**kwargs)
         self.units = units
         self.flatten = flatten
         self.dropout = dropout
+        self.activation = activation
         self.flatten_layer = keras.layers.Flatten(name=f"{self.name}_flatten", dtype=self.dtype_policy) if flatten else None
         self.dropout_layer = (
             keras.layers.Dropout(dropout, name=f"{self.name}_dropout", dtype=self.dtype_policy)
             if dropout else None
         )
-        self.dense = keras.layers.Dense(units, activation="relu", name=f"{self.name}_dense", dtype=self.dtype_policy)
+        self.dense = keras.layers.Dense(
+            units, activation=activation, kernel_initializer="he_normal", name=f"{self.name}_dense",
+            dtype=self.dtype_policy,
+        )
 
     def build(self, input_shape):
         if self.flatten:
@@ -242,4 +272,5 @@ class DenseReLU(keras.layers.Layer):
     def get_config(self):
         return {
             **super().get_config(), "units": self.units, "flatten": self.flatten, "dropout": self.dropout,
+            "activation": self.activation,
         }

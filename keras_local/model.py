@@ -44,7 +44,7 @@ class LocalModel(keras.Model):
     ```
     """
 
-    def __init__(self, blocks, method="gll", method_options=None, **kwargs):
+    def __init__(self, blocks, method="gll", method_options=None, label_blocks=None, **kwargs):
         super().__init__(**kwargs)
         if not blocks or not all(isinstance(block, Block) for block in blocks):
             raise ValueError(f"blocks must be a non-empty list of Block, got {blocks!r}.")
@@ -52,6 +52,17 @@ class LocalModel(keras.Model):
             raise ValueError("The last block must have a head: it is the network's output head.")
         self.blocks = list(blocks)
         self.method = get_method(method, **(method_options or {}))
+        self.label_blocks = list(label_blocks or [])
+        if self.method.label_path != bool(self.label_blocks) or (
+            self.label_blocks and len(self.label_blocks) != len(self.blocks)
+        ):
+            raise ValueError(
+                f"Method {self.method.name!r} needs {len(self.blocks) if self.method.label_path else 0} "
+                f"label blocks (one per block when it has a label path), got {len(self.label_blocks)}."
+            )
+        self.autoencoder_losses = [
+            keras.metrics.Mean(name=f"autoencoder_loss_{k}") for k in range(len(self.label_blocks))
+        ]
         # Blocks whose head accuracy is logged as acc_k (none for bp: only the output).
         logged = [
             index for index, block in enumerate(self.blocks)
@@ -59,11 +70,20 @@ class LocalModel(keras.Model):
         ]
         self._metric_position = {index: position for position, index in enumerate(logged)}
         self.block_losses = [keras.metrics.Mean(name=f"loss_{k}") for k in logged]
-        self.block_accuracies = [keras.metrics.SparseCategoricalAccuracy(name=f"acc_{k}") for k in logged]
+        self.block_accuracies = [] if self.label_blocks else [
+            keras.metrics.SparseCategoricalAccuracy(name=f"acc_{k}") for k in logged
+        ]
 
     @property
     def output_head(self):
         return self.blocks[-1].head
+
+    @property
+    def inference_head(self):
+        """The layers that turn the last block's features into the output:
+        the output head, or for a label path the last bridge then the
+        decoders h_L … h_1."""
+        return [self.output_head, *(block.head for block in reversed(self.label_blocks))]
 
     # -- building -----------------------------------------------------------
 
@@ -73,6 +93,12 @@ class LocalModel(keras.Model):
             if not block.built:
                 block.build(shape)
             shape = block.compute_output_shape(shape)
+        if self.label_blocks:
+            shape = (None, self.label_blocks[0].head.units)  # one-hot labels
+            for block in self.label_blocks:
+                if not block.built:
+                    block.build(shape)
+                shape = block.compute_output_shape(shape)
         if self.compiled:
             self.optimizer.build()
 
@@ -83,7 +109,9 @@ class LocalModel(keras.Model):
         x = inputs
         for block in self.blocks:
             x = block(x, training=training)
-        return self.output_head(x, training=training)
+        for layer in self.inference_head:
+            x = layer(x, training=training)
+        return x
 
     # -- compiling ----------------------------------------------------------
 
@@ -94,26 +122,34 @@ class LocalModel(keras.Model):
             optimizer: one optimizer (cloned from its config for every block),
                 a list with one optimizer per block, or a callable
                 `block_index -> optimizer`.
-            loss: the classification loss of every head; defaults to
-                `SparseCategoricalCrossentropy(from_logits=True)`.
+            loss: the loss of every head; defaults to
+                `SparseCategoricalCrossentropy(from_logits=True)` (mean squared
+                error for Associated Learning, whose label blocks always use it).
             metrics: metrics of the output head; defaults to `["accuracy"]`.
             **kwargs: passed to `keras.Model.compile` (e.g. `jit_compile`).
         """
-        loss = loss or keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        loss = loss or self.method.default_loss or keras.losses.SparseCategoricalCrossentropy(from_logits=True)
         metrics = ["accuracy"] if metrics is None else metrics
-        for block, block_optimizer in zip(
-            self.blocks, resolve_block_optimizers(optimizer, len(self.blocks))
-        ):
-            block.compile(optimizer=block_optimizer, loss=loss, metrics=["accuracy"])
+        all_blocks = self.blocks + self.label_blocks
+        factors = [1.0] * len(self.blocks) + [
+            self.method.autoencoder_learning_rate_factor for _ in self.label_blocks
+        ]
+        optimizers = resolve_block_optimizers(optimizer, len(all_blocks), learning_rate_factors=factors)
+        for block, block_optimizer in zip(self.blocks, optimizers):
+            block.compile(optimizer=block_optimizer, loss=loss,
+                          metrics=[] if self.label_blocks else ["accuracy"])
+        for block, block_optimizer in zip(self.label_blocks, optimizers[len(self.blocks):]):
+            block.compile(optimizer=block_optimizer, loss="mean_squared_error")
         super().compile(optimizer=None, loss=loss, metrics=metrics, **kwargs)
-        self.optimizer = BlockOptimizers(self.blocks)
+        self.optimizer = BlockOptimizers(all_blocks)
         if self.built:
             self.optimizer.build()
 
     def get_compile_config(self):
         config = super().get_compile_config()
         config["optimizer"] = [
-            keras.saving.serialize_keras_object(_inner(block.optimizer)) for block in self.blocks
+            keras.saving.serialize_keras_object(_inner(block.optimizer))
+            for block in self.blocks + self.label_blocks
         ]
         return config
 
@@ -124,13 +160,43 @@ class LocalModel(keras.Model):
 
     def train_step(self, data):
         x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
-        if self.method.cut_gradients:
+        if self.label_blocks:
+            logits, loss = self._local_step(x, y, targets=self._label_step(y))
+            logits = self._decode(logits)
+        elif self.method.cut_gradients:
             logits, loss = self._local_step(x, y)
         else:
             logits, loss = self._end_to_end_step(x, y)
         return self._update_output_metrics(x, y, logits, loss)
 
-    def _local_step(self, x, y):
+    def _label_step(self, y, training=True):
+        """The label path: t_0 = one-hot y, t_i = g_i(sg(t_{i−1})). Trains
+        each label block on ‖h_i(t_i) − sg(t_{i−1})‖² (when `training`) and
+        returns the stopped codes sg(t_i), the blocks' targets."""
+        code = ops.one_hot(ops.cast(ops.reshape(y, (-1,)), "int32"), self.label_blocks[0].head.units)
+        targets = []
+        for index, block in enumerate(self.label_blocks):
+            code = ops.stop_gradient(code)
+            if training:
+                step = block.compute_local_gradients(code, code)
+                block.optimizer.apply(step.gradients, block.trainable_variables)
+                next_code, loss = step.features, step.loss
+            else:
+                next_code = block(code, training=False)
+                loss = block.compute_loss(y=code, y_pred=block.head(next_code, training=False), training=False)
+            self.autoencoder_losses[index].update_state(unscale_loss_for_distribution(loss))
+            code = next_code
+            targets.append(ops.stop_gradient(code))
+        return targets
+
+    def _decode(self, bridge_output):
+        """h_1∘…∘h_L of the last bridge's output: the network's prediction."""
+        x = bridge_output
+        for block in reversed(self.label_blocks):
+            x = block.head(x, training=False)
+        return x
+
+    def _local_step(self, x, y, targets=None):
         """Each block learns from its own loss on the stopped output of the
         previous one; a block with a backward-link tail applies its update
         once the next block has sent back the error at its input."""
@@ -140,7 +206,8 @@ class LocalModel(keras.Model):
         for index, block in enumerate(self.blocks):
             tail_length = self.method.tail_length(index, num_blocks)
             step = block.compute_local_gradients(
-                ops.stop_gradient(features), y, loss_weight=weights[index],
+                ops.stop_gradient(features), y if targets is None else targets[index],
+                loss_weight=weights[index],
                 tail_length=tail_length, input_gradient=waiting is not None,
             )
             if waiting is not None:
@@ -188,7 +255,8 @@ class LocalModel(keras.Model):
         position = self._metric_position.get(index)
         if position is not None:
             self.block_losses[position].update_state(unscale_loss_for_distribution(loss))
-            self.block_accuracies[position].update_state(y, logits)
+            if self.block_accuracies:
+                self.block_accuracies[position].update_state(y, logits)
 
     def _update_output_metrics(self, x, y, logits, loss):
         self._loss_tracker.update_state(unscale_loss_for_distribution(loss), sample_weight=ops.shape(x)[0])
@@ -196,13 +264,17 @@ class LocalModel(keras.Model):
 
     def test_step(self, data):
         x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+        targets = self._label_step(y, training=False) if self.label_blocks else None
         features = x
         for index, block in enumerate(self.blocks):
             features = block(features, training=False)
             if block.head is not None:
                 logits = block.head(features, training=False)
-                loss = block.compute_loss(y=y, y_pred=logits, training=False)
+                target = y if targets is None else targets[index]
+                loss = block.compute_loss(y=target, y_pred=logits, training=False)
                 self._update_block_metrics(index, y, logits, loss)
+        if self.label_blocks:
+            logits = self._decode(logits)
         return self._update_output_metrics(x, y, logits, loss)
 
     # -- serialization ------------------------------------------------------
@@ -213,10 +285,12 @@ class LocalModel(keras.Model):
             "blocks": [keras.saving.serialize_keras_object(block) for block in self.blocks],
             "method": self.method.name,
             "method_options": self.method.get_config(),
+            "label_blocks": [keras.saving.serialize_keras_object(block) for block in self.label_blocks],
         }
 
     @classmethod
     def from_config(cls, config):
         config = dict(config)
-        config["blocks"] = [keras.saving.deserialize_keras_object(block) for block in config["blocks"]]
+        for key in ("blocks", "label_blocks"):
+            config[key] = [keras.saving.deserialize_keras_object(block) for block in config.get(key, [])]
         return cls(**config)

@@ -15,12 +15,50 @@ def _inner(optimizer):
     return getattr(optimizer, "inner_optimizer", optimizer)
 
 
-def resolve_block_optimizers(spec, num_blocks):
+@keras.saving.register_keras_serializable(package="keras_local")
+class ScaledLearningRate(keras.optimizers.schedules.LearningRateSchedule):
+    """`factor ×` another schedule (e.g. Associated Learning's 2× autoencoder rate).
+
+    Example:
+
+    ```python
+    schedule = ScaledLearningRate(keras.optimizers.schedules.CosineDecay(1e-3, 1000), 2.0)
+    float(schedule(0))   # 0.002
+    ```
+    """
+
+    def __init__(self, schedule, factor):
+        self.schedule = schedule
+        self.factor = float(factor)
+
+    def __call__(self, step):
+        return self.factor * self.schedule(step)
+
+    def get_config(self):
+        return {"schedule": keras.saving.serialize_keras_object(self.schedule), "factor": self.factor}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(keras.saving.deserialize_keras_object(config["schedule"]), config["factor"])
+
+
+def _scaled_learning_rate(learning_rate, factor):
+    if factor == 1:
+        return learning_rate
+    if isinstance(learning_rate, dict):
+        learning_rate = keras.optimizers.schedules.deserialize(learning_rate)
+    if isinstance(learning_rate, keras.optimizers.schedules.LearningRateSchedule):
+        return ScaledLearningRate(learning_rate, factor)
+    return float(learning_rate) * factor
+
+
+def resolve_block_optimizers(spec, num_blocks, learning_rate_factors=None):
     """One fresh optimizer per block from `spec`.
 
     `spec` is an optimizer (or identifier such as "sgd"), cloned from its
-    config for every block; a list of `num_blocks` optimizers; or a callable
-    `block_index -> optimizer`.
+    config for every block, with its learning rate (or schedule) multiplied
+    by `learning_rate_factors[k]` when given; a list of `num_blocks`
+    optimizers; or a callable `block_index -> optimizer`.
     """
     if callable(spec) and not isinstance(spec, keras.optimizers.Optimizer):
         optimizers = [spec(index) for index in range(num_blocks)]
@@ -34,8 +72,13 @@ def resolve_block_optimizers(spec, num_blocks):
     else:
         template = _inner(keras.optimizers.get(spec))
         config = template.get_config()
+        factors = learning_rate_factors or [1.0] * num_blocks
         optimizers = [
-            template.__class__.from_config({**config, "name": f"{config['name']}_block_{index}"})
+            template.__class__.from_config({
+                **config,
+                "name": f"{config['name']}_block_{index}",
+                "learning_rate": _scaled_learning_rate(config["learning_rate"], factors[index]),
+            })
             for index in range(num_blocks)
         ]
     optimizers = [keras.optimizers.get(item) for item in optimizers]

@@ -1,5 +1,6 @@
 """The registry of training methods: `list_methods()`, `get_method(name, **options)`."""
 
+from keras_local.methods.associated import AssociatedLearning
 from keras_local.methods.backlink import BackLink
 from keras_local.methods.base import Method
 from keras_local.methods.bp import Backprop
@@ -12,6 +13,7 @@ METHODS.register(Backprop.name)(Backprop)
 METHODS.register(GreedyLocal.name)(GreedyLocal)
 METHODS.register(BlockwiseBPFree.name)(BlockwiseBPFree)
 METHODS.register(BackLink.name)(BackLink)
+METHODS.register(AssociatedLearning.name)(AssociatedLearning)
 
 
 def list_methods():

@@ -20,6 +20,11 @@ class Method:
             (BackLink's l; 0: none).
         alpha: weight of a tail's own loss against the next block's error
             (BackLink's α; the next block's error gets 1 − α).
+        label_path: whether the model also has label blocks (Associated
+            Learning's encoders / decoders) that turn the labels into each
+            block's target and decode the last block's head into the output.
+        default_loss: the loss of every block's head when `compile` gets none
+            (None: sparse categorical cross-entropy on logits).
 
     Subclasses take their options (e.g. `alpha`) as keyword arguments,
     validate them in `__init__` and return them from `get_config`.
@@ -32,6 +37,16 @@ class Method:
     separate_output_block = False
     propagation_length = 0
     alpha = 1.0
+    label_path = False
+    default_loss = None
+
+    def default_cuts(self, architecture, num_units):
+        """Where to cut when neither `num_blocks` nor `cuts` is given (None: one block)."""
+        return None
+
+    def architecture_defaults(self):
+        """Architecture options the method prefers (the user's options win)."""
+        return {}
 
     def validate(self, block_sizes):
         """Checks options against the split (number of units per block)."""

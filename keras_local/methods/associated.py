@@ -1,0 +1,95 @@
+"""Associated Learning (Kao & Chen, Neural Computation 2021)."""
+
+from keras_local.methods.base import Method, check_number
+
+BRIDGES = ("dense", "pooled")
+# The reference code's bridge width n per network (CIFAR-10; CIFAR-100 uses 500).
+DEFAULT_WIDTHS = {"mlp": 1024, "cnn": 256, "vgg": 300}
+RESNET_DEPTHS = {"resnet20": 20, "resnet32": 32, "resnet56": 56, "resnet110": 110}
+
+
+class AssociatedLearning(Method):
+    """Components with a bridge, an encoder and a decoder; no end-to-end backprop.
+
+    Block i is the associated function f_i; its head is the bridge b_i. The
+    label blocks carry the target path: `model.label_blocks[i]` is the
+    encoder g_i (its unit) with the decoder h_i (its head), t_0 = one-hot y,
+    t_i = g_i(sg(t_{i−1})). Each step:
+
+    - the autoencoder loss ‖h_i(t_i) − sg(t_{i−1})‖² trains g_i and h_i;
+    - the associated loss ‖b_i(s_i) − sg(t_i)‖² trains f_i and b_i, with
+      s_i = f_i(sg(s_{i−1}));
+    - nothing crosses components; each block and label block has its own
+      optimizer, the label blocks' with `autoencoder_learning_rate_factor`×
+      the learning rate (2, as in the reference code).
+
+    Inference (`model(x)`) is h_1∘…∘h_L∘b_L∘f_L∘…∘f_1(x), sigmoid outputs.
+    Without `num_blocks` / `cuts`, the split is the reference's components:
+    stem + one per stage for the CIFAR ResNets, two layers per component for
+    `cnn` and `vgg`, one layer per component otherwise.
+
+    Args:
+        width: n, the size of every t_i and bridge output (default: the
+            reference's 1024 for `mlp`, 256 for `cnn`, 300 otherwise).
+        bridge: "dense" (the reference: Flatten → Dense(5n, σ) → Dense(n, σ),
+            on the full feature map; ~68 M parameters for ResNet-20) or
+            "pooled" (global average pooling instead of Flatten).
+        bridge_expansion: the 5 in Dense(5n).
+        target_activation: activation of the label path and the bridges.
+        feature_activation: activation of the feature path f_i, passed to
+            the architecture as `activation` when it has that option.
+        autoencoder_learning_rate_factor: label-path learning rate ÷ the
+            blocks' learning rate.
+
+    Example:
+
+    ```python
+    model = kl.build_model("cnn", method="associated", input_shape=(32, 32, 3), num_classes=10)
+    model.compile(optimizer=keras.optimizers.Adam(1e-4))
+    ```
+    """
+
+    name = "associated"
+    options = ("width", "bridge", "bridge_expansion", "target_activation", "feature_activation",
+               "autoencoder_learning_rate_factor")
+    label_path = True
+    default_loss = "mean_squared_error"
+
+    def __init__(self, width=None, bridge="dense", bridge_expansion=5, target_activation="sigmoid",
+                 feature_activation="elu", autoencoder_learning_rate_factor=2.0):
+        self.width = None if width is None else check_number("width", width, 1, integer=True)
+        if bridge not in BRIDGES:
+            raise ValueError(f"Unknown bridge {bridge!r}. Allowed: {', '.join(BRIDGES)}.")
+        self.bridge = bridge
+        self.bridge_expansion = check_number("bridge_expansion", bridge_expansion, 1, integer=True)
+        for key, value in (("target_activation", target_activation), ("feature_activation", feature_activation)):
+            if not isinstance(value, str):
+                raise ValueError(f"{key} must be the name of a Keras activation, got {value!r}.")
+        self.target_activation = target_activation
+        self.feature_activation = feature_activation
+        self.autoencoder_learning_rate_factor = check_number(
+            "autoencoder_learning_rate_factor", autoencoder_learning_rate_factor, 0.0
+        )
+
+    def width_for(self, architecture):
+        return self.width or DEFAULT_WIDTHS.get(architecture, 300)
+
+    def default_cuts(self, architecture, num_units):
+        if architecture in RESNET_DEPTHS:
+            per_stage = (RESNET_DEPTHS[architecture] - 2) // 6
+            return [1, 1 + per_stage, 1 + 2 * per_stage]
+        step = 2 if architecture in ("cnn", "vgg") else 1
+        return list(range(step, num_units, step))
+
+    def architecture_defaults(self):
+        return {"activation": self.feature_activation}
+
+    def get_config(self):
+        return {
+            "width": self.width,
+            "bridge": self.bridge,
+            "bridge_expansion": self.bridge_expansion,
+            "target_activation": self.target_activation,
+            "feature_activation": self.feature_activation,
+            "autoencoder_learning_rate_factor": self.autoencoder_learning_rate_factor,
+        }
