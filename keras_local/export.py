@@ -24,11 +24,19 @@ def export_inference_model(model, filepath=None):
     x = inputs
     for block in model.blocks:
         for unit in block.units:
-            x = unit.call(x)
+            x = _replay(unit, x)
     for layer in model.inference_head:
-        x = layer.call(x)
+        x = _replay(layer, x)
     outputs = x
     inference = keras.Model(inputs, outputs, name=f"{model.name}_inference")
     if filepath is not None:
         inference.save(filepath)
     return inference
+
+
+def _replay(layer, x):
+    """Built-in Keras layers are called as they are; this package's layers
+    are replaced by their `call`, which calls only built-in layers."""
+    if type(layer).__module__.startswith("keras."):
+        return layer(x)
+    return layer.call(x)

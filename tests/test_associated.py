@@ -1,0 +1,124 @@
+"""Associated Learning against hand-written tapes, and on a small real problem."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_local as kl
+from conftest import LEARNING_RATE, applied_gradients, assert_close
+
+mse = keras.losses.MeanSquaredError()
+
+
+def tiny_associated(**options):
+    model = kl.build_model("mlp", method="associated", input_shape=(6,), num_classes=3,
+                           architecture_options={"hidden_units": [8, 8, 8]}, width=4, **options)
+    model.compile(optimizer=keras.optimizers.SGD(LEARNING_RATE))
+    return model
+
+
+def data(n=12, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, 6)).astype("float32"), rng.integers(0, 3, size=n)
+
+
+def grads(tape, target, variables):
+    return [g.numpy() for g in tape.gradient(target, variables)]
+
+
+def test_each_part_gets_only_its_own_loss():
+    model = tiny_associated()
+    assert len(model.blocks) == len(model.label_blocks) == 3  # one component per dense layer
+    x, y = data()
+    with tf.GradientTape(persistent=True) as tape:
+        code, codes, autoencoder = tf.one_hot(y, 3), [], []
+        for block in model.label_blocks:
+            previous = tf.stop_gradient(code)
+            code = block.units[0](previous)
+            autoencoder.append(mse(previous, block.head(code)))
+            codes.append(code)
+        s, associated, through_target = tf.constant(x), [], []
+        for block, t in zip(model.blocks, codes):
+            s = block(tf.stop_gradient(s), training=True)
+            associated.append(mse(tf.stop_gradient(t), block.head(s)))
+            through_target.append(mse(t, block.head(s)))  # what a missing stop on t_i would train
+    feature_reference = [grads(tape, loss, block.trainable_variables) for loss, block in zip(associated, model.blocks)]
+    label_reference = [grads(tape, loss, block.trainable_variables)
+                       for loss, block in zip(autoencoder, model.label_blocks)]
+    # Without the stops, the associated loss would reach the encoders.
+    leak = tape.gradient(through_target[1], model.label_blocks[1].trainable_variables)
+    assert max(np.abs(g.numpy()).max() for g in leak if g is not None) > 1e-5
+
+    all_blocks = model.blocks + model.label_blocks
+    before = [[v.numpy().copy() for v in block.trainable_variables] for block in all_blocks]
+    model.train_step((tf.constant(x), tf.constant(y)))
+    rates = [LEARNING_RATE] * 3 + [2 * LEARNING_RATE] * 3  # the autoencoders learn 2x faster
+    applied = [[(b - v.numpy()) / rate for b, v in zip(values, block.trainable_variables)]
+               for values, block, rate in zip(before, all_blocks, rates)]
+    for k in range(3):
+        assert_close(applied[k], feature_reference[k])
+        assert_close(applied[3 + k], label_reference[k])
+
+
+def test_inference_is_the_composition_of_features_last_bridge_and_decoders(tmp_path):
+    model = tiny_associated()
+    x, _ = data()
+    s = tf.constant(x)
+    for block in model.blocks:
+        s = block(s)
+    out = model.blocks[-1].head(s)
+    for block in reversed(model.label_blocks):
+        out = block.head(out)
+    np.testing.assert_allclose(model(x), out, atol=1e-6)
+    inference = kl.export_inference_model(model)
+    np.testing.assert_allclose(inference(x), out, atol=1e-6)
+    # Only the effective parameters: the f_i, the last bridge and the decoders.
+    effective = (sum(block.count_params() - block.head.count_params() for block in model.blocks)
+                 + model.blocks[-1].head.count_params()
+                 + sum(block.head.count_params() for block in model.label_blocks))
+    assert inference.count_params() == effective < model.count_params()
+
+
+def test_default_components_follow_the_reference():
+    def sizes(architecture, **kwargs):
+        model = kl.build_model(architecture, method="associated", build=False, **kwargs)
+        return [len(block.units) for block in model.blocks]
+
+    assert sizes("resnet20") == [1, 3, 3, 3]   # stem, then one component per stage
+    assert sizes("resnet32") == [1, 5, 5, 5]
+    assert sizes("cnn") == [2, 2, 2, 2]
+    assert sizes("vgg") == [2, 2, 2, 2]
+    model = kl.build_model("resnet20", method="associated", build=False)
+    assert model.blocks[1].units[0].activation == "elu"
+    assert isinstance(model.blocks[0].head, kl.heads.Bridge) and model.blocks[0].head.width == 300
+    pooled = kl.build_model("resnet20", method="associated", bridge="pooled", input_shape=(8, 8, 3))
+    dense = kl.build_model("resnet20", method="associated", input_shape=(8, 8, 3))
+    assert pooled.count_params() < dense.count_params()
+    with pytest.raises(ValueError, match="Unknown bridge 'wide'. Allowed: dense, pooled"):
+        kl.build_model("cnn", method="associated", bridge="wide")
+
+
+def test_associated_learns_a_known_rule_well_above_chance():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(1200, 6)).astype("float32")
+    y = np.argmax(x @ rng.normal(size=(6, 3)), axis=1)
+    model = kl.build_model("mlp", method="associated", input_shape=(6,), num_classes=3,
+                           architecture_options={"hidden_units": [64, 64]}, width=32)
+    model.compile(optimizer=keras.optimizers.Adam(3e-3))
+    model.fit(x[:1000], y[:1000], batch_size=32, epochs=8, verbose=0)
+    accuracy = model.evaluate(x[1000:], y[1000:], return_dict=True, verbose=0)["accuracy"]
+    assert accuracy > 0.8, accuracy  # chance is 1/3
+
+
+def test_round_trip_keeps_label_blocks_and_their_optimizers(tmp_path):
+    model = tiny_associated(autoencoder_learning_rate_factor=3.0)
+    x, y = data()
+    model.fit(x, y, epochs=1, batch_size=6, verbose=0)
+    path = str(tmp_path / "al.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert loaded.method.autoencoder_learning_rate_factor == 3.0
+    assert [int(b.optimizer.iterations) for b in loaded.label_blocks] == [2, 2, 2]
+    assert float(loaded.label_blocks[0].optimizer.learning_rate) == pytest.approx(3 * LEARNING_RATE)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
