@@ -53,9 +53,11 @@ def get_architecture(name, input_shape=(32, 32, 3), **options):
     return factory(input_shape=tuple(input_shape), **options)
 
 
-def cifar_resnet(depth, input_shape=None, activation="relu"):
+def cifar_resnet(depth, input_shape=None, activation="relu", hidden_units=()):
     """He et al.'s CIFAR ResNet-`depth`: a 16-channel stem, then 3 stages of
-    (depth − 2) / 6 basic blocks with 16, 32, 64 channels."""
+    (depth − 2) / 6 basic blocks with 16, 32, 64 channels; then optional
+    hidden dense layers on the flattened map (backprop twins of Associated
+    Learning's inference path)."""
     if (depth - 2) % 6:
         raise ValueError(f"CIFAR ResNet depth must be 6n + 2, got {depth}.")
     blocks_per_stage = (depth - 2) // 6
@@ -66,7 +68,7 @@ def cifar_resnet(depth, input_shape=None, activation="relu"):
             units.append(ResidualUnit(
                 filters, strides=strides, activation=activation, name=f"stage{stage + 1}_unit{index + 1}"
             ))
-    return units
+    return _dense_units(units, hidden_units, activation)
 
 
 VGG_CONFIGS = {

@@ -101,7 +101,7 @@ def build_model_from_config(config, input_shape, num_classes, build=True):
     return build_model(
         config["architecture"],
         method=config["method"],
-        num_blocks=None if config["cuts"] is not None else config["num_blocks"],
+        num_blocks=None if config["cuts"] is not None or config["num_blocks"] == "auto" else config["num_blocks"],
         cuts=config["cuts"],
         head=config["head"],
         input_shape=input_shape,

@@ -41,6 +41,10 @@ DEFAULTS = {
     "weight_decay": 5e-4,
     "lr_schedule": "cosine",
     "final_learning_rate": 0.0,
+    # "piecewise": the learning rate is multiplied by lr_multipliers[i] once
+    # lr_boundaries[i - 1] (a fraction of all training steps) is passed.
+    "lr_boundaries": [0.4, 0.6, 0.8, 0.9],
+    "lr_multipliers": [1.0, 0.1, 0.01, 0.001, 0.0005],
     "seed": 0,
     # outputs
     "run_dir": None,
@@ -49,14 +53,15 @@ DEFAULTS = {
 }
 
 OPTIMIZERS = ("sgd", "adam")
-LR_SCHEDULES = ("cosine", "constant")
+LR_SCHEDULES = ("cosine", "constant", "piecewise")
 
 # The Python types each key accepts (None is accepted where the default is None).
 _TYPES = {
-    "num_blocks": int, "batch_size": int, "eval_batch_size": int, "epochs": int,
+    "num_blocks": (int, str), "batch_size": int, "eval_batch_size": int, "epochs": int,
     "seed": int, "verbose": int, "train_examples": int, "test_examples": int,
     "learning_rate": float, "final_learning_rate": float, "momentum": float, "weight_decay": float,
     "nesterov": bool, "tensorboard": bool, "method_options": dict, "architecture_options": dict,
+    "lr_boundaries": list, "lr_multipliers": list,
     "cuts": (list, str),
 }
 
@@ -111,6 +116,18 @@ def resolve(values, method_option_names=()):
             raise ValueError(f"{key} must be >= 1, got {config[key]!r}.")
     if config["learning_rate"] <= 0:
         raise ValueError(f"learning_rate must be > 0, got {config['learning_rate']!r}.")
+    if isinstance(config["num_blocks"], str) and config["num_blocks"] != "auto":
+        raise ValueError(
+            f"num_blocks must be a positive integer or \"auto\" (the method's default split), "
+            f"got {config['num_blocks']!r}."
+        )
+    boundaries, multipliers = config["lr_boundaries"], config["lr_multipliers"]
+    if (len(multipliers) != len(boundaries) + 1
+            or any(not 0 < b < 1 for b in boundaries) or sorted(boundaries) != boundaries):
+        raise ValueError(
+            f"lr_boundaries={boundaries} must be increasing fractions of training in (0, 1), with "
+            f"one more lr_multipliers (got {len(multipliers)})."
+        )
     if not 0 <= config["final_learning_rate"] <= config["learning_rate"]:
         raise ValueError(
             f"final_learning_rate must be in 0..learning_rate ({config['learning_rate']!r}), "

@@ -21,6 +21,12 @@ def make_optimizer(config, steps_per_epoch):
             learning_rate, decay_steps=config["epochs"] * steps_per_epoch,
             alpha=config["final_learning_rate"] / learning_rate,
         )
+    elif config["lr_schedule"] == "piecewise":
+        total = config["epochs"] * steps_per_epoch
+        learning_rate = keras.optimizers.schedules.PiecewiseConstantDecay(
+            [int(fraction * total) for fraction in config["lr_boundaries"]],
+            [learning_rate * multiplier for multiplier in config["lr_multipliers"]],
+        )
     if config["optimizer"] == "sgd":
         return keras.optimizers.SGD(
             learning_rate, momentum=config["momentum"], nesterov=config["nesterov"]

@@ -122,3 +122,22 @@ def test_round_trip_keeps_label_blocks_and_their_optimizers(tmp_path):
     assert [int(b.optimizer.iterations) for b in loaded.label_blocks] == [2, 2, 2]
     assert float(loaded.label_blocks[0].optimizer.learning_rate) == pytest.approx(3 * LEARNING_RATE)
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
+
+
+@pytest.mark.parametrize("architecture, options, components", [
+    ("mlp", {"hidden_units": [12, 12]}, 2),
+    ("cnn", {}, 4),
+    ("resnet20", {}, 4),
+    ("vgg", {"hidden_units": [16, 16]}, 4),
+])
+def test_the_backprop_twin_has_the_parameters_of_the_inference_path(architecture, options, components):
+    # The recipes' fair-comparison rule: bp gets dense layers [5n, n] + [n] * (L - 1), the
+    # last bridge and the decoders h_L .. h_2, before its classifier (h_1).
+    width, shape = 8, (16, 16, 3) if architecture == "vgg" else (8, 8, 3)
+    associated = kl.build_model(architecture, method="associated", input_shape=shape, num_classes=5,
+                                width=width, architecture_options=options)
+    assert len(associated.blocks) == components
+    twin = options.get("hidden_units", []) + [5 * width, width] + [width] * (components - 1)
+    bp = kl.build_model(architecture, method="bp", num_blocks=1, input_shape=shape, num_classes=5,
+                        architecture_options={"hidden_units": twin})
+    assert kl.export_inference_model(associated).count_params() == bp.count_params()

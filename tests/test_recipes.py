@@ -13,7 +13,8 @@ from keras_local.methods import method_option_names
 ROOT = pathlib.Path(__file__).resolve().parents[1] / "recipes"
 RECIPES = sorted(str(path.relative_to(ROOT)) for path in ROOT.rglob("*.toml"))
 SHARED = ROOT.parents[1] / "shared" / "data" / "tfds"
-SHAPES = {"cifar10": ((32, 32, 3), 10), "cifar100": ((32, 32, 3), 100), "tiny_imagenet": ((64, 64, 3), 200)}
+SHAPES = {"cifar10": ((32, 32, 3), 10), "cifar100": ((32, 32, 3), 100), "mnist": ((28, 28, 1), 10),
+          "tiny_imagenet": ((64, 64, 3), 200)}
 TINY = ["--set", "dataset=cifar10_sample", "--set", "train_examples=64", "--set", "test_examples=64",
         "--set", "batch_size=32", "--set", "eval_batch_size=64", "--set", "epochs=1", "--set", "verbose=0"]
 
@@ -21,6 +22,7 @@ TINY = ["--set", "dataset=cifar10_sample", "--set", "train_examples=64", "--set"
 def test_the_paper_recipes_exist():
     assert len([r for r in RECIPES if r.startswith("bwbpf/")]) == 28
     assert len([r for r in RECIPES if r.startswith("backlink/")]) == 31
+    assert len([r for r in RECIPES if r.startswith("associated/")]) == 24
 
 
 @pytest.mark.parametrize("recipe", RECIPES)
@@ -28,6 +30,9 @@ def test_recipe_resolves_and_its_model_assembles(recipe):
     config = load_config(ROOT / recipe, method_option_names=method_option_names())
     input_shape, num_classes = SHAPES[config["dataset"]]
     model = build_model_from_config(config, input_shape, num_classes, build=False)
+    if config["num_blocks"] == "auto":  # the method's own split (Associated Learning's components)
+        assert len(model.blocks) == len(model.label_blocks) == (2 if config["architecture"] == "mlp" else 4)
+        return
     expected = config["num_blocks"] if config["cuts"] is None else len(config["cuts"]) + 1
     extra = 1 if model.method.separate_output_block else 0
     assert len(model.blocks) == expected + extra
@@ -46,7 +51,7 @@ def test_recipe_trains_one_epoch_on_the_embedded_sample(recipe, tmp_path, capsys
 
 @pytest.mark.slow
 @pytest.mark.skipif(not SHARED.is_dir(), reason="needs the shared CIFAR-10 / Tiny-ImageNet copies")
-@pytest.mark.parametrize("recipe", [r for r in RECIPES if "cifar100" not in r])
+@pytest.mark.parametrize("recipe", [r for r in RECIPES if "cifar100" not in r and "mnist" not in r])
 def test_recipe_trains_on_the_shared_data(recipe, tmp_path):
     config = load_config(ROOT / recipe, method_option_names=method_option_names())
     dataset = ["--set", "dataset=cifar10_jpeg"] if config["dataset"] == "cifar10" else []

@@ -15,9 +15,10 @@ ROOT = pathlib.Path(__file__).resolve().parents[1] / "recipes"
 OFFLINE = {
     "cifar10": "--set dataset=cifar10_jpeg --set data_dir=../shared/data/tfds",
     "cifar100": "(no offline copy here)",
+    "mnist": "(no offline copy here)",
     "tiny_imagenet": "--set data_dir=../shared/data/tfds",
 }
-TEST_SPLIT = {"cifar10": "test", "cifar100": "test", "tiny_imagenet": "validation"}
+TEST_SPLIT = {"cifar10": "test", "cifar100": "test", "mnist": "test", "tiny_imagenet": "validation"}
 
 # -- BWBPF (../shared/papers/bwbpf.md §3, Table 1, Figure 2) -------------------
 
@@ -140,9 +141,84 @@ def backlink_recipes():
             yield backlink_recipe(architecture, "cifar10", num_blocks, "conv")
 
 
+# -- Associated Learning (../shared/papers/associated_learning.md §5, Tables 2-4) --
+
+# Test accuracy % (BP, AL) of the paper's tables.
+AL_TABLES = {
+    ("mnist", "mlp"): (98.5, 98.6), ("mnist", "cnn"): (99.4, 99.5),
+    ("cifar10", "mlp"): (60.6, 62.8), ("cifar10", "cnn"): (85.2, 85.8), ("cifar10", "resnet20"): (91.2, 89.1),
+    ("cifar10", "resnet32"): (92.0, 88.7), ("cifar10", "vgg"): (92.3, 92.6),
+    ("cifar100", "mlp"): (26.5, 29.7), ("cifar100", "cnn"): (51.1, 52.2), ("cifar100", "resnet20"): (63.7, 61.0),
+    ("cifar100", "resnet32"): (63.7, 59.0), ("cifar100", "vgg"): (65.8, 67.1),
+}
+TABLE_OF = {"mnist": "Table 2 (MNIST)", "cifar10": "Table 3 (CIFAR-10)", "cifar100": "Table 4 (CIFAR-100)"}
+
+
+def al_setting(dataset, architecture):
+    """(width n, the feature path's own hidden layers, number of components, weight decay)."""
+    if architecture == "mlp":
+        hidden = [1024, 1024] if dataset == "mnist" else [3000, 3000]
+        return hidden[0], hidden, 2, 0.0
+    width = {"cnn": 256, "vgg": 300}.get(architecture, 300) if dataset != "cifar100" else 500
+    hidden = [1024, 1024] if architecture == "vgg" else []
+    decay = {"vgg": 5e-4, "resnet20": 1e-4, "resnet32": 1e-4}.get(architecture, 0.0)
+    if dataset == "cifar100" and architecture.startswith("resnet"):
+        decay = 5e-4
+    return width, hidden, 4, decay
+
+
+def associated_recipe(dataset, architecture, method):
+    width, hidden, components, decay = al_setting(dataset, architecture)
+    bp_accuracy, al_accuracy = AL_TABLES[(dataset, architecture)]
+    resnet_bp = method == "bp" and architecture.startswith("resnet")
+    lines = [
+        f"Associated Learning paper, {TABLE_OF[dataset]}, {architecture}: "
+        + ("Associated Learning" if method == "associated" else "the backprop baseline")
+        + f" (paper: BP {bp_accuracy} %, AL {al_accuracy} % test accuracy).",
+        "Reference settings: Adam, batch 32, 200 epochs, learning rate "
+        + ("1e-3 (ResNet BP only)" if resnet_bp else "1e-4")
+        + " multiplied by 0.1 at 40 %, 60 %, 80 % of training and 0.5 at 90 %.",
+    ]
+    config = {
+        "architecture": architecture,
+        "method": method,
+        "dataset": dataset,
+        "batch_size": 32,
+        "eval_batch_size": 500,
+        "epochs": 200,
+        "optimizer": "adam",
+        "learning_rate": 1e-3 if resnet_bp else 1e-4,
+        "lr_schedule": "piecewise",
+        "weight_decay": decay,
+        "seed": 0,
+    }
+    if method == "associated":
+        lines.append(f"{components} components, bridge width n = {width}; ELU features, sigmoid label path;")
+        lines.append("autoencoder learning rate 2x.")
+        config["method_options"] = {"width": width}
+        config["architecture_options"] = {"hidden_units": hidden} if hidden else {}
+        config["num_blocks"] = "auto"  # the reference's components
+    else:
+        twin = hidden + [5 * width, width] + [width] * (components - 1)
+        lines.append("The paper's fair-comparison rule: the same number of parameters as AL's inference path,")
+        lines.append(f"so the network gets dense layers {twin} (bridge Dense(5n) → Dense(n), then the")
+        lines.append("decoders h_L … h_2) before its classifier (h_1).")
+        config["architecture_options"] = {"hidden_units": twin}
+        config["num_blocks"] = 1
+    if dataset == "cifar10":
+        config["test_split"] = "test"
+    return f"associated/{architecture}_{dataset}_{method}.toml", lines, config
+
+
+def associated_recipes():
+    for dataset, architecture in AL_TABLES:
+        for method in ("associated", "bp"):
+            yield associated_recipe(dataset, architecture, method)
+
+
 def main():
     count = 0
-    for path, lines, config in [*bwbpf_recipes(), *backlink_recipes()]:
+    for path, lines, config in [*bwbpf_recipes(), *backlink_recipes(), *associated_recipes()]:
         lines.append(f"Offline on this project's machines: {OFFLINE[config['dataset']]}")
         target = ROOT / path
         target.parent.mkdir(parents=True, exist_ok=True)
