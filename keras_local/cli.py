@@ -3,6 +3,7 @@
     keras-local train                                   # demo on the embedded CIFAR-10 sample
     keras-local train --config recipes/gll_resnet32_cifar10.toml --set epochs=5
     keras-local list                                    # methods, architectures, heads, datasets
+    keras-local analyze --model runs/x/model.keras --dataset cifar10_sample --block 3 --plot f.png
 """
 
 import argparse
@@ -20,7 +21,41 @@ def _parser():
     train.add_argument("--run-dir", help="where outputs go (default: runs/<architecture>-<method>-k<K>-<dataset>)")
     listing = commands.add_parser("list", help="list methods, architectures, heads and datasets")
     listing.add_argument("--data-dir", help="also list the datasets prepared under this TFDS data root")
+    analyze = commands.add_parser(
+        "analyze", help="class separation of a block's features (inter/intra-class distance ratio)"
+    )
+    analyze.add_argument("--model", required=True, help="a saved LocalModel (.keras)")
+    analyze.add_argument("--dataset", default="cifar10_sample")
+    analyze.add_argument("--data-dir", help="TFDS data root of the dataset")
+    analyze.add_argument("--split", default="test")
+    analyze.add_argument("--block", type=int, default=-1, help="block index (default: the last)")
+    analyze.add_argument("--head", action="store_true", help="use the block's head output (e.g. AL's bridge)")
+    analyze.add_argument("--examples", type=int, default=1000, help="examples to use")
+    analyze.add_argument("--plot", help="write a PCA scatter PNG here (needs matplotlib)")
     return parser
+
+
+def _analyze(args):
+    import json
+
+    import keras
+
+    import keras_local  # noqa: F401  (registers the model classes)
+    from keras_local import analysis, data
+
+    if not os.path.exists(args.model):
+        raise ValueError(f"--model {args.model!r} does not exist.")
+    model = keras.saving.load_model(args.model)
+    dataset = data.load_dataset(args.dataset, args.split, batch_size=250, data_dir=args.data_dir,
+                                num_examples=args.examples)
+    features, labels = analysis.block_features(model, dataset, block=args.block, head=args.head)
+    result = {"model": args.model, "block": args.block, "head": args.head, "examples": len(labels),
+              **analysis.class_distance_ratio(features, labels)}
+    if args.plot:
+        result["plot"] = analysis.plot_features(
+            features, labels, args.plot, title=f"{model.name}, block {args.block}{' head' if args.head else ''}"
+        )
+    print(json.dumps(result))
 
 
 def _summary_line(summary):
@@ -48,6 +83,9 @@ def main(argv=None):
             print("architectures: " + ", ".join(list_architectures()))
             print("heads:         " + ", ".join(list_heads()))
             print("datasets:      " + ", ".join(data.available_datasets(args.data_dir)))
+            return 0
+        if args.command == "analyze":
+            _analyze(args)
             return 0
         from keras_local.train import train_and_evaluate
 

@@ -141,3 +141,33 @@ def test_the_backprop_twin_has_the_parameters_of_the_inference_path(architecture
     bp = kl.build_model(architecture, method="bp", num_blocks=1, input_shape=shape, num_classes=5,
                         architecture_options={"hidden_units": twin})
     assert kl.export_inference_model(associated).count_params() == bp.count_params()
+
+
+def test_class_distance_ratio_matches_a_hand_computed_example():
+    features = np.array([[0.0], [2.0], [10.0], [12.0]])
+    result = kl.analysis.class_distance_ratio(features, np.array([0, 0, 1, 1]))
+    assert result["intra_class_distance"] == pytest.approx(2.0)
+    assert result["inter_class_distance"] == pytest.approx(10.0)
+    assert result["ratio"] == pytest.approx(5.0)
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        kl.analysis.class_distance_ratio(features, np.zeros(4))
+
+
+def test_analyze_command_reports_the_ratio_and_writes_a_plot(tmp_path, capsys):
+    import json
+
+    from keras_local import cli
+
+    model = kl.build_model("cnn", method="associated", input_shape=(32, 32, 3), num_classes=10, width=16,
+                           bridge="pooled")
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    model.fit(kl.data.load_dataset("cifar10_sample", "train", 64, training=True, num_examples=128),
+              epochs=1, verbose=0)
+    model.save(tmp_path / "m.keras")
+    argv = ["analyze", "--model", str(tmp_path / "m.keras"), "--examples", "200", "--block", "1",
+            "--plot", str(tmp_path / "f.png")]
+    assert cli.main(argv) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["examples"] == 200 and result["ratio"] > 0
+    assert (tmp_path / "f.png").stat().st_size > 1000
+    assert cli.main(["analyze", "--model", str(tmp_path / "m.keras"), "--block", "9"]) == 2
