@@ -4,9 +4,9 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import LEARNING_RATE, assert_close
 
 import keras_local as kl
-from conftest import LEARNING_RATE, applied_gradients, assert_close
 
 mse = keras.losses.MeanSquaredError()
 

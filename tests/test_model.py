@@ -35,7 +35,7 @@ def test_bp_has_the_same_blocks_as_gll_and_no_aux_heads():
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(architecture="resnet33"), "Unknown architecture 'resnet33'. Allowed: alexnet, mlp, resnet101"),
+        (dict(architecture="resnet33"), "Unknown architecture 'resnet33'. Allowed: alexnet, cnn, mlp, resnet101"),
         (dict(method="magic"), "Unknown method 'magic'. Allowed: associated, backlink, bp, bwbpf, gll"),
         (dict(head="mlp3"), "Unknown head 'mlp3'. Allowed: conv, linear"),
         (dict(num_blocks=11), "num_blocks=11 is larger than the number of units \\(10\\)"),
