@@ -24,6 +24,8 @@ from keras_local.methods import Method, get_method, list_methods
 from keras_local.model import LocalModel
 
 __all__ = [
+    "analysis",
+    "heads",
     "Block",
     "LocalModel",
     "Method",
