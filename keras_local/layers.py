@@ -42,6 +42,22 @@ def conv(filters, kernel_size, strides, name, dtype=None, use_bias=False):
     )
 
 
+def build_shortcut(layer, input_shape, channels, strides):
+    """Creates and builds `layer.shortcut_conv` / `layer.shortcut_bn` (a strided
+    1x1 conv + BN) when the block changes shape; the identity otherwise."""
+    if strides != 1 or input_shape[-1] != channels:
+        layer.shortcut_conv = conv(channels, 1, strides, name=f"{layer.name}_shortcut_conv", dtype=layer.dtype_policy)
+        layer.shortcut_bn = batch_norm(f"{layer.name}_shortcut_bn", dtype=layer.dtype_policy)
+        layer.shortcut_conv.build(input_shape)
+        layer.shortcut_bn.build(layer.shortcut_conv.compute_output_shape(input_shape))
+
+
+def apply_shortcut(layer, inputs, training):
+    if layer.shortcut_conv is None:
+        return inputs
+    return layer.shortcut_bn(layer.shortcut_conv(inputs), training=training)
+
+
 @keras.saving.register_keras_serializable(package="keras_local")
 class ConvBNReLU(keras.layers.Layer):
     """Conv2D → BatchNorm → ReLU, optionally followed by a 2x2 max-pool.
@@ -133,11 +149,7 @@ class ResidualUnit(keras.layers.Layer):
         self.shortcut_bn = None
 
     def build(self, input_shape):
-        if self.strides != 1 or input_shape[-1] != self.filters:
-            self.shortcut_conv = conv(self.filters, 1, self.strides, name=f"{self.name}_shortcut_conv", dtype=self.dtype_policy)
-            self.shortcut_bn = batch_norm(f"{self.name}_shortcut_bn", dtype=self.dtype_policy)
-            self.shortcut_conv.build(input_shape)
-            self.shortcut_bn.build(self.shortcut_conv.compute_output_shape(input_shape))
+        build_shortcut(self, input_shape, self.filters, self.strides)
         self.conv1.build(input_shape)
         shape = self.conv1.compute_output_shape(input_shape)
         self.bn1.build(shape)
@@ -147,9 +159,7 @@ class ResidualUnit(keras.layers.Layer):
     def call(self, inputs, training=None):
         x = self.relu1(self.bn1(self.conv1(inputs), training=training))
         x = self.bn2(self.conv2(x), training=training)
-        shortcut = inputs
-        if self.shortcut_conv is not None:
-            shortcut = self.shortcut_bn(self.shortcut_conv(inputs), training=training)
+        shortcut = apply_shortcut(self, inputs, training)
         return self.relu2(self.add([x, shortcut]))
 
     def compute_output_shape(self, input_shape):
@@ -195,12 +205,7 @@ class BottleneckUnit(keras.layers.Layer):
         self.shortcut_bn = None
 
     def build(self, input_shape):
-        out_channels = self.expansion * self.filters
-        if self.strides != 1 or input_shape[-1] != out_channels:
-            self.shortcut_conv = conv(out_channels, 1, self.strides, name=f"{self.name}_shortcut_conv", dtype=self.dtype_policy)
-            self.shortcut_bn = batch_norm(f"{self.name}_shortcut_bn", dtype=self.dtype_policy)
-            self.shortcut_conv.build(input_shape)
-            self.shortcut_bn.build(self.shortcut_conv.compute_output_shape(input_shape))
+        build_shortcut(self, input_shape, self.expansion * self.filters, self.strides)
         shape = input_shape
         for conv_layer, bn in ((self.conv1, self.bn1), (self.conv2, self.bn2), (self.conv3, self.bn3)):
             conv_layer.build(shape)
@@ -211,9 +216,7 @@ class BottleneckUnit(keras.layers.Layer):
         x = self.relu1(self.bn1(self.conv1(inputs), training=training))
         x = self.relu2(self.bn2(self.conv2(x), training=training))
         x = self.bn3(self.conv3(x), training=training)
-        shortcut = inputs
-        if self.shortcut_conv is not None:
-            shortcut = self.shortcut_bn(self.shortcut_conv(inputs), training=training)
+        shortcut = apply_shortcut(self, inputs, training)
         return self.relu3(self.add([x, shortcut]))
 
     def compute_output_shape(self, input_shape):
