@@ -67,3 +67,14 @@ def test_demo_reaches_accuracy_clearly_above_chance(tmp_path):
                           "--set", "verbose=0"], capture_output=True, text=True, check=True)
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["test_accuracy"] > 0.25, out.stdout
+
+
+def test_piecewise_schedule_follows_the_reference_steps():
+    from keras_local.train import make_optimizer
+
+    config = load_config(None, ["lr_schedule=piecewise", "optimizer=adam", "learning_rate=0.001", "epochs=10"])
+    schedule = make_optimizer(config, steps_per_epoch=10)._learning_rate
+    rates = [float(schedule(step)) for step in (0, 39, 41, 61, 81, 95)]
+    assert rates == pytest.approx([1e-3, 1e-3, 1e-4, 1e-5, 1e-6, 5e-7])
+    with pytest.raises(ValueError, match="lr_boundaries"):
+        load_config(None, ["lr_boundaries=[0.5]"])
