@@ -1,5 +1,7 @@
 """`build_model`: the one entry point from names to a built LocalModel."""
 
+import math
+
 import keras
 
 from keras_local.architectures import architecture_option_names, get_architecture
@@ -16,11 +18,14 @@ def build_model(
     *,
     num_blocks=None,
     cuts=None,
+    split="even",
     head="linear",
     input_shape=(32, 32, 3),
     num_classes=10,
     weight_decay=0.0,
     architecture_options=None,
+    schedule="together",
+    devices=None,
     name=None,
     build=True,
     **method_options,
@@ -32,7 +37,10 @@ def build_model(
         method: a name from `list_methods()` (or a `Method` instance).
         num_blocks: K, for an even split (lower blocks get the extra units).
         cuts: explicit block boundaries (unit indices, list or "3,7,11");
-            overrides the even split.
+            overrides `split`.
+        split: how `num_blocks` cuts the network: `"even"` (the same number
+            of units per block) or `"balanced"` (about the same activation
+            memory per block: fewer of the large early units per block).
         head: auxiliary head of blocks 1..K−1, a name from `list_heads()`.
             The last block uses the network's output head (GAP → Dense),
             except for methods with a separate output block (`bwbpf`), where
@@ -45,6 +53,10 @@ def build_model(
         weight_decay: coupled L2 (PyTorch semantics), see `Block`.
         architecture_options: the architecture's own options, e.g.
             `{"stem": "cifar"}` for the bottleneck ResNets.
+        schedule: `"together"`, `"sequential"` or `"pipelined"`
+            (`keras_local.schedules`).
+        devices: devices for the blocks, e.g. `["/gpu:0", "/gpu:1"]`
+            (`keras_local.placement.place_blocks`).
         build: create the weights (False: only check the arguments and
             assemble the blocks, which is fast even for ResNet-152).
         **method_options: options of the method (e.g. `alpha`).
@@ -69,7 +81,8 @@ def build_model(
     units = get_architecture(architecture, input_shape=input_shape, **options)
     if num_blocks is None and cuts is None:
         cuts = method.default_cuts(architecture, len(units))
-    cuts = resolve_cuts(len(units), num_blocks, cuts)
+    cuts = resolve_cuts(len(units), num_blocks, cuts, split=split,
+                        costs=activation_sizes(units, input_shape) if split == "balanced" else None)
     method.validate(block_sizes(len(units), cuts))
 
     groups = split_units(units, cuts)
@@ -89,11 +102,21 @@ def build_model(
         blocks.append(Block([], head=output_head, weight_decay=weight_decay, name="output_block"))
     if method.label_path:
         label_blocks = _label_blocks(method, method.width_for(architecture), num_classes, len(blocks))
-    model = LocalModel(blocks, method=method, label_blocks=label_blocks,
+    model = LocalModel(blocks, method=method, label_blocks=label_blocks, schedule=schedule, devices=devices,
                        name=name or f"{architecture}_{method.name}")
     if build:
         model.build((None, *input_shape))
     return model
+
+
+def activation_sizes(units, input_shape):
+    """Elements of each unit's output for one example: a proxy of the
+    activation memory a unit holds for its backward pass."""
+    shape, sizes = (None, *input_shape), []
+    for unit in units:
+        shape = tuple(unit.compute_output_shape(shape))
+        sizes.append(math.prod(shape[1:]))
+    return sizes
 
 
 def build_model_from_config(config, input_shape, num_classes, build=True):
@@ -103,11 +126,14 @@ def build_model_from_config(config, input_shape, num_classes, build=True):
         method=config["method"],
         num_blocks=None if config["cuts"] is not None or config["num_blocks"] == "auto" else config["num_blocks"],
         cuts=config["cuts"],
+        split=config["split"],
         head=config["head"],
         input_shape=input_shape,
         num_classes=num_classes,
         weight_decay=config["weight_decay"],
         architecture_options=config["architecture_options"],
+        schedule=config["schedule"],
+        devices=config["devices"],
         build=build,
         **config["method_options"],
     )

@@ -14,15 +14,22 @@ config["epochs"]      # 5
 
 import tomllib
 
+from keras_local.schedules import SCHEDULES
+from keras_local.splitting import SPLITS
+
 DEFAULTS = {
     # model
     "architecture": "resnet20",
     "method": "gll",
     "num_blocks": 4,
     "cuts": None,
+    "split": "even",
     "head": "linear",
     "method_options": {},
     "architecture_options": {},
+    # schedule and placement
+    "schedule": "together",
+    "devices": None,
     # data
     "dataset": "cifar10_sample",
     "data_dir": None,
@@ -53,6 +60,7 @@ DEFAULTS = {
 }
 
 OPTIMIZERS = ("sgd", "adam")
+
 LR_SCHEDULES = ("cosine", "constant", "piecewise")
 
 # The Python types each key accepts (None is accepted where the default is None).
@@ -62,7 +70,7 @@ _TYPES = {
     "learning_rate": float, "final_learning_rate": float, "momentum": float, "weight_decay": float,
     "nesterov": bool, "tensorboard": bool, "method_options": dict, "architecture_options": dict,
     "lr_boundaries": list, "lr_multipliers": list,
-    "cuts": (list, str),
+    "cuts": (list, str), "devices": list,
 }
 
 
@@ -108,7 +116,8 @@ def resolve(values, method_option_names=()):
             config[key] = value = float(value)
         if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
             raise ValueError(f"Config key {key!r} has the wrong type: got {value!r}.")
-    for key, allowed in (("optimizer", OPTIMIZERS), ("lr_schedule", LR_SCHEDULES)):
+    for key, allowed in (("optimizer", OPTIMIZERS), ("lr_schedule", LR_SCHEDULES),
+                         ("schedule", SCHEDULES), ("split", SPLITS)):
         if config[key] not in allowed:
             raise ValueError(f"Unknown {key} {config[key]!r}. Allowed: {', '.join(allowed)}.")
     for key in ("epochs", "batch_size", "eval_batch_size"):

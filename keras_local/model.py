@@ -1,5 +1,8 @@
 """LocalModel: a network of blocks trained block by block with `fit`."""
 
+import contextlib
+import functools
+
 import keras
 import tensorflow as tf
 from keras import ops
@@ -8,6 +11,8 @@ from keras.src.losses.loss import unscale_loss_for_distribution
 from keras_local.block import Block
 from keras_local.methods import get_method
 from keras_local.optimizers import BlockOptimizers, _inner, resolve_block_optimizers
+from keras_local.placement import place_blocks
+from keras_local.schedules import PipelineBuffers, after, check_schedule
 
 
 def _loss_scale(optimizer):
@@ -31,6 +36,12 @@ class LocalModel(keras.Model):
     `loss` / `accuracy` (the output head's) and `loss_k` / `acc_k` for each
     block `model.blocks[k]` with a head.
 
+    `schedule` orders the blocks of a step (`keras_local.schedules`):
+    `"together"`, `"sequential"` (one block's activations alive at a time) or
+    `"pipelined"` (block k trains on block k−1's output of the previous step;
+    no data dependency between the K updates of a step). `devices` puts the
+    blocks on devices (`keras_local.placement.place_blocks`).
+
     Usually built with `keras_local.build_model`.
 
     Example:
@@ -44,7 +55,8 @@ class LocalModel(keras.Model):
     ```
     """
 
-    def __init__(self, blocks, method="gll", method_options=None, label_blocks=None, **kwargs):
+    def __init__(self, blocks, method="gll", method_options=None, label_blocks=None,
+                 schedule="together", devices=None, **kwargs):
         super().__init__(**kwargs)
         if not blocks or not all(isinstance(block, Block) for block in blocks):
             raise ValueError(f"blocks must be a non-empty list of Block, got {blocks!r}.")
@@ -60,6 +72,11 @@ class LocalModel(keras.Model):
                 f"Method {self.method.name!r} needs {len(self.blocks) if self.method.label_path else 0} "
                 f"label blocks (one per block when it has a label path), got {len(self.label_blocks)}."
             )
+        self.schedule = check_schedule(schedule, self.method)
+        self.devices = None if devices is None else list(devices)
+        self.block_devices = None if devices is None else place_blocks(len(self.blocks), self.devices)
+        self._pipeline = None
+        self._pipeline_steps = 0
         self.autoencoder_losses = [
             keras.metrics.Mean(name=f"autoencoder_loss_{k}") for k in range(len(self.label_blocks))
         ]
@@ -89,26 +106,35 @@ class LocalModel(keras.Model):
 
     def build(self, input_shape):
         shape = tuple(input_shape)
-        for block in self.blocks:
-            if not block.built:
-                block.build(shape)
+        for index, block in enumerate(self.blocks):
+            with self.on_device(index):
+                if not block.built:
+                    block.build(shape)
             shape = block.compute_output_shape(shape)
         if self.label_blocks:
             shape = (None, self.label_blocks[0].head.units)  # one-hot labels
-            for block in self.label_blocks:
-                if not block.built:
-                    block.build(shape)
+            for index, block in enumerate(self.label_blocks):
+                with self.on_device(index):
+                    if not block.built:
+                        block.build(shape)
                 shape = block.compute_output_shape(shape)
         if self.compiled:
             self.optimizer.build()
+
+    def on_device(self, index):
+        """The device scope of block `index` (nothing when unplaced)."""
+        if self.block_devices is None:
+            return contextlib.nullcontext()
+        return tf.device(self.block_devices[index])
 
     def build_from_config(self, config):
         self.build(config["input_shape"])
 
     def call(self, inputs, training=None):
         x = inputs
-        for block in self.blocks:
-            x = block(x, training=training)
+        for index, block in enumerate(self.blocks):
+            with self.on_device(index):
+                x = block(x, training=training)
         for layer in self.inference_head:
             x = layer(x, training=training)
         return x
@@ -140,13 +166,33 @@ class LocalModel(keras.Model):
                           metrics=[] if self.label_blocks else ["accuracy"])
         for block, block_optimizer in zip(self.label_blocks, optimizers[len(self.blocks):]):
             block.compile(optimizer=block_optimizer, loss="mean_squared_error")
-        super().compile(optimizer=None, loss=loss, metrics=metrics, **kwargs)
-        self.optimizer = BlockOptimizers(all_blocks)
+        if self.block_devices is not None and len(set(self.block_devices)) > 1:
+            if kwargs.get("jit_compile") is True:
+                raise ValueError(
+                    f"jit_compile=True cannot be used with blocks on several devices "
+                    f"({sorted(set(self.block_devices))}): XLA compiles for one device."
+                )
+            kwargs["jit_compile"] = False
+        if self.schedule == "pipelined" and kwargs.get("steps_per_execution", 1) != 1:
+            raise ValueError(
+                f"schedule='pipelined' needs steps_per_execution=1, got {kwargs['steps_per_execution']!r}: "
+                f"each of its K-1 warm-up steps runs a different step function."
+            )
+        # Keras itself only uses the model-level loss to trace the model under a
+        # distribution strategy; Associated Learning's blocks regress codes while
+        # its output scores classes, so the output gets a class loss there.
+        output_loss = keras.losses.SparseCategoricalCrossentropy() if self.label_blocks else loss
+        super().compile(optimizer=None, loss=output_loss, metrics=metrics, **kwargs)
+        self._block_loss = loss
+        devices = None if self.block_devices is None else self.block_devices + self.block_devices[:len(self.label_blocks)]
+        self.optimizer = BlockOptimizers(all_blocks, devices=devices)
         if self.built:
             self.optimizer.build()
+        self.reset_pipeline()
 
     def get_compile_config(self):
         config = super().get_compile_config()
+        config["loss"] = keras.saving.serialize_keras_object(self._block_loss)
         config["optimizer"] = [
             keras.saving.serialize_keras_object(_inner(block.optimizer))
             for block in self.blocks + self.label_blocks
@@ -159,6 +205,8 @@ class LocalModel(keras.Model):
     # -- training -----------------------------------------------------------
 
     def train_step(self, data):
+        if self.schedule == "pipelined":
+            return self._pipelined_step(data, active=len(self.blocks))
         x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
         if self.label_blocks:
             logits, loss = self._local_step(x, y, targets=self._label_step(y))
@@ -169,7 +217,7 @@ class LocalModel(keras.Model):
             logits, loss = self._end_to_end_step(x, y)
         return self._update_output_metrics(x, y, logits, loss)
 
-    def _label_step(self, y, training=True):
+    def _label_step(self, y, training=True, update_metrics=True):
         """The label path: t_0 = one-hot y, t_i = g_i(sg(t_{i−1})). Trains
         each label block on ‖h_i(t_i) − sg(t_{i−1})‖² (when `training`) and
         returns the stopped codes sg(t_i), the blocks' targets."""
@@ -177,14 +225,16 @@ class LocalModel(keras.Model):
         targets = []
         for index, block in enumerate(self.label_blocks):
             code = ops.stop_gradient(code)
-            if training:
-                step = block.compute_local_gradients(code, code)
-                block.optimizer.apply(step.gradients, block.trainable_variables)
-                next_code, loss = step.features, step.loss
-            else:
-                next_code = block(code, training=False)
-                loss = block.compute_loss(y=code, y_pred=block.head(next_code, training=False), training=False)
-            self.autoencoder_losses[index].update_state(unscale_loss_for_distribution(loss))
+            with self.on_device(index):
+                if training:
+                    step = block.compute_local_gradients(code, code)
+                    block.optimizer.apply(step.gradients, block.trainable_variables)
+                    next_code, loss = step.features, step.loss
+                else:
+                    next_code = block(code, training=False)
+                    loss = block.compute_loss(y=code, y_pred=block.head(next_code, training=False), training=False)
+            if update_metrics:
+                self.autoencoder_losses[index].update_state(unscale_loss_for_distribution(loss))
             code = next_code
             targets.append(ops.stop_gradient(code))
         return targets
@@ -199,31 +249,104 @@ class LocalModel(keras.Model):
     def _local_step(self, x, y, targets=None):
         """Each block learns from its own loss on the stopped output of the
         previous one; a block with a backward-link tail applies its update
-        once the next block has sent back the error at its input."""
+        once the next block has sent back the error at its input. With the
+        `"sequential"` schedule a block's forward waits for the previous
+        block's gradients."""
         num_blocks = len(self.blocks)
         weights = self.method.loss_weights(num_blocks)
-        features, waiting = x, None  # waiting: (block, its LocalStep, its tail length)
+        features, waiting, previous_gradients = x, None, []  # waiting: (block, its LocalStep, its tail length)
         for index, block in enumerate(self.blocks):
             tail_length = self.method.tail_length(index, num_blocks)
-            step = block.compute_local_gradients(
-                ops.stop_gradient(features), y if targets is None else targets[index],
-                loss_weight=weights[index],
-                tail_length=tail_length, input_gradient=waiting is not None,
-            )
+            inputs = ops.stop_gradient(features)
+            if self.schedule == "sequential":
+                inputs = after(previous_gradients, inputs)
+            with self.on_device(index):
+                step = block.compute_local_gradients(
+                    inputs, y if targets is None else targets[index],
+                    loss_weight=weights[index],
+                    tail_length=tail_length, input_gradient=waiting is not None,
+                )
             if waiting is not None:
                 previous, previous_step, previous_tail = waiting
-                gradients = previous.backward_link_gradients(
-                    previous_step, step.input_gradient, self.method.alpha, previous_tail
-                )
-                previous.optimizer.apply(gradients, previous.trainable_variables)
+                with self.on_device(index - 1):
+                    gradients = previous.backward_link_gradients(
+                        previous_step, step.input_gradient, self.method.alpha, previous_tail
+                    )
+                    previous.optimizer.apply(gradients, previous.trainable_variables)
                 waiting = None
             if tail_length > 0:
                 waiting = (block, step, tail_length)
             else:
-                block.optimizer.apply(step.gradients, block.trainable_variables)
+                with self.on_device(index):
+                    block.optimizer.apply(step.gradients, block.trainable_variables)
             self._update_block_metrics(index, y, step.logits, step.loss)
-            features = step.features
+            features, previous_gradients = step.features, step.gradients
         return step.logits, step.loss
+
+    # -- the pipelined schedule ----------------------------------------------
+
+    def reset_pipeline(self):
+        """Empties the pipeline: the next step starts a new warm-up."""
+        self._pipeline_steps = 0
+
+    def make_train_function(self, force=False):
+        """For the pipelined schedule: one step function per warm-up stage
+        (step t < K−1 trains blocks 0..t), then the steady one (all blocks)."""
+        if self.schedule != "pipelined":
+            return super().make_train_function(force)
+        if self.train_function is not None and not force:
+            return self.train_function
+        if self._pipeline is None:  # per-replica buffers under the model's strategy
+            with self.distribute_strategy.scope():
+                self._pipeline = PipelineBuffers(self.blocks, self.block_devices)
+        num_blocks, functions = len(self.blocks), {}
+
+        def train_function(iterator):
+            active = min(self._pipeline_steps + 1, num_blocks)
+            if active not in functions:
+                functions[active] = self._make_function(functools.partial(self._pipelined_step, active=active))
+            logs = functions[active](iterator)
+            self._pipeline_steps = min(self._pipeline_steps + 1, num_blocks)
+            return logs
+
+        self.train_function = train_function
+        return train_function
+
+    def _num_outputs(self):
+        if self.label_blocks:
+            return self.label_blocks[0].head.units
+        return self.output_head.compute_output_shape(self.blocks[-1].features_shape)[-1]
+
+    def _pipelined_step(self, data, active):
+        """Blocks 0..active−1 each train on their input: block 0 on the batch,
+        block k on what block k−1 wrote to its buffer on the previous step
+        (with those examples' labels), then write their output for block k+1."""
+        x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+        if self._pipeline is None:
+            raise ValueError("The pipeline is not set up: train with fit / train_on_batch, "
+                             "which call make_train_function first.")
+        num_blocks = len(self.blocks)
+        weights = self.method.loss_weights(num_blocks)
+        held = [(x, y)] + [self._pipeline.read(cut, y) for cut in range(active - 1)]  # read before any write
+        for index in range(active):
+            block, (inputs, labels) = self.blocks[index], held[index]
+            targets = None
+            if self.label_blocks:  # the label path on the labels this block's input came with
+                targets = self._label_step(labels, training=index == 0, update_metrics=index == 0)
+            with self.on_device(index):
+                step = block.compute_local_gradients(
+                    ops.stop_gradient(inputs), labels if targets is None else targets[index],
+                    loss_weight=weights[index],
+                )
+                block.optimizer.apply(step.gradients, block.trainable_variables)
+            self._update_block_metrics(index, labels, step.logits, step.loss)
+            if index + 1 < num_blocks:
+                self._pipeline.write(index, ops.stop_gradient(step.features), labels)
+        if active < num_blocks:  # warm-up: no output yet; the metrics get zero-weighted placeholders
+            placeholder = ops.zeros((ops.shape(x)[0], self._num_outputs()))
+            return self.compute_metrics(x, y, placeholder, sample_weight=ops.zeros((ops.shape(x)[0],)))
+        logits = self._decode(step.logits) if self.label_blocks else step.logits
+        return self._update_output_metrics(inputs, labels, logits, step.loss)
 
     def _end_to_end_step(self, x, y):
         """One tape over the whole network; each block's optimizer applies its
@@ -235,20 +358,23 @@ class LocalModel(keras.Model):
         with tf.GradientTape() as tape:
             features, total = x, 0.0
             for index, block in enumerate(self.blocks):
-                features = block(features, training=True)
-                total += block.weight_decay_loss()
+                with self.on_device(index):
+                    features = block(features, training=True)
+                    total += block.weight_decay_loss()
+                    if block.head is not None:
+                        logits = block.head(features, training=True)
+                        loss = block.local_loss(y, logits)
+                        total += weights[index] * loss
                 if block.head is not None:
-                    logits = block.head(features, training=True)
-                    loss = block.local_loss(y, logits)
-                    total += weights[index] * loss
                     self._update_block_metrics(index, y, logits, loss)
             scaled_total = total * common_scale
         variables = [block.trainable_variables for block in self.blocks]
         gradients = tape.gradient(scaled_total, variables)
-        for block, block_gradients, scale in zip(self.blocks, gradients, scales):
+        for index, (block, block_gradients, scale) in enumerate(zip(self.blocks, gradients, scales)):
             if mixed_precision:  # each LossScaleOptimizer unscales by its own scale
                 block_gradients = [g * (scale / common_scale) for g in block_gradients]
-            block.optimizer.apply(block_gradients, block.trainable_variables)
+            with self.on_device(index):
+                block.optimizer.apply(block_gradients, block.trainable_variables)
         return logits, loss
 
     def _update_block_metrics(self, index, y, logits, loss):
@@ -267,11 +393,13 @@ class LocalModel(keras.Model):
         targets = self._label_step(y, training=False) if self.label_blocks else None
         features = x
         for index, block in enumerate(self.blocks):
-            features = block(features, training=False)
+            with self.on_device(index):
+                features = block(features, training=False)
+                if block.head is not None:
+                    logits = block.head(features, training=False)
+                    target = y if targets is None else targets[index]
+                    loss = block.compute_loss(y=target, y_pred=logits, training=False)
             if block.head is not None:
-                logits = block.head(features, training=False)
-                target = y if targets is None else targets[index]
-                loss = block.compute_loss(y=target, y_pred=logits, training=False)
                 self._update_block_metrics(index, y, logits, loss)
         if self.label_blocks:
             logits = self._decode(logits)
@@ -286,6 +414,8 @@ class LocalModel(keras.Model):
             "method": self.method.name,
             "method_options": self.method.get_config(),
             "label_blocks": [keras.saving.serialize_keras_object(block) for block in self.label_blocks],
+            "schedule": self.schedule,
+            "devices": self.devices,
         }
 
     @classmethod

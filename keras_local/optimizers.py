@@ -8,6 +8,7 @@ acts on every block.
 """
 
 import keras
+import tensorflow as tf
 
 
 def _inner(optimizer):
@@ -98,8 +99,9 @@ class BlockOptimizers:
     ```
     """
 
-    def __init__(self, blocks):
+    def __init__(self, blocks, devices=None):
         self._blocks = list(blocks)
+        self._devices = devices or [None] * len(self._blocks)
 
     @property
     def optimizers(self):
@@ -113,9 +115,10 @@ class BlockOptimizers:
         """Builds each block's optimizer over its own block's variables, in
         `block.trainable_variables` order (what saving and restoring rely on).
         `variables` is accepted for Keras' API and ignored."""
-        for block in self._blocks:
+        for block, device in zip(self._blocks, self._devices):
             if not block.optimizer.built:
-                block.optimizer.build(block.trainable_variables)
+                with tf.device(device):  # the slot variables live with the block
+                    block.optimizer.build(block.trainable_variables)
 
     @property
     def iterations(self):

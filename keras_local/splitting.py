@@ -8,6 +8,7 @@ Example:
 ```python
 even_cuts(16, 4)                 # [4, 8, 12]
 even_cuts(55, 16)[:2]            # [4, 8]: 7 blocks of 4, then 9 of 3
+balanced_cuts([4, 4, 1, 1, 1, 1], 2)   # [2]: blocks of cost 8 and 4 beat 9 and 3
 parse_cuts("3,7,11")             # [3, 7, 11]
 block_sizes(16, [4, 8, 12])      # [4, 4, 4, 4]
 ```
@@ -30,6 +31,41 @@ def even_cuts(num_units, num_blocks):
         position += base + (1 if index < extra else 0)
         cuts.append(position)
     return cuts
+
+
+SPLITS = ("even", "balanced")
+
+
+def balanced_cuts(costs, num_blocks):
+    """Cuts that minimise the largest block cost (sum of its units' `costs`).
+
+    With `costs` the activation size of each unit this balances memory: the
+    early units of a CIFAR ResNet hold 4x the activations of the late ones,
+    so balanced blocks are short at the front and long at the back. Exact
+    (dynamic programming over the N units); among equal maxima the cuts come
+    as late as possible.
+    """
+    costs = list(costs)
+    even_cuts(len(costs), num_blocks)  # validates num_blocks against the number of units
+    prefix = [0]
+    for cost in costs:
+        prefix.append(prefix[-1] + cost)
+    num_units = len(costs)
+    # best[k][n]: the smallest largest-block cost of the first n units in k blocks.
+    best = [[float("inf")] * (num_units + 1) for _ in range(num_blocks + 1)]
+    choice = [[0] * (num_units + 1) for _ in range(num_blocks + 1)]
+    best[0][0] = 0
+    for blocks in range(1, num_blocks + 1):
+        for end in range(blocks, num_units + 1):
+            for start in range(blocks - 1, end):
+                value = max(best[blocks - 1][start], prefix[end] - prefix[start])
+                if value <= best[blocks][end]:
+                    best[blocks][end], choice[blocks][end] = value, start
+    cuts, end = [], num_units
+    for blocks in range(num_blocks, 1, -1):
+        end = choice[blocks][end]
+        cuts.append(end)
+    return cuts[::-1]
 
 
 def parse_cuts(cuts):
@@ -72,8 +108,11 @@ def validate_cuts(cuts, num_units):
     return cuts
 
 
-def resolve_cuts(num_units, num_blocks=None, cuts=None):
-    """The cuts from either `num_blocks` (even split) or explicit `cuts`."""
+def resolve_cuts(num_units, num_blocks=None, cuts=None, split="even", costs=None):
+    """The cuts from either `num_blocks` (an `"even"` split, or `"balanced"`
+    by the units' `costs`) or explicit `cuts`."""
+    if split not in SPLITS:
+        raise ValueError(f"Unknown split {split!r}. Allowed: {', '.join(SPLITS)}.")
     if cuts is not None:
         cuts = validate_cuts(cuts, num_units)
         if num_blocks is not None and num_blocks != len(cuts) + 1:
@@ -82,7 +121,12 @@ def resolve_cuts(num_units, num_blocks=None, cuts=None):
                 f"({len(cuts) + 1} blocks); give one or make them agree."
             )
         return cuts
-    return even_cuts(num_units, 1 if num_blocks is None else num_blocks)
+    num_blocks = 1 if num_blocks is None else num_blocks
+    if split == "balanced":
+        if costs is None or len(costs) != num_units:
+            raise ValueError("split='balanced' needs one cost per unit.")
+        return balanced_cuts(costs, num_blocks)
+    return even_cuts(num_units, num_blocks)
 
 
 def split_units(units, cuts):

@@ -1,11 +1,19 @@
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# The CPU allocator keeps the statistics get_memory_info reads only in its BFC mode.
+os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
+
+import tensorflow as tf  # noqa: E402
+
+# Two logical CPUs (before TensorFlow starts) for device placement and MirroredStrategy tests.
+tf.config.set_logical_device_configuration(
+    tf.config.list_physical_devices("CPU")[0], [tf.config.LogicalDeviceConfiguration()] * 2
+)
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
 from keras_local.block import Block  # noqa: E402
 from keras_local.heads import LinearHead  # noqa: E402

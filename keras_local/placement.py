@@ -1,0 +1,58 @@
+"""Which device each block runs on.
+
+A block's variables, its optimizer's slots and its forward/backward pass all
+go to its device, so that with the `"pipelined"` schedule the K block updates
+of one step run at the same time on K devices. XLA rejects graphs that span
+devices, so a model placed on more than one device compiles with
+`jit_compile=False`.
+
+Example (two logical CPUs, set up before TensorFlow starts):
+
+```python
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+place_blocks(4, ["/cpu:0", "/cpu:1"])   # ['/device:CPU:0', '/device:CPU:0', '/device:CPU:1', '/device:CPU:1']
+model = kl.build_model("resnet20", "gll", num_blocks=4, schedule="pipelined", devices=["/cpu:0", "/cpu:1"])
+```
+"""
+
+import tensorflow as tf
+
+
+def canonical_device(name):
+    """'/cpu:1', 'CPU:1', '/device:CPU:1' or a full name → '/device:CPU:1',
+    checked against the logical devices TensorFlow has."""
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"A device must be a string like '/cpu:1' or '/gpu:0', got {name!r}.")
+    text = name.strip()
+    if not text.startswith("/"):
+        text = "/device:" + text
+    try:
+        spec = tf.DeviceSpec.from_string(text)
+    except (ValueError, TypeError):
+        spec = None
+    available = {
+        (device.device_type.upper(), tf.DeviceSpec.from_string(device.name).device_index): device.device_type.upper()
+        for device in tf.config.list_logical_devices()
+    }
+    key = None if spec is None or spec.device_type is None else (spec.device_type.upper(), spec.device_index or 0)
+    if key not in available:
+        names = ", ".join(f"/{kind.lower()}:{index}" for kind, index in sorted(available))
+        raise ValueError(f"Unknown device {name!r}. Available logical devices: {names}.")
+    return f"/device:{key[0]}:{key[1]}"
+
+
+def place_blocks(num_blocks, devices):
+    """The device of each of `num_blocks` blocks: contiguous groups, as even as
+    possible, in the order of `devices` (at most one device per block)."""
+    if isinstance(devices, str):
+        devices = [devices]
+    devices = [canonical_device(device) for device in devices]
+    if not devices:
+        raise ValueError("devices must name at least one device, got an empty list.")
+    if len(devices) > num_blocks:
+        raise ValueError(
+            f"{len(devices)} devices for {num_blocks} blocks: give at most one device per block "
+            f"(devices={devices})."
+        )
+    return [devices[index * len(devices) // num_blocks] for index in range(num_blocks)]

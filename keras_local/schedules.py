@@ -1,0 +1,93 @@
+"""How the blocks of one training step are ordered: together, sequential, pipelined.
+
+- `"together"` (default): every block trains on the current batch; the graph
+  leaves the executor free to order the blocks (it may run every forward
+  first, holding all activations at once).
+- `"sequential"`: block k+1's forward starts only after block k's gradients
+  exist (control dependencies), so one block's activations are alive at a
+  time: the memory saving of local training. Same updates as `"together"`.
+- `"pipelined"`: block k trains on what block k−1 produced on the previous
+  step (a one-step buffer per cut, with the labels carried along), so the K
+  updates of a step have no data dependency and run concurrently on K
+  devices. During the first K−1 steps (the warm-up) block k only starts
+  training at step k, once its buffer holds real data.
+
+Example:
+
+```python
+model = kl.build_model("resnet20", "gll", num_blocks=4, schedule="sequential")
+```
+"""
+
+import tensorflow as tf
+
+SCHEDULES = ("together", "sequential", "pipelined")
+
+
+def check_schedule(schedule, method):
+    """Validates `schedule` for `method` (a `Method`); returns it."""
+    if schedule not in SCHEDULES:
+        raise ValueError(f"Unknown schedule {schedule!r}. Allowed: {', '.join(SCHEDULES)}.")
+    if schedule != "together" and not method.cut_gradients:
+        raise ValueError(
+            f"schedule={schedule!r} needs blocks cut from each other, but method {method.name!r} "
+            f"backpropagates one loss end to end through all blocks; use schedule='together'."
+        )
+    if schedule == "pipelined" and method.propagation_length > 0 and method.alpha < 1:
+        raise ValueError(
+            f"schedule='pipelined' cannot run {method.name!r} with propagation_length="
+            f"{method.propagation_length} and alpha={method.alpha}: a backward link makes block k wait "
+            f"for block k+1's error on the same batch, which a one-step pipeline only computes a step "
+            f"later. Use schedule='together' or 'sequential' (or alpha=1 / propagation_length=0)."
+        )
+    return schedule
+
+
+def after(dependencies, tensor):
+    """`tensor`, usable only once every tensor in `dependencies` exists."""
+    dependencies = [d for d in dependencies if d is not None]
+    if not dependencies or tf.executing_eagerly():
+        return tensor
+    with tf.control_dependencies(dependencies):
+        return tf.identity(tensor, name="after_previous_block")
+
+
+def _buffer(shape, dtype):
+    """A per-replica variable with a free batch dimension (or free shape)."""
+    initial = tf.zeros([0] if shape is None else [0, *shape], dtype=dtype)
+    return tf.Variable(
+        initial,
+        shape=tf.TensorShape(None if shape is None else [None, *shape]),
+        trainable=False,
+        synchronization=tf.VariableSynchronization.ON_READ,
+        aggregation=tf.VariableAggregation.NONE,
+    )
+
+
+class PipelineBuffers:
+    """The one-step buffers of a pipelined model: for each cut, the features
+    the block before it produced on the previous step and their labels (as
+    float32, of any shape; cast back when read).
+
+    Transient training state: not saved with the model. After a reload, a
+    new `compile` or `LocalModel.reset_pipeline()`, the pipeline refills
+    with a new warm-up.
+    """
+
+    def __init__(self, blocks, devices=None):
+        self.features, self.labels = [], []
+        for index, block in enumerate(blocks[:-1]):
+            device = devices[index + 1] if devices else None
+            with tf.device(device):
+                self.features.append(_buffer(block.features_shape[1:], block.compute_dtype))
+                self.labels.append(_buffer(None, "float32"))
+
+    def read(self, cut, label_like):
+        """(features, labels) held for the block after cut `cut` (0-based)."""
+        labels = tf.cast(self.labels[cut].read_value(), label_like.dtype)
+        labels = tf.ensure_shape(labels, [None, *label_like.shape[1:]])
+        return self.features[cut].read_value(), labels
+
+    def write(self, cut, features, labels):
+        self.features[cut].assign(features)
+        self.labels[cut].assign(tf.cast(labels, "float32"))

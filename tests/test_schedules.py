@@ -1,0 +1,224 @@
+"""Schedules (together / sequential / pipelined), device placement and MirroredStrategy."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import LEARNING_RATE, assert_close, ce, tiny_batch
+
+import keras_local as kl
+from keras_local.placement import canonical_device, place_blocks
+
+NUM_CLASSES = 5
+
+
+def mlp(method="gll", num_blocks=3, **kwargs):
+    """Three dense units, no batch norm: exact under any batch split."""
+    keras.utils.set_random_seed(1)
+    return kl.build_model("mlp", method, num_blocks=num_blocks, input_shape=(6,), num_classes=NUM_CLASSES,
+                          architecture_options={"hidden_units": (8, 8, 8)}, **kwargs)
+
+
+def batches(count, batch_size=8, seed=0):
+    rng = np.random.default_rng(seed)
+    return [
+        (rng.normal(size=(batch_size, 6)).astype("float32"), rng.integers(0, NUM_CLASSES, size=batch_size))
+        for _ in range(count)
+    ]
+
+
+def train(model, data, optimizer=None, **compile_options):
+    model.compile(optimizer=optimizer or keras.optimizers.SGD(LEARNING_RATE), **compile_options)
+    for x, y in data:
+        model.train_on_batch(x, y)
+    return model
+
+
+def weights(model):
+    return [v.numpy() for v in model.trainable_variables]
+
+
+# -- sequential ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method, options", [
+    ("gll", {}),
+    ("backlink", {"alpha": 0.5, "propagation_length": 1}),
+    ("bwbpf", {}),
+])
+def test_sequential_gives_the_weights_of_together(method, options):
+    from conftest import tiny_resnet
+
+    data = [tiny_batch(seed=seed) for seed in range(3)]
+    results = []
+    for schedule in ("together", "sequential"):
+        keras.utils.set_random_seed(0)
+        model = tiny_resnet(method, weight_decay=1e-3, **options)
+        model.schedule = schedule
+        train(model, data, keras.optimizers.SGD(LEARNING_RATE, momentum=0.9))
+        results.append(weights(model))
+    assert_close(results[1], results[0], atol=1e-6)
+
+
+def waits(model):
+    """The ops of a traced step that wait for a previous block's gradients."""
+    model.compile(optimizer="sgd")
+    graph = tf.function(model.train_step).get_concrete_function(
+        (tf.TensorSpec((None, 6)), tf.TensorSpec((None,), tf.int64))
+    ).graph
+    return [op for op in graph.get_operations() if op.name.startswith("after_previous_block")]
+
+
+def test_sequential_orders_each_block_after_the_previous_gradients():
+    sequential = waits(mlp(schedule="sequential"))
+    assert len(sequential) == 2  # before blocks 1 and 2
+    assert all(op.control_inputs for op in sequential)
+    assert all(len(op.control_inputs) >= 4 for op in sequential)  # the unit's and head's gradients before
+    assert not waits(mlp())
+
+
+# -- pipelined -----------------------------------------------------------------
+
+
+def pipelined_reference(model, data):
+    """The delayed updates written out: at step t block k trains (plain SGD)
+    on what block k−1 produced at step t−1, with those examples' labels;
+    block k starts at step k."""
+    held = {0: None}
+    for x, y in data:
+        held[0] = (tf.constant(x), tf.constant(y))
+        produced = {}
+        for index, block in enumerate(model.blocks):
+            if held.get(index) is None:
+                continue
+            inputs, labels = held[index]
+            with tf.GradientTape() as tape:
+                features = block(inputs, training=True)
+                loss = ce(labels, block.head(features, training=True))
+            gradients = tape.gradient(loss, block.trainable_variables)
+            for variable, gradient in zip(block.trainable_variables, gradients):
+                variable.assign_sub(LEARNING_RATE * gradient)
+            produced[index + 1] = (features, labels)
+        held.update(produced)
+    return weights(model)
+
+
+def test_pipelined_matches_the_delayed_updates_for_three_steps():
+    data = batches(3)
+    reference = pipelined_reference(mlp(), data)
+    model = train(mlp(schedule="pipelined"), data)
+    assert_close(weights(model), reference, atol=1e-6)
+    assert [int(block.optimizer.iterations.numpy()) for block in model.blocks] == [3, 2, 1]
+    together = train(mlp(), data)  # the test tells the schedules apart
+    assert not np.allclose(weights(together)[-1], reference[-1])
+
+
+@pytest.mark.parametrize("method, options", [("bwbpf", {}), ("associated", {}), ("backlink", {"alpha": 1.0})])
+def test_pipelined_runs_every_cut_method_with_its_warm_up(method, options):
+    data = batches(4)
+    model = mlp(method, schedule="pipelined", **options)
+    num_blocks = len(model.blocks)
+    train(model, data[:1])
+    if method == "associated":
+        assert int(model.label_blocks[-1].optimizer.iterations.numpy()) == 1  # label path from step 0
+    train_more = [model.train_on_batch(x, y, return_dict=True) for x, y in data[1:]]
+    steps = [int(block.optimizer.iterations.numpy()) for block in model.blocks]
+    assert steps == [max(0, 4 - index) for index in range(num_blocks)]
+    assert np.isfinite(train_more[-1]["loss"])
+    history = model.fit(tf.data.Dataset.from_tensor_slices(data[0]).batch(3), epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])  # partial batches flow through the buffers
+
+
+def test_pipelined_refills_after_a_new_compile():
+    model = train(mlp(schedule="pipelined"), batches(3))
+    train(model, batches(1))  # compile again: a new warm-up, only block 0 trains
+    assert [int(block.optimizer.iterations.numpy()) for block in model.blocks] == [1, 0, 0]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"schedule": "parallel"}, "Unknown schedule 'parallel'"),
+    ({"method": "bp", "schedule": "sequential"}, "end to end"),
+    ({"method": "bwbpf", "deep_supervision": True, "schedule": "pipelined"}, "end to end"),
+    ({"method": "backlink", "propagation_length": 1, "alpha": 0.5, "schedule": "pipelined"}, "same batch"),
+    ({"devices": ["/cpu:0", "/cpu:1", "/cpu:0", "/cpu:1"]}, "4 devices for 3 blocks"),
+    ({"devices": ["/gpu:7"]}, "Unknown device '/gpu:7'"),
+    ({"devices": ["banana"]}, "Unknown device 'banana'"),
+    ({"devices": []}, "at least one device"),
+])
+def test_invalid_schedules_and_devices_fail_before_training(kwargs, message):
+    kwargs = {"method": "gll", **kwargs}
+    with pytest.raises(ValueError, match=message):
+        mlp(kwargs.pop("method"), **kwargs)
+
+
+def test_pipelined_rejects_several_steps_per_execution():
+    with pytest.raises(ValueError, match="steps_per_execution=1"):
+        mlp(schedule="pipelined").compile(optimizer="sgd", steps_per_execution=2)
+
+
+# -- devices -------------------------------------------------------------------
+
+
+def test_place_blocks_groups_contiguous_blocks():
+    assert place_blocks(4, ["/cpu:0", "CPU:1"]) == ["/device:CPU:0", "/device:CPU:0", "/device:CPU:1", "/device:CPU:1"]
+    assert place_blocks(3, "/cpu:1") == ["/device:CPU:1"] * 3
+    assert canonical_device("/job:localhost/replica:0/task:0/device:CPU:1") == "/device:CPU:1"
+
+
+def test_blocks_live_and_train_on_their_devices():
+    data = batches(3)
+    model = mlp(schedule="pipelined", devices=["/cpu:0", "/cpu:1"])
+    model.compile(optimizer=keras.optimizers.SGD(LEARNING_RATE, momentum=0.9), jit_compile="auto")
+    assert model.jit_compile is False
+    for x, y in data:
+        model.train_on_batch(x, y)
+    last = model.blocks[-1]
+    assert all("CPU:1" in v.value.device for v in last.trainable_variables)
+    slots = [v for v in last.optimizer.variables if v.path.endswith("_momentum")]
+    assert len(slots) == 4 and all("CPU:1" in v.value.device for v in slots)
+    assert all("CPU:0" in v.value.device for v in model.blocks[0].trainable_variables)
+    unplaced = train(mlp(schedule="pipelined"), data, keras.optimizers.SGD(LEARNING_RATE, momentum=0.9))
+    assert_close(weights(model), weights(unplaced), atol=1e-6)
+    with pytest.raises(ValueError, match="jit_compile=True"):
+        model.compile(optimizer="sgd", jit_compile=True)
+
+
+# -- MirroredStrategy ----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def mirrored():
+    """One strategy for all tests: two MirroredStrategy objects in one process
+    reuse the same collective keys, and the second one's all-reduces can be
+    paired with the first one's cached shapes."""
+    return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+
+
+@pytest.mark.parametrize("method, schedule, options", [
+    ("gll", "together", {}),
+    ("gll", "sequential", {}),
+    ("gll", "pipelined", {}),
+    ("bp", "together", {}),
+    ("backlink", "together", {"alpha": 0.5, "propagation_length": 1}),
+    ("bwbpf", "pipelined", {}),
+    ("associated", "together", {}),
+])
+def test_mirrored_strategy_step_equals_single_replica_step(mirrored, method, schedule, options):
+    """Global batch 8 on 2 replicas (4 each) gives the weights of batch 8 on one."""
+    data = batches(3 if schedule == "pipelined" else 1)
+    dataset = tf.data.Dataset.from_tensor_slices(
+        (np.concatenate([x for x, _ in data]), np.concatenate([y for _, y in data]))
+    ).batch(8)
+
+    def run(strategy):
+        with strategy.scope():
+            model = mlp(method, schedule=schedule, weight_decay=1e-3, **options)
+            model.compile(optimizer=keras.optimizers.SGD(LEARNING_RATE, momentum=0.9))
+        history = model.fit(dataset, epochs=1, verbose=0)
+        return weights(model), history.history
+
+    single, single_logs = run(tf.distribute.get_strategy())
+    replicated, mirrored_logs = run(mirrored)
+    assert_close(replicated, single, atol=1e-5)
+    for key in single_logs:
+        np.testing.assert_allclose(mirrored_logs[key], single_logs[key], rtol=1e-4, err_msg=key)
