@@ -4,14 +4,15 @@
         --methods bp gll "backlink:alpha=0.5,propagation_length=1" --reference gll
 
 Every model has the same architecture and K blocks (method options after a
-colon, comma-separated). Steps alternate between the models in rounds so that
+colon, comma-separated; `schedule=sequential` or `split=balanced` too). Steps alternate between the models in rounds so that
 machine noise hits all alike; each step is timed with a callback around
 `train_step` (the tf.function is traced before timing). Then, model by model,
-`tf.config.experimental.reset_memory_stats` and a few steps give the allocator's
-peak above the memory in use before them (activations, gradients and
-temporaries; weights and optimizer slots excluded), read with
-`get_memory_info` (on CPU this needs `TF_CPU_ALLOCATOR_USE_BFC=true`, which
-the script sets before importing TensorFlow). Prints and writes a JSON with the
+`keras_local.profiling.peak_memory_mib` gives the allocator's peak above the
+memory in use before a few steps (activations, gradients and temporaries;
+weights and optimizer slots excluded; on CPU this needs
+`TF_CPU_ALLOCATOR_USE_BFC=true`, which the script sets before importing
+TensorFlow). The peaks share one process: a first estimate;
+`benchmarks/memory.py` measures each model in its own. Prints and writes a JSON with the
 median ratios to `bp` and to `--reference`.
 """
 
@@ -19,8 +20,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # The CPU allocator keeps the statistics get_memory_info reads only in its BFC mode.
@@ -31,19 +30,9 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import keras_local as kl  # noqa: E402
+from keras_local import profiling  # noqa: E402
 from keras_local.config import parse_value  # noqa: E402
-
-
-class StepTimer(keras.callbacks.Callback):
-    def __init__(self):
-        super().__init__()
-        self.times = []
-
-    def on_train_batch_begin(self, batch, logs=None):
-        self._start = time.perf_counter()
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.times.append(time.perf_counter() - self._start)
+from timing import median_step_seconds  # noqa: E402
 
 
 def parse_method(spec):
@@ -59,13 +48,6 @@ def make_model(args, spec):
                            input_shape=(32, 32, 3), num_classes=10, **options)
     model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9))
     return model
-
-
-def peak_memory_mib(model, dataset, steps=3):
-    tf.config.experimental.reset_memory_stats("CPU:0")
-    before = tf.config.experimental.get_memory_info("CPU:0")["current"]
-    model.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0)
-    return (tf.config.experimental.get_memory_info("CPU:0")["peak"] - before) / 2**20
 
 
 def main():
@@ -88,21 +70,15 @@ def main():
     y = rng.integers(0, 10, size=args.batch_size * 4)
     dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(args.batch_size).cache().repeat()
     models = {spec: make_model(args, spec) for spec in specs}
-    timers = {spec: StepTimer() for spec in specs}
-    for model in models.values():  # trace and warm up, untimed
-        model.fit(dataset, steps_per_epoch=3, epochs=1, verbose=0)
-    for _ in range(args.repeats):
-        for spec, model in models.items():
-            model.fit(dataset, steps_per_epoch=args.steps + 1, epochs=1, verbose=0, callbacks=[timers[spec]])
-            timers[spec].times.pop(-args.steps - 1)  # the first step of a fit call waits on the iterator
-    medians = {spec: statistics.median(timer.times) for spec, timer in timers.items()}
-    memory = {spec: peak_memory_mib(model, dataset) for spec, model in models.items()}
+    medians = median_step_seconds(models, dataset, steps=args.steps, repeats=args.repeats)
+    batch = x[:args.batch_size], y[:args.batch_size]
+    memory = {spec: profiling.peak_memory_mib(model, *batch, schedule=model.schedule) for spec, model in models.items()}
     result = {
         "architecture": args.architecture,
         "num_blocks": args.num_blocks,
         "head": args.head,
         "batch_size": args.batch_size,
-        "steps_per_model": len(timers["bp"].times),
+        "steps_per_model": args.steps * args.repeats,
         "median_step_seconds": medians,
         "step_time_ratio_to_bp": {spec: medians[spec] / medians["bp"] for spec in specs},
         "peak_memory_mib": memory,

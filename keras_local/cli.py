@@ -4,6 +4,7 @@
     keras-local train --config recipes/gll_resnet32_cifar10.toml --set epochs=5
     keras-local list                                    # methods, architectures, heads, datasets
     keras-local analyze --model runs/x/model.keras --dataset cifar10_sample --block 3 --plot f.png
+    keras-local profile --set architecture=resnet110 --num-blocks 2,4,8,16 --output-dir runs/profile
 """
 
 import argparse
@@ -32,7 +33,70 @@ def _parser():
     analyze.add_argument("--head", action="store_true", help="use the block's head output (e.g. AL's bridge)")
     analyze.add_argument("--examples", type=int, default=1000, help="examples to use")
     analyze.add_argument("--plot", help="write a PCA scatter PNG here (needs matplotlib)")
+    profile = commands.add_parser(
+        "profile", help="per-block times, peak memory per schedule and K, projected pipelined speed-up"
+    )
+    profile.add_argument("--config", help="TOML recipe for the model (defaults: the demo's resnet20 gll)")
+    profile.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    profile.add_argument("--num-blocks", default=None,
+                         help="comma-separated K values for the memory curve (default: the config's K)")
+    profile.add_argument("--batch-size", type=int, default=None, help="default: the config's batch_size")
+    profile.add_argument("--repeats", type=int, default=10, help="timed calls per block part")
+    profile.add_argument("--output-dir", default="runs/profile", help="where profile.json and profile.png go")
     return parser
+
+
+def _profile(args):
+    import json
+
+    from keras_local import data, profiling
+    from keras_local.builder import build_model_from_config
+    from keras_local.config import load_config
+    from keras_local.methods import method_option_names
+    from keras_local.splitting import parse_cuts
+
+    config = load_config(args.config, args.set, method_option_names())
+    ks = parse_cuts(args.num_blocks) if args.num_blocks else [config["num_blocks"]]
+    if any(k < 1 for k in ks):
+        raise ValueError(f"--num-blocks must list positive integers, got {args.num_blocks!r}.")
+    batch_size = args.batch_size or config["batch_size"]
+    input_shape, num_classes = data.dataset_info(config["dataset"], config["data_dir"])
+    batch = data.load_dataset(config["dataset"], config["train_split"], batch_size, training=True,
+                              data_dir=config["data_dir"])
+    x, y = next(iter(batch))
+    reference = build_model_from_config({**config, "method": "bp", "method_options": {}, "schedule": "together",
+                                         "cuts": None, "num_blocks": 1}, input_shape, num_classes)
+    bp_peak = profiling.peak_memory_mib(reference, x, y)
+    memory, reports = {}, {}
+    for k in ks:
+        model = build_model_from_config({**config, "num_blocks": k, "cuts": None}, input_shape, num_classes)
+        reports[k] = profiling.profile_model(model, x, y, repeats=args.repeats)
+        memory[k] = {"bp": bp_peak, **reports[k]["peak_memory_mib"]}
+    os.makedirs(args.output_dir, exist_ok=True)
+    last = reports[ks[-1]]
+    result = {
+        "architecture": config["architecture"], "method": config["method"], "dataset": config["dataset"],
+        "batch_size": batch_size, "bp_peak_memory_mib": bp_peak,
+        "peak_memory_ratio_to_bp": {
+            k: {name: (value / bp_peak if value is not None and bp_peak else None) for name, value in row.items()}
+            for k, row in memory.items()
+        },
+        "profiles": reports,
+    }
+    path = os.path.join(args.output_dir, "profile.json")
+    with open(path, "w") as file:
+        json.dump(result, file, indent=2)
+    try:
+        plot = profiling.plot_profile(memory, last["block_seconds"], os.path.join(args.output_dir, "profile.png"),
+                                      title=f"{config['architecture']} {config['method']}, batch {batch_size}")
+    except ImportError:
+        plot = None
+    for k in ks:
+        ratios = ", ".join(f"{name} {value:.2f}" for name, value in result["peak_memory_ratio_to_bp"][k].items()
+                           if value is not None and name != "bp")
+        print(f"K={k}: projected pipelined speed-up {reports[k]['projected_speedup']:.2f}; "
+              f"peak memory / bp: {ratios or 'not measured (allocator keeps no statistics)'}")
+    print(f"wrote {path}" + (f" and {plot}" if plot else ""))
 
 
 def _analyze(args):
@@ -71,6 +135,8 @@ def _summary_line(summary):
 def main(argv=None):
     args = _parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if args.command == "profile":  # before TensorFlow starts: the CPU allocator's peak statistics
+        os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
     from keras_local import data
     from keras_local.architectures import list_architectures
     from keras_local.config import load_config
@@ -86,6 +152,9 @@ def main(argv=None):
             return 0
         if args.command == "analyze":
             _analyze(args)
+            return 0
+        if args.command == "profile":
+            _profile(args)
             return 0
         from keras_local.train import train_and_evaluate
 

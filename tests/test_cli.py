@@ -29,10 +29,16 @@ def test_config_layers_defaults_recipe_and_overrides(tmp_path):
         (["train", "--set", "dataset=cifar11"], "Unknown dataset 'cifar11'"),
         (["train", "--set", "data_dir=/no/such/dir"], "data_dir='/no/such/dir' does not exist"),
         (["train", "--config", "/no/such.toml"], "Config file '/no/such.toml' does not exist"),
+        (["train", "--set", "schedule=parallel"], "Unknown schedule 'parallel'. Allowed: together, sequential, pipelined"),
+        (["train", "--set", "split=front"], "Unknown split 'front'. Allowed: even, balanced"),
+        (["train", "--set", "method=bp", "--set", "schedule=pipelined"], "method 'bp' backpropagates one loss"),
+        (["train", "--set", "devices=['/gpu:3']"], "Unknown device '/gpu:3'"),
+        (["profile", "--set", "schedule=parallel"], "Unknown schedule 'parallel'"),
     ],
 )
 def test_bad_input_prints_one_line_and_exits_2(argv, message, capsys, tmp_path):
-    assert cli.main(argv + ["--run-dir", str(tmp_path / "run")]) == 2
+    output = ["--run-dir", str(tmp_path / "run")] if argv[0] == "train" else ["--output-dir", str(tmp_path / "run")]
+    assert cli.main(argv + output) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("keras-local: error: ")
     assert message in err

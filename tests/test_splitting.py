@@ -1,6 +1,7 @@
 import pytest
 
 from keras_local.splitting import (
+    balanced_cuts,
     block_sizes,
     even_cuts,
     parse_cuts,
@@ -49,3 +50,23 @@ def test_invalid_splits_raise_value_error_quoting_the_value(kwargs, message):
 def test_a_cut_at_the_end_leaves_the_output_layer_alone_in_the_last_block():
     assert resolve_cuts(7, cuts=[2, 4, 7]) == [2, 4, 7]
     assert block_sizes(7, [2, 4, 7]) == [2, 2, 3, 0]
+
+
+def test_balanced_split_minimises_the_largest_block():
+    assert balanced_cuts([4, 4, 1, 1, 1, 1], 2) == [2]
+    assert balanced_cuts([1, 1, 1, 1], 4) == [1, 2, 3]
+    assert balanced_cuts([3, 1, 1, 1, 1, 1, 1, 1], 2) == [3]  # 5 | 5, not 4 | 6
+    with pytest.raises(ValueError, match="num_blocks=5 is larger than the number of units"):
+        balanced_cuts([1, 1], 5)
+    with pytest.raises(ValueError, match="Unknown split 'front'. Allowed: even, balanced"):
+        resolve_cuts(16, num_blocks=4, split="front")
+
+
+def test_balanced_resnet110_blocks_are_front_light():
+    import keras_local as kl
+
+    even = kl.build_model("resnet110", "gll", num_blocks=4, build=False)
+    balanced = kl.build_model("resnet110", "gll", num_blocks=4, split="balanced", build=False)
+    assert [len(b.units) for b in even.blocks] == [14, 14, 14, 13]
+    # 19 units at 32x32x16, 18 at 16x16x32, 18 at 8x8x64: activation sizes 4 : 2 : 1.
+    assert [len(b.units) for b in balanced.blocks] == [8, 8, 14, 25]

@@ -1,0 +1,90 @@
+"""Peak training memory of local learning (sequential schedule) vs backprop, by K and split.
+
+    python benchmarks/memory.py --architecture resnet110 --batch-size 128 --num-blocks 2 4 8 16 \
+        --splits even balanced
+
+Each measurement runs in its own process (the allocator's peak is process-wide):
+build the model, run K + 1 training steps (tracing, the pipelined warm-up),
+reset the allocator's statistics, run 3 steps and read the peak above the
+memory in use before them (`keras_local.profiling.peak_memory_mib`:
+activations, gradients and temporaries; weights and optimizer slots
+excluded). On CPU the statistics need `TF_CPU_ALLOCATOR_USE_BFC=true`, which
+this script sets for its children. Writes a JSON with every peak and its
+ratio to bp.
+"""
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+
+
+def measure(args, method, schedule, num_blocks, split):
+    """One measurement in this process; prints a JSON line."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import numpy as np
+
+    import keras_local as kl
+    from keras_local import profiling
+
+    model = kl.build_model(args.architecture, method, num_blocks=num_blocks, split=split, schedule=schedule,
+                           head=args.head, input_shape=(32, 32, 3), num_classes=10)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(args.batch_size, 32, 32, 3)).astype("float32")
+    y = rng.integers(0, 10, size=args.batch_size)
+    peak = profiling.peak_memory_mib(model, x, y, schedule=schedule)
+    print(json.dumps({"method": method, "schedule": schedule, "num_blocks": num_blocks, "split": split,
+                      "cuts": [sum(len(b.units) for b in model.blocks[:k]) for k in range(1, len(model.blocks))],
+                      "peak_mib": peak}))
+
+
+def run_child(args, method, schedule, num_blocks, split):
+    command = [sys.executable, __file__, "--child", method, schedule, str(num_blocks), split,
+               "--architecture", args.architecture, "--batch-size", str(args.batch_size), "--head", args.head]
+    environment = {**os.environ, "TF_CPU_ALLOCATOR_USE_BFC": "true", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    output = subprocess.run(command, check=True, capture_output=True, text=True, env=environment).stdout
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--architecture", default="resnet110")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--head", default="linear")
+    parser.add_argument("--num-blocks", type=int, nargs="+", default=[2, 4, 8, 16])
+    parser.add_argument("--splits", nargs="+", default=["even", "balanced"])
+    parser.add_argument("--schedules", nargs="+", default=["sequential"])
+    parser.add_argument("--method", default="gll")
+    parser.add_argument("--output", default="benchmarks/results/memory.json")
+    parser.add_argument("--child", nargs=4, metavar=("METHOD", "SCHEDULE", "K", "SPLIT"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        method, schedule, num_blocks, split = args.child
+        measure(args, method, schedule, int(num_blocks), split)
+        return
+    bp = run_child(args, "bp", "together", 1, "even")
+    print(f"bp: {bp['peak_mib']:.1f} MiB", flush=True)
+    rows = []
+    for split in args.splits:
+        for schedule in args.schedules:
+            for num_blocks in args.num_blocks:
+                row = run_child(args, args.method, schedule, num_blocks, split)
+                row["ratio_to_bp"] = row["peak_mib"] / bp["peak_mib"]
+                rows.append(row)
+                print(f"{args.method} {schedule:10s} {split:8s} K={num_blocks:2d}: {row['peak_mib']:7.1f} MiB, "
+                      f"/ bp {row['ratio_to_bp']:.3f}  (cuts {row['cuts']})", flush=True)
+    result = {
+        "architecture": args.architecture, "batch_size": args.batch_size, "head": args.head,
+        "bp_peak_mib": bp["peak_mib"], "rows": rows,
+        "command": "python " + " ".join(sys.argv),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+    }
+    os.makedirs(os.path.dirname(args.output), exist_ok=True)
+    with open(args.output, "w") as file:
+        json.dump(result, file, indent=2)
+
+
+if __name__ == "__main__":
+    main()

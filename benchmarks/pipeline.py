@@ -1,0 +1,89 @@
+"""Throughput of the pipelined schedule on K logical CPU devices vs backprop, same threads.
+
+    python benchmarks/pipeline.py --devices 2 --architecture resnet20 --batch-size 64
+    python benchmarks/pipeline.py --devices 4 --architecture resnet20 --batch-size 64
+
+The CPU is split into `--devices` logical devices and TensorFlow runs with
+`intra_op_parallelism_threads=1` and `inter_op_parallelism_threads=devices`,
+so each device behaves like one core. Models, timed in alternating rounds:
+`bp` on one device; `gll` together on one device; `gll` pipelined with
+K = devices blocks, block k on device k (its K updates have no data
+dependency, so the executor runs them at the same time). Reports the
+throughput ratio bp step time / model step time (ideal: K for the pipelined
+model, given balanced blocks and at least K cores) and writes a JSON.
+"""
+
+import argparse
+import json
+import os
+import platform
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--devices", type=int, default=2)
+    parser.add_argument("--architecture", default="resnet20")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--head", default="linear")
+    parser.add_argument("--split", default="even")
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--output", default=None, help="default: benchmarks/results/pipeline_<devices>.json")
+    args = parser.parse_args()
+
+    import tensorflow as tf
+
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * args.devices)
+    tf.config.threading.set_intra_op_parallelism_threads(1)
+    tf.config.threading.set_inter_op_parallelism_threads(max(2, args.devices))
+
+    import keras
+    import numpy as np
+
+    import keras_local as kl
+    from timing import median_step_seconds
+
+    devices = [f"/cpu:{index}" for index in range(args.devices)]
+
+    def make(method, schedule="together", num_blocks=1, placed=False):
+        model = kl.build_model(args.architecture, method, num_blocks=num_blocks, head=args.head, split=args.split,
+                               schedule=schedule, devices=devices if placed else None,
+                               input_shape=(32, 32, 3), num_classes=10)
+        model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9), jit_compile=False)
+        return model
+
+    models = {
+        "bp": make("bp"),
+        f"gll together K={args.devices}, 1 device": make("gll", num_blocks=args.devices),
+        f"gll pipelined K={args.devices}, {args.devices} devices": make(
+            "gll", "pipelined", num_blocks=args.devices, placed=True),
+    }
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(args.batch_size * 4, 32, 32, 3)).astype("float32")
+    y = rng.integers(0, 10, size=args.batch_size * 4)
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(args.batch_size).cache().repeat()
+    medians = median_step_seconds(models, dataset, steps=args.steps, repeats=args.repeats,
+                                  warmup_steps=args.devices + 2)
+    result = {
+        "architecture": args.architecture, "batch_size": args.batch_size, "devices": args.devices,
+        "threads": {"intra_op": 1, "inter_op": max(2, args.devices)},
+        "median_step_seconds": medians,
+        "throughput_ratio_to_bp": {name: medians["bp"] / value for name, value in medians.items()},
+        "command": "python " + " ".join(sys.argv),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+        "versions": {"keras": keras.__version__, "tensorflow": tf.__version__},
+    }
+    output = args.output or f"benchmarks/results/pipeline_{args.devices}.json"
+    os.makedirs(os.path.dirname(output), exist_ok=True)
+    with open(output, "w") as file:
+        json.dump(result, file, indent=2)
+    for name, value in medians.items():
+        print(f"{name:40s} step {value * 1000:7.0f} ms, throughput / bp {medians['bp'] / value:.2f}")
+
+
+if __name__ == "__main__":
+    main()

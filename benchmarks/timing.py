@@ -1,0 +1,36 @@
+"""Step timing shared by the benchmarks: models alternate in rounds so that
+machine noise hits all of them alike; medians per model."""
+
+import statistics
+import time
+
+import keras
+
+
+class StepTimer(keras.callbacks.Callback):
+    """Wall time of each training batch (one `train_step` call)."""
+
+    def __init__(self):
+        super().__init__()
+        self.times = []
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.times.append(time.perf_counter() - self._start)
+
+
+def median_step_seconds(models, dataset, steps=20, repeats=3, warmup_steps=3):
+    """{name: median seconds per step} for a dict of compiled models, timed in
+    `repeats` alternating rounds of `steps` steps after an untimed warm-up
+    (tracing, the pipelined warm-up). The first step of each `fit` call,
+    which waits on the iterator, is dropped."""
+    timers = {name: StepTimer() for name in models}
+    for model in models.values():
+        model.fit(dataset, steps_per_epoch=warmup_steps, epochs=1, verbose=0)
+    for _ in range(repeats):
+        for name, model in models.items():
+            model.fit(dataset, steps_per_epoch=steps + 1, epochs=1, verbose=0, callbacks=[timers[name]])
+            timers[name].times.pop(-steps - 1)
+    return {name: statistics.median(timer.times) for name, timer in timers.items()}

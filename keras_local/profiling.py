@@ -1,0 +1,168 @@
+"""Where a step's time and memory go, block by block.
+
+`profile_model` reports, for a model and one batch: each block's forward,
+head, backward and update time; the peak memory of a training step under each
+schedule; and the speed-up the pipelined schedule could reach with one device
+per block, Σ block times / max block time (BackLink's "simulation runtime",
+AL's O(n + ℓ) argument). Everything runs on copies of the model (same config,
+fresh weights): the model itself is not trained.
+
+Peak memory is the allocator's peak during a few steps minus the memory in
+use before them (activations, gradients, temporaries; weights and optimizer
+slots excluded), read with `tf.config.experimental.get_memory_info`. On CPU
+the allocator keeps these statistics only with `TF_CPU_ALLOCATOR_USE_BFC=true`
+set before TensorFlow starts (the `keras-local profile` command sets it);
+without it the peak is reported as None.
+
+Example:
+
+```python
+model = kl.build_model("resnet20", "gll", num_blocks=4)
+report = kl.profiling.profile_model(model, x, y)
+report["projected_speedup"], report["peak_memory_mib"]["sequential"]
+```
+"""
+
+import statistics
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_local.model import LocalModel
+from keras_local.schedules import SCHEDULES
+
+
+def memory_device():
+    """The device whose allocator is measured: the first GPU, else the CPU."""
+    return "GPU:0" if tf.config.list_logical_devices("GPU") else "CPU:0"
+
+
+def fresh_copy(model, **changes):
+    """A new model with `model`'s config (overridden by `changes`), built and
+    compiled with SGD for measurement."""
+    config = {**model.get_config(), **changes}
+    copy = LocalModel.from_config(config)
+    copy.build((None, *model.blocks[0].input_shape_without_batch))
+    copy.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9), jit_compile=False)
+    return copy
+
+
+def _median_seconds(function, arguments, repeats):
+    for _ in range(2):  # trace and warm up
+        function(*arguments)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        outputs = function(*arguments)
+        tf.nest.map_structure(lambda t: t.numpy() if hasattr(t, "numpy") else t, outputs)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def block_times(model, x, y, repeats=10):
+    """Median seconds of each block's forward, head, backward (its local
+    gradients minus forward and head) and optimizer update on (x, y), each
+    block reading the previous blocks' output of x."""
+    copy = fresh_copy(model, schedule="together")
+    targets = copy._label_step(tf.constant(y), training=False, update_metrics=False) if copy.label_blocks else None
+    features, rows = tf.constant(x), []
+    for index, block in enumerate(copy.blocks):
+        labels = tf.constant(y) if targets is None else targets[index]
+        forward = tf.function(lambda inputs, block=block: block(inputs, training=True))
+        outputs = forward(features)
+        row = {"block": index, "units": len(block.units), "forward": _median_seconds(forward, (features,), repeats)}
+        if block.head is not None and copy.method.cut_gradients:
+            head = tf.function(lambda inputs, block=block: block.head(inputs, training=True))
+            local = tf.function(lambda inputs, labels, block=block: block.compute_local_gradients(inputs, labels).gradients)
+            row["head"] = _median_seconds(head, (outputs,), repeats)
+            total = _median_seconds(local, (features, labels), repeats)
+            row["backward"] = max(total - row["forward"] - row["head"], 0.0)
+            gradients = local(features, labels)
+            update = tf.function(lambda block=block: block.optimizer.apply(gradients, block.trainable_variables))
+            row["update"] = _median_seconds(update, (), repeats)
+        row["total"] = sum(value for key, value in row.items() if key in ("forward", "head", "backward", "update"))
+        rows.append(row)
+        features = outputs
+    return rows
+
+
+def projected_speedup(rows):
+    """Σ block times / max block time: the pipelined schedule's speed-up with
+    one device per block and no communication cost."""
+    totals = [row["total"] for row in rows]
+    return sum(totals) / max(totals)
+
+
+def peak_memory_mib(model, x, y, schedule="together", steps=3):
+    """Peak memory (MiB above the memory in use before) of `steps` training
+    steps of a copy of `model` under `schedule`; None where the allocator
+    keeps no statistics."""
+    copy = fresh_copy(model, schedule=schedule)
+    x, y = tf.constant(x), tf.constant(y)
+    for _ in range(len(copy.blocks) + 1):  # trace; through the pipelined warm-up
+        copy.train_on_batch(x, y)
+    device = memory_device()
+    tf.config.experimental.reset_memory_stats(device)
+    before = tf.config.experimental.get_memory_info(device)["current"]
+    for _ in range(steps):
+        copy.train_on_batch(x, y)
+    peak = tf.config.experimental.get_memory_info(device)["peak"]
+    if peak == 0:
+        return None
+    return (peak - before) / 2**20
+
+
+def profile_model(model, x, y, schedules=None, repeats=10):
+    """Per-block times, projected pipelined speed-up and peak memory per
+    schedule (every schedule the model's method allows, by default)."""
+    if schedules is None:
+        schedules = SCHEDULES if model.method.cut_gradients else ("together",)
+    unknown = [schedule for schedule in schedules if schedule not in SCHEDULES]
+    if unknown:
+        raise ValueError(f"Unknown schedules {unknown}. Allowed: {', '.join(SCHEDULES)}.")
+    rows = block_times(model, x, y, repeats=repeats)
+    return {
+        "model": model.name,
+        "method": model.method.name,
+        "num_blocks": len(model.blocks),
+        "batch_size": int(np.shape(x)[0]),
+        "block_seconds": rows,
+        "projected_speedup": projected_speedup(rows),
+        "peak_memory_mib": {schedule: peak_memory_mib(model, x, y, schedule) for schedule in schedules},
+        "memory_device": memory_device(),
+    }
+
+
+def plot_profile(memory_by_blocks, rows, path, title=""):
+    """PNG: peak memory vs K per schedule (left), time per block (right)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    ks = sorted(memory_by_blocks)
+    names = sorted({name for values in memory_by_blocks.values() for name in values})
+    for name in names:
+        values = [memory_by_blocks[k].get(name) for k in ks]
+        if any(value is not None for value in values):
+            left.plot(ks, [np.nan if v is None else v for v in values], marker="o", label=name)
+    left.set_xlabel("blocks K")
+    left.set_ylabel("peak memory (MiB)")
+    left.set_xticks(ks)
+    left.legend()
+    bottom = np.zeros(len(rows))
+    for part in ("forward", "head", "backward", "update"):
+        values = np.array([row.get(part, 0.0) * 1000 for row in rows])
+        right.bar([row["block"] for row in rows], values, bottom=bottom, label=part)
+        bottom += values
+    right.set_xlabel("block")
+    right.set_ylabel("time (ms)")
+    right.legend()
+    figure.suptitle(title)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path

@@ -1,0 +1,72 @@
+"""Profiling: per-block times, peak memory per schedule, the profile command."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_local as kl
+from keras_local import cli, profiling
+
+
+def deep_mlp(method, num_blocks=4, depth=4):
+    return kl.build_model("mlp", method, num_blocks=num_blocks, input_shape=(64,), num_classes=10,
+                          architecture_options={"hidden_units": (256,) * depth})
+
+
+def batch(size=2048):
+    rng = np.random.default_rng(0)
+    return rng.normal(size=(size, 64)).astype("float32"), rng.integers(0, 10, size=size)
+
+
+def test_cpu_memory_statistics_are_available():
+    """The measurement relies on get_memory_info working on CPU (BFC allocator);
+    fail loudly if a TensorFlow release stops supporting it."""
+    tf.config.experimental.reset_memory_stats("CPU:0")
+    before = tf.config.experimental.get_memory_info("CPU:0")["current"]
+    big = tf.ones((1024, 1024)) + 1.0  # 4 MiB
+    assert tf.config.experimental.get_memory_info("CPU:0")["peak"] - before >= 4 * 2**20
+    del big
+
+
+def test_backprop_peaks_higher_than_sequential_local_training():
+    x, y = batch()
+    bp = profiling.peak_memory_mib(deep_mlp("bp", num_blocks=1, depth=16), x, y)
+    sequential = profiling.peak_memory_mib(deep_mlp("gll", num_blocks=8, depth=16), x, y, schedule="sequential")
+    # bp keeps 16 layers' activations (2 MiB each) for its backward pass; sequential gll
+    # keeps one block's 2 layers and their backward temporaries (measured: 0.3 of bp).
+    assert sequential < 0.5 * bp, (sequential, bp)
+
+
+def test_profile_model_reports_every_block_and_leaves_the_model_untouched():
+    x, y = batch(64)
+    model = deep_mlp("gll")
+    model.compile(optimizer="sgd")
+    weights = [v.numpy().copy() for v in model.weights]
+    report = profiling.profile_model(model, x, y, repeats=2)
+    assert [row["block"] for row in report["block_seconds"]] == [0, 1, 2, 3]
+    for row in report["block_seconds"]:
+        assert all(row[part] >= 0 for part in ("forward", "head", "backward", "update"))
+        assert row["total"] > 0
+    totals = [row["total"] for row in report["block_seconds"]]
+    assert report["projected_speedup"] == pytest.approx(sum(totals) / max(totals))
+    assert 1 <= report["projected_speedup"] <= 4
+    assert set(report["peak_memory_mib"]) == {"together", "sequential", "pipelined"}
+    assert all(np.array_equal(w, v.numpy()) for w, v in zip(weights, model.weights))
+    assert int(model.blocks[0].optimizer.iterations.numpy()) == 0
+    with pytest.raises(ValueError, match="Unknown schedules \\['fast'\\]"):
+        profiling.profile_model(model, x, y, schedules=["fast"])
+
+
+def test_profile_command_writes_json_and_plot(tmp_path, capsys):
+    keras.utils.set_random_seed(0)
+    code = cli.main(["profile", "--set", "architecture=mlp", "--set", "architecture_options={hidden_units=[64, 64]}",
+                     "--num-blocks", "1,2", "--batch-size", "16", "--repeats", "1", "--output-dir", str(tmp_path)])
+    assert code == 0
+    result = json.loads((tmp_path / "profile.json").read_text())
+    assert set(result["profiles"]) == {"1", "2"}
+    assert result["peak_memory_ratio_to_bp"]["2"]["sequential"] > 0
+    assert (tmp_path / "profile.png").stat().st_size > 1000
+    assert "projected pipelined speed-up" in capsys.readouterr().out
