@@ -43,9 +43,9 @@ def main():
 
     import keras
     import numpy as np
+    from timing import median_step_seconds
 
     import keras_local as kl
-    from timing import median_step_seconds
 
     devices = [f"/cpu:{index}" for index in range(args.devices)]
 

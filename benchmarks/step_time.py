@@ -28,11 +28,11 @@ os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from timing import median_step_seconds  # noqa: E402
 
 import keras_local as kl  # noqa: E402
 from keras_local import profiling  # noqa: E402
 from keras_local.config import parse_value  # noqa: E402
-from timing import median_step_seconds  # noqa: E402
 
 
 def parse_method(spec):

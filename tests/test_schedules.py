@@ -222,3 +222,14 @@ def test_mirrored_strategy_step_equals_single_replica_step(mirrored, method, sch
     assert_close(replicated, single, atol=1e-5)
     for key in single_logs:
         np.testing.assert_allclose(mirrored_logs[key], single_logs[key], rtol=1e-4, err_msg=key)
+
+
+def test_schedule_and_devices_survive_a_keras_round_trip(tmp_path):
+    model = train(mlp(schedule="pipelined", devices=["/cpu:1"]), batches(3))
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras")
+    assert loaded.schedule == "pipelined" and loaded.block_devices == ["/device:CPU:1"] * 3
+    assert [int(b.optimizer.iterations.numpy()) for b in loaded.blocks] == [3, 2, 1]
+    x, y = batches(1, seed=5)[0]
+    loaded.train_on_batch(x, y)  # a new warm-up: only block 0 trains
+    assert [int(b.optimizer.iterations.numpy()) for b in loaded.blocks] == [4, 2, 1]
