@@ -49,12 +49,15 @@ def _parser():
 def _profile(args):
     import json
 
+    import tensorflow as tf
+
     from keras_local import data, profiling
     from keras_local.builder import build_model_from_config
     from keras_local.config import load_config
     from keras_local.methods import method_option_names
     from keras_local.splitting import parse_cuts
 
+    tf.get_logger().setLevel("ERROR")  # each measured copy traces its own functions: expected retracing
     config = load_config(args.config, args.set, method_option_names())
     ks = parse_cuts(args.num_blocks) if args.num_blocks else [config["num_blocks"]]
     if any(k < 1 for k in ks):

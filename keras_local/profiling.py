@@ -152,12 +152,14 @@ def plot_profile(memory_by_blocks, rows, path, title=""):
     left.set_xlabel("blocks K")
     left.set_ylabel("peak memory (MiB)")
     left.set_xticks(ks)
+    left.set_ylim(bottom=0)
     left.legend()
     bottom = np.zeros(len(rows))
     for part in ("forward", "head", "backward", "update"):
         values = np.array([row.get(part, 0.0) * 1000 for row in rows])
         right.bar([row["block"] for row in rows], values, bottom=bottom, label=part)
         bottom += values
+    right.set_xticks([row["block"] for row in rows])
     right.set_xlabel("block")
     right.set_ylabel("time (ms)")
     right.legend()
