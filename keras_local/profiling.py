@@ -88,6 +88,23 @@ def block_times(model, x, y, repeats=10):
     return rows
 
 
+def time_balanced_cuts(architecture, num_blocks, x, y, repeats=5, **build_options):
+    """Cuts for `num_blocks` blocks that balance measured compute time: every
+    unit of `architecture` is timed as a block of its own (forward plus
+    backward, heads excluded) on (x, y), then `balanced_cuts` splits those
+    times. What the pipelined schedule wants: its step lasts as long as its
+    slowest block (early units of a CIFAR ResNet are slower than late ones
+    on CPU, at the same FLOPs)."""
+    from keras_local.builder import build_model
+    from keras_local.splitting import balanced_cuts
+
+    build_options = {"input_shape": tuple(np.shape(x)[1:]), **build_options}
+    units = build_model(architecture, "gll", build=False, **build_options).blocks[0].units
+    model = build_model(architecture, "gll", num_blocks=len(units), **build_options)
+    rows = block_times(model, x, y, repeats=repeats)
+    return balanced_cuts([row["forward"] + row["backward"] for row in rows], num_blocks)
+
+
 def projected_speedup(rows):
     """Σ block times / max block time: the pipelined schedule's speed-up with
     one device per block and no communication cost."""

@@ -70,3 +70,10 @@ def test_profile_command_writes_json_and_plot(tmp_path, capsys):
     assert result["peak_memory_ratio_to_bp"]["2"]["sequential"] > 0
     assert (tmp_path / "profile.png").stat().st_size > 1000
     assert "projected pipelined speed-up" in capsys.readouterr().out
+
+
+def test_time_balanced_cuts_are_valid_cuts_of_the_network():
+    x, y = batch(64)
+    cuts = profiling.time_balanced_cuts("mlp", 3, x, y, repeats=1, num_classes=10,
+                                        architecture_options={"hidden_units": (32, 256, 256, 32)})
+    assert len(cuts) == 2 and 0 < cuts[0] < cuts[1] < 4
