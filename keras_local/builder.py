@@ -19,7 +19,7 @@ def build_model(
     num_blocks=None,
     cuts=None,
     split="even",
-    head="linear",
+    head=None,
     input_shape=(32, 32, 3),
     num_classes=10,
     weight_decay=0.0,
@@ -41,7 +41,8 @@ def build_model(
         split: how `num_blocks` cuts the network: `"even"` (the same number
             of units per block) or `"balanced"` (about the same activation
             memory per block: fewer of the large early units per block).
-        head: auxiliary head of blocks 1..K−1, a name from `list_heads()`.
+        head: auxiliary head of blocks 1..K−1, a name from `list_heads()`
+            (default: the method's, `linear` for most, `mlp_sr` for `dgl`).
             The last block uses the network's output head (GAP → Dense),
             except for methods with a separate output block (`bwbpf`), where
             every one of the K blocks gets a `head` and the output layer is
@@ -70,6 +71,7 @@ def build_model(
     ```
     """
     method = get_method(method, **method_options)
+    head = method.default_head if head is None else head
     HEADS.get(head)
     _check_positive_int("num_classes", num_classes, minimum=2)
     input_shape = tuple(input_shape)

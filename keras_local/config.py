@@ -24,7 +24,7 @@ DEFAULTS = {
     "num_blocks": 4,
     "cuts": None,
     "split": "even",
-    "head": "linear",
+    "head": None,  # the method's default head
     "method_options": {},
     "architecture_options": {},
     # schedule and placement

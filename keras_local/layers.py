@@ -60,10 +60,14 @@ def apply_shortcut(layer, inputs, training):
 
 @keras.saving.register_keras_serializable(package="keras_local")
 class ConvBNReLU(keras.layers.Layer):
-    """Conv2D → BatchNorm → ReLU, optionally followed by a 2x2 max-pool.
+    """Conv2D → BatchNorm → ReLU, with an optional 2x2 max-pool.
 
+    `pool=True` (or `"after"`) pools after the ReLU (VGG: the pool belongs to
+    the conv before it); `pool="before"` pools the input first (DGL's layers,
+    so that a cut after this unit sees the pre-pool map of the previous one).
     `activation` replaces the ReLU (e.g. "elu", Associated Learning's feature
-    path) and `batch_norm=False` drops the BN (the conv then has a bias).
+    path) and `batch_norm=False` drops the BN (the conv then has a bias);
+    `use_bias=True` keeps a conv bias before the BN (PyTorch's default).
 
     Example:
 
@@ -74,36 +78,44 @@ class ConvBNReLU(keras.layers.Layer):
     """
 
     def __init__(self, filters, kernel_size=3, strides=1, pool=False, activation="relu",
-                 batch_norm=True, **kwargs):
+                 batch_norm=True, use_bias=None, **kwargs):
         super().__init__(**kwargs)
+        if pool not in (False, True, "after", "before"):
+            raise ValueError(f"pool must be False, True / 'after' or 'before', got {pool!r}.")
         self.filters = filters
         self.kernel_size = kernel_size
         self.strides = strides
         self.pool = pool
         self.activation = activation
         self.batch_norm = batch_norm
+        self.use_bias = use_bias
         self.conv = conv(filters, kernel_size, strides, name=f"{self.name}_conv", dtype=self.dtype_policy,
-                         use_bias=not batch_norm)
+                         use_bias=not batch_norm if use_bias is None else use_bias)
         self.bn = _batch_norm(f"{self.name}_bn", dtype=self.dtype_policy) if batch_norm else None
         self.relu = activation_layer(activation, f"{self.name}_relu", self.dtype_policy)
         self.max_pool = keras.layers.MaxPooling2D(2, name=f"{self.name}_pool", dtype=self.dtype_policy) if pool else None
 
     def build(self, input_shape):
+        if self.pool == "before":
+            input_shape = self.max_pool.compute_output_shape(input_shape)
         self.conv.build(input_shape)
         if self.bn is not None:
             self.bn.build(self.conv.compute_output_shape(input_shape))
 
     def call(self, inputs, training=None):
-        x = self.conv(inputs)
+        x = self.max_pool(inputs) if self.pool == "before" else inputs
+        x = self.conv(x)
         if self.bn is not None:
             x = self.bn(x, training=training)
         x = self.relu(x)
-        return self.max_pool(x) if self.pool else x
+        return self.max_pool(x) if self.pool in (True, "after") else x
 
     def compute_output_shape(self, input_shape):
+        if self.pool == "before":
+            input_shape = self.max_pool.compute_output_shape(input_shape)
         shape = self.conv.compute_output_shape(input_shape)
-        if self.pool:
-            shape = (shape[0], shape[1] // 2, shape[2] // 2, shape[3])
+        if self.pool in (True, "after"):
+            shape = self.max_pool.compute_output_shape(shape)
         return shape
 
     def get_config(self):
@@ -115,6 +127,7 @@ class ConvBNReLU(keras.layers.Layer):
             "pool": self.pool,
             "activation": self.activation,
             "batch_norm": self.batch_norm,
+            "use_bias": self.use_bias,
         }
 
 

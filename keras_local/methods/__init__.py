@@ -5,6 +5,7 @@ from keras_local.methods.backlink import BackLink
 from keras_local.methods.base import Method
 from keras_local.methods.bp import Backprop
 from keras_local.methods.bwbpf import BlockwiseBPFree
+from keras_local.methods.dgl import DecoupledGreedy
 from keras_local.methods.gll import GreedyLocal
 from keras_local.registry import Registry
 
@@ -14,6 +15,7 @@ METHODS.register(GreedyLocal.name)(GreedyLocal)
 METHODS.register(BlockwiseBPFree.name)(BlockwiseBPFree)
 METHODS.register(BackLink.name)(BackLink)
 METHODS.register(AssociatedLearning.name)(AssociatedLearning)
+METHODS.register(DecoupledGreedy.name)(DecoupledGreedy)
 
 
 def list_methods():

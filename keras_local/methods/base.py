@@ -25,6 +25,7 @@ class Method:
             block's target and decode the last block's head into the output.
         default_loss: the loss of every block's head when `compile` gets none
             (None: sparse categorical cross-entropy on logits).
+        default_head: the auxiliary head when `build_model` gets none.
 
     Subclasses take their options (e.g. `alpha`) as keyword arguments,
     validate them in `__init__` and return them from `get_config`.
@@ -39,6 +40,7 @@ class Method:
     alpha = 1.0
     label_path = False
     default_loss = None
+    default_head = "linear"
 
     def default_cuts(self, architecture, num_units):
         """Where to cut when neither `num_blocks` nor `cuts` is given (None: one block)."""
