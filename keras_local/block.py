@@ -8,6 +8,8 @@ from keras.src.losses.loss import (
     unscale_loss_for_distribution,
 )
 
+from keras_local.heads import logits_of
+
 
 class LocalStep:
     """What one block computed on one batch: `features` (its output),
@@ -98,9 +100,13 @@ class Block(keras.Model):
         total = ops.sum(ops.stack([ops.sum(ops.square(ops.cast(v, "float32"))) for v in variables]))
         return scale_loss_for_distribution(0.5 * self.weight_decay * total)
 
-    def local_loss(self, y, logits):
-        """The block's compiled loss (e.g. cross-entropy) on its head's logits."""
-        return self.compute_loss(y=y, y_pred=logits, training=True)
+    def local_loss(self, y, outputs, training=True):
+        """The block's compiled loss (e.g. cross-entropy) on its head's
+        outputs: logits, or a dict of named outputs (e.g. PredSim's
+        `{"logits", "similarity"}`) that the compiled loss object reads."""
+        if isinstance(outputs, dict):
+            return keras.losses.get(self.loss)(y, outputs)
+        return self.compute_loss(y=y, y_pred=outputs, training=training)
 
     def compute_local_gradients(self, inputs, y, loss_weight=1.0, tail_length=0, input_gradient=False):
         """Forward through the block and its head, and the gradients of
@@ -127,8 +133,8 @@ class Block(keras.Model):
             if input_gradient:
                 tape.watch(inputs)
             features = self(inputs, training=True)
-            logits = self.head(features, training=True)
-            loss = self.local_loss(y, logits)
+            outputs = self.head(features, training=True)
+            logits, loss = logits_of(outputs), self.local_loss(y, outputs)
             scaled = self.optimizer.scale_loss(loss_weight * loss + self.weight_decay_loss())
         # The tail's weight gradients wait for the next block's error: here
         # only its own error at the features (∂L/∂h) is taken, so that the
@@ -186,8 +192,8 @@ class Block(keras.Model):
 
     def test_step(self, data):
         x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
-        logits = self.head(self(x, training=False), training=False)
-        loss = self.compute_loss(y=y, y_pred=logits, training=False)
+        outputs = self.head(self(x, training=False), training=False)
+        logits, loss = logits_of(outputs), self.local_loss(y, outputs, training=False)
         self._loss_tracker.update_state(unscale_loss_for_distribution(loss), sample_weight=ops.shape(x)[0])
         return self.compute_metrics(x, y, logits)
 

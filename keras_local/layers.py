@@ -23,9 +23,12 @@ _batch_norm = batch_norm  # for classes with a `batch_norm` argument
 
 
 def activation_layer(activation, name, dtype=None):
-    """ReLU as its own layer (the common case), any other Keras activation by name."""
+    """ReLU as its own layer (the common case), `"leaky_relu"` with PyTorch's
+    slope 0.01 (Keras' default is 0.2), any other Keras activation by name."""
     if activation == "relu":
         return keras.layers.ReLU(name=name, dtype=dtype)
+    if activation == "leaky_relu":
+        return keras.layers.LeakyReLU(negative_slope=0.01, name=name, dtype=dtype)
     return keras.layers.Activation(activation, name=name, dtype=dtype)
 
 
@@ -67,7 +70,9 @@ class ConvBNReLU(keras.layers.Layer):
     so that a cut after this unit sees the pre-pool map of the previous one).
     `activation` replaces the ReLU (e.g. "elu", Associated Learning's feature
     path) and `batch_norm=False` drops the BN (the conv then has a bias);
-    `use_bias=True` keeps a conv bias before the BN (PyTorch's default).
+    `use_bias=True` keeps a conv bias before the BN (PyTorch's default);
+    `dropout` drops whole channels of the input (before the pool; PredSim
+    drops the previous block's output after its local loss).
 
     Example:
 
@@ -78,7 +83,7 @@ class ConvBNReLU(keras.layers.Layer):
     """
 
     def __init__(self, filters, kernel_size=3, strides=1, pool=False, activation="relu",
-                 batch_norm=True, use_bias=None, **kwargs):
+                 batch_norm=True, use_bias=None, dropout=0.0, **kwargs):
         super().__init__(**kwargs)
         if pool not in (False, True, "after", "before"):
             raise ValueError(f"pool must be False, True / 'after' or 'before', got {pool!r}.")
@@ -89,6 +94,9 @@ class ConvBNReLU(keras.layers.Layer):
         self.activation = activation
         self.batch_norm = batch_norm
         self.use_bias = use_bias
+        self.dropout = dropout
+        self.dropout_layer = (keras.layers.SpatialDropout2D(dropout, name=f"{self.name}_dropout",
+                                                            dtype=self.dtype_policy) if dropout else None)
         self.conv = conv(filters, kernel_size, strides, name=f"{self.name}_conv", dtype=self.dtype_policy,
                          use_bias=not batch_norm if use_bias is None else use_bias)
         self.bn = _batch_norm(f"{self.name}_bn", dtype=self.dtype_policy) if batch_norm else None
@@ -103,7 +111,8 @@ class ConvBNReLU(keras.layers.Layer):
             self.bn.build(self.conv.compute_output_shape(input_shape))
 
     def call(self, inputs, training=None):
-        x = self.max_pool(inputs) if self.pool == "before" else inputs
+        x = self.dropout_layer(inputs, training=training) if self.dropout else inputs
+        x = self.max_pool(x) if self.pool == "before" else x
         x = self.conv(x)
         if self.bn is not None:
             x = self.bn(x, training=training)
@@ -128,6 +137,7 @@ class ConvBNReLU(keras.layers.Layer):
             "activation": self.activation,
             "batch_norm": self.batch_norm,
             "use_bias": self.use_bias,
+            "dropout": self.dropout,
         }
 
 
@@ -245,7 +255,10 @@ class BottleneckUnit(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="keras_local")
 class DenseReLU(keras.layers.Layer):
-    """(Flatten →) (Dropout →) Dense → ReLU: one hidden layer of an MLP.
+    """(2x2 max-pool →) (Flatten →) (Dropout →) Dense (→ BN) → ReLU: one hidden layer of an MLP.
+
+    `batch_norm=True` puts a BatchNorm between the Dense and its activation
+    (PredSim's local Linear block).
 
     Example:
 
@@ -255,32 +268,46 @@ class DenseReLU(keras.layers.Layer):
     ```
     """
 
-    def __init__(self, units, flatten=False, dropout=0.0, activation="relu", **kwargs):
+    def __init__(self, units, flatten=False, dropout=0.0, activation="relu", batch_norm=False, pool=False,
+                 **kwargs):
         super().__init__(**kwargs)
+        self.pool = pool
+        self.max_pool = keras.layers.MaxPooling2D(2, name=f"{self.name}_pool", dtype=self.dtype_policy) if pool else None
         self.units = units
         self.flatten = flatten
         self.dropout = dropout
         self.activation = activation
+        self.batch_norm = batch_norm
+        self.bn = _batch_norm(f"{self.name}_bn", dtype=self.dtype_policy) if batch_norm else None
+        self.activation_layer = activation_layer(activation, f"{self.name}_act", self.dtype_policy) if batch_norm else None
         self.flatten_layer = keras.layers.Flatten(name=f"{self.name}_flatten", dtype=self.dtype_policy) if flatten else None
         self.dropout_layer = (
             keras.layers.Dropout(dropout, name=f"{self.name}_dropout", dtype=self.dtype_policy)
             if dropout else None
         )
         self.dense = keras.layers.Dense(
-            units, activation=activation, kernel_initializer="he_normal", name=f"{self.name}_dense",
-            dtype=self.dtype_policy,
+            units, activation=None if batch_norm else activation, kernel_initializer="he_normal",
+            name=f"{self.name}_dense", dtype=self.dtype_policy,
         )
 
     def build(self, input_shape):
+        if self.pool:
+            input_shape = self.max_pool.compute_output_shape(input_shape)
         if self.flatten:
             input_shape = self.flatten_layer.compute_output_shape(input_shape)
         self.dense.build(input_shape)
+        if self.bn is not None:
+            self.bn.build((input_shape[0], self.units))
 
     def call(self, inputs, training=None):
-        x = self.flatten_layer(inputs) if self.flatten else inputs
+        x = self.max_pool(inputs) if self.pool else inputs
+        x = self.flatten_layer(x) if self.flatten else x
         if self.dropout_layer is not None:
             x = self.dropout_layer(x, training=training)
-        return self.dense(x)
+        x = self.dense(x)
+        if self.bn is not None:
+            x = self.activation_layer(self.bn(x, training=training))
+        return x
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.units)
@@ -288,5 +315,5 @@ class DenseReLU(keras.layers.Layer):
     def get_config(self):
         return {
             **super().get_config(), "units": self.units, "flatten": self.flatten, "dropout": self.dropout,
-            "activation": self.activation,
+            "activation": self.activation, "batch_norm": self.batch_norm, "pool": self.pool,
         }

@@ -9,6 +9,7 @@ from keras import ops
 from keras.src.losses.loss import unscale_loss_for_distribution
 
 from keras_local.block import Block
+from keras_local.heads import logits_of
 from keras_local.methods import get_method
 from keras_local.optimizers import BlockOptimizers, _inner, resolve_block_optimizers
 from keras_local.placement import place_blocks
@@ -362,8 +363,8 @@ class LocalModel(keras.Model):
                     features = block(features, training=True)
                     total += block.weight_decay_loss()
                     if block.head is not None:
-                        logits = block.head(features, training=True)
-                        loss = block.local_loss(y, logits)
+                        outputs = block.head(features, training=True)
+                        logits, loss = logits_of(outputs), block.local_loss(y, outputs)
                         total += weights[index] * loss
                 if block.head is not None:
                     self._update_block_metrics(index, y, logits, loss)
@@ -396,9 +397,9 @@ class LocalModel(keras.Model):
             with self.on_device(index):
                 features = block(features, training=False)
                 if block.head is not None:
-                    logits = block.head(features, training=False)
+                    outputs = block.head(features, training=False)
                     target = y if targets is None else targets[index]
-                    loss = block.compute_loss(y=target, y_pred=logits, training=False)
+                    logits, loss = logits_of(outputs), block.local_loss(target, outputs, training=False)
             if block.head is not None:
                 self._update_block_metrics(index, y, logits, loss)
         if self.label_blocks:

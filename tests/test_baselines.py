@@ -96,3 +96,91 @@ def test_dgl_model_round_trips_through_keras_files(tmp_path):
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-5)
     head = loaded.blocks[0].head
     np.testing.assert_allclose(head(loaded.blocks[0](x)), model.blocks[0].head(model.blocks[0](x)), atol=1e-5)
+
+
+# -- PredSim ---------------------------------------------------------------------
+
+
+def reference_similarity(x):
+    """S(x) written out: per-channel spatial std (unbiased) for conv maps,
+    centred rows, unit L2 rows, X·Xᵀ clipped to [-1, 1]."""
+    x = np.asarray(x, dtype="float64")
+    if x.ndim == 4 and x.shape[-1] > 3 and x.shape[1] * x.shape[2] > 1:
+        x = x.reshape(x.shape[0], -1, x.shape[-1]).std(axis=1, ddof=1)
+    x = x.reshape(x.shape[0], -1)
+    x = x - x.mean(axis=1, keepdims=True)
+    x = x / (1e-8 + np.linalg.norm(x, axis=1, keepdims=True))
+    return np.clip(x @ x.T, -1, 1)
+
+
+def test_similarity_matrix_of_one_hot_labels():
+    from keras_local.losses import similarity_matrix
+
+    labels = np.array([0, 1, 1, 3, 0])
+    matrix = similarity_matrix(keras.ops.one_hot(labels, 4)).numpy()
+    expected = np.where(labels[:, None] == labels[None, :], 1.0, -1.0 / 3)
+    np.testing.assert_allclose(matrix, expected, atol=1e-6)
+
+
+def test_similarity_matrix_of_conv_features_uses_the_spatial_std():
+    from keras_local.losses import similarity_matrix
+
+    features = np.random.default_rng(0).normal(size=(5, 4, 4, 8)).astype("float32")
+    np.testing.assert_allclose(similarity_matrix(features).numpy(), reference_similarity(features), atol=1e-5)
+    flat = np.random.default_rng(1).normal(size=(5, 7)).astype("float32")
+    np.testing.assert_allclose(similarity_matrix(flat).numpy(), reference_similarity(flat), atol=1e-5)
+
+
+def test_predsim_head_follows_the_reference():
+    from keras_local.heads import PredSimHead, pooled_size
+
+    assert pooled_size(32, 32, 128, 2048) == (4, 4)  # vgg8b's first layer: 128·4·4 = 2048
+    assert pooled_size(8, 8, 512, 2048) == (2, 2)
+    assert pooled_size(4, 4, 64, 2048) == (4, 4)
+    head = PredSimHead(10, dim_in_decoder=2048)
+    outputs = head(np.ones((2, 32, 32, 128), "float32"))
+    assert outputs["logits"].shape == (2, 10) and outputs["similarity"].shape == (2, 32, 32, 128)
+    assert not np.any(head.decoder.kernel.numpy())  # zero-initialised prediction layer
+    assert head.similarity.kernel_size == (3, 3) and not head.similarity.use_bias
+
+
+def test_predsim_blocks_get_their_own_predsim_loss_and_the_output_layer_its_scaled_ce():
+    beta = 0.9
+    model = kl.build_model("dgl_cnn4", "predsim", num_blocks=2, beta=beta, input_shape=(8, 8, 3), num_classes=5)
+    model.compile(optimizer=keras.optimizers.SGD(LEARNING_RATE))
+    assert len(model.blocks) == 3 and not model.blocks[-1].units  # the output layer is a block of its own
+    for block in model.blocks[:-1]:  # a non-zero decoder, so that the CE term has gradients everywhere
+        block.head.decoder.kernel.assign(np.random.default_rng(2).normal(size=block.head.decoder.kernel.shape) * 0.1)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(6, 8, 8, 3)).astype("float32")
+    y = np.array([0, 1, 2, 0, 1, 4])
+
+    def sim(t):  # the reference similarity, in TensorFlow for the tape
+        if len(t.shape) == 4:
+            n = t.shape[1] * t.shape[2]
+            t = tf.math.reduce_std(tf.reshape(t, (t.shape[0], n, t.shape[-1])), axis=1) * np.sqrt(n / (n - 1))
+        t = t - tf.reduce_mean(t, axis=1, keepdims=True)
+        t = t / (1e-8 + tf.norm(t, axis=1, keepdims=True))
+        return tf.clip_by_value(tf.matmul(t, t, transpose_b=True), -1, 1)
+
+    target = sim(tf.one_hot(y, 5))
+    with tf.GradientTape(persistent=True) as tape:
+        h, losses = tf.constant(x), []
+        for block in model.blocks[:-1]:
+            h = block(h, training=True)
+            outputs = block.head(h, training=True)
+            losses.append((1 - beta) * ce(y, outputs["logits"])
+                          + beta * tf.reduce_mean(tf.square(sim(outputs["similarity"]) - target)))
+        losses.append((1 - beta) * ce(y, model.output_head(h, training=True)))
+    reference = [tape.gradient(loss, block.trainable_variables) for loss, block in zip(losses, model.blocks)]
+    applied = applied_gradients(model, x, y)
+    for k in range(len(model.blocks)):
+        assert_close(applied[k], [g.numpy() for g in reference[k]], atol=5e-5)
+    # Without the cut, block 1's loss would reach block 0: the test can tell.
+    leaked = [g for g in tape.gradient(losses[1], model.blocks[0].trainable_variables) if g is not None]
+    assert max(float(tf.reduce_max(tf.abs(g))) for g in leaked) > 1e-5
+
+
+def test_predsim_options_are_validated():
+    with pytest.raises(ValueError, match="beta must be a number >= 0.0 and <= 1.0, got 1.5"):
+        kl.build_model("vgg8b", "predsim", num_blocks=7, beta=1.5, build=False)
