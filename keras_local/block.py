@@ -103,8 +103,9 @@ class Block(keras.Model):
     def local_loss(self, y, outputs, training=True):
         """The block's compiled loss (e.g. cross-entropy) on its head's
         outputs: logits, or a dict of named outputs (e.g. PredSim's
-        `{"logits", "similarity"}`) that the compiled loss object reads."""
-        if isinstance(outputs, dict):
+        `{"logits", "similarity"}`) that the compiled loss object reads, as it
+        reads a dict `y` (InfoPro's `{"labels", "images"}`)."""
+        if isinstance(outputs, dict) or isinstance(y, dict):
             return keras.losses.get(self.loss)(y, outputs)
         return self.compute_loss(y=y, y_pred=outputs, training=training)
 

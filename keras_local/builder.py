@@ -40,7 +40,9 @@ def build_model(
             overrides `split`.
         split: how `num_blocks` cuts the network: `"even"` (the same number
             of units per block) or `"balanced"` (about the same activation
-            memory per block: fewer of the large early units per block).
+            memory per block: fewer of the large early units per block), or
+            InfoPro's tables for resnet32 / resnet110: `"infopro"` (K = 2, 4,
+            8, 16) and `"infopro_balanced"` (InfoPro*, resnet110, K = 2, 3, 4).
         head: auxiliary head of blocks 1..K−1, a name from `list_heads()`
             (default: the method's, `linear` for most, `mlp_sr` for `dgl`).
             The last block uses the network's output head (GAP → Dense),
@@ -83,7 +85,7 @@ def build_model(
     units = get_architecture(architecture, input_shape=input_shape, **options)
     if num_blocks is None and cuts is None:
         cuts = method.default_cuts(architecture, len(units))
-    cuts = resolve_cuts(len(units), num_blocks, cuts, split=split,
+    cuts = resolve_cuts(len(units), num_blocks, cuts, split=split, architecture=architecture,
                         costs=activation_sizes(units, input_shape) if split == "balanced" else None)
     method.validate(block_sizes(len(units), cuts))
 
@@ -95,7 +97,8 @@ def build_model(
         elif index == len(groups) - 1 and not method.separate_output_block:
             block_head = LinearHead(num_classes, name="output_head")
         elif method.aux_heads:
-            block_head = get_head(head, num_classes, name_prefix=f"block{index}_head")
+            block_head = get_head(head, num_classes, name_prefix=f"block{index}_head", image_shape=input_shape,
+                                  **(method.head_options() if head == method.default_head else {}))
         else:
             block_head = None
         blocks.append(Block(group, head=block_head, weight_decay=weight_decay, name=f"block_{index}"))

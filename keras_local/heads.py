@@ -27,9 +27,13 @@ def logits_of(outputs):
     return outputs["logits"] if isinstance(outputs, dict) else outputs
 
 
-def get_head(name, num_classes, name_prefix="head"):
-    """Builds the head registered as `name`."""
-    return HEADS.get(name)(num_classes, name=name_prefix)
+def get_head(name, num_classes, name_prefix="head", image_shape=None, **options):
+    """Builds the head registered as `name` (heads that reconstruct the
+    image, like InfoPro's, also get `image_shape`)."""
+    factory = HEADS.get(name)
+    if getattr(factory, "needs_image_shape", False) and image_shape is not None:
+        options["image_shape"] = image_shape
+    return factory(num_classes, name=name_prefix, **options)
 
 
 @keras.saving.register_keras_serializable(package="keras_local")
@@ -273,6 +277,66 @@ class PredSimHead(keras.layers.Layer):
         return {**super().get_config(), "num_classes": self.num_classes, "dim_in_decoder": self.dim_in_decoder}
 
 
+@keras.saving.register_keras_serializable(package="keras_local")
+class InfoProHead(keras.layers.Layer):
+    """InfoPro's local head: `{"logits", "reconstruction"}` for `InfoProLoss`.
+
+    The auxiliary branch is the `1c2f` net (`ConvHead`) giving class logits,
+    or a 128-d embedding with `aux_loss="contrast"`; the decoder upsamples the
+    features bilinearly (align_corners) to the image size, then 3x3 conv
+    (→12) + BN + ReLU, 3x3 conv (→3), sigmoid.
+
+    Example:
+
+    ```python
+    head = InfoProHead(10, image_shape=(32, 32, 3))
+    outputs = head(keras.ops.zeros((2, 16, 16, 32)))
+    outputs["reconstruction"].shape   # (2, 32, 32, 3)
+    ```
+    """
+
+    needs_image_shape = True
+
+    def __init__(self, num_classes, image_shape=(32, 32, 3), aux_loss="cross_entropy", embedding_size=128,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.num_classes = num_classes
+        self.image_shape = tuple(image_shape)
+        self.aux_loss = aux_loss
+        self.embedding_size = embedding_size
+        dtype = self.dtype_policy
+        outputs = embedding_size if aux_loss == "contrast" else num_classes
+        self.aux = ConvHead(outputs, name=f"{self.name}_aux", dtype=dtype)
+        self.decoder_conv = conv(12, 3, 1, name=f"{self.name}_decoder_conv", dtype=dtype)
+        self.decoder_bn = batch_norm(f"{self.name}_decoder_bn", dtype=dtype)
+        self.decoder_relu = keras.layers.ReLU(name=f"{self.name}_decoder_relu", dtype=dtype)
+        self.decoder_output = keras.layers.Conv2D(self.image_shape[-1], 3, padding="same", activation="sigmoid",
+                                                  name=f"{self.name}_decoder_output", dtype=dtype)
+
+    def build(self, input_shape):
+        self.aux.build(input_shape)
+        upsampled = (input_shape[0], *self.image_shape[:2], input_shape[-1])
+        self.decoder_conv.build(upsampled)
+        self.decoder_bn.build((input_shape[0], *self.image_shape[:2], 12))
+        self.decoder_output.build((input_shape[0], *self.image_shape[:2], 12))
+
+    def call(self, inputs, training=None):
+        import tensorflow as tf  # bilinear resize with align_corners, as the reference
+
+        upsampled = tf.compat.v1.image.resize_bilinear(inputs, self.image_shape[:2], align_corners=True)
+        upsampled = keras.ops.cast(upsampled, inputs.dtype)
+        x = self.decoder_relu(self.decoder_bn(self.decoder_conv(upsampled), training=training))
+        return {"logits": self.aux(inputs, training=training), "reconstruction": self.decoder_output(x)}
+
+    def compute_output_shape(self, input_shape):
+        outputs = self.embedding_size if self.aux_loss == "contrast" else self.num_classes
+        return {"logits": (input_shape[0], outputs), "reconstruction": (input_shape[0], *self.image_shape)}
+
+    def get_config(self):
+        return {**super().get_config(), "num_classes": self.num_classes, "image_shape": list(self.image_shape),
+                "aux_loss": self.aux_loss, "embedding_size": self.embedding_size}
+
+
 def pooled_size(height, width, channels, limit):
     """PredSim's decoder input size: double the pooling kernel in height, then
     in width, until channels·h·w ≤ `limit` (or the kernel covers the map)."""
@@ -289,6 +353,7 @@ def pooled_size(height, width, channels, limit):
 
 HEADS.register("linear")(LinearHead)
 HEADS.register("predsim")(PredSimHead)
+HEADS.register("infopro")(InfoProHead)
 HEADS.register("conv")(ConvHead)
 for _variant in DGLHead.VARIANTS:
     HEADS.register(_variant)(functools.partial(DGLHead, variant=_variant))

@@ -162,8 +162,8 @@ class LocalModel(keras.Model):
             self.method.autoencoder_learning_rate_factor for _ in self.label_blocks
         ]
         optimizers = resolve_block_optimizers(optimizer, len(all_blocks), learning_rate_factors=factors)
-        for block, block_optimizer in zip(self.blocks, optimizers):
-            block.compile(optimizer=block_optimizer, loss=loss,
+        for index, (block, block_optimizer) in enumerate(zip(self.blocks, optimizers)):
+            block.compile(optimizer=block_optimizer, loss=self.method.block_loss(index, len(self.blocks), loss),
                           metrics=[] if self.label_blocks else ["accuracy"])
         for block, block_optimizer in zip(self.label_blocks, optimizers[len(self.blocks):]):
             block.compile(optimizer=block_optimizer, loss="mean_squared_error")
@@ -256,6 +256,7 @@ class LocalModel(keras.Model):
         num_blocks = len(self.blocks)
         weights = self.method.loss_weights(num_blocks)
         features, waiting, previous_gradients = x, None, []  # waiting: (block, its LocalStep, its tail length)
+        target = self._loss_target(x, y)
         for index, block in enumerate(self.blocks):
             tail_length = self.method.tail_length(index, num_blocks)
             inputs = ops.stop_gradient(features)
@@ -263,7 +264,7 @@ class LocalModel(keras.Model):
                 inputs = after(previous_gradients, inputs)
             with self.on_device(index):
                 step = block.compute_local_gradients(
-                    inputs, y if targets is None else targets[index],
+                    inputs, target if targets is None else targets[index],
                     loss_weight=weights[index],
                     tail_length=tail_length, input_gradient=waiting is not None,
                 )
@@ -378,6 +379,11 @@ class LocalModel(keras.Model):
                 block.optimizer.apply(block_gradients, block.trainable_variables)
         return logits, loss
 
+    def _loss_target(self, x, y):
+        """What the blocks' losses compare with: the labels, or for methods
+        that also read the images (InfoPro) `{"labels": y, "images": x}`."""
+        return {"labels": y, "images": x} if self.method.needs_images else y
+
     def _update_block_metrics(self, index, y, logits, loss):
         position = self._metric_position.get(index)
         if position is not None:
@@ -398,7 +404,7 @@ class LocalModel(keras.Model):
                 features = block(features, training=False)
                 if block.head is not None:
                     outputs = block.head(features, training=False)
-                    target = y if targets is None else targets[index]
+                    target = self._loss_target(x, y) if targets is None else targets[index]
                     logits, loss = logits_of(outputs), block.local_loss(target, outputs, training=False)
             if block.head is not None:
                 self._update_block_metrics(index, y, logits, loss)

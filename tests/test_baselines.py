@@ -184,3 +184,100 @@ def test_predsim_blocks_get_their_own_predsim_loss_and_the_output_layer_its_scal
 def test_predsim_options_are_validated():
     with pytest.raises(ValueError, match="beta must be a number >= 0.0 and <= 1.0, got 1.5"):
         kl.build_model("vgg8b", "predsim", num_blocks=7, beta=1.5, build=False)
+
+
+# -- InfoPro ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("num_blocks, expected", [
+    (2, [(5.0, 0.5)]),
+    (4, [(5.0, 0.5), (2.6, 0.75), (0.2, 1.0)]),
+    (16, [(5.0 * (1 - k / 14) + 0.2 * k / 14, 0.5 * (1 - k / 14) + 1.0 * k / 14) for k in range(15)]),
+])
+def test_infopro_lambda_interpolation(num_blocks, expected):
+    method = kl.get_method("infopro", reconstruction_weights=(5.0, 0.2), aux_weights=(0.5, 1.0))
+    np.testing.assert_allclose(method.interpolated_weights(num_blocks), expected)
+    losses = [method.block_loss(k, num_blocks, None) for k in range(num_blocks)]
+    np.testing.assert_allclose([(loss.reconstruction_weight, loss.aux_weight) for loss in losses[:-1]], expected)
+    assert (losses[-1].reconstruction_weight, losses[-1].aux_weight) == (0.0, 1.0)
+
+
+def test_infopro_split_tables():
+    from keras_local.splitting import block_sizes, infopro_cuts
+
+    # Residual blocks per module from InfoPro's configs, plus the stem in the first.
+    assert block_sizes(16, infopro_cuts("resnet32", 2)) == [8, 8]
+    assert block_sizes(16, infopro_cuts("resnet32", 16)) == [1] * 16
+    assert block_sizes(55, infopro_cuts("resnet110", 4)) == [13, 14, 14, 14]
+    assert block_sizes(55, infopro_cuts("resnet110", 16)) == [3] * 9 + [4] * 7
+    assert block_sizes(55, infopro_cuts("resnet110", 4, balanced=True)) == [8, 8, 12, 27]
+    model = kl.build_model("resnet110", "infopro", num_blocks=2, split="infopro_balanced", build=False)
+    assert [len(b.units) for b in model.blocks] == [16, 39]
+    with pytest.raises(ValueError, match="split='infopro' has no table for resnet20 with num_blocks=4"):
+        kl.build_model("resnet20", "infopro", num_blocks=4, split="infopro", build=False)
+
+
+def test_supervised_contrastive_loss_matches_its_formula():
+    from keras_local.losses import supervised_contrastive
+
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(6, 5))
+    labels = np.array([0, 1, 0, 1, 2, 0])
+    loss = supervised_contrastive(z.astype("float32"), labels, temperature=0.5, base_temperature=0.5).numpy()
+    unit = z / np.linalg.norm(z, axis=1, keepdims=True)
+    logits = unit @ unit.T / 0.5
+    expected = []
+    for i in range(6):
+        others = [a for a in range(6) if a != i]
+        denominator = np.log(np.exp(logits[i, others]).sum())
+        positives = [p for p in others if labels[p] == labels[i]]
+        expected.append(-np.mean([logits[i, p] - denominator for p in positives]) if positives else 0.0)
+    np.testing.assert_allclose(loss, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_infopro_blocks_get_their_interpolated_loss():
+    from keras_local.data import NORMALIZATION
+
+    model = kl.build_model("resnet20", "infopro", cuts=[2, 6], input_shape=(8, 8, 3), num_classes=5,
+                           reconstruction_weights=(2.0, 0.5), aux_weights=(0.3, 1.0))
+    model.compile(optimizer=keras.optimizers.SGD(LEARNING_RATE))
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(6, 8, 8, 3)).astype("float32")
+    y = np.array([0, 1, 2, 0, 1, 4])
+    mean, std = (np.array(v, "float32") for v in NORMALIZATION["cifar10"])
+    image = x * std + mean  # the un-normalised image
+    weights = [(2.0, 0.3), (0.5, 1.0)]
+    with tf.GradientTape(persistent=True) as tape:
+        h, losses = tf.constant(x), []
+        for index, block in enumerate(model.blocks):
+            h = block(h, training=True)
+            outputs = block.head(h, training=True)
+            if index == 2:
+                losses.append(ce(y, outputs))
+                continue
+            recon = tf.clip_by_value(outputs["reconstruction"], 1e-7, 1 - 1e-7)
+            bce = -tf.reduce_mean(image * tf.math.log(recon) + (1 - image) * tf.math.log(1 - recon))
+            losses.append(weights[index][0] * bce + weights[index][1] * ce(y, outputs["logits"]))
+    reference = [tape.gradient(loss, block.trainable_variables) for loss, block in zip(losses, model.blocks)]
+    applied = applied_gradients(model, x, y)
+    for k in range(3):
+        assert_close(applied[k], [g.numpy() for g in reference[k]], atol=5e-5)
+    leaked = [g for g in tape.gradient(losses[1], model.blocks[0].trainable_variables) if g is not None]
+    assert max(float(tf.reduce_max(tf.abs(g))) for g in leaked) > 1e-5
+    assert model.blocks[0].head.get_config()["image_shape"] == [8, 8, 3]
+
+
+def test_infopro_head_and_options():
+    from keras_local.heads import InfoProHead
+
+    head = InfoProHead(10, image_shape=(32, 32, 3), aux_loss="contrast")
+    outputs = head(np.ones((2, 8, 8, 64), "float32"))
+    assert outputs["logits"].shape == (2, 128)  # the contrastive embedding
+    reconstruction = outputs["reconstruction"].numpy()
+    assert reconstruction.shape == (2, 32, 32, 3) and reconstruction.min() >= 0 and reconstruction.max() <= 1
+    with pytest.raises(ValueError, match="Unknown aux_loss 'mse'"):
+        kl.get_method("infopro", aux_loss="mse")
+    with pytest.raises(ValueError, match="reconstruction_weights must be a pair"):
+        kl.get_method("infopro", reconstruction_weights=1.0)
+    with pytest.raises(ValueError, match="the pipeline's buffers do not carry"):
+        kl.build_model("resnet20", "infopro", num_blocks=2, schedule="pipelined", build=False)

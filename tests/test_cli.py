@@ -21,7 +21,7 @@ def test_config_layers_defaults_recipe_and_overrides(tmp_path):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["train", "--set", "method=magic"], "Unknown method 'magic'. Allowed: associated, backlink, bp, bwbpf, dgl, gll"),
+        (["train", "--set", "method=magic"], "Unknown method 'magic'. Allowed: associated, backlink, bp, bwbpf, dgl, gll, infopro, predsim"),
         (["train", "--set", "architecture=resnet33"], "Unknown architecture 'resnet33'"),
         (["train", "--set", "num_blocks=99"], "num_blocks=99 is larger than the number of units"),
         (["train", "--set", "learning_rat=0.1"], "Unknown config key 'learning_rat'"),
@@ -30,7 +30,7 @@ def test_config_layers_defaults_recipe_and_overrides(tmp_path):
         (["train", "--set", "data_dir=/no/such/dir"], "data_dir='/no/such/dir' does not exist"),
         (["train", "--config", "/no/such.toml"], "Config file '/no/such.toml' does not exist"),
         (["train", "--set", "schedule=parallel"], "Unknown schedule 'parallel'. Allowed: together, sequential, pipelined"),
-        (["train", "--set", "split=front"], "Unknown split 'front'. Allowed: even, balanced"),
+        (["train", "--set", "split=front"], "Unknown split 'front'. Allowed: even, balanced, infopro, infopro_balanced"),
         (["train", "--set", "method=bp", "--set", "schedule=pipelined"], "method 'bp' backpropagates one loss"),
         (["train", "--set", "devices=['/gpu:3']"], "Unknown device '/gpu:3'"),
         (["profile", "--set", "schedule=parallel"], "Unknown schedule 'parallel'"),

@@ -10,7 +10,7 @@ def test_registries_list_what_exists():
     assert {"bp", "gll"} <= set(kl.list_methods())
     assert {"resnet20", "resnet32", "resnet56", "resnet110", "vgg11", "vgg13", "vgg16", "vgg19",
             "mlp"} <= set(kl.list_architectures())
-    assert kl.list_heads() == ["cnn", "conv", "linear", "mlp", "mlp_sr", "predsim"]
+    assert kl.list_heads() == ["cnn", "conv", "infopro", "linear", "mlp", "mlp_sr", "predsim"]
 
 
 @pytest.mark.parametrize(
@@ -36,8 +36,8 @@ def test_bp_has_the_same_blocks_as_gll_and_no_aux_heads():
     "kwargs, message",
     [
         (dict(architecture="resnet33"), "Unknown architecture 'resnet33'. Allowed: alexnet, cnn, dgl_cnn4, dgl_cnn6, mlp, resnet101"),
-        (dict(method="magic"), "Unknown method 'magic'. Allowed: associated, backlink, bp, bwbpf, dgl, gll"),
-        (dict(head="mlp3"), "Unknown head 'mlp3'. Allowed: cnn, conv, linear, mlp, mlp_sr, predsim"),
+        (dict(method="magic"), "Unknown method 'magic'. Allowed: associated, backlink, bp, bwbpf, dgl, gll, infopro, predsim"),
+        (dict(head="mlp3"), "Unknown head 'mlp3'. Allowed: cnn, conv, infopro, linear, mlp, mlp_sr, predsim"),
         (dict(num_blocks=11), "num_blocks=11 is larger than the number of units \\(10\\)"),
         (dict(num_blocks=0), "num_blocks must be an integer >= 1, got 0"),
         (dict(cuts=[5, 3]), "must be strictly increasing"),

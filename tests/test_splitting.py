@@ -58,7 +58,7 @@ def test_balanced_split_minimises_the_largest_block():
     assert balanced_cuts([3, 1, 1, 1, 1, 1, 1, 1], 2) == [3]  # 5 | 5, not 4 | 6
     with pytest.raises(ValueError, match="num_blocks=5 is larger than the number of units"):
         balanced_cuts([1, 1], 5)
-    with pytest.raises(ValueError, match="Unknown split 'front'. Allowed: even, balanced"):
+    with pytest.raises(ValueError, match="Unknown split 'front'. Allowed: even, balanced, infopro, infopro_balanced"):
         resolve_cuts(16, num_blocks=4, split="front")
 
 

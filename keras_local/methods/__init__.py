@@ -7,6 +7,7 @@ from keras_local.methods.bp import Backprop
 from keras_local.methods.bwbpf import BlockwiseBPFree
 from keras_local.methods.dgl import DecoupledGreedy
 from keras_local.methods.gll import GreedyLocal
+from keras_local.methods.infopro import InfoPro
 from keras_local.methods.predsim import PredSim
 from keras_local.registry import Registry
 
@@ -18,6 +19,7 @@ METHODS.register(BackLink.name)(BackLink)
 METHODS.register(AssociatedLearning.name)(AssociatedLearning)
 METHODS.register(DecoupledGreedy.name)(DecoupledGreedy)
 METHODS.register(PredSim.name)(PredSim)
+METHODS.register(InfoPro.name)(InfoPro)
 
 
 def list_methods():

@@ -26,6 +26,8 @@ class Method:
         default_loss: the loss of every block's head when `compile` gets none
             (None: sparse categorical cross-entropy on logits).
         default_head: the auxiliary head when `build_model` gets none.
+        needs_images: whether the blocks' losses also read the input images
+            (their target is then `{"labels": y, "images": x}`).
 
     Subclasses take their options (e.g. `alpha`) as keyword arguments,
     validate them in `__init__` and return them from `get_config`.
@@ -41,6 +43,7 @@ class Method:
     label_path = False
     default_loss = None
     default_head = "linear"
+    needs_images = False
 
     def default_cuts(self, architecture, num_units):
         """Where to cut when neither `num_blocks` nor `cuts` is given (None: one block)."""
@@ -63,6 +66,14 @@ class Method:
         if block_index >= num_blocks - 1 or self.alpha == 1.0:
             return 0
         return self.propagation_length
+
+    def block_loss(self, index, num_blocks, loss):
+        """The loss of block `index` (default: the compiled one for all)."""
+        return loss
+
+    def head_options(self):
+        """Extra keyword arguments of the auxiliary heads."""
+        return {}
 
     def get_config(self):
         return {}
