@@ -48,6 +48,10 @@ DEFAULTS = {
     "weight_decay": 5e-4,
     "lr_schedule": "cosine",
     "final_learning_rate": 0.0,
+    # Linear warm-up from warmup_learning_rate to learning_rate over the first
+    # warmup_epochs, then the cosine decay (InfoPro: 10 epochs from 0.01).
+    "warmup_epochs": 0,
+    "warmup_learning_rate": 0.01,
     # "piecewise": the learning rate is multiplied by lr_multipliers[i] once
     # lr_boundaries[i - 1] (a fraction of all training steps) is passed.
     "lr_boundaries": [0.4, 0.6, 0.8, 0.9],
@@ -66,7 +70,8 @@ LR_SCHEDULES = ("cosine", "constant", "piecewise")
 # The Python types each key accepts (None is accepted where the default is None).
 _TYPES = {
     "num_blocks": (int, str), "batch_size": int, "eval_batch_size": int, "epochs": int,
-    "seed": int, "verbose": int, "train_examples": int, "test_examples": int,
+    "seed": int, "verbose": int, "train_examples": int, "test_examples": int, "warmup_epochs": int,
+    "warmup_learning_rate": float,
     "learning_rate": float, "final_learning_rate": float, "momentum": float, "weight_decay": float,
     "nesterov": bool, "tensorboard": bool, "method_options": dict, "architecture_options": dict,
     "lr_boundaries": list, "lr_multipliers": list,
@@ -136,6 +141,12 @@ def resolve(values, method_option_names=()):
         raise ValueError(
             f"lr_boundaries={boundaries} must be increasing fractions of training in (0, 1), with "
             f"one more lr_multipliers (got {len(multipliers)})."
+        )
+    if config["warmup_epochs"] and (config["lr_schedule"] != "cosine"
+                                    or not 0 < config["warmup_epochs"] < config["epochs"]):
+        raise ValueError(
+            f"warmup_epochs={config['warmup_epochs']!r} needs lr_schedule=\"cosine\" and 0 < warmup_epochs < "
+            f"epochs ({config['epochs']})."
         )
     if not 0 <= config["final_learning_rate"] <= config["learning_rate"]:
         raise ValueError(

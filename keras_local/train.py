@@ -17,9 +17,12 @@ def make_optimizer(config, steps_per_epoch):
     """The optimizer the config describes (cloned per block by `compile`)."""
     learning_rate = config["learning_rate"]
     if config["lr_schedule"] == "cosine":
+        warmup_steps = config["warmup_epochs"] * steps_per_epoch
+        start = config["warmup_learning_rate"] if warmup_steps else learning_rate
         learning_rate = keras.optimizers.schedules.CosineDecay(
-            learning_rate, decay_steps=config["epochs"] * steps_per_epoch,
+            start, decay_steps=config["epochs"] * steps_per_epoch - warmup_steps,
             alpha=config["final_learning_rate"] / learning_rate,
+            warmup_target=learning_rate if warmup_steps else None, warmup_steps=warmup_steps,
         )
     elif config["lr_schedule"] == "piecewise":
         total = config["epochs"] * steps_per_epoch

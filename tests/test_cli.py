@@ -34,6 +34,7 @@ def test_config_layers_defaults_recipe_and_overrides(tmp_path):
         (["train", "--set", "method=bp", "--set", "schedule=pipelined"], "method 'bp' backpropagates one loss"),
         (["train", "--set", "devices=['/gpu:3']"], "Unknown device '/gpu:3'"),
         (["profile", "--set", "schedule=parallel"], "Unknown schedule 'parallel'"),
+        (["train", "--set", "warmup_epochs=10", "--set", "lr_schedule=constant"], "warmup_epochs=10 needs"),
     ],
 )
 def test_bad_input_prints_one_line_and_exits_2(argv, message, capsys, tmp_path):
@@ -84,3 +85,14 @@ def test_piecewise_schedule_follows_the_reference_steps():
     assert rates == pytest.approx([1e-3, 1e-3, 1e-4, 1e-5, 1e-6, 5e-7])
     with pytest.raises(ValueError, match="lr_boundaries"):
         load_config(None, ["lr_boundaries=[0.5]"])
+
+
+def test_warmup_then_cosine_follows_infopro():
+    from keras_local.train import make_optimizer
+
+    config = load_config(None, ["epochs=160", "warmup_epochs=10", "learning_rate=0.8"])
+    schedule = make_optimizer(config, steps_per_epoch=10)._learning_rate  # the LearningRateSchedule
+    values = [float(schedule(step)) for step in (0, 50, 100, 850, 1599)]
+    assert values[0] == pytest.approx(0.01) and values[1] == pytest.approx(0.405)  # linear warm-up from 0.01
+    assert values[2] == pytest.approx(0.8) and values[3] == pytest.approx(0.4, rel=1e-3)  # then cosine over 150
+    assert values[4] == pytest.approx(0.0, abs=1e-4)

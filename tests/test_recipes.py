@@ -23,6 +23,9 @@ def test_the_paper_recipes_exist():
     assert len([r for r in RECIPES if r.startswith("bwbpf/")]) == 28
     assert len([r for r in RECIPES if r.startswith("backlink/")]) == 31
     assert len([r for r in RECIPES if r.startswith("associated/")]) == 24
+    assert len([r for r in RECIPES if r.startswith("infopro/")]) == 24
+    assert len([r for r in RECIPES if r.startswith("dgl/")]) == 3
+    assert len([r for r in RECIPES if r.startswith("predsim/")]) == 1
 
 
 @pytest.mark.parametrize("recipe", RECIPES)
