@@ -281,3 +281,80 @@ def test_infopro_head_and_options():
         kl.get_method("infopro", reconstruction_weights=1.0)
     with pytest.raises(ValueError, match="the pipeline's buffers do not carry"):
         kl.build_model("resnet20", "infopro", num_blocks=2, schedule="pipelined", build=False)
+
+
+# -- DGL's asynchronous training with replay buffers -----------------------------
+
+
+def test_replay_buffer_serves_least_used_then_freshest():
+    from keras_local.asynchronous import ReplayBuffer
+
+    buffer = ReplayBuffer(size=2, max_reuse=2)
+    assert buffer.pop() is None
+    for name in ("a", "b", "c"):
+        buffer.push(name, 0)
+    assert len(buffer) == 2  # "a", the oldest, was dropped
+    assert [buffer.pop()[0] for _ in range(4)] == ["c", "b", "c", "b"]  # each used twice, then dropped
+    assert buffer.pop() is None
+
+
+def test_asynchronous_training_matches_the_hand_written_simulation():
+    from keras_local.asynchronous import fit_asynchronous
+
+    def make():
+        keras.utils.set_random_seed(3)
+        model = kl.build_model("mlp", "gll", num_blocks=2, input_shape=(6,), num_classes=5,
+                               architecture_options={"hidden_units": (8, 8)})
+        model.compile(optimizer=keras.optimizers.SGD(LEARNING_RATE))
+        return model
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 6)).astype("float32")
+    y = rng.integers(0, 5, size=40)
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
+    model = make()
+    report = fit_asynchronous(model, dataset, ticks=12, buffer_size=1, max_reuse=1, slow_block=1, slowdown=2.0,
+                              seed=7)
+    # The same draws, written out: block 1 is drawn with probability 1/3; buffer of one batch, used once.
+    reference, draws = make(), np.random.default_rng(7)
+    batches, held, updates = iter(dataset.repeat()), None, [0, 0]
+    for _ in range(12):
+        index = int(draws.choice(2, p=[2 / 3, 1 / 3]))
+        if index == 0:
+            inputs, labels = next(batches)
+        elif held is None:
+            continue
+        else:
+            (inputs, labels), held = held, None
+        block = reference.blocks[index]
+        with tf.GradientTape() as tape:
+            features = block(inputs, training=True)
+            loss = ce(labels, block.head(features, training=True))
+        for variable, gradient in zip(block.trainable_variables, tape.gradient(loss, block.trainable_variables)):
+            variable.assign_sub(LEARNING_RATE * gradient)
+        updates[index] += 1
+        if index == 0:
+            held = (features, labels)
+    assert report["updates"] == updates and sum(report["updates"]) + sum(report["idle"]) == 12
+    assert updates[0] > updates[1] > 0
+    assert_close([v.numpy() for v in model.trainable_variables], [v.numpy() for v in reference.trainable_variables],
+                 atol=1e-6)
+
+
+def test_asynchronous_training_validates_its_input():
+    from keras_local.asynchronous import fit_asynchronous
+
+    model = kl.build_model("mlp", "gll", num_blocks=2, input_shape=(6,), num_classes=5,
+                           architecture_options={"hidden_units": (8, 8)})
+    dataset = tf.data.Dataset.from_tensor_slices((np.zeros((8, 6), "float32"), np.zeros(8, "int64"))).batch(4)
+    with pytest.raises(ValueError, match="Compile the model"):
+        fit_asynchronous(model, dataset, ticks=2)
+    model.compile(optimizer="sgd")
+    with pytest.raises(ValueError, match="slow_block must be a block index in 0..1, got 5"):
+        fit_asynchronous(model, dataset, ticks=2, slow_block=5)
+    with pytest.raises(ValueError, match="slowdown must be a number >= 1, got 0.5"):
+        fit_asynchronous(model, dataset, ticks=2, slowdown=0.5)
+    bp = kl.build_model("mlp", "bp", num_blocks=2, input_shape=(6,), num_classes=5)
+    bp.compile(optimizer="sgd")
+    with pytest.raises(ValueError, match="method 'bp' does not cut them"):
+        fit_asynchronous(bp, dataset, ticks=2)

@@ -1,0 +1,121 @@
+"""Asynchronous local training with replay buffers, simulated in one process (DGL §4.3).
+
+Each block is a worker. At every tick one worker is drawn at random (a slow
+block is drawn `slowdown` times less often than the others); block 0 takes
+the next batch of the dataset, block k > 0 takes a batch from the buffer
+that block k − 1 fills (with its labels); the worker makes one local step
+and pushes its stopped output into its own buffer. A buffer holds at most
+`buffer_size` batches (the oldest is dropped) and serves the least-used
+batch, the freshest among those (DGL's `priority_lifo`); a batch is dropped
+after `max_reuse` uses. Works with every method that cuts its blocks and has
+no label path.
+
+Example:
+
+```python
+model = kl.build_model("dgl_cnn4", "dgl", num_blocks=4)
+model.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9))
+report = kl.asynchronous.fit_asynchronous(model, train, ticks=2000, buffer_size=50, slow_block=1, slowdown=2.0)
+report["updates"]                       # updates made by each block
+model.evaluate(test, return_dict=True)  # acc_k of every block head
+```
+"""
+
+import numpy as np
+import tensorflow as tf
+
+
+class ReplayBuffer:
+    """At most `size` (features, labels) batches; `pop` serves the least-used
+    one, the freshest among those, and drops a batch used `max_reuse` times."""
+
+    def __init__(self, size, max_reuse=None):
+        self.size, self.max_reuse = size, max_reuse
+        self.entries = []  # [features, labels, uses, arrival]
+        self._arrivals = 0
+
+    def push(self, features, labels):
+        self.entries.append([features, labels, 0, self._arrivals])
+        self._arrivals += 1
+        if len(self.entries) > self.size:
+            self.entries.pop(0)  # the oldest
+
+    def pop(self):
+        if not self.entries:
+            return None
+        entry = min(self.entries, key=lambda e: (e[2], -e[3]))
+        entry[2] += 1
+        if self.max_reuse is not None and entry[2] >= self.max_reuse:
+            self.entries.remove(entry)
+        return entry[0], entry[1]
+
+    def __len__(self):
+        return len(self.entries)
+
+
+def fit_asynchronous(model, dataset, ticks, buffer_size=50, max_reuse=None, slow_block=None, slowdown=1.0,
+                     seed=0):
+    """Runs `ticks` worker draws on a compiled `model` (see the module doc);
+    returns `{"updates": [...], "idle": [...]}`: updates per block and draws
+    that found an empty buffer."""
+    _validate(model, ticks, buffer_size, max_reuse, slow_block, slowdown)
+    num_blocks = len(model.blocks)
+    weights = np.ones(num_blocks)
+    if slow_block is not None:
+        weights[slow_block] = 1.0 / slowdown
+    probabilities = weights / weights.sum()
+    rng = np.random.default_rng(seed)
+    buffers = [ReplayBuffer(buffer_size, max_reuse) for _ in range(num_blocks - 1)]
+    steps = [_block_step(model, index) for index in range(num_blocks)]
+    batches = iter(dataset.repeat())
+    updates, idle = [0] * num_blocks, [0] * num_blocks
+    for _ in range(ticks):
+        index = int(rng.choice(num_blocks, p=probabilities))
+        if index == 0:
+            inputs, labels = next(batches)[:2]
+        else:
+            taken = buffers[index - 1].pop()
+            if taken is None:
+                idle[index] += 1
+                continue
+            inputs, labels = taken
+        features = steps[index](inputs, labels)
+        updates[index] += 1
+        if index < num_blocks - 1:
+            buffers[index].push(features, labels)
+    return {"updates": updates, "idle": idle}
+
+
+def _block_step(model, index):
+    block = model.blocks[index]
+    weight = model.method.loss_weights(len(model.blocks))[index]
+
+    @tf.function(reduce_retracing=True)
+    def step(inputs, labels):
+        local = block.compute_local_gradients(tf.stop_gradient(inputs), labels, loss_weight=weight)
+        block.optimizer.apply(local.gradients, block.trainable_variables)
+        return tf.stop_gradient(local.features)
+
+    return step
+
+
+def _validate(model, ticks, buffer_size, max_reuse, slow_block, slowdown):
+    method = model.method
+    if not method.cut_gradients or method.label_path or method.needs_images or any(
+        method.tail_length(index, len(model.blocks)) for index in range(len(model.blocks))
+    ):
+        raise ValueError(
+            f"Asynchronous training needs blocks that learn from their own input and labels only; "
+            f"method {method.name!r} does not cut them that way."
+        )
+    if not model.compiled:
+        raise ValueError("Compile the model (its block optimizers) before fit_asynchronous.")
+    for name, value in (("ticks", ticks), ("buffer_size", buffer_size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+    if max_reuse is not None and (not isinstance(max_reuse, int) or max_reuse < 1):
+        raise ValueError(f"max_reuse must be a positive integer or None, got {max_reuse!r}.")
+    if slow_block is not None and not (isinstance(slow_block, int) and 0 <= slow_block < len(model.blocks)):
+        raise ValueError(f"slow_block must be a block index in 0..{len(model.blocks) - 1}, got {slow_block!r}.")
+    if not isinstance(slowdown, (int, float)) or slowdown < 1:
+        raise ValueError(f"slowdown must be a number >= 1, got {slowdown!r}.")
