@@ -14,7 +14,16 @@ model.fit(train, epochs=1)
 
 __version__ = "0.1.0"
 
-from keras_local import analysis, asynchronous, data, heads, losses, placement, profiling, schedules
+from keras_local import (
+    analysis,
+    asynchronous,
+    data,
+    heads,
+    losses,
+    placement,
+    profiling,
+    schedules,
+)
 from keras_local.architectures import list_architectures
 from keras_local.block import Block
 from keras_local.builder import build_model
