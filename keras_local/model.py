@@ -155,18 +155,6 @@ class LocalModel(keras.Model):
             metrics: metrics of the output head; defaults to `["accuracy"]`.
             **kwargs: passed to `keras.Model.compile` (e.g. `jit_compile`).
         """
-        loss = loss or self.method.default_loss or keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-        metrics = ["accuracy"] if metrics is None else metrics
-        all_blocks = self.blocks + self.label_blocks
-        factors = [1.0] * len(self.blocks) + [
-            self.method.autoencoder_learning_rate_factor for _ in self.label_blocks
-        ]
-        optimizers = resolve_block_optimizers(optimizer, len(all_blocks), learning_rate_factors=factors)
-        for index, (block, block_optimizer) in enumerate(zip(self.blocks, optimizers)):
-            block.compile(optimizer=block_optimizer, loss=self.method.block_loss(index, len(self.blocks), loss),
-                          metrics=[] if self.label_blocks else ["accuracy"])
-        for block, block_optimizer in zip(self.label_blocks, optimizers[len(self.blocks):]):
-            block.compile(optimizer=block_optimizer, loss="mean_squared_error")
         if self.block_devices is not None and len(set(self.block_devices)) > 1:
             if kwargs.get("jit_compile") is True:
                 raise ValueError(
@@ -179,6 +167,18 @@ class LocalModel(keras.Model):
                 f"schedule='pipelined' needs steps_per_execution=1, got {kwargs['steps_per_execution']!r}: "
                 f"each of its K-1 warm-up steps runs a different step function."
             )
+        loss = loss or self.method.default_loss or keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        metrics = ["accuracy"] if metrics is None else metrics
+        all_blocks = self.blocks + self.label_blocks
+        factors = [1.0] * len(self.blocks) + [
+            self.method.autoencoder_learning_rate_factor for _ in self.label_blocks
+        ]
+        optimizers = resolve_block_optimizers(optimizer, len(all_blocks), learning_rate_factors=factors)
+        for index, (block, block_optimizer) in enumerate(zip(self.blocks, optimizers)):
+            block.compile(optimizer=block_optimizer, loss=self.method.block_loss(index, len(self.blocks), loss),
+                          metrics=[] if self.label_blocks else ["accuracy"])
+        for block, block_optimizer in zip(self.label_blocks, optimizers[len(self.blocks):]):
+            block.compile(optimizer=block_optimizer, loss="mean_squared_error")
         # Keras itself only uses the model-level loss to trace the model under a
         # distribution strategy; Associated Learning's blocks regress codes while
         # its output scores classes, so the output gets a class loss there.
