@@ -69,8 +69,10 @@ def main():
                                                y[:args.batch_size], num_classes=10)
 
     def make(method, schedule="together", num_blocks=1, placed=False):
-        split = {"cuts": cuts} if cuts and num_blocks > 1 else {"num_blocks": num_blocks,
-                                                                 "split": "even" if args.split == "time" else args.split}
+        if cuts and num_blocks > 1:
+            split = {"cuts": cuts}
+        else:
+            split = {"num_blocks": num_blocks, "split": "even" if args.split == "time" else args.split}
         model = kl.build_model(args.architecture, method, head=args.head, schedule=schedule,
                                devices=devices if placed else None, input_shape=(32, 32, 3), num_classes=10, **split)
         model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9), jit_compile=False)

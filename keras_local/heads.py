@@ -10,6 +10,7 @@ import functools
 import itertools
 
 import keras
+import tensorflow as tf
 
 from keras_local.layers import batch_norm, conv
 from keras_local.registry import Registry
@@ -321,8 +322,7 @@ class InfoProHead(keras.layers.Layer):
         self.decoder_output.build((input_shape[0], *self.image_shape[:2], 12))
 
     def call(self, inputs, training=None):
-        import tensorflow as tf  # bilinear resize with align_corners, as the reference
-
+        # Bilinear resize with align_corners, as the reference.
         upsampled = tf.compat.v1.image.resize_bilinear(inputs, self.image_shape[:2], align_corners=True)
         upsampled = keras.ops.cast(upsampled, inputs.dtype)
         x = self.decoder_relu(self.decoder_bn(self.decoder_conv(upsampled), training=training))

@@ -18,6 +18,7 @@ from keras import ops
 from keras_local.registry import Registry
 
 LOSSES = Registry("loss")
+AUX_LOSSES = ("cross_entropy", "contrast")  # InfoPro's auxiliary objectives
 
 
 def similarity_matrix(x):
@@ -136,6 +137,5 @@ class InfoProLoss(keras.losses.Loss):
                 "image_mean": self.image_mean, "image_std": self.image_std}
 
 
-AUX_LOSSES = ("cross_entropy", "contrast")
 LOSSES.register("predsim")(PredSimLoss)
 LOSSES.register("infopro")(InfoProLoss)
