@@ -8,16 +8,19 @@ and pushes its stopped output into its own buffer. A buffer holds at most
 `buffer_size` batches (the oldest is dropped) and serves the least-used
 batch, the freshest among those (DGL's `priority_lifo`); a batch is dropped
 after `max_reuse` uses. Works with every method that cuts its blocks and has
-no label path.
+no label path. With `validation_data`, every block head's accuracy is
+measured every `validation_every` ticks and at the end (`report["history"]`),
+so one sees how a slow block holds back the blocks after it.
 
 Example:
 
 ```python
 model = kl.build_model("dgl_cnn4", "dgl", num_blocks=4)
 model.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9))
-report = kl.asynchronous.fit_asynchronous(model, train, ticks=2000, buffer_size=50, slow_block=1, slowdown=2.0)
-report["updates"]                       # updates made by each block
-model.evaluate(test, return_dict=True)  # acc_k of every block head
+report = kl.asynchronous.fit_asynchronous(model, train, ticks=2000, buffer_size=50, slow_block=1, slowdown=2.0,
+                                          validation_data=test, validation_every=500)
+report["updates"]            # updates made by each block
+report["history"][-1]        # {"tick": 2000, "updates": [...], "accuracy": ..., "acc_0": ..., ...}
 ```
 """
 
@@ -54,11 +57,16 @@ class ReplayBuffer:
 
 
 def fit_asynchronous(model, dataset, ticks, buffer_size=50, max_reuse=None, slow_block=None, slowdown=1.0,
-                     seed=0):
-    """Runs `ticks` worker draws on a compiled `model` (see the module doc);
-    returns `{"updates": [...], "idle": [...]}`: updates per block and draws
-    that found an empty buffer."""
-    _validate(model, ticks, buffer_size, max_reuse, slow_block, slowdown)
+                     seed=0, validation_data=None, validation_every=None):
+    """Runs `ticks` worker draws on a compiled `model` (see the module doc).
+
+    Returns `{"updates": [...], "idle": [...], "history": [...]}`: updates
+    per block, draws that found an empty buffer, and (with
+    `validation_data`) one entry per evaluation, every `validation_every`
+    ticks and after the last: the tick, the updates so far, and
+    `model.evaluate`'s results (`accuracy`, `loss`, `acc_k`, `loss_k`).
+    """
+    _validate(model, ticks, buffer_size, max_reuse, slow_block, slowdown, validation_data, validation_every)
     num_blocks = len(model.blocks)
     weights = np.ones(num_blocks)
     if slow_block is not None:
@@ -68,22 +76,29 @@ def fit_asynchronous(model, dataset, ticks, buffer_size=50, max_reuse=None, slow
     buffers = [ReplayBuffer(buffer_size, max_reuse) for _ in range(num_blocks - 1)]
     steps = [_block_step(model, index) for index in range(num_blocks)]
     batches = iter(dataset.repeat())
-    updates, idle = [0] * num_blocks, [0] * num_blocks
-    for _ in range(ticks):
+    updates, idle, history = [0] * num_blocks, [0] * num_blocks, []
+
+    def evaluate(tick):
+        results = model.evaluate(validation_data, return_dict=True, verbose=0)
+        history.append({"tick": tick, "updates": list(updates), **{k: float(v) for k, v in results.items()}})
+
+    for tick in range(1, ticks + 1):
         index = int(rng.choice(num_blocks, p=probabilities))
         if index == 0:
             inputs, labels = next(batches)[:2]
         else:
             taken = buffers[index - 1].pop()
-            if taken is None:
-                idle[index] += 1
-                continue
-            inputs, labels = taken
-        features = steps[index](inputs, labels)
-        updates[index] += 1
-        if index < num_blocks - 1:
-            buffers[index].push(features, labels)
-    return {"updates": updates, "idle": idle}
+            inputs, labels = taken if taken is not None else (None, None)
+        if inputs is None:
+            idle[index] += 1
+        else:
+            features = steps[index](inputs, labels)
+            updates[index] += 1
+            if index < num_blocks - 1:
+                buffers[index].push(features, labels)
+        if validation_data is not None and (tick == ticks or (validation_every and tick % validation_every == 0)):
+            evaluate(tick)
+    return {"updates": updates, "idle": idle, "history": history}
 
 
 def _block_step(model, index):
@@ -99,7 +114,7 @@ def _block_step(model, index):
     return step
 
 
-def _validate(model, ticks, buffer_size, max_reuse, slow_block, slowdown):
+def _validate(model, ticks, buffer_size, max_reuse, slow_block, slowdown, validation_data, validation_every):
     method = model.method
     if not method.cut_gradients or method.label_path or method.needs_images or any(
         method.tail_length(index, len(model.blocks)) for index in range(len(model.blocks))
@@ -119,3 +134,8 @@ def _validate(model, ticks, buffer_size, max_reuse, slow_block, slowdown):
         raise ValueError(f"slow_block must be a block index in 0..{len(model.blocks) - 1}, got {slow_block!r}.")
     if not isinstance(slowdown, (int, float)) or slowdown < 1:
         raise ValueError(f"slowdown must be a number >= 1, got {slowdown!r}.")
+    if validation_every is not None:
+        if isinstance(validation_every, bool) or not isinstance(validation_every, int) or validation_every < 1:
+            raise ValueError(f"validation_every must be a positive integer or None, got {validation_every!r}.")
+        if validation_data is None:
+            raise ValueError("validation_every needs validation_data to evaluate on.")

@@ -341,6 +341,36 @@ def test_asynchronous_training_matches_the_hand_written_simulation():
                  atol=1e-6)
 
 
+def test_asynchronous_training_reports_every_block_accuracy_without_changing_the_training():
+    from keras_local.asynchronous import fit_asynchronous
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(48, 6)).astype("float32")
+    y = (x[:, 0] > 0).astype("int64") + 2 * (x[:, 1] > 0)  # a rule the blocks can learn
+    train = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
+    test = tf.data.Dataset.from_tensor_slices((x[:16], y[:16])).batch(8)
+    models, reports = [], []
+    for validation in (None, test):
+        keras.utils.set_random_seed(3)
+        model = kl.build_model("mlp", "gll", num_blocks=2, input_shape=(6,), num_classes=4,
+                               architecture_options={"hidden_units": (8, 8)})
+        model.compile(optimizer=keras.optimizers.SGD(0.2))
+        reports.append(fit_asynchronous(model, train, ticks=12, buffer_size=2, seed=5, validation_data=validation,
+                                        validation_every=None if validation is None else 5))
+        models.append(model)
+    plain, validated = reports
+    assert plain["history"] == [] and plain["updates"] == validated["updates"]
+    assert_close([v.numpy() for v in models[0].trainable_variables],
+                 [v.numpy() for v in models[1].trainable_variables], atol=0)  # evaluating trains nothing
+    history = validated["history"]
+    assert [entry["tick"] for entry in history] == [5, 10, 12]
+    assert history[-1]["updates"] == validated["updates"] and sum(history[0]["updates"]) <= 5
+    final = models[1].evaluate(test, return_dict=True, verbose=0)
+    for key in ("accuracy", "acc_0", "loss_0"):
+        assert history[-1][key] == pytest.approx(float(final[key]))
+    assert history[0]["loss_0"] != pytest.approx(history[-1]["loss_0"])  # measured while training, not after
+
+
 def test_asynchronous_training_validates_its_input():
     from keras_local.asynchronous import fit_asynchronous
 
@@ -354,6 +384,10 @@ def test_asynchronous_training_validates_its_input():
         fit_asynchronous(model, dataset, ticks=2, slow_block=5)
     with pytest.raises(ValueError, match="slowdown must be a number >= 1, got 0.5"):
         fit_asynchronous(model, dataset, ticks=2, slowdown=0.5)
+    with pytest.raises(ValueError, match="validation_every needs validation_data"):
+        fit_asynchronous(model, dataset, ticks=2, validation_every=1)
+    with pytest.raises(ValueError, match="validation_every must be a positive integer or None, got 0"):
+        fit_asynchronous(model, dataset, ticks=2, validation_data=dataset, validation_every=0)
     bp = kl.build_model("mlp", "bp", num_blocks=2, input_shape=(6,), num_classes=5)
     bp.compile(optimizer="sgd")
     with pytest.raises(ValueError, match="method 'bp' does not cut them"):
