@@ -1,7 +1,7 @@
 """The baselines side by side: bp, gll, dgl, predsim and infopro on real CIFAR-10, one budget for all.
 
     python benchmarks/baselines.py --architecture resnet32 --num-blocks 4 \
-        --train-examples 10000 --epochs 5
+        --train-examples 8000 --epochs 4
 
 Every method trains the same network (K blocks, each method's default head:
 linear for gll, mlp_sr for dgl, predsim, infopro) with the same optimizer,
@@ -26,8 +26,8 @@ def main():
     parser.add_argument("--architecture", default="resnet32")
     parser.add_argument("--num-blocks", type=int, default=4)
     parser.add_argument("--methods", nargs="+", default=list(METHODS))
-    parser.add_argument("--train-examples", type=int, default=10000)
-    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--train-examples", type=int, default=8000)
+    parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--learning-rate", type=float, default=0.1)
     parser.add_argument("--dataset", default="cifar10_jpeg")

@@ -23,6 +23,7 @@ from keras_local import (
     placement,
     profiling,
     schedules,
+    tuning,
 )
 from keras_local.architectures import list_architectures
 from keras_local.block import Block
@@ -40,6 +41,7 @@ __all__ = [
     "placement",
     "profiling",
     "schedules",
+    "tuning",
     "Block",
     "LocalModel",
     "Method",

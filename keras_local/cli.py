@@ -5,6 +5,7 @@
     keras-local list                                    # methods, architectures, heads, datasets
     keras-local analyze --model runs/x/model.keras --dataset cifar10_sample --block 3 --plot f.png
     keras-local profile --set architecture=resnet110 --num-blocks 2,4,8,16 --output-dir runs/profile
+    keras-local tune --config recipes/tuning/backlink_resnet20_alpha_l.toml --max-trials 10
 """
 
 import argparse
@@ -43,7 +44,42 @@ def _parser():
     profile.add_argument("--batch-size", type=int, default=None, help="default: the config's batch_size")
     profile.add_argument("--repeats", type=int, default=10, help="timed calls per block part")
     profile.add_argument("--output-dir", default="runs/profile", help="where profile.json and profile.png go")
+    tune = commands.add_parser("tune", help="keras-tuner search of a config's [search] table")
+    tune.add_argument("--config", help="TOML recipe with a [search] table (keys it lacks are fixed)")
+    tune.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    tune.add_argument("--max-trials", type=int, default=10)
+    tune.add_argument("--tuner", default="random", help="random, hyperband, bayesian or grid")
+    tune.add_argument("--objective", default="val_accuracy",
+                      help="a logged metric: val_accuracy, val_acc_<k>, val_loss_<k>, ...")
+    tune.add_argument("--direction", choices=("max", "min"), help="default: max for accuracies, min for losses")
+    tune.add_argument("--validation-examples", type=int, default=None,
+                      help="held out from the end of the training split (default: 10%%, at most 5000)")
+    tune.add_argument("--probe-splits", type=int, default=0, metavar="STEPS",
+                      help="first rank each K's cut candidates by a STEPS-step local-training probe")
+    tune.add_argument("--output-dir", default="runs/tune")
+    tune.add_argument("--overwrite", action="store_true", help="start afresh instead of resuming")
     return parser
+
+
+def _tune(args):
+    from keras_local import tuning
+    from keras_local.config import load_config
+    from keras_local.methods import method_option_names
+
+    config = load_config(args.config, args.set, method_option_names())
+    result = tuning.tune(config, tuner=args.tuner, max_trials=args.max_trials, objective_name=args.objective,
+                         direction=args.direction, output_dir=args.output_dir,
+                         validation_examples=args.validation_examples, probe_steps=args.probe_splits,
+                         overwrite=args.overwrite)
+    print(f"| trial | {result['objective']['name']} | config |\n|---|---|---|")
+    for trial in result["trials"]:
+        keys = trial["config"]
+        shown = {key: keys[key] for key in ("method", "num_blocks", "cuts", "head", "learning_rate") if key in keys}
+        score = "-" if trial["score"] is None else f"{trial['score']:.4f}"
+        print(f"| {trial['trial_id']} | {score} | {shown} {keys['method_options'] or ''} |")
+    best = result["best"]
+    print(f"best: trial {best['trial_id']} ({best['score']:.4f}) -> {args.output_dir}/best.toml"
+          + (f", {result['plot']}" if result["plot"] else ""))
 
 
 def _profile(args):
@@ -158,6 +194,9 @@ def main(argv=None):
             return 0
         if args.command == "profile":
             _profile(args)
+            return 0
+        if args.command == "tune":
+            _tune(args)
             return 0
         from keras_local.train import train_and_evaluate
 

@@ -61,6 +61,10 @@ DEFAULTS = {
     "run_dir": None,
     "tensorboard": False,
     "verbose": 2,
+    # `keras-local tune`'s search space (keras_local.tuning.LocalHyperModel):
+    # key = value (fixed), [choices] or {min, max, sampling}; keys it lacks are
+    # fixed at the values above.
+    "search": {},
 }
 
 OPTIMIZERS = ("sgd", "adam")
@@ -75,7 +79,7 @@ _TYPES = {
     "learning_rate": float, "final_learning_rate": float, "momentum": float, "weight_decay": float,
     "nesterov": bool, "tensorboard": bool, "method_options": dict, "architecture_options": dict,
     "lr_boundaries": list, "lr_multipliers": list,
-    "cuts": (list, str), "devices": list,
+    "cuts": (list, str), "devices": list, "search": dict,
 }
 
 
@@ -181,6 +185,8 @@ def to_toml(config):
             return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
         if isinstance(value, (list, tuple)):
             return "[" + ", ".join(literal(item) for item in value) + "]"
+        if isinstance(value, dict):  # an inline table, e.g. a search range
+            return "{" + ", ".join(f"{key} = {literal(item)}" for key, item in value.items()) + "}"
         return repr(value)
 
     lines = [f"{key} = {literal(value)}" for key, value in config.items()

@@ -130,7 +130,8 @@ def load_dataset(
 
     Args:
         name: a name from `available_datasets(data_dir)`.
-        split: a TFDS split ("train", "test", "validation", ...).
+        split: a TFDS split ("train", "test", "validation", ...), or a
+            slice of one in TFDS syntax ("train[:45000]", "train[-10%:]").
         batch_size: examples per batch.
         training: shuffle (seeded), augment and drop the last partial batch.
         data_dir: a TFDS data root; see the module docstring.
@@ -143,10 +144,13 @@ def load_dataset(
     if num_examples is not None and (not isinstance(num_examples, int) or num_examples < 1):
         raise ValueError(f"num_examples must be a positive integer or None, got {num_examples!r}.")
     builder = get_builder(name, data_dir)
-    if builder.info.splits and split not in builder.info.splits:
+    base_split = split.split("[", 1)[0]
+    if builder.info.splits and base_split not in builder.info.splits:
         raise ValueError(
             f"Unknown split {split!r} of dataset {name!r}. Allowed: {', '.join(builder.info.splits)}."
         )
+    if num_examples is not None and base_split != split:
+        raise ValueError(f"num_examples={num_examples} needs a whole split, got the slice {split!r}.")
     if download:
         builder.download_and_prepare()
     tfds_split = split if num_examples is None else f"{split}[:{num_examples}]"

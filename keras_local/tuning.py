@@ -1,0 +1,541 @@
+"""keras-tuner searches of method, K, cut points, head, α, l and learning rate.
+
+`LocalHyperModel` is a `keras_tuner.HyperModel` whose search space is
+declared by its arguments, each one either a fixed value, a list of choices,
+or a range `{"min": ..., "max": ..., "sampling": "log"}` (the same shapes a
+TOML `[search]` table holds). The model is built and compiled inside
+`build(hp)`, as Hyperband needs, with the random seed set first so that a
+trial is reproducible.
+
+How the space is laid out, so that no trial is invalid:
+
+- `num_blocks` is searched under each method, and for every K the cut points
+  are a choice `cuts_k{K}` among strings like `"3,6,8"` (`hp.Choice` takes no
+  tuples): all strictly increasing cuts when there are at most
+  `max_cut_candidates`, else the even split, the memory-balanced split and
+  seeded random ones. Candidates can also be given (e.g. the best of
+  `score_splits`).
+- `alpha` and `propagation_length` exist only under `method="backlink"`;
+  `propagation_length` is a choice among the declared values no longer than
+  the shortest block the chosen split links into (a backlink trial never
+  sees a split that admits none of them).
+- `head` is searched for methods with auxiliary heads (not `bp`).
+
+Example:
+
+```python
+import keras_tuner as kt
+hypermodel = kl.tuning.LocalHyperModel("resnet20", method=["backlink"], num_blocks=[4],
+                                       alpha=[0.0, 0.25, 0.5, 0.75, 1.0], propagation_length=[1, 2])
+tuner = kt.RandomSearch(hypermodel, objective=kl.tuning.objective("val_accuracy"), max_trials=10,
+                        directory="runs/tune", project_name="backlink")
+tuner.search(train, validation_data=validation, epochs=3)
+hypermodel.config_from(tuner.get_best_hyperparameters()[0])  # keys for a recipe
+```
+"""
+
+import itertools
+import math
+import random
+
+import keras
+import keras_tuner as kt
+
+from keras_local.architectures import get_architecture
+from keras_local.builder import activation_sizes, build_model
+from keras_local.methods import METHODS, get_method
+from keras_local.splitting import balanced_cuts, block_sizes, even_cuts, validate_cuts
+
+DEFAULT_SPACE = {
+    "method": ["gll", "backlink"],
+    "num_blocks": [2, 4],
+    "head": ["linear", "conv"],
+    "alpha": [0.0, 0.25, 0.5, 0.75, 1.0],
+    "propagation_length": [1, 2],
+    "learning_rate": {"min": 0.01, "max": 0.2, "sampling": "log"},
+}
+RANGE_KEYS = ("min", "max", "sampling", "step")
+
+
+def objective(name, direction=None):
+    """A `kt.Objective` for a LocalModel log name (`val_accuracy`, `val_acc_2`,
+    `val_loss_1`, ...): accuracies are maximised, losses minimised unless
+    `direction` says otherwise."""
+    if direction is None:
+        direction = "max" if "acc" in name else "min"
+    if direction not in ("max", "min"):
+        raise ValueError(f"direction must be 'max' or 'min', got {direction!r}.")
+    return kt.Objective(name, direction)
+
+
+def cut_candidates(num_units, num_blocks, limit=8, minimum_length=1, costs=None, seed=0):
+    """Up to `limit` valid cut strings for K = `num_blocks` over `num_units`.
+
+    Every candidate is strictly increasing, and every block but the last has
+    at least `minimum_length` units (the blocks a backward link reaches
+    into). All such splits when there are at most `limit`; otherwise the even
+    split, the balanced one (when `costs` are given) and seeded random ones.
+    Returns [] when no split of that K meets `minimum_length`.
+    """
+    if num_blocks == 1:
+        return [""]
+    positions = range(1, num_units)
+
+    def valid(cuts):
+        return min(block_sizes(num_units, cuts)[:-1]) >= minimum_length
+
+    total = math.comb(num_units - 1, num_blocks - 1)
+    if total <= limit:
+        chosen = [list(cuts) for cuts in itertools.combinations(positions, num_blocks - 1) if valid(cuts)]
+    else:
+        chosen, rng = [], random.Random(seed)
+        preferred = [even_cuts(num_units, num_blocks)]
+        if costs is not None:
+            preferred.append(balanced_cuts(costs, num_blocks))
+        for cuts in preferred:
+            if valid(cuts) and cuts not in chosen:
+                chosen.append(cuts)
+        for _ in range(50 * limit):
+            if len(chosen) >= limit:
+                break
+            cuts = sorted(rng.sample(positions, num_blocks - 1))
+            if valid(cuts) and cuts not in chosen:
+                chosen.append(cuts)
+    return [",".join(str(c) for c in validate_cuts(cuts, num_units)) for cuts in chosen[:limit]]
+
+
+class LocalHyperModel(kt.HyperModel):
+    """A `keras_tuner.HyperModel` over local-training configurations.
+
+    Args:
+        architecture: a name from `list_architectures()`.
+        input_shape, num_classes: the data's.
+        method, num_blocks, head, alpha, propagation_length, learning_rate:
+            the search space; each a value (fixed), a list (choices) or a
+            range dict `{"min", "max", "sampling"}` (`DEFAULT_SPACE` holds
+            the defaults). `head="default"`: each method's own head.
+        cuts: candidate cut strings per K, e.g. `{4: ["3,6,8", "2,5,8"]}`
+            (default: generated by `cut_candidates`); `"even"` for the even
+            split only.
+        max_cut_candidates: candidates per K when they are generated.
+        optimizer, momentum, nesterov, weight_decay: fixed optimiser
+            settings (`"sgd"` or `"adam"`, at the trial's constant learning
+            rate).
+        method_options: fixed options of the methods, e.g. `{"beta": 0.9}`
+            for predsim (only the options a method accepts are passed).
+        architecture_options: fixed options of the architecture.
+        seed: set with `keras.utils.set_random_seed` at the top of every
+            `build`, and the seed of the generated cut candidates.
+    """
+
+    def __init__(self, architecture="resnet20", input_shape=(32, 32, 3), num_classes=10, *,
+                 method=None, num_blocks=None, head=None, alpha=None, propagation_length=None,
+                 learning_rate=None, cuts=None, max_cut_candidates=8, optimizer="sgd", momentum=0.9, nesterov=True,
+                 weight_decay=5e-4, method_options=None, architecture_options=None, seed=0,
+                 name=None, tunable=True):
+        super().__init__(name=name, tunable=tunable)
+        given = {"method": method, "num_blocks": num_blocks, "head": head, "alpha": alpha,
+                 "propagation_length": propagation_length, "learning_rate": learning_rate}
+        self.space = {key: DEFAULT_SPACE[key] if value is None else value for key, value in given.items()}
+        for key, value in self.space.items():
+            _check_entry(key, value)
+        for method_name in _values(self.space["method"]):
+            METHODS.get(method_name)  # unknown names fail here, quoting the allowed ones
+        self.architecture, self.input_shape, self.num_classes = architecture, tuple(input_shape), num_classes
+        self.architecture_options = dict(architecture_options or {})
+        self.method_options = dict(method_options or {})
+        if optimizer not in ("sgd", "adam"):
+            raise ValueError(f"optimizer must be 'sgd' or 'adam', got {optimizer!r}.")
+        self.optimizer, self.momentum, self.nesterov = optimizer, momentum, nesterov
+        self.weight_decay, self.seed = weight_decay, seed
+        units = get_architecture(architecture, input_shape=self.input_shape, **self.architecture_options)
+        self.num_units = len(units)
+        ks = [k for k in _values(self.space["num_blocks"]) if k <= self.num_units]
+        if not ks:
+            raise ValueError(f"num_blocks={self.space['num_blocks']!r}: none is in 1..{self.num_units}, "
+                             f"the number of units of {architecture}.")
+        if not isinstance(self.space["num_blocks"], dict):
+            self.space["num_blocks"] = ks if isinstance(self.space["num_blocks"], list) else ks[0]
+        self.candidates = self._cut_candidates(cuts, ks, max_cut_candidates,
+                                               activation_sizes(units, self.input_shape))
+        for method_name in _values(self.space["method"]):
+            self._ks(method_name)  # every method has at least one valid K, split and l
+
+    def _cut_candidates(self, cuts, ks, limit, costs):
+        if cuts == "even":
+            return {k: [",".join(map(str, even_cuts(self.num_units, k)))] for k in ks}
+        if cuts is not None:
+            candidates = {int(k): list(v) for k, v in cuts.items()}
+            for k in ks:
+                if not candidates.get(k):
+                    raise ValueError(f"cuts has no candidates for num_blocks={k}; it has K = {sorted(candidates)}.")
+                for text in candidates[k]:
+                    if len(validate_cuts(text, self.num_units)) != k - 1:
+                        raise ValueError(f"cuts candidate {text!r} does not make {k} blocks.")
+            return candidates
+        return {k: cut_candidates(self.num_units, k, limit, costs=costs, seed=self.seed) for k in ks}
+
+    # -- the search space ----------------------------------------------------
+
+    def declare(self, hp):
+        """Declares the space on `hp`; returns the trial's values as
+        `build_model` keywords (plus `learning_rate`).
+
+        Names: `method`, `learning_rate`, then under each method `m`:
+        `m/num_blocks`, `m/head`, `m/k{K}/cuts`; for backlink
+        `backlink/alpha`, `backlink/k{K}/propagation_length` and
+        `backlink/k{K}/l{l}/cuts` (keras-tuner 1.4.8 needs one name per
+        condition: `ensure_active_values` drops a value whose name any
+        inactive hyperparameter shares).
+        """
+        method = _declare(hp, "method", self.space["method"])
+        chosen = {"method": method, "learning_rate": _declare(hp, "learning_rate", self.space["learning_rate"])}
+        for name in _values(self.space["method"]):
+            with hp.conditional_scope("method", [name]):
+                values = self._declare_method(hp, name)
+            if name == method:
+                chosen.update(values)
+        return chosen
+
+    def _declare_method(self, hp, method):
+        """The hyperparameters under one method (declared for every method,
+        so that the oracle knows the whole space)."""
+        ks = self._ks(method)
+        chosen = {"num_blocks": _declare(hp, f"{method}/num_blocks", ks)}
+        if METHODS.get(method).aux_heads and self.space["head"] != "default":
+            chosen["head"] = _declare(hp, f"{method}/head", self.space["head"])
+        if method == "backlink":
+            chosen["alpha"] = _declare(hp, "backlink/alpha", self.space["alpha"])
+        for k in ks:
+            with hp.conditional_scope(f"{method}/num_blocks", [k]):
+                if method != "backlink":
+                    cuts = _declare(hp, f"{method}/k{k}/cuts", self._candidates(k))
+                    if k == chosen["num_blocks"]:
+                        chosen["cuts"] = cuts
+                    continue
+                lengths = self._lengths(k)
+                length = _declare(hp, f"backlink/k{k}/propagation_length", lengths)
+                for each in lengths:
+                    with hp.conditional_scope(f"backlink/k{k}/propagation_length", [each]):
+                        cuts = _declare(hp, f"backlink/k{k}/l{each}/cuts", self._candidates(k, each))
+                    if k == chosen["num_blocks"] and each == length:
+                        chosen["cuts"], chosen["propagation_length"] = cuts, each
+        return chosen
+
+    def _ks(self, method):
+        if method == "bp":  # one block: bp has no cuts
+            return [1]
+        ks = _values(self.space["num_blocks"])
+        if method == "backlink":
+            ks = [k for k in ks if k > 1 and self._lengths(k)]
+            if not ks:
+                raise ValueError(
+                    f"No split of {self.architecture} with num_blocks={self.space['num_blocks']!r} admits "
+                    f"propagation_length={self.space['propagation_length']!r}: backlink needs K >= 2 and every "
+                    f"block but the last at least l units long.")
+        return ks
+
+    def _lengths(self, k):
+        """The declared l that at least one candidate split of K admits."""
+        return [length for length in _values(self.space["propagation_length"]) if self._candidates(k, length)]
+
+    def _candidates(self, k, propagation_length=0):
+        """Cut strings of K whose blocks but the last are at least
+        `propagation_length` units long."""
+        return [text for text in self.candidates.get(k, [""]) if propagation_length <= self._shortest_linked(text)]
+
+    def _shortest_linked(self, text):
+        sizes = block_sizes(self.num_units, validate_cuts(text, self.num_units))
+        return min(sizes[:-1]) if len(sizes) > 1 else 0
+
+    # -- keras_tuner.HyperModel ----------------------------------------------
+
+    def build(self, hp):
+        keras.utils.set_random_seed(self.seed)
+        chosen = self.declare(hp)
+        learning_rate = chosen.pop("learning_rate")
+        method = chosen["method"]
+        options = self._options(method, chosen)
+        model = build_model(self.architecture, method, num_blocks=chosen["num_blocks"],
+                            cuts=chosen["cuts"] or None, head=chosen.get("head"), input_shape=self.input_shape,
+                            num_classes=self.num_classes, weight_decay=self.weight_decay,
+                            architecture_options=self.architecture_options, **options)
+        if self.optimizer == "adam":
+            optimizer = keras.optimizers.Adam(learning_rate)
+        else:
+            optimizer = keras.optimizers.SGD(learning_rate, momentum=self.momentum, nesterov=self.nesterov)
+        model.compile(optimizer=optimizer)
+        return model
+
+    def _options(self, method, chosen):
+        accepted = set(METHODS.get(method).options)
+        options = {key: value for key, value in self.method_options.items() if key in accepted}
+        options.update({key: chosen[key] for key in ("alpha", "propagation_length") if key in chosen})
+        get_method(method, **options)  # validated before any weight exists
+        return options
+
+    def config_from(self, hp):
+        """The config keys (`keras_local.config`) of a trial's values, for a
+        TOML recipe that `keras-local train --config` accepts."""
+        chosen = self.declare(hp.copy())
+        method = chosen["method"]
+        config = {"architecture": self.architecture, "method": method, "num_blocks": chosen["num_blocks"],
+                  "learning_rate": float(chosen["learning_rate"]), "optimizer": self.optimizer,
+                  "momentum": self.momentum,
+                  "nesterov": self.nesterov, "weight_decay": self.weight_decay, "seed": self.seed,
+                  "method_options": self._options(method, chosen),
+                  "architecture_options": dict(self.architecture_options)}
+        if chosen["cuts"]:
+            config["cuts"] = validate_cuts(chosen["cuts"], self.num_units)
+        if chosen.get("head") is not None:
+            config["head"] = chosen["head"]
+        return config
+
+
+def score_splits(architecture, num_blocks, train, validation, *, candidates=None, probe_steps=50, method="gll",
+                 head="linear", learning_rate=0.05, input_shape=(32, 32, 3), num_classes=10, limit=16,
+                 weight_decay=5e-4, seed=0):
+    """Ranks cut points by a short local-training probe (SEDONA-like).
+
+    The rule: every candidate split (default: `cut_candidates(..., limit)`)
+    trains the same network from the same initial weights with `method`
+    (greedy local learning by default) for `probe_steps` steps on the same
+    batches of `train`, then is scored by the validation accuracy of the
+    network's output, ties broken by the lower mean validation loss of the
+    block heads. A split that starves the later blocks of capacity, or
+    leaves the early blocks too shallow to learn linearly separable features,
+    already shows it after a few hundred steps. Cost: candidates ×
+    `probe_steps` steps, against trials × epochs × steps of a full search.
+
+    Returns a list of `{"cuts", "score", "mean_block_loss", "block_accuracies"}`,
+    best first.
+
+    Example:
+
+    ```python
+    ranked = kl.tuning.score_splits("resnet20", 4, train, validation, probe_steps=100)
+    hypermodel = kl.tuning.LocalHyperModel("resnet20", num_blocks=[4],
+                                           cuts={4: [row["cuts"] for row in ranked[:3]]})
+    ```
+    """
+    units = get_architecture(architecture, input_shape=tuple(input_shape))
+    if candidates is None:
+        candidates = cut_candidates(len(units), num_blocks, limit, costs=activation_sizes(units, input_shape),
+                                    seed=seed)
+    if isinstance(probe_steps, bool) or not isinstance(probe_steps, int) or probe_steps < 1:
+        raise ValueError(f"probe_steps must be a positive integer, got {probe_steps!r}.")
+    rows = []
+    for text in candidates:
+        keras.utils.set_random_seed(seed)
+        model = build_model(architecture, method, cuts=text or None, head=head, input_shape=input_shape,
+                            num_classes=num_classes, weight_decay=weight_decay)
+        model.compile(optimizer=keras.optimizers.SGD(learning_rate, momentum=0.9, nesterov=True))
+        model.fit(train.repeat(), steps_per_epoch=probe_steps, epochs=1, verbose=0)
+        results = model.evaluate(validation, return_dict=True, verbose=0)
+        losses = [float(v) for k, v in results.items() if k.startswith("loss_")]
+        rows.append({"cuts": text, "score": float(results["accuracy"]),
+                     "mean_block_loss": sum(losses) / len(losses) if losses else float(results["loss"]),
+                     "block_accuracies": {k: float(v) for k, v in results.items() if k.startswith("acc_")}})
+    return sorted(rows, key=lambda row: (-row["score"], row["mean_block_loss"]))
+
+
+# -- declared values -----------------------------------------------------------
+
+
+def _check_entry(key, value):
+    if isinstance(value, dict):
+        unknown = set(value) - set(RANGE_KEYS)
+        if unknown or "min" not in value or "max" not in value or value["min"] > value["max"]:
+            raise ValueError(f"{key}={value!r}: a range needs 'min' <= 'max' (and optionally "
+                             f"'sampling', 'step'), got keys {sorted(value)}.")
+        if key in ("method", "head"):
+            raise ValueError(f"{key} takes a name or a list of names, not a range: {value!r}.")
+    elif isinstance(value, (list, tuple)) and not value:
+        raise ValueError(f"{key} has an empty list of choices.")
+
+
+def _values(entry):
+    """The values an entry can take (ranges: the integers in them, for K)."""
+    if isinstance(entry, dict):
+        return list(range(int(entry["min"]), int(entry["max"]) + 1))
+    return list(entry) if isinstance(entry, (list, tuple)) else [entry]
+
+
+def _declare(hp, name, entry):
+    if isinstance(entry, dict):
+        kind = hp.Int if all(isinstance(entry[k], int) for k in ("min", "max")) else hp.Float
+        sampling = entry.get("sampling", "linear")
+        return kind(name, entry["min"], entry["max"], step=entry.get("step"), sampling=sampling)
+    if isinstance(entry, (list, tuple)):
+        return hp.Choice(name, list(entry)) if len(entry) > 1 else hp.Fixed(name, entry[0])
+    return hp.Fixed(name, entry)
+
+
+# -- `keras-local tune`: a search from a run configuration ---------------------
+
+TUNERS = ("random", "hyperband", "bayesian", "grid")
+SPACE_KEYS = ("method", "num_blocks", "head", "alpha", "propagation_length", "learning_rate")
+SEARCH_KEYS = SPACE_KEYS + ("cuts", "max_cut_candidates")
+
+
+def hypermodel_from_config(config, input_shape, num_classes):
+    """The `LocalHyperModel` of a resolved config: its `[search]` table's
+    entries are searched, every other key is fixed at the config's value."""
+    search = dict(config["search"])
+    unknown = sorted(set(search) - set(SEARCH_KEYS))
+    if unknown:
+        raise ValueError(f"Unknown [search] key(s) {unknown}. Allowed: {', '.join(SEARCH_KEYS)}.")
+    link_defaults = {"alpha": 0.5, "propagation_length": 1}  # BackLink's own defaults
+    fixed = {
+        "method": config["method"], "num_blocks": config["num_blocks"], "learning_rate": config["learning_rate"],
+        "head": config["head"] or "default",
+        **{key: config["method_options"].get(key, default) for key, default in link_defaults.items()},
+    }
+    space = {key: search.get(key, fixed[key]) for key in SPACE_KEYS}
+    cuts = search.get("cuts")
+    if cuts is None and "num_blocks" not in search and config["cuts"] is not None:
+        cuts = {len(config["cuts"]) + 1: [",".join(map(str, config["cuts"]))]}
+    if space["num_blocks"] == "auto":
+        raise ValueError('num_blocks = "auto" cannot be tuned; give K values in [search] or in the config.')
+    method_options = {k: v for k, v in config["method_options"].items() if k not in link_defaults}
+    return LocalHyperModel(
+        config["architecture"], input_shape, num_classes, **space, cuts=cuts,
+        max_cut_candidates=search.get("max_cut_candidates", 8), optimizer=config["optimizer"],
+        momentum=config["momentum"], nesterov=config["nesterov"], weight_decay=config["weight_decay"],
+        method_options=method_options, architecture_options=config["architecture_options"], seed=config["seed"],
+    )
+
+
+def make_tuner(name, hypermodel, objective, max_trials, directory, max_epochs, seed=0, overwrite=False):
+    """A keras-tuner tuner by name (`TUNERS`); `overwrite=False` resumes a
+    search found in `directory`."""
+    if name not in TUNERS:
+        raise ValueError(f"Unknown tuner {name!r}. Allowed: {', '.join(TUNERS)}.")
+    common = {"objective": objective, "directory": directory, "project_name": "tuner", "seed": seed,
+              "overwrite": overwrite}
+    if name == "hyperband":
+        return kt.Hyperband(hypermodel, max_epochs=max_epochs, factor=3, hyperband_iterations=1, **common)
+    if name == "bayesian":
+        return kt.BayesianOptimization(hypermodel, max_trials=max_trials, **common)
+    if name == "grid":
+        return kt.GridSearch(hypermodel, max_trials=max_trials, **common)
+    return kt.RandomSearch(hypermodel, max_trials=max_trials, **common)
+
+
+def tune(config, *, tuner="random", max_trials=10, objective_name="val_accuracy", direction=None,
+         output_dir="runs/tune", validation_examples=None, probe_steps=0, overwrite=False):
+    """Runs a search from a resolved config and writes its results.
+
+    The data: the last `validation_examples` (default: 10%, at most 5,000)
+    images of the config's training split are held out for the objective;
+    training uses the images before them (the first `train_examples` of
+    those, when set). The test split is not used. With `probe_steps`, the
+    cut candidates of each K are first ranked by `score_splits` on that
+    data and only the best `max_cut_candidates` // 2 (at least 2) enter
+    the search.
+
+    Writes under `output_dir`: `tuner/` (keras-tuner's own files; a re-run
+    resumes), `trials.json` (every trial: its values, its config keys, its
+    score), `best.toml` (the config with the best trial's keys, without the
+    `[search]` table: a recipe `keras-local train --config` takes) and
+    `trials.png` when matplotlib is installed. Returns the result dict.
+    """
+    import json
+    import os
+
+    from keras_local import data
+    from keras_local.config import to_toml
+
+    if isinstance(max_trials, bool) or not isinstance(max_trials, int) or max_trials < 1:
+        raise ValueError(f"max_trials must be a positive integer, got {max_trials!r}.")
+    if tuner not in TUNERS:
+        raise ValueError(f"Unknown tuner {tuner!r}. Allowed: {', '.join(TUNERS)}.")
+    goal = objective(objective_name, direction)
+    input_shape, num_classes = data.dataset_info(config["dataset"], config["data_dir"])
+    hypermodel = hypermodel_from_config(config, input_shape, num_classes)
+    train, validation = _search_data(config, validation_examples)
+    if probe_steps:
+        keep = max(2, config["search"].get("max_cut_candidates", 8) // 2)
+        for k in list(hypermodel.candidates):
+            if len(hypermodel.candidates[k]) > keep:
+                ranked = score_splits(config["architecture"], k, train, validation,
+                                      candidates=hypermodel.candidates[k], probe_steps=probe_steps,
+                                      learning_rate=config["learning_rate"], input_shape=input_shape,
+                                      num_classes=num_classes, weight_decay=config["weight_decay"],
+                                      seed=config["seed"])
+                hypermodel.candidates[k] = [row["cuts"] for row in ranked[:keep]]
+    os.makedirs(output_dir, exist_ok=True)
+    search = make_tuner(tuner, hypermodel, goal, max_trials, output_dir, config["epochs"], seed=config["seed"],
+                        overwrite=overwrite)
+    search.search(train, validation_data=validation, epochs=config["epochs"], verbose=min(config["verbose"], 1))
+
+    trials = []
+    for trial in search.oracle.trials.values():
+        trials.append({"trial_id": trial.trial_id, "status": trial.status, "score": trial.score,
+                       "values": dict(trial.hyperparameters.values),
+                       "config": hypermodel.config_from(trial.hyperparameters)})
+    best_trial = search.oracle.get_best_trials(1)[0]
+    best = {key: value for key, value in config.items() if key not in ("search", "run_dir")}
+    best.update(hypermodel.config_from(best_trial.hyperparameters))
+    if "cuts" not in best or best["num_blocks"] == 1:
+        best["cuts"] = None
+    result = {"objective": {"name": goal.name, "direction": goal.direction}, "tuner": tuner,
+              "best": {"trial_id": best_trial.trial_id, "score": best_trial.score, "config": best},
+              "trials": trials, "split_candidates": {str(k): v for k, v in hypermodel.candidates.items()}}
+    with open(os.path.join(output_dir, "trials.json"), "w") as file:
+        json.dump(result, file, indent=2)
+    header = (f"# Best trial {best_trial.trial_id} of `keras-local tune` ({tuner}, {len(trials)} trials): "
+              f"{goal.name} = {best_trial.score:.4f}\n")
+    with open(os.path.join(output_dir, "best.toml"), "w") as file:
+        file.write(header + to_toml(best))
+    try:
+        result["plot"] = plot_trials(trials, os.path.join(output_dir, "trials.png"), goal)
+    except ImportError:
+        result["plot"] = None
+    return result
+
+
+def _search_data(config, validation_examples):
+    """Training and held-out batches from the config's training split."""
+    from keras_local import data
+
+    builder = data.get_builder(config["dataset"], config["data_dir"])
+    total = builder.info.splits[config["train_split"]].num_examples
+    held_out = validation_examples or min(5000, max(1, total // 10))
+    if isinstance(held_out, bool) or not isinstance(held_out, int) or not 1 <= held_out < total:
+        raise ValueError(f"validation_examples must be in 1..{total - 1} (the split has {total}), "
+                         f"got {validation_examples!r}.")
+    train_count = min(config["train_examples"] or total, total - held_out)
+    split = config["train_split"]
+    train = data.load_dataset(config["dataset"], f"{split}[:{train_count}]", config["batch_size"], training=True,
+                              data_dir=config["data_dir"], seed=config["seed"])
+    validation = data.load_dataset(config["dataset"], f"{split}[{total - held_out}:]", config["eval_batch_size"],
+                                   data_dir=config["data_dir"])
+    return train, validation
+
+
+def plot_trials(trials, path, goal):
+    """Every trial's score in order, coloured by method, and the best so far."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    done = [trial for trial in trials if trial["score"] is not None]
+    figure, axis = plt.subplots(figsize=(6, 3.5))
+    for method in sorted({trial["config"]["method"] for trial in done}):
+        points = [(index, trial["score"]) for index, trial in enumerate(done) if trial["config"]["method"] == method]
+        axis.scatter(*zip(*points), label=method)
+    best, running = [], None
+    for trial in done:
+        better = running is None or (trial["score"] > running if goal.direction == "max" else trial["score"] < running)
+        running = trial["score"] if better else running
+        best.append(running)
+    axis.plot(range(len(best)), best, color="black", linewidth=1, label="best so far")
+    axis.set_xlabel("trial")
+    axis.set_ylabel(goal.name)
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path
