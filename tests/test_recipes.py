@@ -13,7 +13,7 @@ from keras_local.methods import method_option_names
 ROOT = pathlib.Path(__file__).resolve().parents[1] / "recipes"
 RECIPES = sorted(str(path.relative_to(ROOT)) for path in ROOT.rglob("*.toml"))
 SHARED = ROOT.parents[1] / "shared" / "data" / "tfds"
-SHAPES = {"cifar10": ((32, 32, 3), 10), "cifar100": ((32, 32, 3), 100), "mnist": ((28, 28, 1), 10),
+SHAPES = {"cifar10": ((32, 32, 3), 10), "cifar10_jpeg": ((32, 32, 3), 10), "cifar100": ((32, 32, 3), 100), "mnist": ((28, 28, 1), 10),
           "tiny_imagenet": ((64, 64, 3), 200)}
 TINY = ["--set", "dataset=cifar10_sample", "--set", "train_examples=64", "--set", "test_examples=64",
         "--set", "batch_size=32", "--set", "eval_batch_size=64", "--set", "epochs=1", "--set", "verbose=0"]
@@ -26,6 +26,16 @@ def test_the_paper_recipes_exist():
     assert len([r for r in RECIPES if r.startswith("infopro/")]) == 24
     assert len([r for r in RECIPES if r.startswith("dgl/")]) == 3
     assert len([r for r in RECIPES if r.startswith("predsim/")]) == 1
+
+
+@pytest.mark.parametrize("recipe", [r for r in RECIPES if r.startswith("tuning/")])
+def test_tuning_recipe_declares_a_search_space(recipe):
+    from keras_local import tuning
+
+    config = load_config(ROOT / recipe, method_option_names=method_option_names())
+    assert config["search"]
+    input_shape, num_classes = SHAPES[config["dataset"]]
+    tuning.hypermodel_from_config(config, input_shape, num_classes)  # validates the whole space
 
 
 @pytest.mark.parametrize("recipe", RECIPES)
