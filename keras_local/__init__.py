@@ -17,6 +17,7 @@ __version__ = "0.1.0"
 from keras_local import (
     analysis,
     asynchronous,
+    callbacks,
     data,
     heads,
     losses,
@@ -36,6 +37,7 @@ from keras_local.model import LocalModel
 __all__ = [
     "analysis",
     "asynchronous",
+    "callbacks",
     "heads",
     "losses",
     "placement",

@@ -65,6 +65,9 @@ DEFAULTS = {
     # key = value (fixed), [choices] or {min, max, sampling}; keys it lacks are
     # fixed at the values above.
     "search": {},
+    # Local-learning callbacks (keras_local.callbacks), e.g.
+    # block_logger = true, block_early_stopping = {patience = 3}.
+    "callbacks": {},
 }
 
 OPTIMIZERS = ("sgd", "adam")
@@ -79,7 +82,7 @@ _TYPES = {
     "learning_rate": float, "final_learning_rate": float, "momentum": float, "weight_decay": float,
     "nesterov": bool, "tensorboard": bool, "method_options": dict, "architecture_options": dict,
     "lr_boundaries": list, "lr_multipliers": list,
-    "cuts": (list, str), "devices": list, "search": dict,
+    "cuts": (list, str), "devices": list, "search": dict, "callbacks": dict,
 }
 
 

@@ -70,7 +70,7 @@ class PredSimLoss(keras.losses.Loss):
         return (1.0 - self.beta) * cross_entropy + self.beta * ops.mean(ops.square(difference), axis=1)
 
     def get_config(self):
-        return {**super().get_config(), "beta": self.beta, "num_classes": self.num_classes}
+        return {**super().get_config(), "beta": float(self.beta), "num_classes": self.num_classes}
 
 
 def supervised_contrastive(embeddings, labels, temperature=0.07, base_temperature=0.07):

@@ -43,6 +43,14 @@ class LocalModel(keras.Model):
     no data dependency between the K updates of a step). `devices` puts the
     blocks on devices (`keras_local.placement.place_blocks`).
 
+    `block_states[k]` is `"train"`, `"frozen"` (forward only, in inference
+    mode: no head, no gradient, no update) or `"idle"` (not run at all; only
+    a run of last blocks can idle). `set_block_state` changes it (the
+    local-learning callbacks do); `method_variable(name)` turns a numeric
+    method option (BackLink's `alpha`, BWBPF's `lambda_local`, PredSim's
+    `beta`, ...) into a variable that can change between steps without a
+    retrace.
+
     Usually built with `keras_local.build_model`.
 
     Example:
@@ -57,7 +65,7 @@ class LocalModel(keras.Model):
     """
 
     def __init__(self, blocks, method="gll", method_options=None, label_blocks=None,
-                 schedule="together", devices=None, **kwargs):
+                 schedule="together", devices=None, block_states=None, **kwargs):
         super().__init__(**kwargs)
         if not blocks or not all(isinstance(block, Block) for block in blocks):
             raise ValueError(f"blocks must be a non-empty list of Block, got {blocks!r}.")
@@ -78,6 +86,10 @@ class LocalModel(keras.Model):
         self.block_devices = None if devices is None else place_blocks(len(self.blocks), self.devices)
         self._pipeline = None
         self._pipeline_steps = 0
+        self.block_states = ["train"] * len(self.blocks)
+        for index, state in enumerate(block_states or ()):
+            self.set_block_state(index, state)
+        self.method_variables = {}
         self.autoencoder_losses = [
             keras.metrics.Mean(name=f"autoencoder_loss_{k}") for k in range(len(self.label_blocks))
         ]
@@ -102,6 +114,63 @@ class LocalModel(keras.Model):
         the output head, or for a label path the last bridge then the
         decoders h_L … h_1."""
         return [self.output_head, *(block.head for block in reversed(self.label_blocks))]
+
+    # -- block states and method variables --------------------------------
+
+    BLOCK_STATES = ("train", "frozen", "idle")
+
+    def set_block_state(self, index, state):
+        """Sets block `index` to `"train"`, `"frozen"` or `"idle"` (see the
+        class doc); the next training step uses it (the step function is
+        traced again once, not on every step)."""
+        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(self.blocks):
+            raise ValueError(f"Block index must be in 0..{len(self.blocks) - 1}, got {index!r}.")
+        if state not in self.BLOCK_STATES:
+            raise ValueError(f"Unknown block state {state!r}. Allowed: {', '.join(self.BLOCK_STATES)}.")
+        if state != "train" and not self.method.cut_gradients:
+            raise ValueError(
+                f"Method {self.method.name!r} backpropagates one loss end to end, so its blocks cannot be "
+                f"frozen or idle one at a time; use a method that cuts gradients (gll, backlink, ...)."
+            )
+        states = list(self.block_states)
+        states[index] = state
+        idle = [k for k, value in enumerate(states) if value == "idle"]
+        if idle and idle != list(range(idle[0], len(states))):
+            raise ValueError(f"Block states {states}: only a run of last blocks can be idle "
+                             f"(a block after an idle one would have no input).")
+        if states == self.block_states:
+            return
+        self.block_states = states
+        if self.train_function is not None:
+            self.make_train_function(force=True)
+
+    def method_variable(self, name):
+        """A non-trainable variable holding the method's numeric option
+        `name`, read by every later step (created on first call; the step
+        function is traced again once). Assign to it to change the option.
+
+        Example:
+
+        ```python
+        model = kl.build_model("resnet20", "backlink", num_blocks=4, alpha=0.5)
+        model.method_variable("alpha").assign(0.25)
+        ```
+        """
+        if name not in self.method_variables:
+            value = self.method.get_config().get(name)
+            if name not in self.method.schedulable:
+                raise ValueError(
+                    f"Method {self.method.name!r} has no numeric option {name!r} to schedule; "
+                    f"it has: {', '.join(self.method.schedulable) or 'none'}."
+                )
+            if name == "alpha" and self.schedule == "pipelined":
+                raise ValueError("schedule='pipelined' has no backward links, so alpha cannot be scheduled.")
+            variable = tf.Variable(float(value), trainable=False, dtype="float32", name=f"method_{name}")
+            self.method_variables[name] = variable
+            self.method.bind_variable(name, variable, self)
+            if self.train_function is not None:
+                self.make_train_function(force=True)
+        return self.method_variables[name]
 
     # -- building -----------------------------------------------------------
 
@@ -211,12 +280,21 @@ class LocalModel(keras.Model):
         x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
         if self.label_blocks:
             logits, loss = self._local_step(x, y, targets=self._label_step(y))
-            logits = self._decode(logits)
+            if logits is not None and self.block_states[-1] != "idle":
+                logits = self._decode(logits)
         elif self.method.cut_gradients:
             logits, loss = self._local_step(x, y)
         else:
             logits, loss = self._end_to_end_step(x, y)
+        if self.block_states[-1] == "idle":
+            return self._no_output_metrics(x, y)
         return self._update_output_metrics(x, y, logits, loss)
+
+    def _no_output_metrics(self, x, y):
+        """The output metrics of a step that gives no output (pipeline
+        warm-up, idle last block): zero-weighted placeholders."""
+        placeholder = ops.zeros((ops.shape(x)[0], self._num_outputs()))
+        return self.compute_metrics(x, y, placeholder, sample_weight=ops.zeros((ops.shape(x)[0],)))
 
     def _label_step(self, y, training=True, update_metrics=True):
         """The label path: t_0 = one-hot y, t_i = g_i(sg(t_{i−1})). Trains
@@ -257,8 +335,22 @@ class LocalModel(keras.Model):
         weights = self.method.loss_weights(num_blocks)
         features, waiting, previous_gradients = x, None, []  # waiting: (block, its LocalStep, its tail length)
         target = self._loss_target(x, y)
+        logits = loss = None
         for index, block in enumerate(self.blocks):
-            tail_length = self.method.tail_length(index, num_blocks)
+            state = self.block_states[index]
+            if state == "idle":
+                break
+            if state == "frozen":
+                with self.on_device(index):
+                    features = block(ops.stop_gradient(features), training=False)
+                    if index == num_blocks - 1:  # the output still scores the batch
+                        outputs = block.head(features, training=False)
+                        target_k = target if targets is None else targets[index]
+                        logits, loss = logits_of(outputs), block.local_loss(target_k, outputs, training=False)
+                previous_gradients = []
+                continue
+            linked = index + 1 < num_blocks and self.block_states[index + 1] == "train"
+            tail_length = self.method.tail_length(index, num_blocks) if linked else 0
             inputs = ops.stop_gradient(features)
             if self.schedule == "sequential":
                 inputs = after(previous_gradients, inputs)
@@ -283,7 +375,8 @@ class LocalModel(keras.Model):
                     block.optimizer.apply(step.gradients, block.trainable_variables)
             self._update_block_metrics(index, y, step.logits, step.loss)
             features, previous_gradients = step.features, step.gradients
-        return step.logits, step.loss
+            logits, loss = step.logits, step.loss
+        return logits, loss
 
     # -- the pipelined schedule ----------------------------------------------
 
@@ -330,8 +423,16 @@ class LocalModel(keras.Model):
         num_blocks = len(self.blocks)
         weights = self.method.loss_weights(num_blocks)
         held = [(x, y)] + [self._pipeline.read(cut, y) for cut in range(active - 1)]  # read before any write
+        if "idle" in self.block_states:
+            active = min(active, self.block_states.index("idle"))
         for index in range(active):
             block, (inputs, labels) = self.blocks[index], held[index]
+            if self.block_states[index] == "frozen":
+                with self.on_device(index):
+                    features = block(ops.stop_gradient(inputs), training=False)
+                if index + 1 < num_blocks:
+                    self._pipeline.write(index, ops.stop_gradient(features), labels)
+                continue
             targets = None
             if self.label_blocks:  # the label path on the labels this block's input came with
                 targets = self._label_step(labels, training=index == 0, update_metrics=index == 0)
@@ -344,9 +445,8 @@ class LocalModel(keras.Model):
             self._update_block_metrics(index, labels, step.logits, step.loss)
             if index + 1 < num_blocks:
                 self._pipeline.write(index, ops.stop_gradient(step.features), labels)
-        if active < num_blocks:  # warm-up: no output yet; the metrics get zero-weighted placeholders
-            placeholder = ops.zeros((ops.shape(x)[0], self._num_outputs()))
-            return self.compute_metrics(x, y, placeholder, sample_weight=ops.zeros((ops.shape(x)[0],)))
+        if active < num_blocks or self.block_states[-1] != "train":  # warm-up, or no output trained
+            return self._no_output_metrics(x, y)
         logits = self._decode(step.logits) if self.label_blocks else step.logits
         return self._update_output_metrics(inputs, labels, logits, step.loss)
 
@@ -419,10 +519,12 @@ class LocalModel(keras.Model):
             "name": self.name,
             "blocks": [keras.saving.serialize_keras_object(block) for block in self.blocks],
             "method": self.method.name,
-            "method_options": self.method.get_config(),
+            "method_options": {key: float(value) if isinstance(value, tf.Variable) else value
+                               for key, value in self.method.get_config().items()},
             "label_blocks": [keras.saving.serialize_keras_object(block) for block in self.label_blocks],
             "schedule": self.schedule,
             "devices": self.devices,
+            "block_states": list(self.block_states),
         }
 
     @classmethod

@@ -9,12 +9,13 @@ import keras
 
 from keras_local import data
 from keras_local.builder import build_model_from_config
+from keras_local.callbacks import BlockLearningRateScheduler, callbacks_from_config
 from keras_local.config import to_toml
 from keras_local.export import export_inference_model
 
 
-def make_optimizer(config, steps_per_epoch):
-    """The optimizer the config describes (cloned per block by `compile`)."""
+def make_learning_rate(config, steps_per_epoch):
+    """The learning rate (a float or a schedule) the config describes."""
     learning_rate = config["learning_rate"]
     if config["lr_schedule"] == "cosine":
         warmup_steps = config["warmup_epochs"] * steps_per_epoch
@@ -30,6 +31,14 @@ def make_optimizer(config, steps_per_epoch):
             [int(fraction * total) for fraction in config["lr_boundaries"]],
             [learning_rate * multiplier for multiplier in config["lr_multipliers"]],
         )
+    return learning_rate
+
+
+def make_optimizer(config, steps_per_epoch, learning_rate=None):
+    """The optimizer the config describes (cloned per block by `compile`), at
+    `learning_rate` when given (default: `make_learning_rate`)."""
+    if learning_rate is None:
+        learning_rate = make_learning_rate(config, steps_per_epoch)
     if config["optimizer"] == "sgd":
         return keras.optimizers.SGD(
             learning_rate, momentum=config["momentum"], nesterov=config["nesterov"]
@@ -86,7 +95,12 @@ def train_and_evaluate(config, run_dir=None):
     steps_per_epoch = int(train.cardinality())
     if steps_per_epoch < 1:
         steps_per_epoch = sum(1 for _ in train)
-    model.compile(optimizer=make_optimizer(config, steps_per_epoch))
+    learning_rate = make_learning_rate(config, steps_per_epoch)
+    local_callbacks = callbacks_from_config(config["callbacks"], run_dir, learning_rate, len(model.blocks))
+    per_block = any(isinstance(c, BlockLearningRateScheduler) for c in local_callbacks)
+    # Per-block schedules set each optimizer's (float) rate at every batch.
+    model.compile(optimizer=make_optimizer(config, steps_per_epoch,
+                                           learning_rate=config["learning_rate"] if per_block else None))
 
     os.makedirs(run_dir, exist_ok=True)
     with open(os.path.join(run_dir, "config.toml"), "w") as file:
@@ -95,6 +109,7 @@ def train_and_evaluate(config, run_dir=None):
         json.dump(versions(), file, indent=2)
     callbacks = [
         keras.callbacks.BackupAndRestore(os.path.join(run_dir, "backup")),
+        *local_callbacks,  # before the CSV: their log entries (lr_k, peak_memory_mib, ...) reach it
         keras.callbacks.CSVLogger(os.path.join(run_dir, "history.csv"), append=True),
     ]
     if config["tensorboard"]:

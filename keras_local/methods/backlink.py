@@ -37,6 +37,7 @@ class BackLink(Method):
 
     name = "backlink"
     options = ("alpha", "propagation_length")
+    schedulable = ("alpha",)
 
     def __init__(self, alpha=0.5, propagation_length=1):
         self.alpha = check_number("alpha", alpha, 0.0, 1.0)

@@ -28,6 +28,9 @@ class Method:
         default_head: the auxiliary head when `build_model` gets none.
         needs_images: whether the blocks' losses also read the input images
             (their target is then `{"labels": y, "images": x}`).
+        schedulable: the numeric options that `LocalModel.method_variable`
+            can turn into variables (changed during training by
+            `keras_local.callbacks.MethodHyperparameterScheduler`).
 
     Subclasses take their options (e.g. `alpha`) as keyword arguments,
     validate them in `__init__` and return them from `get_config`.
@@ -44,6 +47,7 @@ class Method:
     default_loss = None
     default_head = "linear"
     needs_images = False
+    schedulable = ()
 
     def default_cuts(self, architecture, num_units):
         """Where to cut when neither `num_blocks` nor `cuts` is given (None: one block)."""
@@ -63,9 +67,14 @@ class Method:
 
     def tail_length(self, block_index, num_blocks):
         """How many units of block `block_index` receive the next block's error."""
-        if block_index >= num_blocks - 1 or self.alpha == 1.0:
+        # A scheduled alpha is a variable: the link stays, and alpha = 1 mixes in nothing.
+        if block_index >= num_blocks - 1 or (isinstance(self.alpha, float) and self.alpha == 1.0):
             return 0
         return self.propagation_length
+
+    def bind_variable(self, name, variable, model):
+        """Makes the option `name` read `variable` from now on."""
+        setattr(self, name, variable)
 
     def block_loss(self, index, num_blocks, loss):
         """The loss of block `index` (default: the compiled one for all)."""

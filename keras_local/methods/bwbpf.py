@@ -33,6 +33,7 @@ class BlockwiseBPFree(Method):
 
     name = "bwbpf"
     options = ("lambda_global", "lambda_local", "deep_supervision")
+    schedulable = ("lambda_global", "lambda_local")
 
     def __init__(self, lambda_global=1.0, lambda_local=1.0, deep_supervision=False):
         self.lambda_global = check_number("lambda_global", lambda_global, 0.0)

@@ -25,6 +25,7 @@ class PredSim(GreedyLocal):
 
     name = "predsim"
     options = ("beta",)
+    schedulable = ("beta",)
     default_head = "predsim"
     separate_output_block = True
 
@@ -34,6 +35,12 @@ class PredSim(GreedyLocal):
     @property
     def default_loss(self):
         return PredSimLoss(self.beta)
+
+    def bind_variable(self, name, variable, model):
+        super().bind_variable(name, variable, model)
+        for loss in {id(block.loss): block.loss for block in model.blocks}.values():
+            if isinstance(loss, PredSimLoss):  # the compiled losses read it too
+                loss.beta = variable
 
     def get_config(self):
         return {"beta": self.beta}
