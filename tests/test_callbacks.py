@@ -111,6 +111,21 @@ def test_progressive_freezing_trains_blocks_in_order_then_stops():
         klc.ProgressiveFreezing()
 
 
+def test_greedy_fit_on_cached_features_makes_the_updates_of_progressive_freezing():
+    model = compiled()
+    model.fit(dataset(), epochs=10, verbose=0, callbacks=[klc.ProgressiveFreezing(epochs_per_block=[1, 2, 1])])
+    cached = compiled()
+    histories = kl.greedy.fit_greedy(cached, dataset(), epochs_per_block=[1, 2, 1])
+    assert [len(h.epoch) for h in histories] == [1, 2, 1]
+    assert [int(b.optimizer.iterations) for b in cached.blocks] == [2, 4, 2]
+    assert cached.block_states == ["frozen", "frozen", "train"]
+    assert_close(cached.get_weights(), model.get_weights(), atol=1e-5)
+    with pytest.raises(ValueError, match="epochs_per_block must be a positive integer or one per block"):
+        kl.greedy.fit_greedy(compiled(), dataset(), epochs_per_block=[1, 2])
+    with pytest.raises(ValueError, match="method 'bp' does not train its blocks that way"):
+        kl.greedy.fit_greedy(compiled("bp"), dataset(), epochs_per_block=1)
+
+
 def test_progressive_freezing_on_a_plateau_of_the_local_loss():
     model = compiled(optimizer=[keras.optimizers.SGD(0.0), keras.optimizers.SGD(0.1), keras.optimizers.SGD(0.1)])
     freezing = klc.ProgressiveFreezing(patience=2)  # block 0 cannot improve (learning rate 0)
