@@ -70,6 +70,18 @@ def tiny_resnet(method="gll", weight_decay=0.0, num_classes=5, input_shape=(8, 8
     return model
 
 
+class StopAtEpoch(keras.callbacks.Callback):
+    """Interrupts `fit` at the start of `epoch` (a crash, for resume tests)."""
+
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise RuntimeError("interrupted")
+
+
 def tiny_batch(batch_size=6, num_classes=5, input_shape=(8, 8, 3), seed=0):
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(batch_size, *input_shape)).astype("float32")

@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import assert_close, ce, tiny_batch, tiny_resnet
+from conftest import StopAtEpoch, assert_close, ce, tiny_batch, tiny_resnet
 
 import keras_local as kl
 from keras_local import callbacks as klc
@@ -37,16 +37,6 @@ class Record(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         self.iterations.append([int(block.optimizer.iterations) for block in self.model.blocks])
         self.weights.append([weights(block) for block in self.model.blocks])
-
-
-class StopAtEpoch(keras.callbacks.Callback):
-    def __init__(self, epoch):
-        super().__init__()
-        self.epoch = epoch
-
-    def on_epoch_begin(self, epoch, logs=None):
-        if epoch == self.epoch:
-            raise RuntimeError("interrupted")
 
 
 def compiled(method="gll", optimizer=None, **options):

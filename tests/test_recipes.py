@@ -13,8 +13,8 @@ from keras_local.methods import method_option_names
 ROOT = pathlib.Path(__file__).resolve().parents[1] / "recipes"
 RECIPES = sorted(str(path.relative_to(ROOT)) for path in ROOT.rglob("*.toml"))
 SHARED = ROOT.parents[1] / "shared" / "data" / "tfds"
-SHAPES = {"cifar10": ((32, 32, 3), 10), "cifar10_jpeg": ((32, 32, 3), 10), "cifar100": ((32, 32, 3), 100), "mnist": ((28, 28, 1), 10),
-          "tiny_imagenet": ((64, 64, 3), 200)}
+SHAPES = {"cifar10": ((32, 32, 3), 10), "cifar10_jpeg": ((32, 32, 3), 10), "cifar100": ((32, 32, 3), 100),
+          "mnist": ((28, 28, 1), 10), "tiny_imagenet": ((64, 64, 3), 200)}
 TINY = ["--set", "dataset=cifar10_sample", "--set", "train_examples=64", "--set", "test_examples=64",
         "--set", "batch_size=32", "--set", "eval_batch_size=64", "--set", "epochs=1", "--set", "verbose=0"]
 

@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import tiny_batch, tiny_resnet
+from conftest import StopAtEpoch, tiny_batch, tiny_resnet
 
 import keras_local as kl
 
@@ -54,16 +54,6 @@ def test_keras_round_trip_restores_each_blocks_optimizer_state(tmp_path, method,
     loaded.fit(x, y, batch_size=8, epochs=1, verbose=0, shuffle=False)
     for a, b in zip(model.get_weights(), loaded.get_weights()):
         np.testing.assert_allclose(a, b, atol=1e-5)
-
-
-class StopAtEpoch(keras.callbacks.Callback):
-    def __init__(self, epoch):
-        super().__init__()
-        self.epoch = epoch
-
-    def on_epoch_begin(self, epoch, logs=None):
-        if epoch == self.epoch:
-            raise RuntimeError("interrupted")
 
 
 def test_backup_and_restore_resumes_with_every_blocks_optimizer_state(tmp_path):
