@@ -11,6 +11,7 @@ blocks, each with its own optimizer, head and loss.
 - `MethodHyperparameterScheduler`: change BackLink's α, BWBPF's λ or
   PredSim's β during training, without retracing every step.
 - `MemoryMonitor`: peak memory of each epoch in the logs.
+- `StepTimer`: the median training-step time of each epoch in the logs.
 
 Stateful callbacks take `backup_dir`: their state is written there at every
 epoch end and read back at the start of `fit`, so that a run resumed by
@@ -35,6 +36,8 @@ import csv
 import json
 import math
 import os
+import statistics
+import time
 
 import keras
 import tensorflow as tf
@@ -561,9 +564,37 @@ class MemoryMonitor(keras.callbacks.Callback):
             logs["peak_memory_mib"] = tf.config.experimental.get_memory_info(self._device())["peak"] / 2**20
 
 
+class StepTimer(keras.callbacks.Callback):
+    """Puts the median wall time of the epoch's training steps (seconds)
+    into the logs as `step_seconds` (the first epoch's includes tracing in
+    its first steps; the median keeps it out).
+
+    Example:
+
+    ```python
+    history = model.fit(train, epochs=2, callbacks=[kl.callbacks.StepTimer()])
+    history.history["step_seconds"]
+    ```
+    """
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._times, self._start = [], None
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self._start is not None:
+            self._times.append(time.perf_counter() - self._start)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None and self._times:
+            logs["step_seconds"] = float(statistics.median(self._times))
+
+
 # -- from a run configuration's [callbacks] table ---------------------------------
 
-CALLBACKS = ("block_logger", "memory_monitor", "block_early_stopping", "progressive_freezing",
+CALLBACKS = ("block_logger", "memory_monitor", "step_timer", "block_early_stopping", "progressive_freezing",
              "block_learning_rate", "method_schedule")
 
 
@@ -611,6 +642,8 @@ def callbacks_from_config(table, run_dir, learning_rate=None, num_blocks=None):
         result.append(build("block_early_stopping", BlockEarlyStopping, backup_dir=backup))
     if table.get("memory_monitor"):
         result.insert(0, build("memory_monitor", MemoryMonitor))
+    if table.get("step_timer"):
+        result.insert(0, build("step_timer", StepTimer))
     if table.get("block_logger"):
         result.insert(0, build("block_logger", BlockLogger, log_dir=os.path.join(run_dir, "blocks")))
     return result

@@ -317,9 +317,10 @@ def test_block_logger_writes_every_heads_curves_csv_tensorboard_and_png(tmp_path
     assert len(curves["1"]) == 2
 
 
-def test_memory_monitor_logs_each_epochs_peak():
-    history = compiled().fit(dataset(), epochs=2, verbose=0, callbacks=[klc.MemoryMonitor()])
+def test_memory_monitor_and_step_timer_log_each_epoch():
+    history = compiled().fit(dataset(), epochs=2, verbose=0, callbacks=[klc.MemoryMonitor(), klc.StepTimer()])
     assert all(value > 0 for value in history.history["peak_memory_mib"])
+    assert all(0 < value < 60 for value in history.history["step_seconds"])
 
 
 # -- TOML recipes ----------------------------------------------------------------------
@@ -330,7 +331,7 @@ def test_callbacks_table_in_a_recipe(tmp_path):
     recipe.write_text(
         'method = "backlink"\nnum_blocks = 2\nepochs = 2\ntrain_examples = 64\ntest_examples = 64\n'
         'batch_size = 32\neval_batch_size = 64\nverbose = 0\nlr_schedule = "cosine"\n\n'
-        '[callbacks]\nblock_logger = true\nmemory_monitor = true\n'
+        '[callbacks]\nblock_logger = true\nmemory_monitor = true\nstep_timer = true\n'
         'block_early_stopping = {patience = 5}\nblock_learning_rate = {multipliers = [1.0, 0.5]}\n'
         'method_schedule = {name = "alpha", values = [1.0, 0.5]}\n'
     )
@@ -338,7 +339,7 @@ def test_callbacks_table_in_a_recipe(tmp_path):
     assert cli.main(["train", "--config", str(recipe), "--run-dir", str(run)]) == 0
     with open(run / "history.csv") as file:
         rows = list(csv.DictReader(file))
-    assert {"lr_0", "lr_1", "alpha", "peak_memory_mib", "blocks_stopped"} <= set(rows[0])
+    assert {"lr_0", "lr_1", "alpha", "peak_memory_mib", "step_seconds", "blocks_stopped"} <= set(rows[0])
     assert [float(r["alpha"]) for r in rows] == [1.0, 0.5]
     assert [float(r["lr_1"]) / float(r["lr_0"]) for r in rows] == pytest.approx([0.5, 0.5])
     assert float(rows[1]["lr_0"]) < float(rows[0]["lr_0"])  # the recipe's cosine decay, per block
