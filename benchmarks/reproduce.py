@@ -1,0 +1,420 @@
+"""The papers' comparisons, like for like, at CPU scale: a declared grid, one budget for all.
+
+    python benchmarks/reproduce.py --grid cifar10                 # run what is not done yet, then the report
+    python benchmarks/reproduce.py --grid cifar10 --only "resnet20-*-k4-s0"
+    python benchmarks/reproduce.py --report                        # only re-render benchmarks/results/README.md
+
+Every cell of a grid (network × method variant × K × seed) trains through
+`keras_local.train.train_and_evaluate` with the grid's budget (the same data,
+epochs, optimizer and schedule for every method) and is recorded as
+`benchmarks/results/reproduce/<cell>.json`: its config overrides, library
+versions, seed, per-epoch per-block metrics, final `test_accuracy`, peak
+memory (allocator peak, `TF_CPU_ALLOCATOR_USE_BFC`), median step time and
+wall time. A re-run skips the cells already recorded, so a half-done grid
+resumes. The report (`benchmarks/results/README.md`, with PNGs beside it)
+is regenerated from whatever is recorded.
+
+Local methods train with `schedule="sequential"` (the schedule that frees
+each block's activations before the next block runs, where the memory
+saving of local training comes from); bp trains as one block.
+"""
+
+import argparse
+import csv
+import fnmatch
+import functools
+import json
+import os
+import pathlib
+import statistics
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")  # the CPU allocator's peak statistics
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+RECORDS = RESULTS / "reproduce"
+DATA_DIR = str(ROOT.parent / "shared" / "data" / "tfds")
+
+# Method variants: (label, method, head or None for the method's own, method options, split).
+VARIANTS = {
+    "bp": ("bp", None, {}, "even"),
+    "gll_linear": ("gll", "linear", {}, "even"),
+    "gll_conv": ("gll", "conv", {}, "even"),
+    "backlink_l1": ("backlink", "linear", {"alpha": 0.5, "propagation_length": 1}, "even"),
+    "backlink_l2": ("backlink", "linear", {"alpha": 0.5, "propagation_length": 2}, "even"),
+    "bwbpf": ("bwbpf", "linear", {}, "even"),
+    "bwbpf_ds": ("bwbpf", "linear", {"deep_supervision": True}, "even"),
+    "dgl": ("dgl", None, {}, "even"),
+    "predsim": ("predsim", None, {}, "even"),
+    "infopro": ("infopro", None, {}, "infopro"),
+    "associated": ("associated", None, {"bridge": "pooled"}, "even"),
+}
+LOCAL = [name for name in VARIANTS if name not in ("bp", "associated")]
+LABELS = {
+    "bp": "BP", "gll_linear": "GLL (linear)", "gll_conv": "GLL (conv)", "backlink_l1": "BackLink l=1",
+    "backlink_l2": "BackLink l=2", "bwbpf": "BWBPF", "bwbpf_ds": "BWBPF (deep sup.)", "dgl": "DGL",
+    "predsim": "PredSim", "infopro": "InfoPro", "associated": "Associated",
+}
+
+# The CPU protocol. CIFAR-10 is the shared JPEG q75 copy; the full 10,000-image test set.
+BUDGETS = {
+    "cifar10": {
+        "label": "CIFAR-10 (JPEG q75)", "dataset": "cifar10_jpeg", "train_examples": None, "epochs": 4,
+        "batch_size": 128, "learning_rate": 0.1, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4,
+        "lr_schedule": "cosine",
+    },
+    "tiny_imagenet": {
+        "label": "Tiny-ImageNet (shared subset, 190/class; validation as test)", "dataset": "tiny_imagenet",
+        "test_split": "validation", "train_examples": None, "epochs": 3, "batch_size": 128,
+        "learning_rate": 0.1, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4, "lr_schedule": "cosine",
+    },
+}
+
+
+def grid(name):
+    """The declared cells of a grid, in the order they run (the K = 4 row of
+    each network first, then its other K, then the second seeds)."""
+    cells = []
+    if name == "cifar10":
+        for architecture, ks in (("resnet20", (4, 2, 8)), ("resnet32", (4, 8, 16))):
+            cells.append(_cell("cifar10", architecture, "bp", 1, 0))
+            cells.append(_cell("cifar10", architecture, "associated", "auto", 0))
+            for k in ks:
+                cells += [_cell("cifar10", architecture, variant, k, 0) for variant in LOCAL]
+        for architecture in ("resnet20", "resnet32"):  # two seeds for the K = 4 cells
+            cells.append(_cell("cifar10", architecture, "bp", 1, 1))
+            cells.append(_cell("cifar10", architecture, "associated", "auto", 1))
+            cells += [_cell("cifar10", architecture, variant, 4, 1) for variant in LOCAL]
+    elif name == "tiny_imagenet":
+        for variant in ("bp", "gll_linear", "backlink_l1", "bwbpf"):
+            cells.append(_cell("tiny_imagenet", "resnet20", variant, 1 if variant == "bp" else 4, 0))
+    else:
+        raise ValueError(f"Unknown grid {name!r}. Allowed: {', '.join(BUDGETS)}.")
+    return [cell for cell in cells if allowed(cell)]
+
+
+def allowed(cell):
+    """Whether the method accepts the cell's split (e.g. l = 2 needs blocks of at least 2 units)."""
+    from keras_local.methods import get_method
+    from keras_local.splitting import block_sizes, resolve_cuts
+
+    if cell["num_blocks"] == "auto":
+        return True
+    num_units = _num_units(cell["architecture"])
+    try:
+        cuts = resolve_cuts(num_units, cell["num_blocks"], split=cell["split"], architecture=cell["architecture"])
+        get_method(cell["method"], **cell["method_options"]).validate(block_sizes(num_units, cuts))
+    except ValueError:
+        return False
+    return True
+
+
+@functools.cache
+def _num_units(architecture):
+    from keras_local.architectures import get_architecture
+
+    return len(get_architecture(architecture))
+
+
+def _cell(protocol, architecture, variant, num_blocks, seed):
+    method, head, options, split = VARIANTS[variant]
+    if split == "infopro" and architecture not in ("resnet32", "resnet110"):
+        split = "even"  # InfoPro's tables cover resnet32 and resnet110 only
+    cell_id = f"{protocol}-{architecture}-{variant}-k{num_blocks}-s{seed}"
+    return {"id": cell_id, "protocol": protocol, "architecture": architecture, "variant": variant,
+            "method": method, "head": head, "method_options": options, "num_blocks": num_blocks,
+            "split": split, "seed": seed}
+
+
+def overrides(cell, budget):
+    """The `--set` overrides of a cell: the grid's budget, then the cell's model."""
+    values = {key: value for key, value in budget.items() if key != "label" and value is not None}
+    values.update({"architecture": cell["architecture"], "method": cell["method"], "num_blocks": cell["num_blocks"],
+                   "split": cell["split"], "seed": cell["seed"], "data_dir": DATA_DIR, "verbose": 0,
+                   "eval_batch_size": 500,
+                   "schedule": "together" if cell["method"] in ("bp", "associated") or
+                   cell["method_options"].get("deep_supervision") else "sequential"})
+    if cell["head"] is not None:
+        values["head"] = cell["head"]
+    result = [f"{key}={_literal(value)}" for key, value in values.items()]
+    result += [f"{key}={_literal(value)}" for key, value in cell["method_options"].items()]
+    result.append("callbacks={memory_monitor = true, step_timer = true}")
+    return result
+
+
+def _literal(value):
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value)
+    return repr(value)
+
+
+def record_path(cell, records=RECORDS):
+    return pathlib.Path(records) / f"{cell['id']}.json"
+
+
+def pending(cells, records=RECORDS):
+    """The cells without a record yet."""
+    return [cell for cell in cells if not record_path(cell, records).exists()]
+
+
+def run_cell(cell, records=RECORDS, runs="runs/reproduce"):
+    """Trains one cell and writes its record; returns the record."""
+    from keras_local.config import load_config
+    from keras_local.methods import method_option_names
+    from keras_local.train import train_and_evaluate, versions
+
+    budget = BUDGETS[cell["protocol"]]
+    sets = overrides(cell, budget)
+    config = load_config(None, sets, method_option_names())
+    run_dir = os.path.join(runs, cell["id"])
+    summary = train_and_evaluate(config, run_dir=run_dir)
+    with open(os.path.join(run_dir, "history.csv")) as file:
+        history = [{key: float(value) for key, value in row.items() if value != ""} for row in csv.DictReader(file)]
+    memory = [row["peak_memory_mib"] for row in history if "peak_memory_mib" in row]
+    steps = [row["step_seconds"] for row in history[1:] if "step_seconds" in row] or \
+        [row["step_seconds"] for row in history if "step_seconds" in row]
+    record = {
+        "cell": cell, "dataset_label": budget["label"], "overrides": sets, "versions": versions(),
+        "seed": cell["seed"], "history": history, "test_accuracy": summary["test_accuracy"],
+        "block_accuracies": summary["block_accuracies"], "num_blocks": summary["num_blocks"],
+        "peak_memory_mib": max(memory) if memory else None,
+        "step_seconds": statistics.median(steps) if steps else None, "seconds": summary["seconds"],
+    }
+    path = record_path(cell, records)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.with_suffix(".tmp").write_text(json.dumps(record, indent=1))
+    os.replace(path.with_suffix(".tmp"), path)
+    return record
+
+
+def run_grid(cells, records=RECORDS, runner=run_cell, log=print):
+    """Runs the pending cells in order (a re-run skips the recorded ones)."""
+    todo = pending(cells, records)
+    log(f"{len(cells) - len(todo)} of {len(cells)} cells recorded; running {len(todo)}.")
+    for cell in todo:
+        record = runner(cell, records)
+        log(f"{cell['id']}: test accuracy {record['test_accuracy']:.4f} in {record['seconds']:.0f} s")
+
+
+# -- the report ------------------------------------------------------------------
+
+
+def load_records(records=RECORDS):
+    return [json.loads(path.read_text()) for path in sorted(pathlib.Path(records).glob("*.json"))]
+
+
+def _error_cells(records):
+    """{(protocol, architecture, variant, K): [error %, ...]} over seeds."""
+    table = {}
+    for record in records:
+        cell = record["cell"]
+        key = (cell["protocol"], cell["architecture"], cell["variant"], record["num_blocks"])
+        table.setdefault(key, []).append(100.0 * (1.0 - record["test_accuracy"]))
+    return table
+
+
+def _mean_std(values):
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return mean, None
+    return mean, statistics.stdev(values)
+
+
+def _format(values):
+    mean, std = _mean_std(values)
+    return f"{mean:.2f}" if std is None else f"{mean:.2f} ± {std:.2f}"
+
+
+def render_report(records, out_dir=RESULTS):
+    """Writes `README.md` (tables, findings) and the PNGs from the records."""
+    out_dir = pathlib.Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    errors = _error_cells(records)
+    lines = ["# Reproduction report (generated by `benchmarks/reproduce.py`; do not edit)", ""]
+    if not records:
+        lines.append("No runs recorded yet: `python benchmarks/reproduce.py --grid cifar10`.")
+    by_protocol = {}
+    for record in records:
+        by_protocol.setdefault(record["cell"]["protocol"], []).append(record)
+    plots = []
+    for protocol, group in by_protocol.items():
+        budget = BUDGETS[protocol]
+        lines += [f"## {budget['label']}", "",
+                  f"Budget for every cell: {_budget_text(budget)}. Test error % (mean ± std over seeds "
+                  f"where two exist); `n` = runs.", ""]
+        for architecture in sorted({r["cell"]["architecture"] for r in group}):
+            ks = sorted({k for (p, a, v, k) in errors if p == protocol and a == architecture and k > 1})
+            lines += [f"### {architecture}", "", "| method | " + " | ".join(f"K = {k}" for k in ks) + " |",
+                      "|---" * (len(ks) + 1) + "|"]
+            for variant in VARIANTS:
+                row = []
+                for k in ks:
+                    if variant == "bp":
+                        values = errors.get((protocol, architecture, "bp", 1))
+                    else:
+                        values = errors.get((protocol, architecture, variant, k))
+                    row.append(f"{_format(values)} (n={len(values)})" if values else "–")
+                if any(cell != "–" for cell in row):
+                    lines.append(f"| {LABELS[variant]} | " + " | ".join(row) + " |")
+            lines.append("")
+            plot = _plot_error_vs_k(errors, protocol, architecture, out_dir)
+            if plot:
+                plots.append(plot)
+                lines += [f"![error vs K, {architecture}]({plot.name})", ""]
+        tradeoff = _plot_tradeoff(group, protocol, out_dir)
+        if tradeoff:
+            lines += ["Accuracy drop against memory saved and time, relative to BP in the same grid "
+                      "(BackLink's Figure 5 layout):", "", f"![trade-off]({tradeoff.name})", ""]
+        lines += ["### Findings", ""] + findings(group, errors, protocol) + [""]
+    lines += ["## How the records were made", "",
+              "Each `reproduce/<cell>.json` holds the cell, its `keras-local train` overrides, library versions, "
+              "seed, per-epoch per-block metrics, test accuracy, peak memory (allocator peak, MiB) and median "
+              "step time. Local methods use `schedule=\"sequential\"`; bp, Associated Learning and BWBPF's "
+              "deep-supervision variant train together.", ""]
+    (out_dir / "README.md").write_text("\n".join(lines))
+    return out_dir / "README.md"
+
+
+def _budget_text(budget):
+    count = budget.get("train_examples")
+    examples = "all training images" if count is None else f"the first {count} training images"
+    return (f"{examples}, {budget['epochs']} epochs, batch {budget['batch_size']}, SGD "
+            f"(Nesterov {budget['nesterov']}) lr {budget['learning_rate']} with {budget['lr_schedule']} decay, "
+            f"weight decay {budget['weight_decay']} (coupled), pad-crop-flip")
+
+
+def findings(group, errors, protocol):
+    """Plain statements computed from the records."""
+    out = []
+    for architecture in sorted({r["cell"]["architecture"] for r in group}):
+        bp = errors.get((protocol, architecture, "bp", 1))
+        ks = sorted({k for (p, a, v, k) in errors if p == protocol and a == architecture and k > 1})
+        for k in ks:
+            local = {v: _mean_std(errors[(protocol, architecture, v, k)])[0] for v in VARIANTS
+                     if v != "bp" and (protocol, architecture, v, k) in errors}
+            if not local:
+                continue
+            best = min(local, key=local.get)
+            if bp:
+                bp_error = _mean_std(bp)[0]
+                relation = "below" if local[best] < bp_error else "above"
+                out.append(f"- {architecture}, K = {k}: the best local method is {LABELS[best]} at "
+                           f"{local[best]:.2f}% error, {abs(local[best] - bp_error):.2f} points {relation} BP's "
+                           f"{bp_error:.2f}%.")
+            if "bwbpf" in local and bp:
+                verdict = "beats" if local["bwbpf"] < _mean_std(bp)[0] else "does not beat"
+                out.append(f"  BWBPF (paper semantics) {verdict} BP here ({local['bwbpf']:.2f}% vs "
+                           f"{_mean_std(bp)[0]:.2f}%): same network and schedule, unlike the paper's table.")
+        linked = [k for k in ks if (protocol, architecture, "backlink_l1", k) in errors
+                  and (protocol, architecture, "gll_linear", k) in errors]
+        if linked:
+            k = max(linked)
+            gap = (_mean_std(errors[(protocol, architecture, "backlink_l1", k)])[0]
+                   - _mean_std(errors[(protocol, architecture, "gll_linear", k)])[0])
+            trend = "reproduced in trend" if gap < 0 else "not reproduced"
+            out.append(f"- {architecture}: BackLink (l = 1) − GLL at the largest K = {k}: {gap:+.2f} points "
+                       f"(BackLink's claim, that the link lowers the error of greedy local training, is {trend}).")
+    return out or ["- Not enough cells recorded for a comparison yet."]
+
+
+def _plot_error_vs_k(errors, protocol, architecture, out_dir):
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    figure, axis = plt.subplots(figsize=(6, 4))
+    drawn = False
+    for variant in VARIANTS:
+        points = sorted((k, _mean_std(v)[0]) for (p, a, name, k), v in errors.items()
+                        if p == protocol and a == architecture and name == variant and k > 1)
+        if variant == "bp" and (protocol, architecture, "bp", 1) in errors:
+            axis.axhline(_mean_std(errors[(protocol, architecture, "bp", 1)])[0], color="black",
+                         linestyle="--", label="BP")
+            drawn = True
+        elif points:
+            axis.plot([k for k, _ in points], [e for _, e in points], marker="o", label=LABELS[variant])
+            drawn = True
+    if not drawn:
+        plt.close(figure)
+        return None
+    axis.set_xscale("log", base=2)
+    axis.set_xlabel("K (blocks)")
+    axis.set_ylabel("test error (%)")
+    axis.set_title(f"{architecture}, {BUDGETS[protocol]['label']}")
+    axis.legend(fontsize=7, ncol=2)
+    figure.tight_layout()
+    path = out_dir / f"{protocol}_{architecture}_error_vs_k.png"
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
+def _plot_tradeoff(group, protocol, out_dir):
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    points = []
+    for architecture in sorted({r["cell"]["architecture"] for r in group}):
+        bp = [r for r in group if r["cell"]["architecture"] == architecture and r["cell"]["variant"] == "bp"]
+        if not bp or not bp[0]["peak_memory_mib"] or not bp[0]["step_seconds"]:
+            continue
+        reference = bp[0]
+        for record in group:
+            cell = record["cell"]
+            if cell["architecture"] != architecture or cell["variant"] == "bp" or not record["peak_memory_mib"]:
+                continue
+            points.append((100 * (1 - record["peak_memory_mib"] / reference["peak_memory_mib"]),
+                           100 * (reference["test_accuracy"] - record["test_accuracy"]),
+                           record["step_seconds"] / reference["step_seconds"],
+                           f"{LABELS[cell['variant']]} K={record['num_blocks']}"))
+    if not points:
+        return None
+    figure, axis = plt.subplots(figsize=(6.5, 4.5))
+    scatter = axis.scatter([p[0] for p in points], [p[1] for p in points], c=[p[2] for p in points], cmap="viridis")
+    for x, y, _, label in points:
+        axis.annotate(label, (x, y), fontsize=5)
+    figure.colorbar(scatter, label="step time / BP")
+    axis.axhline(0, color="grey", linewidth=0.5)
+    axis.set_xlabel("memory reduction vs BP (%)")
+    axis.set_ylabel("accuracy drop vs BP (points)")
+    figure.tight_layout()
+    path = out_dir / f"{protocol}_tradeoff.png"
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--grid", choices=sorted(BUDGETS), help="run this grid's pending cells")
+    parser.add_argument("--only", help="glob on cell ids, e.g. 'cifar10-resnet20-*-k4-s0'")
+    parser.add_argument("--list", action="store_true", help="list the grid's cells and whether each is done")
+    parser.add_argument("--report", action="store_true", help="only render the report")
+    args = parser.parse_args(argv)
+    if args.grid and not args.report:
+        cells = grid(args.grid)
+        if args.only:
+            cells = [cell for cell in cells if fnmatch.fnmatch(cell["id"], args.only)]
+        if args.list:
+            for cell in cells:
+                print(f"{'done' if record_path(cell).exists() else 'todo'}  {cell['id']}")
+            return 0
+        run_grid(cells)
+    path = render_report(load_records())
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,80 @@
+"""The reproduction driver: its grid, resuming, and the report it renders from records."""
+
+import importlib.util
+import json
+import pathlib
+
+import pytest
+
+from keras_local.config import load_config
+from keras_local.methods import method_option_names
+
+PATH = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "reproduce.py"
+spec = importlib.util.spec_from_file_location("reproduce", PATH)
+reproduce = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(reproduce)
+
+
+def fake_record(cell, accuracy, memory=100.0, step=0.1):
+    return {"cell": cell, "dataset_label": "CIFAR-10 (JPEG q75)", "overrides": [], "versions": {},
+            "seed": cell["seed"], "history": [], "test_accuracy": accuracy, "block_accuracies": {},
+            "num_blocks": 4 if cell["num_blocks"] == "auto" else cell["num_blocks"],
+            "peak_memory_mib": memory, "step_seconds": step, "seconds": 1.0}
+
+
+def test_the_grid_holds_only_cells_the_methods_accept_and_every_cell_is_a_valid_config():
+    cells = reproduce.grid("cifar10")
+    ids = {cell["id"] for cell in cells}
+    assert len(ids) == len(cells)
+    assert "cifar10-resnet32-backlink_l1-k16-s0" in ids and "cifar10-resnet20-bwbpf-k4-s1" in ids
+    assert "cifar10-resnet32-backlink_l2-k16-s0" not in ids  # 16 one-unit blocks: no tail of length 2
+    assert {cell["split"] for cell in cells if cell["variant"] == "infopro"} == {"even", "infopro"}
+    for cell in cells[:12]:
+        config = load_config(None, reproduce.overrides(cell, reproduce.BUDGETS["cifar10"]), method_option_names())
+        assert config["method"] == cell["method"] and config["callbacks"]["memory_monitor"] is True
+        assert config["schedule"] == ("together" if cell["method"] in ("bp", "associated") or
+                                      cell["variant"] == "bwbpf_ds" else "sequential")
+    with pytest.raises(ValueError, match="Unknown grid 'imagenet'"):
+        reproduce.grid("imagenet")
+
+
+def test_a_resumed_grid_runs_only_the_cells_not_recorded(tmp_path):
+    cells = reproduce.grid("cifar10")[:5]
+    ran = []
+
+    def runner(cell, records):
+        ran.append(cell["id"])
+        record = fake_record(cell, 0.5)
+        reproduce.record_path(cell, records).write_text(json.dumps(record))
+        return record
+
+    tmp_path.joinpath("records").mkdir()
+    records = tmp_path / "records"
+    reproduce.record_path(cells[1], records).write_text(json.dumps(fake_record(cells[1], 0.6)))
+    reproduce.run_grid(cells, records, runner=runner, log=lambda line: None)
+    assert ran == [cells[0]["id"]] + [cell["id"] for cell in cells[2:]]
+    ran.clear()
+    reproduce.run_grid(cells, records, runner=runner, log=lambda line: None)
+    assert ran == []  # everything recorded: nothing runs again
+
+
+def test_the_report_renders_tables_plots_and_findings_from_records(tmp_path):
+    cells = {cell["id"]: cell for cell in reproduce.grid("cifar10")}
+    accuracies = {
+        "cifar10-resnet20-bp-k1-s0": 0.80, "cifar10-resnet20-bp-k1-s1": 0.82,
+        "cifar10-resnet20-gll_linear-k4-s0": 0.70, "cifar10-resnet20-gll_linear-k4-s1": 0.72,
+        "cifar10-resnet20-backlink_l1-k4-s0": 0.74, "cifar10-resnet20-bwbpf-k4-s0": 0.71,
+        "cifar10-resnet20-gll_linear-k8-s0": 0.60, "cifar10-resnet20-backlink_l1-k8-s0": 0.65,
+    }
+    records = [fake_record(cells[name], accuracy, memory=50.0 if "bp" not in name else 100.0)
+               for name, accuracy in accuracies.items()]
+    path = reproduce.render_report(records, tmp_path)
+    text = path.read_text()
+    assert "| BP | 19.00 ± 1.41 (n=2) | 19.00 ± 1.41 (n=2) |" in text  # bp's own row, the same at every K
+    assert "| GLL (linear) | 29.00 ± 1.41 (n=2) | 40.00 (n=1) |" in text
+    assert "the best local method is BackLink l=1 at 26.00% error, 7.00 points above BP's 19.00%" in text
+    assert "BWBPF (paper semantics) does not beat BP here (29.00% vs 19.00%)" in text
+    assert "BackLink (l = 1) − GLL at the largest K = 8: -5.00 points" in text and "reproduced in trend" in text
+    for name in ("cifar10_resnet20_error_vs_k.png", "cifar10_tradeoff.png"):
+        assert (tmp_path / name).stat().st_size > 0 and f"]({name})" in text
+    assert "No runs recorded" in reproduce.render_report([], tmp_path / "empty").read_text()
