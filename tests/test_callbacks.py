@@ -277,6 +277,30 @@ def test_stateful_callbacks_resume_after_backup_and_restore(make, tmp_path):
     assert not (state_dir / f"{type(callback).__name__}.json").exists()  # deleted once training ended
 
 
+def test_stateless_callbacks_give_the_same_epochs_after_a_resume(tmp_path):
+    def run(directory, stop=None):
+        model = compiled("backlink", alpha=0.5, propagation_length=1)
+        callbacks = [keras.callbacks.BackupAndRestore(str(directory / "backup")),
+                     klc.BlockLogger(directory / "blocks", tensorboard=False),
+                     klc.BlockLearningRateScheduler(lambda epoch, block, lr: 0.1 / (1 + epoch + block)),
+                     klc.MethodHyperparameterScheduler("alpha", [0.2, 0.4, 0.6, 0.8])]
+        if stop is not None:
+            with pytest.raises(RuntimeError, match="interrupted"):
+                model.fit(dataset(), epochs=4, verbose=0, callbacks=callbacks + [StopAtEpoch(stop)])
+            model = compiled("backlink", alpha=0.5, propagation_length=1)
+        history = model.fit(dataset(), epochs=4, verbose=0, callbacks=callbacks)
+        return model, history
+
+    reference, _ = run(tmp_path / "reference")
+    resumed, history = run(tmp_path / "resumed", stop=2)
+    assert history.epoch == [2, 3]
+    assert history.history["alpha"] == pytest.approx([0.6, 0.8])
+    assert history.history["lr_1"] == pytest.approx([0.1 / 4, 0.1 / 5])
+    assert_close(resumed.get_weights(), reference.get_weights(), atol=1e-6)
+    curves = klc.read_block_log(tmp_path / "resumed" / "blocks" / "blocks.csv")
+    assert [point[0] for point in curves["0"]] == [0, 1, 2, 3]  # the whole run, each epoch once
+
+
 def test_block_states_and_scheduled_values_survive_a_keras_file(tmp_path):
     model = compiled("backlink", alpha=0.5, propagation_length=1)
     model.fit(dataset(), epochs=2, verbose=0, callbacks=[klc.MethodHyperparameterScheduler("alpha", [0.3, 0.2])])
