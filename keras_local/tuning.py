@@ -150,12 +150,11 @@ class LocalHyperModel(kt.HyperModel):
         self.weight_decay, self.seed = weight_decay, seed
         units = get_architecture(architecture, input_shape=self.input_shape, **self.architecture_options)
         self.num_units = len(units)
-        ks = [k for k in _values(self.space["num_blocks"]) if k <= self.num_units]
-        if not ks:
-            raise ValueError(f"num_blocks={self.space['num_blocks']!r}: none is in 1..{self.num_units}, "
-                             f"the number of units of {architecture}.")
-        if not isinstance(self.space["num_blocks"], dict):
-            self.space["num_blocks"] = ks if isinstance(self.space["num_blocks"], list) else ks[0]
+        ks = _values(self.space["num_blocks"])
+        wrong = [k for k in ks if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= self.num_units]
+        if wrong:
+            raise ValueError(f"num_blocks={self.space['num_blocks']!r} has {wrong[0]!r}: each K must be an integer "
+                             f"in 1..{self.num_units}, the number of units of {architecture}.")
         self.candidates = self._cut_candidates(cuts, ks, max_cut_candidates,
                                                activation_sizes(units, self.input_shape))
         for method_name in _values(self.space["method"]):

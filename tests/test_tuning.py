@@ -118,8 +118,8 @@ def test_objective_direction_and_space_validation():
         tuning.LocalHyperModel(alpha=[], **TINY)
     with pytest.raises(ValueError, match="a range needs 'min' <= 'max'"):
         tuning.LocalHyperModel(learning_rate={"min": 0.1, "max": 0.01}, **TINY)
-    with pytest.raises(ValueError, match=r"num_blocks=\[9\]: none is in 1..4"):
-        tuning.LocalHyperModel(num_blocks=[9], **TINY)
+    with pytest.raises(ValueError, match=r"num_blocks=\[2, 9\] has 9: each K must be an integer in 1..4"):
+        tuning.LocalHyperModel(num_blocks=[2, 9], **TINY)
     with pytest.raises(ValueError, match="No split of mlp with num_blocks=\\[4\\] admits propagation_length=\\[2\\]"):
         tuning.LocalHyperModel(method="backlink", num_blocks=[4], propagation_length=[2], **TINY)
     with pytest.raises(ValueError, match="cuts candidate '1' does not make 3 blocks"):
