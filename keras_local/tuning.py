@@ -126,14 +126,23 @@ class LocalHyperModel(kt.HyperModel):
         architecture_options: fixed options of the architecture.
         seed: set with `keras.utils.set_random_seed` at the top of every
             `build`, and the seed of the generated cut candidates.
+        training_data: a function returning the training dataset, called in
+            every trial's `fit` in place of the dataset given to `search`.
+            A seeded `tf.data` shuffle (or augmentation) draws a new order
+            each time a dataset is iterated again, so without it trial t
+            sees other batches than trial 0 and the scores differ by that
+            noise too; with it every trial sees the same batches.
     """
 
     def __init__(self, architecture="resnet20", input_shape=(32, 32, 3), num_classes=10, *,
                  method=None, num_blocks=None, head=None, alpha=None, propagation_length=None,
                  learning_rate=None, cuts=None, max_cut_candidates=8, optimizer="sgd", momentum=0.9, nesterov=True,
                  weight_decay=5e-4, method_options=None, architecture_options=None, seed=0,
-                 name=None, tunable=True):
+                 training_data=None, name=None, tunable=True):
         super().__init__(name=name, tunable=tunable)
+        if training_data is not None and not callable(training_data):
+            raise ValueError(f"training_data must be a function returning a dataset, got {training_data!r}.")
+        self.training_data = training_data
         given = {"method": method, "num_blocks": num_blocks, "head": head, "alpha": alpha,
                  "propagation_length": propagation_length, "learning_rate": learning_rate}
         self.space = {key: DEFAULT_SPACE[key] if value is None else value for key, value in given.items()}
@@ -266,6 +275,15 @@ class LocalHyperModel(kt.HyperModel):
         model.compile(optimizer=optimizer)
         return model
 
+    def fit(self, hp, model, *args, **kwargs):
+        if self.training_data is not None:
+            keras.utils.set_random_seed(self.seed)  # the same shuffle and augmentation draws in every trial
+            if args:
+                args = (self.training_data(), *args[1:])
+            else:
+                kwargs["x"] = self.training_data()
+        return model.fit(*args, **kwargs)
+
     def _options(self, method, chosen):
         accepted = set(METHODS.get(method).options)
         options = {key: value for key, value in self.method_options.items() if key in accepted}
@@ -306,8 +324,10 @@ def score_splits(architecture, num_blocks, train, validation, *, candidates=None
     already shows it after a few hundred steps. Cost: candidates ×
     `probe_steps` steps, against trials × epochs × steps of a full search.
 
-    Returns a list of `{"cuts", "score", "mean_block_loss", "block_accuracies"}`,
-    best first.
+    `train` may be a function returning the dataset: it is called for every
+    candidate, so that all see the same batches (see `LocalHyperModel`'s
+    `training_data`). Returns a list of `{"cuts", "score",
+    "mean_block_loss", "block_accuracies"}`, best first.
 
     Example:
 
@@ -329,7 +349,8 @@ def score_splits(architecture, num_blocks, train, validation, *, candidates=None
         model = build_model(architecture, method, cuts=text or None, head=head, input_shape=input_shape,
                             num_classes=num_classes, weight_decay=weight_decay)
         model.compile(optimizer=keras.optimizers.SGD(learning_rate, momentum=0.9, nesterov=True))
-        model.fit(train.repeat(), steps_per_epoch=probe_steps, epochs=1, verbose=0)
+        batches = train() if callable(train) else train
+        model.fit(batches.repeat(), steps_per_epoch=probe_steps, epochs=1, verbose=0)
         results = model.evaluate(validation, return_dict=True, verbose=0)
         losses = [float(v) for k, v in results.items() if k.startswith("loss_")]
         rows.append({"cuts": text, "score": float(results["accuracy"]),
@@ -453,11 +474,12 @@ def tune(config, *, tuner="random", max_trials=10, objective_name="val_accuracy"
     input_shape, num_classes = data.dataset_info(config["dataset"], config["data_dir"])
     hypermodel = hypermodel_from_config(config, input_shape, num_classes)
     train, validation = _search_data(config, validation_examples)
+    hypermodel.training_data = lambda: _search_data(config, validation_examples)[0]  # the same batches per trial
     if probe_steps:
         keep = max(2, config["search"].get("max_cut_candidates", 8) // 2)
         for k in list(hypermodel.candidates):
             if len(hypermodel.candidates[k]) > keep:
-                ranked = score_splits(config["architecture"], k, train, validation,
+                ranked = score_splits(config["architecture"], k, hypermodel.training_data, validation,
                                       candidates=hypermodel.candidates[k], probe_steps=probe_steps,
                                       learning_rate=config["learning_rate"], input_shape=input_shape,
                                       num_classes=num_classes, weight_decay=config["weight_decay"],

@@ -138,6 +138,32 @@ def test_build_seeds_and_compiles_the_trial_configuration():
         np.testing.assert_array_equal(a.numpy(), b.numpy())  # the same initial weights in every trial
 
 
+def test_with_training_data_every_trial_sees_the_same_batches():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(48, 6)).astype("float32")
+    y = (x[:, 0] > 0).astype("int64") + (x[:, 1] > 0)
+
+    def make():
+        return tf.data.Dataset.from_tensor_slices((x, y)).shuffle(48, seed=0).batch(16)
+
+    shared = make()
+
+    def trial(hypermodel):
+        hp = kt.HyperParameters()
+        model = hypermodel.build(hp)
+        hypermodel.fit(hp, model, shared, epochs=1, verbose=0)
+        return model.get_weights()
+
+    space = {"method": "gll", "num_blocks": [2], "head": "linear", "cuts": "even", "learning_rate": 0.1}
+    plain = tuning.LocalHyperModel(**space, **TINY)
+    first, second = trial(plain), trial(plain)
+    assert not all(np.allclose(a, b) for a, b in zip(first, second))  # the shared dataset reshuffled
+    fresh = tuning.LocalHyperModel(**space, training_data=make, **TINY)
+    first, second = trial(fresh), trial(fresh)
+    for a, b in zip(first, second):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_score_splits_ranks_by_the_probe_it_documents():
     train, validation = tiny_data(), tiny_data(seed=1)
     options = {"input_shape": (6,), "num_classes": 3}
