@@ -62,7 +62,7 @@ def test_search_space_never_yields_an_invalid_split_or_a_too_long_propagation_le
                                         num_blocks=[2, 3, 4, 8], propagation_length=[1, 2, 3],
                                         max_cut_candidates=12)
     seen = set()
-    for values in sampled_trials(hypermodel, 150, directory=tmp_path):
+    for values in sampled_trials(hypermodel, 80, directory=tmp_path):
         config = hypermodel.config_from(values)
         method, k = config["method"], config["num_blocks"]
         cuts = config.get("cuts")
