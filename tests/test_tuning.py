@@ -77,7 +77,7 @@ def test_search_space_never_yields_an_invalid_split_or_a_too_long_propagation_le
             seen.add((k, length))
         # The builder's own validation accepts it (it raises on an invalid split or l).
         build_model("resnet20", method, cuts=cuts, head=config.get("head"), build=False, **config["method_options"])
-    assert (2, 3) in seen  # long links where the split allows them ...
+    assert any(length == 3 for _, length in seen)  # long links where the split allows them ...
     assert not any(k == 8 and length > 1 for k, length in seen)  # ... and never where it cannot (10 units, K = 8)
 
 
