@@ -250,7 +250,7 @@ def render_report(records, out_dir=RESULTS):
                   f"Budget for every cell: {_budget_text(budget)}. Test error % (mean ± std over seeds "
                   f"where two exist); `n` = runs.", ""]
         for architecture in sorted({r["cell"]["architecture"] for r in group}):
-            ks = sorted({k for (p, a, v, k) in errors if p == protocol and a == architecture and k > 1})
+            ks = sorted({k for (p, a, v, k) in errors if p == protocol and a == architecture and k > 1}) or [1]
             lines += [f"### {architecture}", "", "| method | " + " | ".join(f"K = {k}" for k in ks) + " |",
                       "|---" * (len(ks) + 1) + "|"]
             for variant in VARIANTS:
