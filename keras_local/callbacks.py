@@ -509,7 +509,7 @@ class MethodHyperparameterScheduler(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         value = self.value(epoch)
-        self.model.method.__class__(**{**_plain_options(self.model.method), self.name: value})  # validates it
+        self.model.method.__class__(**{**self.model.method_options(), self.name: value})  # validates it
         self.model.method_variable(self.name).assign(value)
         if self.verbose:
             print(f"Epoch {epoch + 1}: {self.name} = {value:.6g}.")
@@ -517,11 +517,6 @@ class MethodHyperparameterScheduler(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
             logs[self.name] = float(self.model.method_variable(self.name).numpy())
-
-
-def _plain_options(method):
-    return {key: float(value) if isinstance(value, tf.Variable) else value
-            for key, value in method.get_config().items()}
 
 
 # -- memory ----------------------------------------------------------------------

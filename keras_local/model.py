@@ -144,6 +144,11 @@ class LocalModel(keras.Model):
         if self.train_function is not None:
             self.make_train_function(force=True)
 
+    def method_options(self):
+        """The method's options as plain values (a scheduled option's current value)."""
+        return {key: float(value) if isinstance(value, tf.Variable) else value
+                for key, value in self.method.get_config().items()}
+
     def method_variable(self, name):
         """A non-trainable variable holding the method's numeric option
         `name`, read by every later step (created on first call; the step
@@ -519,8 +524,7 @@ class LocalModel(keras.Model):
             "name": self.name,
             "blocks": [keras.saving.serialize_keras_object(block) for block in self.blocks],
             "method": self.method.name,
-            "method_options": {key: float(value) if isinstance(value, tf.Variable) else value
-                               for key, value in self.method.get_config().items()},
+            "method_options": self.method_options(),
             "label_blocks": [keras.saving.serialize_keras_object(block) for block in self.label_blocks],
             "schedule": self.schedule,
             "devices": self.devices,
