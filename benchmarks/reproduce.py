@@ -250,7 +250,7 @@ def render_report(records, out_dir=RESULTS):
                   f"Budget for every cell: {_budget_text(budget)}. Test error % (mean ± std over seeds "
                   f"where two exist); `n` = runs.", ""]
         for architecture in sorted({r["cell"]["architecture"] for r in group}):
-            ks = sorted({k for (p, a, v, k) in errors if p == protocol and a == architecture and k > 1}) or [1]
+            ks = _ks(errors, protocol, architecture) or [1]
             lines += [f"### {architecture}", "", "| method | " + " | ".join(f"K = {k}" for k in ks) + " |",
                       "|---" * (len(ks) + 1) + "|"]
             for variant in VARIANTS:
@@ -264,6 +264,10 @@ def render_report(records, out_dir=RESULTS):
                 if any(cell != "–" for cell in row):
                     lines.append(f"| {LABELS[variant]} | " + " | ".join(row) + " |")
             lines.append("")
+            lines += ["Cost of each cell (seed 0; peak allocator memory, median step time; one process, "
+                      "2 CPU cores):", ""] + _cost_lines(group, architecture) + [""]
+            lines += ["The papers' claims, checked on this grid:", ""] + \
+                _claims_table(errors, protocol, architecture) + [""]
             plot = _plot_error_vs_k(errors, protocol, architecture, out_dir)
             if plot:
                 plots.append(plot)
@@ -295,8 +299,7 @@ def findings(group, errors, protocol):
     out = []
     for architecture in sorted({r["cell"]["architecture"] for r in group}):
         bp = errors.get((protocol, architecture, "bp", 1))
-        ks = sorted({k for (p, a, v, k) in errors if p == protocol and a == architecture and k > 1})
-        for k in ks:
+        for k in _ks(errors, protocol, architecture):
             local = {v: _mean_std(errors[(protocol, architecture, v, k)])[0] for v in VARIANTS
                      if v != "bp" and (protocol, architecture, v, k) in errors}
             if not local:
@@ -312,7 +315,8 @@ def findings(group, errors, protocol):
                 verdict = "beats" if local["bwbpf"] < _mean_std(bp)[0] else "does not beat"
                 out.append(f"  BWBPF (paper semantics) {verdict} BP here ({local['bwbpf']:.2f}% vs "
                            f"{_mean_std(bp)[0]:.2f}%): same network and schedule, unlike the paper's table.")
-        linked = [k for k in ks if (protocol, architecture, "backlink_l1", k) in errors
+        linked = [k for k in _ks(errors, protocol, architecture)
+                  if (protocol, architecture, "backlink_l1", k) in errors
                   and (protocol, architecture, "gll_linear", k) in errors]
         if linked:
             k = max(linked)
@@ -322,6 +326,128 @@ def findings(group, errors, protocol):
             out.append(f"- {architecture}: BackLink (l = 1) − GLL at the largest K = {k}: {gap:+.2f} points "
                        f"(BackLink's claim, that the link lowers the error of greedy local training, is {trend}).")
     return out or ["- Not enough cells recorded for a comparison yet."]
+
+
+def _ks(errors, protocol, architecture):
+    return sorted({k for (p, a, v, k) in errors if p == protocol and a == architecture and k > 1})
+
+
+# -- the papers' claims, checked against the records ----------------------------------
+#
+# Each claim is (source, statement, check). A check takes {variant: {K: mean error %}} of one network
+# (bp under K = 1, Associated Learning under its own K) plus the cost table, and returns
+# (evidence, holds) where holds is True, False, or None when the cells it needs are not recorded.
+
+
+def _pairwise(first, second, by_variant):
+    """Evidence that `first` has a lower error than `second` at every K where both exist."""
+    ks = sorted(set(by_variant.get(first, {})) & set(by_variant.get(second, {})))
+    if not ks:
+        return "–", None
+    gaps = [by_variant[first][k] - by_variant[second][k] for k in ks]
+    evidence = ", ".join(f"K={k}: {gap:+.2f}" for k, gap in zip(ks, gaps))
+    return evidence, all(gap < 0 for gap in gaps)
+
+
+def _grows_with_k(variant, by_variant):
+    points = sorted(by_variant.get(variant, {}).items())
+    if len(points) < 2:
+        return "–", None
+    evidence = " → ".join(f"{error:.2f} (K={k})" for k, error in points)
+    return evidence, all(b[1] > a[1] for a, b in zip(points, points[1:]))
+
+
+def _link_gain_grows_with_k(by_variant):
+    ks = sorted(set(by_variant.get("backlink_l1", {})) & set(by_variant.get("gll_linear", {})))
+    if len(ks) < 2:
+        return "–", None
+    gains = [by_variant["gll_linear"][k] - by_variant["backlink_l1"][k] for k in ks]
+    evidence = " → ".join(f"{gain:+.2f} (K={k})" for k, gain in zip(ks, gains))
+    return evidence, all(b > a for a, b in zip(gains, gains[1:]))
+
+
+def _beats_bp(variant, by_variant):
+    bp = by_variant.get("bp", {}).get(1)
+    local = by_variant.get(variant, {})
+    if bp is None or not local:
+        return "–", None
+    evidence = ", ".join(f"K={k}: {error - bp:+.2f}" for k, error in sorted(local.items()))
+    return evidence, all(error < bp for error in local.values())
+
+
+def _above_bp(variant, by_variant):
+    evidence, beats = _beats_bp(variant, by_variant)
+    bp = by_variant.get("bp", {}).get(1)
+    holds = None if beats is None else all(error > bp for error in by_variant[variant].values())
+    return evidence, holds
+
+
+def _comparable_to_bp(variant, by_variant, points=2.0):
+    evidence, beats = _beats_bp(variant, by_variant)
+    bp = by_variant.get("bp", {}).get(1)
+    holds = None if beats is None else all(abs(error - bp) <= points for error in by_variant[variant].values())
+    return evidence, holds
+
+
+CLAIMS = [
+    ("BackLink Table 1", "GLL's error grows with K",
+     lambda errors: _grows_with_k("gll_linear", errors)),
+    ("BackLink Table 1", "BackLink (l = 1) has a lower error than GLL at every K (linear heads)",
+     lambda errors: _pairwise("backlink_l1", "gll_linear", errors)),
+    ("BackLink Table 1", "the gain of BackLink (l = 1) over GLL grows with K",
+     _link_gain_grows_with_k),
+    ("BackLink §4.1", "a longer propagation lowers the error further (l = 2 below l = 1)",
+     lambda errors: _pairwise("backlink_l2", "backlink_l1", errors)),
+    ("InfoPro (BackLink Table 2)", "InfoPro has a lower error than GLL with a conv head at every K",
+     lambda errors: _pairwise("infopro", "gll_conv", errors)),
+    ("BackLink Table 2", "DGL's error grows with K", lambda errors: _grows_with_k("dgl", errors)),
+    ("BWBPF table", "BWBPF has a lower error than BP", lambda errors: _beats_bp("bwbpf", errors)),
+    ("BWBPF table (SEDONA baselines)", "PredSim has a higher error than BP",
+     lambda errors: _above_bp("predsim", errors)),
+    ("Associated Learning abstract", "Associated Learning is comparable to BP (within 2 points)",
+     lambda errors: _comparable_to_bp("associated", errors)),
+]
+
+
+def check_claims(errors, protocol, architecture):
+    """[(source, statement, evidence, holds)] for one network of one grid."""
+    by_variant = {}
+    for (p, a, variant, k), values in errors.items():
+        if p == protocol and a == architecture:
+            by_variant.setdefault(variant, {})[k] = _mean_std(values)[0]
+    return [(source, statement, *check(by_variant)) for source, statement, check in CLAIMS]
+
+
+def _claims_table(errors, protocol, architecture):
+    verdicts = {True: "holds here", False: "**contradicted here**", None: "not measured yet"}
+    lines = ["| source | claim | evidence (test error %, or differences in points) | verdict |", "|---|---|---|---|"]
+    for source, statement, evidence, holds in check_claims(errors, protocol, architecture):
+        lines.append(f"| {source} | {statement} | {evidence} | {verdicts[holds]} |")
+    return lines
+
+
+def cost_table(group, architecture):
+    """[(variant, K, peak MiB, memory saved vs BP %, step time / BP)] for one network (first seed)."""
+    records = [r for r in group if r["cell"]["architecture"] == architecture and r["cell"]["seed"] == 0]
+    bp = next((r for r in records if r["cell"]["variant"] == "bp"), None)
+    rows = []
+    for record in sorted(records, key=lambda r: (list(VARIANTS).index(r["cell"]["variant"]), r["num_blocks"])):
+        memory, step = record["peak_memory_mib"], record["step_seconds"]
+        saved = 100 * (1 - memory / bp["peak_memory_mib"]) if bp and memory and bp["peak_memory_mib"] else None
+        ratio = step / bp["step_seconds"] if bp and step and bp["step_seconds"] else None
+        rows.append((record["cell"]["variant"], record["num_blocks"], memory, saved, ratio))
+    return rows
+
+
+def _cost_lines(group, architecture):
+    rows = cost_table(group, architecture)
+    if not rows:
+        return []
+    lines = ["| method | K | peak memory (MiB) | memory saved vs BP | step time / BP |", "|---|---|---|---|---|"]
+    for variant, k, memory, saved, ratio in rows:
+        lines.append(f"| {LABELS[variant]} | {k} | {'–' if memory is None else f'{memory:.0f}'} | "
+                     f"{'–' if saved is None else f'{saved:.0f}%'} | {'–' if ratio is None else f'{ratio:.2f}'} |")
+    return lines
 
 
 def _plot_error_vs_k(errors, protocol, architecture, out_dir):

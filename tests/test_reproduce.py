@@ -78,3 +78,33 @@ def test_the_report_renders_tables_plots_and_findings_from_records(tmp_path):
     for name in ("cifar10_resnet20_error_vs_k.png", "cifar10_tradeoff.png"):
         assert (tmp_path / name).stat().st_size > 0 and f"]({name})" in text
     assert "No runs recorded" in reproduce.render_report([], tmp_path / "empty").read_text()
+
+
+def test_the_papers_claims_are_checked_against_the_recorded_errors(tmp_path):
+    cells = {cell["id"]: cell for cell in reproduce.grid("cifar10")}
+    accuracies = {
+        "cifar10-resnet20-bp-k1-s0": 0.81,
+        "cifar10-resnet20-gll_linear-k4-s0": 0.71, "cifar10-resnet20-gll_linear-k8-s0": 0.60,
+        "cifar10-resnet20-backlink_l1-k4-s0": 0.74, "cifar10-resnet20-backlink_l1-k8-s0": 0.65,
+        "cifar10-resnet20-backlink_l2-k4-s0": 0.73,  # above l = 1: the l-claim is contradicted
+        "cifar10-resnet20-bwbpf-k4-s0": 0.70, "cifar10-resnet20-predsim-k4-s0": 0.50,
+        "cifar10-resnet20-associated-kauto-s0": 0.80,
+    }
+    records = [fake_record(cells[name], accuracy, memory=100.0 if "bp" in name else 40.0,
+                           step=0.2 if "bp" in name else 0.3) for name, accuracy in accuracies.items()]
+    errors = reproduce._error_cells(records)
+    verdicts = {statement: (evidence, holds)
+                for _, statement, evidence, holds in reproduce.check_claims(errors, "cifar10", "resnet20")}
+    assert verdicts["GLL's error grows with K"] == ("29.00 (K=4) → 40.00 (K=8)", True)
+    assert verdicts["BackLink (l = 1) has a lower error than GLL at every K (linear heads)"] == \
+        ("K=4: -3.00, K=8: -5.00", True)
+    assert verdicts["the gain of BackLink (l = 1) over GLL grows with K"] == ("+3.00 (K=4) → +5.00 (K=8)", True)
+    assert verdicts["a longer propagation lowers the error further (l = 2 below l = 1)"] == ("K=4: +1.00", False)
+    assert verdicts["BWBPF has a lower error than BP"] == ("K=4: +11.00", False)
+    assert verdicts["PredSim has a higher error than BP"][1] is True
+    assert verdicts["Associated Learning is comparable to BP (within 2 points)"] == ("K=4: +1.00", True)
+    assert verdicts["InfoPro has a lower error than GLL with a conv head at every K"] == ("–", None)
+    text = reproduce.render_report(records, tmp_path).read_text()
+    assert "| BWBPF table | BWBPF has a lower error than BP | K=4: +11.00 | **contradicted here** |" in text
+    assert "| GLL (linear) | 8 | 40 | 60% | 1.50 |" in text  # the cost table: memory saved and step-time ratio
+    assert "| BP | 1 | 100 | 0% | 1.00 |" in text
