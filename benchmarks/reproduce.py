@@ -37,7 +37,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 RECORDS = RESULTS / "reproduce"
 DATA_DIR = str(ROOT.parent / "shared" / "data" / "tfds")
 
-# Method variants: (label, method, head or None for the method's own, method options, split).
+# Method variants: (method, head or None for the method's own, method options, split).
 VARIANTS = {
     "bp": ("bp", None, {}, "even"),
     "gll_linear": ("gll", "linear", {}, "even"),
@@ -50,12 +50,18 @@ VARIANTS = {
     "predsim": ("predsim", None, {}, "even"),
     "infopro": ("infopro", None, {}, "infopro"),
     "associated": ("associated", None, {"bridge": "pooled"}, "even"),
+    "associated_adam": ("associated", None, {"bridge": "pooled"}, "even"),
 }
-LOCAL = [name for name in VARIANTS if name not in ("bp", "associated")]
+LOCAL = [name for name in VARIANTS if name not in ("bp", "associated", "associated_adam")]
+# Where a variant leaves the grid's budget, and why. Associated Learning's sigmoid label path trained
+# with MSE collapses under SGD at lr 0.1 (every code saturates to a constant and the test accuracy is
+# chance); its reference trains with Adam. Both cells are recorded: the like-for-like one and this.
+BUDGET_OVERRIDES = {"associated_adam": {"optimizer": "adam", "learning_rate": 1e-3}}
 LABELS = {
     "bp": "BP", "gll_linear": "GLL (linear)", "gll_conv": "GLL (conv)", "backlink_l1": "BackLink l=1",
     "backlink_l2": "BackLink l=2", "bwbpf": "BWBPF", "bwbpf_ds": "BWBPF (deep sup.)", "dgl": "DGL",
-    "predsim": "PredSim", "infopro": "InfoPro", "associated": "Associated",
+    "predsim": "PredSim", "infopro": "InfoPro", "associated": "Associated (grid budget)",
+    "associated_adam": "Associated (Adam 1e-3)",
 }
 
 # The CPU protocol. CIFAR-10 is the shared JPEG q75 copy; the full 10,000-image test set. The budget
@@ -84,11 +90,12 @@ def grid(name):
         for architecture, ks in (("resnet20", (4, 2, 8)), ("resnet32", (4, 8, 16))):
             cells.append(_cell("cifar10", architecture, "bp", 1, 0))
             cells.append(_cell("cifar10", architecture, "associated", "auto", 0))
+            cells.append(_cell("cifar10", architecture, "associated_adam", "auto", 0))
             for k in ks:
                 cells += [_cell("cifar10", architecture, variant, k, 0) for variant in LOCAL]
         for architecture in ("resnet20", "resnet32"):  # two seeds for the K = 4 cells
             cells.append(_cell("cifar10", architecture, "bp", 1, 1))
-            cells.append(_cell("cifar10", architecture, "associated", "auto", 1))
+            cells.append(_cell("cifar10", architecture, "associated_adam", "auto", 1))
             cells += [_cell("cifar10", architecture, variant, 4, 1) for variant in LOCAL]
     elif name == "tiny_imagenet":
         for variant in ("bp", "gll_linear", "backlink_l1", "bwbpf"):
@@ -134,6 +141,7 @@ def _cell(protocol, architecture, variant, num_blocks, seed):
 def overrides(cell, budget):
     """The `--set` overrides of a cell: the grid's budget, then the cell's model."""
     values = {key: value for key, value in budget.items() if key != "label" and value is not None}
+    values.update(BUDGET_OVERRIDES.get(cell["variant"], {}))
     values.update({"architecture": cell["architecture"], "method": cell["method"], "num_blocks": cell["num_blocks"],
                    "split": cell["split"], "seed": cell["seed"], "data_dir": DATA_DIR, "verbose": 0,
                    "eval_batch_size": 500,
@@ -281,7 +289,9 @@ def render_report(records, out_dir=RESULTS):
               "Each `reproduce/<cell>.json` holds the cell, its `keras-local train` overrides, library versions, "
               "seed, per-epoch per-block metrics, test accuracy, peak memory (allocator peak, MiB) and median "
               "step time. Local methods use `schedule=\"sequential\"`; bp, Associated Learning and BWBPF's "
-              "deep-supervision variant train together.", ""]
+              "deep-supervision variant train together. Every cell uses its grid's budget except "
+              + "; ".join(f"{LABELS[variant]} ({', '.join(f'{k} = {v}' for k, v in values.items())})"
+                          for variant, values in BUDGET_OVERRIDES.items()) + ".", ""]
     (out_dir / "README.md").write_text("\n".join(lines))
     return out_dir / "README.md"
 
@@ -404,8 +414,8 @@ CLAIMS = [
     ("BWBPF table", "BWBPF has a lower error than BP", lambda errors: _beats_bp("bwbpf", errors)),
     ("BWBPF table (SEDONA baselines)", "PredSim has a higher error than BP",
      lambda errors: _above_bp("predsim", errors)),
-    ("Associated Learning abstract", "Associated Learning is comparable to BP (within 2 points)",
-     lambda errors: _comparable_to_bp("associated", errors)),
+    ("Associated Learning abstract", "Associated Learning (with Adam, as its reference) is comparable to BP "
+     "(within 2 points)", lambda errors: _comparable_to_bp("associated_adam", errors)),
 ]
 
 

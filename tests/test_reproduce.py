@@ -34,6 +34,14 @@ def test_the_grid_holds_only_cells_the_methods_accept_and_every_cell_is_a_valid_
         assert config["method"] == cell["method"] and config["callbacks"]["memory_monitor"] is True
         assert config["schedule"] == ("together" if cell["method"] in ("bp", "associated") or
                                       cell["variant"] == "bwbpf_ds" else "sequential")
+    by_id = {cell["id"]: cell for cell in cells}
+    adam = load_config(None, reproduce.overrides(by_id["cifar10-resnet20-associated_adam-kauto-s0"],
+                                                 reproduce.BUDGETS["cifar10"]), method_option_names())
+    grid_budget = load_config(None, reproduce.overrides(by_id["cifar10-resnet20-associated-kauto-s0"],
+                                                        reproduce.BUDGETS["cifar10"]), method_option_names())
+    assert (adam["optimizer"], adam["learning_rate"]) == ("adam", 1e-3)  # the one declared departure
+    assert (grid_budget["optimizer"], grid_budget["learning_rate"]) == ("sgd", 0.1)
+    assert adam["epochs"] == grid_budget["epochs"] and adam["train_examples"] == grid_budget["train_examples"]
     with pytest.raises(ValueError, match="Unknown grid 'imagenet'"):
         reproduce.grid("imagenet")
 
@@ -88,7 +96,7 @@ def test_the_papers_claims_are_checked_against_the_recorded_errors(tmp_path):
         "cifar10-resnet20-backlink_l1-k4-s0": 0.74, "cifar10-resnet20-backlink_l1-k8-s0": 0.65,
         "cifar10-resnet20-backlink_l2-k4-s0": 0.73,  # above l = 1: the l-claim is contradicted
         "cifar10-resnet20-bwbpf-k4-s0": 0.70, "cifar10-resnet20-predsim-k4-s0": 0.50,
-        "cifar10-resnet20-associated-kauto-s0": 0.80,
+        "cifar10-resnet20-associated_adam-kauto-s0": 0.80,
     }
     records = [fake_record(cells[name], accuracy, memory=100.0 if "bp" in name else 40.0,
                            step=0.2 if "bp" in name else 0.3) for name, accuracy in accuracies.items()]
@@ -102,7 +110,7 @@ def test_the_papers_claims_are_checked_against_the_recorded_errors(tmp_path):
     assert verdicts["a longer propagation lowers the error further (l = 2 below l = 1)"] == ("K=4: +1.00", False)
     assert verdicts["BWBPF has a lower error than BP"] == ("K=4: +11.00", False)
     assert verdicts["PredSim has a higher error than BP"][1] is True
-    assert verdicts["Associated Learning is comparable to BP (within 2 points)"] == ("K=4: +1.00", True)
+    assert verdicts["Associated Learning (with Adam, as its reference) is comparable to BP (within 2 points)"] == ("K=4: +1.00", True)
     assert verdicts["InfoPro has a lower error than GLL with a conv head at every K"] == ("–", None)
     text = reproduce.render_report(records, tmp_path).read_text()
     assert "| BWBPF table | BWBPF has a lower error than BP | K=4: +11.00 | **contradicted here** |" in text
