@@ -9,7 +9,8 @@ Every cell of a grid (network × method variant × K × seed) trains through
 epochs, optimizer and schedule for every method) and is recorded as
 `benchmarks/results/reproduce/<cell>.json`: its config overrides, library
 versions, seed, per-epoch per-block metrics, final `test_accuracy`, peak
-memory (allocator peak, `TF_CPU_ALLOCATOR_USE_BFC`), median step time and
+memory of the training steps (working and absolute allocator peak,
+`TF_CPU_ALLOCATOR_USE_BFC`), median step time and
 wall time. A re-run skips the cells already recorded, so a half-done grid
 resumes. The report (`benchmarks/results/README.md`, with PNGs beside it)
 is regenerated from whatever is recorded.
@@ -186,13 +187,14 @@ def run_cell(cell, records=RECORDS, runs="runs/reproduce"):
     with open(os.path.join(run_dir, "history.csv")) as file:
         history = [{key: float(value) for key, value in row.items() if value != ""} for row in csv.DictReader(file)]
     memory = [row["peak_memory_mib"] for row in history if "peak_memory_mib" in row]
+    working = [row["step_memory_mib"] for row in history if "step_memory_mib" in row]
     steps = [row["step_seconds"] for row in history[1:] if "step_seconds" in row] or \
         [row["step_seconds"] for row in history if "step_seconds" in row]
     record = {
         "cell": cell, "dataset_label": budget["label"], "overrides": sets, "versions": versions(),
         "seed": cell["seed"], "history": history, "test_accuracy": summary["test_accuracy"],
         "block_accuracies": summary["block_accuracies"], "num_blocks": summary["num_blocks"],
-        "peak_memory_mib": max(memory) if memory else None,
+        "peak_memory_mib": max(memory) if memory else None, "step_memory_mib": max(working) if working else None,
         "step_seconds": statistics.median(steps) if steps else None, "seconds": summary["seconds"],
     }
     path = record_path(cell, records)
@@ -272,8 +274,8 @@ def render_report(records, out_dir=RESULTS):
                 if any(cell != "–" for cell in row):
                     lines.append(f"| {LABELS[variant]} | " + " | ".join(row) + " |")
             lines.append("")
-            lines += ["Cost of each cell (seed 0; peak allocator memory, median step time; one process, "
-                      "2 CPU cores):", ""] + _cost_lines(group, architecture) + [""]
+            lines += ["Cost of each cell (seed 0; a training step's working memory and the absolute allocator "
+                      "peak, median step time; one process, 2 CPU cores):", ""] + _cost_lines(group, architecture) + [""]
             lines += ["The papers' claims, checked on this grid:", ""] + \
                 _claims_table(errors, protocol, architecture) + [""]
             plot = _plot_error_vs_k(errors, protocol, architecture, out_dir)
@@ -287,7 +289,8 @@ def render_report(records, out_dir=RESULTS):
         lines += ["### Findings", ""] + findings(group, errors, protocol) + [""]
     lines += ["## How the records were made", "",
               "Each `reproduce/<cell>.json` holds the cell, its `keras-local train` overrides, library versions, "
-              "seed, per-epoch per-block metrics, test accuracy, peak memory (allocator peak, MiB) and median "
+              "seed, per-epoch per-block metrics, test accuracy, the training steps' memory (MiB; working = allocator "
+              "peak above the memory in use when a step began, absolute = the allocator's peak) and median "
               "step time. Local methods use `schedule=\"sequential\"`; bp, Associated Learning and BWBPF's "
               "deep-supervision variant train together. Every cell uses its grid's budget except "
               + "; ".join(f"{LABELS[variant]} ({', '.join(f'{k} = {v}' for k, v in values.items())})"
@@ -437,15 +440,18 @@ def _claims_table(errors, protocol, architecture):
 
 
 def cost_table(group, architecture):
-    """[(variant, K, peak MiB, memory saved vs BP %, step time / BP)] for one network (first seed)."""
+    """[(variant, K, step memory MiB, memory saved vs BP %, absolute peak MiB, step time / BP)] for one
+    network (first seed). Memory is a training step's working memory (`MemoryMonitor`'s
+    `step_memory_mib`), the quantity local training shrinks."""
     records = [r for r in group if r["cell"]["architecture"] == architecture and r["cell"]["seed"] == 0]
     bp = next((r for r in records if r["cell"]["variant"] == "bp"), None)
     rows = []
     for record in sorted(records, key=lambda r: (list(VARIANTS).index(r["cell"]["variant"]), r["num_blocks"])):
-        memory, step = record["peak_memory_mib"], record["step_seconds"]
-        saved = 100 * (1 - memory / bp["peak_memory_mib"]) if bp and memory and bp["peak_memory_mib"] else None
+        memory, step = record.get("step_memory_mib"), record["step_seconds"]
+        saved = 100 * (1 - memory / bp["step_memory_mib"]) if bp and memory and bp.get("step_memory_mib") else None
         ratio = step / bp["step_seconds"] if bp and step and bp["step_seconds"] else None
-        rows.append((record["cell"]["variant"], record["num_blocks"], memory, saved, ratio))
+        rows.append((record["cell"]["variant"], record["num_blocks"], memory, saved, record["peak_memory_mib"],
+                     ratio))
     return rows
 
 
@@ -453,10 +459,15 @@ def _cost_lines(group, architecture):
     rows = cost_table(group, architecture)
     if not rows:
         return []
-    lines = ["| method | K | peak memory (MiB) | memory saved vs BP | step time / BP |", "|---|---|---|---|---|"]
-    for variant, k, memory, saved, ratio in rows:
-        lines.append(f"| {LABELS[variant]} | {k} | {'–' if memory is None else f'{memory:.0f}'} | "
-                     f"{'–' if saved is None else f'{saved:.0f}%'} | {'–' if ratio is None else f'{ratio:.2f}'} |")
+
+    def number(value, form):
+        return "–" if value is None else format(value, form)
+
+    lines = ["| method | K | step memory (MiB) | memory saved vs BP | absolute peak (MiB) | step time / BP |",
+             "|---|---|---|---|---|---|"]
+    for variant, k, memory, saved, peak, ratio in rows:
+        lines.append(f"| {LABELS[variant]} | {k} | {number(memory, '.0f')} | "
+                     f"{'–' if saved is None else f'{saved:.0f}%'} | {number(peak, '.0f')} | {number(ratio, '.2f')} |")
     return lines
 
 
@@ -506,14 +517,14 @@ def _plot_tradeoff(group, protocol, out_dir):
     points = []
     for architecture in sorted({r["cell"]["architecture"] for r in group}):
         bp = [r for r in group if r["cell"]["architecture"] == architecture and r["cell"]["variant"] == "bp"]
-        if not bp or not bp[0]["peak_memory_mib"] or not bp[0]["step_seconds"]:
+        if not bp or not bp[0].get("step_memory_mib") or not bp[0]["step_seconds"]:
             continue
         reference = bp[0]
         for record in group:
             cell = record["cell"]
-            if cell["architecture"] != architecture or cell["variant"] == "bp" or not record["peak_memory_mib"]:
+            if cell["architecture"] != architecture or cell["variant"] == "bp" or not record.get("step_memory_mib"):
                 continue
-            points.append((100 * (1 - record["peak_memory_mib"] / reference["peak_memory_mib"]),
+            points.append((100 * (1 - record["step_memory_mib"] / reference["step_memory_mib"]),
                            100 * (reference["test_accuracy"] - record["test_accuracy"]),
                            record["step_seconds"] / reference["step_seconds"],
                            f"{LABELS[cell['variant']]} K={record['num_blocks']}"))
@@ -525,7 +536,7 @@ def _plot_tradeoff(group, protocol, out_dir):
         axis.annotate(label, (x, y), fontsize=5)
     figure.colorbar(scatter, label="step time / BP")
     axis.axhline(0, color="grey", linewidth=0.5)
-    axis.set_xlabel("memory reduction vs BP (%)")
+    axis.set_xlabel("training-step memory reduction vs BP (%)")
     axis.set_ylabel("accuracy drop vs BP (points)")
     figure.tight_layout()
     path = out_dir / f"{protocol}_tradeoff.png"

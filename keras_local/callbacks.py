@@ -10,7 +10,7 @@ blocks, each with its own optimizer, head and loss.
   longer improves; reports when and the share of block updates saved.
 - `MethodHyperparameterScheduler`: change BackLink's α, BWBPF's λ or
   PredSim's β during training, without retracing every step.
-- `MemoryMonitor`: peak memory of each epoch in the logs.
+- `MemoryMonitor`: each epoch's training-step memory (working and absolute peak) in the logs.
 - `StepTimer`: the median training-step time of each epoch in the logs.
 
 Stateful callbacks take `backup_dir`: their state is written there at every
@@ -523,11 +523,19 @@ class MethodHyperparameterScheduler(keras.callbacks.Callback):
 
 
 class MemoryMonitor(keras.callbacks.Callback):
-    """Puts each epoch's peak memory (MiB) into the logs as `peak_memory_mib`,
-    from `tf.config.experimental.get_memory_info` on `device` (default: the
-    first GPU, else the CPU, whose allocator keeps statistics only with
-    `TF_CPU_ALLOCATOR_USE_BFC=true` set before TensorFlow starts). Without
-    statistics it warns once and logs nothing.
+    """Puts the memory of each epoch's training steps into the logs, from
+    `tf.config.experimental.get_memory_info` on `device` (default: the first
+    GPU, else the CPU, whose allocator keeps statistics only with
+    `TF_CPU_ALLOCATOR_USE_BFC=true` set before TensorFlow starts):
+
+    - `step_memory_mib`: the largest allocator peak of one training step
+      above the memory in use when it began (activations, gradients and
+      temporaries; what local training shrinks), over the epoch's steps;
+    - `peak_memory_mib`: the largest absolute allocator peak of a training
+      step (it adds weights, optimizer slots and the input pipeline's
+      buffers; validation and callbacks are not counted).
+
+    Without statistics it warns once and logs nothing.
 
     Example:
 
@@ -547,16 +555,29 @@ class MemoryMonitor(keras.callbacks.Callback):
         return "GPU:0" if tf.config.list_logical_devices("GPU") else "CPU:0"
 
     def on_epoch_begin(self, epoch, logs=None):
-        if self.available:
-            try:
-                tf.config.experimental.reset_memory_stats(self._device())
-            except (ValueError, tf.errors.OpError) as error:
-                self.available = False
-                print(f"MemoryMonitor: no memory statistics on {self._device()} ({error}); logging none.")
+        self._step, self._peak, self._before = 0, 0, None
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if not self.available:
+            return
+        try:
+            tf.config.experimental.reset_memory_stats(self._device())
+        except (ValueError, tf.errors.OpError) as error:
+            self.available = False
+            print(f"MemoryMonitor: no memory statistics on {self._device()} ({error}); logging none.")
+            return
+        self._before = tf.config.experimental.get_memory_info(self._device())["current"]
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.available and self._before is not None:
+            peak = tf.config.experimental.get_memory_info(self._device())["peak"]
+            self._step = max(self._step, peak - self._before)
+            self._peak = max(self._peak, peak)
 
     def on_epoch_end(self, epoch, logs=None):
-        if self.available and logs is not None:
-            logs["peak_memory_mib"] = tf.config.experimental.get_memory_info(self._device())["peak"] / 2**20
+        if self.available and logs is not None and self._peak:
+            logs["step_memory_mib"] = self._step / 2**20
+            logs["peak_memory_mib"] = self._peak / 2**20
 
 
 class StepTimer(keras.callbacks.Callback):

@@ -341,10 +341,30 @@ def test_block_logger_writes_every_heads_curves_csv_tensorboard_and_png(tmp_path
     assert len(curves["1"]) == 2
 
 
-def test_memory_monitor_and_step_timer_log_each_epoch():
-    history = compiled().fit(dataset(), epochs=2, verbose=0, callbacks=[klc.MemoryMonitor(), klc.StepTimer()])
-    assert all(value > 0 for value in history.history["peak_memory_mib"])
+def test_step_timer_logs_each_epoch():
+    history = compiled().fit(dataset(), epochs=2, verbose=0, callbacks=[klc.StepTimer()])
     assert all(0 < value < 60 for value in history.history["step_seconds"])
+
+
+def test_memory_monitor_measures_the_training_steps_working_memory():
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(4096, 64)).astype("float32"), rng.integers(0, 10, size=4096)
+
+    def step_memory(method, num_blocks, schedule):
+        model = kl.build_model("mlp", method, num_blocks=num_blocks, input_shape=(64,), num_classes=10,
+                               schedule=schedule, architecture_options={"hidden_units": (256,) * 16})
+        model.compile(optimizer=keras.optimizers.SGD(0.01))
+        history = model.fit(x, y, batch_size=2048, epochs=2, verbose=0, shuffle=False,
+                            callbacks=[klc.MemoryMonitor()])
+        return history.history["step_memory_mib"][-1], history.history["peak_memory_mib"][-1]
+
+    bp_step, bp_peak = step_memory("bp", 1, "together")
+    gll_step, gll_peak = step_memory("gll", 8, "sequential")
+    # bp keeps all 16 hidden layers' activations (2048 x 256 floats = 2 MiB each) for its backward
+    # pass; sequential gll frees each 2-layer block's before the next block runs.
+    assert bp_step >= 16 * 2.0, bp_step
+    assert gll_step < 0.5 * bp_step, (gll_step, bp_step)
+    assert bp_peak > bp_step and gll_peak > gll_step  # the absolute peak adds what stays in use
 
 
 # -- TOML recipes ----------------------------------------------------------------------

@@ -19,7 +19,7 @@ def fake_record(cell, accuracy, memory=100.0, step=0.1):
     return {"cell": cell, "dataset_label": "CIFAR-10 (JPEG q75)", "overrides": [], "versions": {},
             "seed": cell["seed"], "history": [], "test_accuracy": accuracy, "block_accuracies": {},
             "num_blocks": 4 if cell["num_blocks"] == "auto" else cell["num_blocks"],
-            "peak_memory_mib": memory, "step_seconds": step, "seconds": 1.0}
+            "peak_memory_mib": memory + 200.0, "step_memory_mib": memory, "step_seconds": step, "seconds": 1.0}
 
 
 def test_the_grid_holds_only_cells_the_methods_accept_and_every_cell_is_a_valid_config():
@@ -114,5 +114,5 @@ def test_the_papers_claims_are_checked_against_the_recorded_errors(tmp_path):
     assert verdicts["InfoPro has a lower error than GLL with a conv head at every K"] == ("–", None)
     text = reproduce.render_report(records, tmp_path).read_text()
     assert "| BWBPF table | BWBPF has a lower error than BP | K=4: +11.00 | **contradicted here** |" in text
-    assert "| GLL (linear) | 8 | 40 | 60% | 1.50 |" in text  # the cost table: memory saved and step-time ratio
-    assert "| BP | 1 | 100 | 0% | 1.00 |" in text
+    assert "| GLL (linear) | 8 | 40 | 60% | 240 | 1.50 |" in text  # the cost table: memory saved, step-time ratio
+    assert "| BP | 1 | 100 | 0% | 300 | 1.00 |" in text
