@@ -2,7 +2,8 @@
 
 `load_dataset` reads a dataset with TFDS, caches the decoded uint8 images,
 then (for training) shuffles with a seed and applies pad-4 random crop +
-horizontal flip, normalises per channel and batches with `AUTOTUNE` prefetch.
+horizontal flip (stateless, drawn from the same seed: a seeded pipeline gives
+the same batches in every run), normalises per channel and batches with `AUTOTUNE` prefetch.
 
 Where datasets come from:
 
@@ -96,12 +97,18 @@ def dataset_info(name, data_dir=None):
     return tuple(features["image"].shape), features["label"].num_classes
 
 
-def augment(image, label, padding=4):
-    """Zero-pad by `padding`, random crop back to size, random horizontal flip."""
+def augment(image, label, seed, padding=4):
+    """Zero-pad by `padding`, random crop back to size, random horizontal flip.
+
+    Stateless: the draw is a function of `seed` (a shape-[2] integer tensor)
+    alone, so a parallel `map` gives the same images whatever order its
+    threads run in.
+    """
     height, width, channels = image.shape
+    crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, num=2))
     image = tf.image.resize_with_crop_or_pad(image, height + 2 * padding, width + 2 * padding)
-    image = tf.image.random_crop(image, (height, width, channels))
-    return tf.image.random_flip_left_right(image), label
+    image = tf.image.stateless_random_crop(image, (height, width, channels), seed=crop_seed)
+    return tf.image.stateless_random_flip_left_right(image, seed=flip_seed), label
 
 
 def normalizer(name):
@@ -164,6 +171,10 @@ def load_dataset(
     if training:
         dataset = dataset.shuffle(10_000, seed=seed, reshuffle_each_iteration=True)
         if name not in NO_AUGMENTATION:
-            dataset = dataset.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
+            # One seed pair per example from a seeded stream that draws anew each epoch.
+            seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+            dataset = tf.data.Dataset.zip(dataset, seeds).map(
+                lambda example, pair: augment(*example, seed=pair), num_parallel_calls=tf.data.AUTOTUNE
+            )
     dataset = dataset.map(normalizer(name), num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.batch(batch_size, drop_remainder=training).prefetch(tf.data.AUTOTUNE)
