@@ -196,6 +196,7 @@ def run_cell(cell, records=RECORDS, runs="runs/reproduce"):
         "block_accuracies": summary["block_accuracies"], "num_blocks": summary["num_blocks"],
         "peak_memory_mib": max(memory) if memory else None, "step_memory_mib": max(working) if working else None,
         "step_seconds": statistics.median(steps) if steps else None, "seconds": summary["seconds"],
+        "load_average": os.getloadavg(),  # 1, 5, 15 min at the end: above ~2.5, something else shared the cores
     }
     path = record_path(cell, records)
     path.parent.mkdir(parents=True, exist_ok=True)
