@@ -27,6 +27,7 @@ import functools
 import json
 import os
 import pathlib
+import shutil
 import statistics
 import sys
 
@@ -183,6 +184,9 @@ def run_cell(cell, records=RECORDS, runs="runs/reproduce"):
     sets = overrides(cell, budget)
     config = load_config(None, sets, method_option_names())
     run_dir = os.path.join(runs, cell["id"])
+    # A cell without a record starts from scratch: what an interrupted or older run left in its
+    # folder (a backup to resume from, CSV rows the logger would append to) is not this run's.
+    shutil.rmtree(run_dir, ignore_errors=True)
     summary = train_and_evaluate(config, run_dir=run_dir)
     with open(os.path.join(run_dir, "history.csv")) as file:
         history = [{key: float(value) for key, value in row.items() if value != ""} for row in csv.DictReader(file)]

@@ -81,9 +81,9 @@ def get_builder(name, data_dir=None):
             )
         if name in _prepared_names(data_dir) or name in CATALOG_DATASETS:
             return tfds.builder(name, data_dir=data_dir)
-    elif name in _prepared_names(EMBEDDED_DATA_DIR):
+    if name in _prepared_names(EMBEDDED_DATA_DIR):  # the embedded sample, whatever data_dir says
         return tfds.builder(name, data_dir=os.fspath(EMBEDDED_DATA_DIR))
-    elif name in CATALOG_DATASETS:
+    if name in CATALOG_DATASETS:
         return tfds.builder(name)
     where = f" under data_dir={data_dir!r}" if data_dir is not None else ""
     raise ValueError(

@@ -66,6 +66,11 @@ def test_prepared_dataset_under_a_data_dir(tmp_path):
     assert "cifar10_sample" in data.available_datasets(root)
     batches = data.load_dataset("cifar10_sample", "test", batch_size=1000, data_dir=root)
     assert next(iter(batches))[0].shape == (1000, 32, 32, 3)
+    # A data_dir that holds other datasets still leaves the embedded sample reachable.
+    (tmp_path / "other").mkdir()
+    assert "cifar10_sample" in data.available_datasets(tmp_path / "other")
+    labels = next(iter(data.load_dataset("cifar10_sample", "test", batch_size=10, data_dir=tmp_path / "other")))[1]
+    assert labels.numpy().tolist() == [3, 8, 8, 0, 6, 6, 1, 6, 3, 1]
 
 
 @pytest.mark.parametrize(

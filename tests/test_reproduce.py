@@ -116,3 +116,20 @@ def test_the_papers_claims_are_checked_against_the_recorded_errors(tmp_path):
     assert "| BWBPF table | BWBPF has a lower error than BP | K=4: +11.00 | **contradicted here** |" in text
     assert "| GLL (linear) | 8 | 40 | 60% | 240 | 1.50 |" in text  # the cost table: memory saved, step-time ratio
     assert "| BP | 1 | 100 | 0% | 300 | 1.00 |" in text
+
+
+def test_a_cell_starts_from_scratch_whatever_an_earlier_run_left_in_its_folder(tmp_path, monkeypatch):
+    budget = {"label": "the embedded sample", "dataset": "cifar10_sample", "train_examples": 64, "test_examples": 64,
+              "epochs": 1, "batch_size": 32, "learning_rate": 0.1, "momentum": 0.9, "nesterov": True,
+              "weight_decay": 0.0, "lr_schedule": "cosine"}
+    monkeypatch.setitem(reproduce.BUDGETS, "cifar10", budget)
+    cell = reproduce._cell("cifar10", "mlp", "gll_linear", 2, 0)
+    stale = tmp_path / "runs" / cell["id"]
+    (stale / "backup").mkdir(parents=True)
+    (stale / "backup" / "training_metadata.json").write_text("{}")
+    (stale / "history.csv").write_text("epoch,old_column\n0,1\n1,2\n")  # an older run's rows, other columns
+    record = reproduce.run_cell(cell, tmp_path / "records", runs=str(tmp_path / "runs"))
+    assert [row["epoch"] for row in record["history"]] == [0.0] and "old_column" not in record["history"][0]
+    assert record["step_memory_mib"] > 0 and len(record["load_average"]) == 3
+    assert json.loads(reproduce.record_path(cell, tmp_path / "records").read_text())["test_accuracy"] == \
+        record["test_accuracy"]
