@@ -39,7 +39,7 @@ def test_the_grid_holds_only_cells_the_methods_accept_and_every_cell_is_a_valid_
                                                  reproduce.BUDGETS["cifar10"]), method_option_names())
     grid_budget = load_config(None, reproduce.overrides(by_id["cifar10-resnet20-associated-kauto-s0"],
                                                         reproduce.BUDGETS["cifar10"]), method_option_names())
-    assert (adam["optimizer"], adam["learning_rate"]) == ("adam", 1e-3)  # the one declared departure
+    assert (adam["optimizer"], adam["learning_rate"], adam["batch_size"]) == ("adam", 1e-3, 32)  # the departure
     assert (grid_budget["optimizer"], grid_budget["learning_rate"]) == ("sgd", 0.1)
     assert adam["epochs"] == grid_budget["epochs"] and adam["train_examples"] == grid_budget["train_examples"]
     with pytest.raises(ValueError, match="Unknown grid 'imagenet'"):
