@@ -229,12 +229,24 @@ def load_records(records=RECORDS):
     return [json.loads(path.read_text()) for path in sorted(pathlib.Path(records).glob("*.json"))]
 
 
+def grid_k(record):
+    """The cell's K: the number of local blocks asked for (BWBPF and PredSim build one more block, their
+    output layer), or the model's own count where the method chose it (`"auto"`)."""
+    k = record["cell"]["num_blocks"]
+    return record["num_blocks"] if k == "auto" else k
+
+
+def _batch_size(record):
+    return BUDGET_OVERRIDES.get(record["cell"]["variant"], {}).get(
+        "batch_size", BUDGETS[record["cell"]["protocol"]]["batch_size"])
+
+
 def _error_cells(records):
     """{(protocol, architecture, variant, K): [error %, ...]} over seeds."""
     table = {}
     for record in records:
         cell = record["cell"]
-        key = (cell["protocol"], cell["architecture"], cell["variant"], record["num_blocks"])
+        key = (cell["protocol"], cell["architecture"], cell["variant"], grid_k(record))
         table.setdefault(key, []).append(100.0 * (1.0 - record["test_accuracy"]))
     return table
 
@@ -455,12 +467,14 @@ def cost_table(group, architecture):
     records = [r for r in group if r["cell"]["architecture"] == architecture and r["cell"]["seed"] == 0]
     bp = next((r for r in records if r["cell"]["variant"] == "bp"), None)
     rows = []
-    for record in sorted(records, key=lambda r: (list(VARIANTS).index(r["cell"]["variant"]), r["num_blocks"])):
+    for record in sorted(records, key=lambda r: (list(VARIANTS).index(r["cell"]["variant"]), grid_k(r))):
         memory, step = record.get("step_memory_mib"), record["step_seconds"]
-        saved = 100 * (1 - memory / bp["step_memory_mib"]) if bp and memory and bp.get("step_memory_mib") else None
-        ratio = step / bp["step_seconds"] if bp and step and bp["step_seconds"] else None
-        rows.append((record["cell"]["variant"], record["num_blocks"], memory, saved, record["peak_memory_mib"],
-                     ratio))
+        same_batch = bp is not None and _batch_size(record) == _batch_size(bp)
+        saved = (100 * (1 - memory / bp["step_memory_mib"])
+                 if same_batch and memory and bp.get("step_memory_mib") else None)  # memory scales with the batch
+        ratio = ((step / _batch_size(record)) / (bp["step_seconds"] / _batch_size(bp))
+                 if bp and step and bp["step_seconds"] else None)  # per example
+        rows.append((record["cell"]["variant"], grid_k(record), memory, saved, record["peak_memory_mib"], ratio))
     return rows
 
 
@@ -472,7 +486,7 @@ def _cost_lines(group, architecture):
     def number(value, form):
         return "–" if value is None else format(value, form)
 
-    lines = ["| method | K | step memory (MiB) | memory saved vs BP | absolute peak (MiB) | step time / BP |",
+    lines = ["| method | K | step memory (MiB) | memory saved vs BP | absolute peak (MiB) | time per example / BP |",
              "|---|---|---|---|---|---|"]
     for variant, k, memory, saved, peak, ratio in rows:
         lines.append(f"| {LABELS[variant]} | {k} | {number(memory, '.0f')} | "
@@ -525,25 +539,21 @@ def _plot_tradeoff(group, protocol, out_dir):
         return None
     points = []
     for architecture in sorted({r["cell"]["architecture"] for r in group}):
-        bp = [r for r in group if r["cell"]["architecture"] == architecture and r["cell"]["variant"] == "bp"]
-        if not bp or not bp[0].get("step_memory_mib") or not bp[0]["step_seconds"]:
+        accuracy = {(r["cell"]["variant"], grid_k(r)): r["test_accuracy"] for r in group
+                    if r["cell"]["architecture"] == architecture and r["cell"]["seed"] == 0}
+        if ("bp", 1) not in accuracy:
             continue
-        reference = bp[0]
-        for record in group:
-            cell = record["cell"]
-            if cell["architecture"] != architecture or cell["variant"] == "bp" or not record.get("step_memory_mib"):
-                continue
-            points.append((100 * (1 - record["step_memory_mib"] / reference["step_memory_mib"]),
-                           100 * (reference["test_accuracy"] - record["test_accuracy"]),
-                           record["step_seconds"] / reference["step_seconds"],
-                           f"{LABELS[cell['variant']]} K={record['num_blocks']}"))
+        for variant, k, _, saved, _, ratio in cost_table(group, architecture):
+            if variant != "bp" and saved is not None and ratio is not None:
+                points.append((saved, 100 * (accuracy[("bp", 1)] - accuracy[(variant, k)]), ratio,
+                               f"{LABELS[variant]} K={k}"))
     if not points:
         return None
     figure, axis = plt.subplots(figsize=(6.5, 4.5))
     scatter = axis.scatter([p[0] for p in points], [p[1] for p in points], c=[p[2] for p in points], cmap="viridis")
     for x, y, _, label in points:
         axis.annotate(label, (x, y), fontsize=5)
-    figure.colorbar(scatter, label="step time / BP")
+    figure.colorbar(scatter, label="time per example / BP")
     axis.axhline(0, color="grey", linewidth=0.5)
     axis.set_xlabel("training-step memory reduction vs BP (%)")
     axis.set_ylabel("accuracy drop vs BP (points)")

@@ -133,3 +133,18 @@ def test_a_cell_starts_from_scratch_whatever_an_earlier_run_left_in_its_folder(t
     assert record["step_memory_mib"] > 0 and len(record["load_average"]) == 3
     assert json.loads(reproduce.record_path(cell, tmp_path / "records").read_text())["test_accuracy"] == \
         record["test_accuracy"]
+
+
+def test_cells_are_keyed_by_the_k_asked_for_and_costs_compare_like_batches(tmp_path):
+    cells = {cell["id"]: cell for cell in reproduce.grid("cifar10")}
+    bp = fake_record(cells["cifar10-resnet20-bp-k1-s0"], 0.8, memory=100.0, step=0.4)
+    bwbpf = fake_record(cells["cifar10-resnet20-bwbpf-k4-s0"], 0.7, memory=50.0, step=0.4)
+    bwbpf["num_blocks"] = 5  # BWBPF's output layer is a block of its own
+    associated = fake_record(cells["cifar10-resnet20-associated_adam-kauto-s0"], 0.6, memory=20.0, step=0.2)
+    assert reproduce.grid_k(bwbpf) == 4 and reproduce.grid_k(associated) == 4
+    rows = {row[0]: row for row in reproduce.cost_table([bp, bwbpf, associated], "resnet20")}
+    assert rows["bwbpf"] == ("bwbpf", 4, 50.0, 50.0, 250.0, 1.0)
+    # Associated runs at batch 32: its memory is not comparable, its time is compared per example.
+    assert rows["associated_adam"][3] is None and rows["associated_adam"][5] == pytest.approx(2.0)
+    text = reproduce.render_report([bp, bwbpf, associated], tmp_path).read_text()
+    assert "| BWBPF | – | 30.00 (n=1) |" not in text and "| BWBPF | 30.00 (n=1) |" in text
