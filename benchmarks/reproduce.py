@@ -55,6 +55,8 @@ VARIANTS = {
     "associated_adam": ("associated", None, {"bridge": "pooled"}, "even"),
 }
 LOCAL = [name for name in VARIANTS if name not in ("bp", "associated", "associated_adam")]
+# Variants whose gradient runs end to end (no memory saving): left out of "the best local method".
+END_TO_END = ("bp", "bwbpf_ds")
 # Where a variant leaves the grid's budget, and why. Associated Learning's sigmoid codes trained with
 # MSE start slowly: the label path first settles on near-constant codes, and the bridges only begin to
 # carry the class after some hundreds of steps (measured: cnn AL with Adam 1e-3 at batch 32 stays at
@@ -335,7 +337,7 @@ def findings(group, errors, protocol):
         bp = errors.get((protocol, architecture, "bp", 1))
         for k in _ks(errors, protocol, architecture):
             local = {v: _mean_std(errors[(protocol, architecture, v, k)])[0] for v in VARIANTS
-                     if v != "bp" and (protocol, architecture, v, k) in errors}
+                     if v not in END_TO_END and (protocol, architecture, v, k) in errors}
             if not local:
                 continue
             best = min(local, key=local.get)
@@ -345,6 +347,10 @@ def findings(group, errors, protocol):
                 out.append(f"- {architecture}, K = {k}: the best local method is {LABELS[best]} at "
                            f"{local[best]:.2f}% error, {abs(local[best] - bp_error):.2f} points {relation} BP's "
                            f"{bp_error:.2f}%.")
+            supervised = errors.get((protocol, architecture, "bwbpf_ds", k))
+            if supervised and bp:
+                out.append(f"  BWBPF with deep supervision (its reference code: the output loss reaches every "
+                           f"block, so it is not local and saves no memory): {_mean_std(supervised)[0]:.2f}%.")
             if "bwbpf" in local and bp:
                 verdict = "beats" if local["bwbpf"] < _mean_std(bp)[0] else "does not beat"
                 out.append(f"  BWBPF (paper semantics) {verdict} BP here ({local['bwbpf']:.2f}% vs "
