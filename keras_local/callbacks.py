@@ -42,6 +42,8 @@ import time
 import keras
 import tensorflow as tf
 
+from keras_local import profiling
+
 
 def _block_keys(model):
     """`(block index, loss key, accuracy key)` of every block whose head is logged."""
@@ -549,10 +551,8 @@ class MemoryMonitor(keras.callbacks.Callback):
         self.device = device
         self.available = True
 
-    def _device(self):
-        if self.device is not None:
-            return self.device
-        return "GPU:0" if tf.config.list_logical_devices("GPU") else "CPU:0"
+    def on_train_begin(self, logs=None):
+        self._device = self.device or profiling.memory_device()  # once, not at every step
 
     def on_epoch_begin(self, epoch, logs=None):
         self._step, self._peak, self._before = 0, 0, None
@@ -561,16 +561,16 @@ class MemoryMonitor(keras.callbacks.Callback):
         if not self.available:
             return
         try:
-            tf.config.experimental.reset_memory_stats(self._device())
+            tf.config.experimental.reset_memory_stats(self._device)
         except (ValueError, tf.errors.OpError) as error:
             self.available = False
-            print(f"MemoryMonitor: no memory statistics on {self._device()} ({error}); logging none.")
+            print(f"MemoryMonitor: no memory statistics on {self._device} ({error}); logging none.")
             return
-        self._before = tf.config.experimental.get_memory_info(self._device())["current"]
+        self._before = tf.config.experimental.get_memory_info(self._device)["current"]
 
     def on_train_batch_end(self, batch, logs=None):
         if self.available and self._before is not None:
-            peak = tf.config.experimental.get_memory_info(self._device())["peak"]
+            peak = tf.config.experimental.get_memory_info(self._device)["peak"]
             self._step = max(self._step, peak - self._before)
             self._peak = max(self._peak, peak)
 
