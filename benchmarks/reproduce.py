@@ -318,7 +318,11 @@ def render_report(records, out_dir=RESULTS):
               "seed, per-epoch per-block metrics, test accuracy, the training steps' memory (MiB; working = allocator "
               "peak above the memory in use when a step began, absolute = the allocator's peak) and median "
               "step time. Local methods use `schedule=\"sequential\"`; bp, Associated Learning and BWBPF's "
-              "deep-supervision variant train together. Every cell uses its grid's budget except "
+              "deep-supervision variant train together. BackLink's α = 0.5 is the best of the small grid search "
+              "`keras-local tune --config recipes/tuning/backlink_resnet20_alpha_l.toml --tuner grid` "
+              "(α ∈ {0, 0.25, 0.5, 0.75, 1} × l ∈ {1, 2}, resnet20, K = 4, scored on held-out training images, "
+              "never the test set). Times are ratios to the BP cell of the same network; a record's "
+              "`load_average` shows whether it ran beside other work. Every cell uses its grid's budget except "
               + "; ".join(f"{LABELS[variant]} ({', '.join(f'{k} = {v}' for k, v in values.items())})"
                           for variant, values in BUDGET_OVERRIDES.items()) + ".", ""]
     (out_dir / "README.md").write_text("\n".join(lines))
