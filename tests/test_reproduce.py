@@ -117,6 +117,15 @@ def test_the_papers_claims_are_checked_against_the_recorded_errors(tmp_path):
     assert "| BWBPF table | BWBPF has a lower error than BP | K=4: +11.00 | **contradicted here** |" in text
     assert "| GLL (linear) | 8 | 40 | 60% | 240 | 1.50 |" in text  # the cost table: memory saved, step-time ratio
     assert "| BP | 1 | 100 | 0% | 300 | 1.00 |" in text
+    # A grid checks only the claims its declared cells can test: Tiny-ImageNet has one K and four methods.
+    tiny = [statement for _, statement, _, _ in reproduce.check_claims({}, "tiny_imagenet", "resnet20")]
+    assert tiny == ["BackLink (l = 1) has a lower error than GLL at every K (linear heads)",
+                    "BWBPF has a lower error than BP"]
+    tiny_cells = {cell["variant"]: cell for cell in reproduce.grid("tiny_imagenet")}
+    text = reproduce.render_report([fake_record(tiny_cells[v], 0.1) for v in ("bp", "gll_linear")],
+                                   tmp_path / "tiny").read_text()
+    assert "1 epoch, batch" in text and "GLL's error grows with K" not in text
+    assert "error_vs_k" not in text  # one K: no error-vs-K plot
 
 
 def test_a_cell_starts_from_scratch_whatever_an_earlier_run_left_in_its_folder(tmp_path, monkeypatch):
