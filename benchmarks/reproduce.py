@@ -332,7 +332,8 @@ def render_report(records, out_dir=RESULTS):
 def _budget_text(budget):
     count = budget.get("train_examples")
     examples = "all training images" if count is None else f"the first {count} training images"
-    return (f"{examples}, {budget['epochs']} epoch{'s' if budget['epochs'] != 1 else ''}, batch {budget['batch_size']}, SGD "
+    epochs = f"{budget['epochs']} epoch{'s' if budget['epochs'] != 1 else ''}"
+    return (f"{examples}, {epochs}, batch {budget['batch_size']}, SGD "
             f"(Nesterov {budget['nesterov']}) lr {budget['learning_rate']} with {budget['lr_schedule']} decay, "
             f"weight decay {budget['weight_decay']} (coupled), pad-crop-flip")
 
@@ -531,8 +532,7 @@ def _plot_error_vs_k(errors, protocol, architecture, out_dir):
         import matplotlib.pyplot as plt
     except ImportError:
         return None
-    local_ks = {k for (p, a, name, k) in errors if p == protocol and a == architecture and k != 1}
-    if len(local_ks) < 2:
+    if len(_ks(errors, protocol, architecture)) < 2:
         return None  # one K (the Tiny-ImageNet grid): the table says all a plot would
     figure, axis = plt.subplots(figsize=(6, 4))
     drawn = False
