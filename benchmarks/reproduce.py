@@ -325,8 +325,12 @@ def render_report(records, out_dir=RESULTS):
               "deep-supervision variant train together. BackLink's α = 0.5 is the best of the small grid search "
               "`keras-local tune --config recipes/tuning/backlink_resnet20_alpha_l.toml --tuner grid` "
               "(α ∈ {0, 0.25, 0.5, 0.75, 1} × l ∈ {1, 2}, resnet20, K = 4, scored on held-out training images, "
-              "never the test set). Times are ratios to the BP cell of the same network; a record's "
-              "`load_average` shows whether it ran beside other work. Every cell uses its grid's budget except "
+              "never the test set). Times are ratios to the BP cell of the same network, each cell timed in its "
+              "own run, the grid's cells over several sessions on machines whose speed differed (some up to ~3× "
+              "slower: compare records' `step_seconds`), so read the ratios to about ±30%; a record's "
+              "`load_average` shows whether it ran beside other work. `benchmarks/step_time.py` times methods "
+              "against BP in one process, the like-for-like speed comparison. Every cell uses its grid's budget "
+              "except "
               + "; ".join(f"{LABELS[variant]} ({', '.join(f'{k} = {v}' for k, v in values.items())})"
                           for variant, values in BUDGET_OVERRIDES.items()) + ".", ""]
     (out_dir / "README.md").write_text("\n".join(lines))
