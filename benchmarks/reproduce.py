@@ -563,7 +563,7 @@ def _plot_error_vs_k(errors, protocol, architecture, out_dir):
         return None  # one K (the Tiny-ImageNet grid): the table says all a plot would
     figure, axis = plt.subplots(figsize=(6, 4))
     drawn = False
-    for variant in VARIANTS:
+    for index, variant in enumerate(VARIANTS):
         points = sorted((k, _mean_std(v)[0]) for (p, a, name, k), v in errors.items()
                         if p == protocol and a == architecture and name == variant and k > 1)
         if variant == "bp" and (protocol, architecture, "bp", 1) in errors:
@@ -571,7 +571,9 @@ def _plot_error_vs_k(errors, protocol, architecture, out_dir):
                          linestyle="--", label="BP")
             drawn = True
         elif points:
-            axis.plot([k for k, _ in points], [e for _, e in points], marker="o", label=LABELS[variant])
+            # More methods than the colour cycle has colours: the marker tells apart those sharing one.
+            axis.plot([k for k, _ in points], [e for _, e in points], marker="os"[index // 10 % 2],
+                      color=f"C{index % 10}", label=LABELS[variant])
             drawn = True
     if not drawn:
         plt.close(figure)
@@ -605,14 +607,19 @@ def _plot_tradeoff(group, protocol, out_dir):
         for variant, k, _, saved, _, ratio in cost_table(group, architecture):
             if variant != "bp" and saved is not None and ratio is not None:
                 points.append((saved, 100 * (accuracy[("bp", 1)] - accuracy[(variant, k)]), ratio,
-                               f"{LABELS[variant]} K={k}"))
+                               f"{LABELS[variant]} K={k}", architecture))
     if not points:
         return None
     figure, axis = plt.subplots(figsize=(6.5, 4.5))
-    scatter = axis.scatter([p[0] for p in points], [p[1] for p in points], c=[p[2] for p in points], cmap="viridis")
-    for x, y, _, label in points:
+    ratios = [p[2] for p in points]
+    for architecture, marker in zip(sorted({p[4] for p in points}), "o^sD"):
+        mine = [p for p in points if p[4] == architecture]
+        scatter = axis.scatter([p[0] for p in mine], [p[1] for p in mine], c=[p[2] for p in mine], marker=marker,
+                               cmap="viridis", vmin=min(ratios), vmax=max(ratios), label=architecture)
+    for x, y, _, label, _ in points:
         axis.annotate(label, (x, y), fontsize=5)
     figure.colorbar(scatter, label="time per example / BP")
+    axis.legend(fontsize=7)
     axis.axhline(0, color="grey", linewidth=0.5)
     axis.set_xlabel("training-step memory reduction vs BP (%)")
     axis.set_ylabel("accuracy drop vs BP (points)")
