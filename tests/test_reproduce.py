@@ -139,6 +139,8 @@ def test_a_cell_starts_from_scratch_whatever_an_earlier_run_left_in_its_folder(t
               "epochs": 1, "batch_size": 32, "learning_rate": 0.1, "momentum": 0.9, "nesterov": True,
               "weight_decay": 0.0, "lr_schedule": "cosine"}
     monkeypatch.setitem(reproduce.BUDGETS, "cifar10", budget)
+    # The embedded sample needs no data root; the shared one may be absent from a fresh checkout's parent.
+    monkeypatch.setattr(reproduce, "DATA_DIR", str(tmp_path))
     cell = reproduce._cell("cifar10", "mlp", "gll_linear", 2, 0)
     stale = tmp_path / "runs" / cell["id"]
     (stale / "backup").mkdir(parents=True)
