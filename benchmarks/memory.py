@@ -2,6 +2,11 @@
 
     python benchmarks/memory.py --architecture resnet110 --batch-size 128 --num-blocks 2 4 8 16 \
         --splits even balanced
+    python benchmarks/memory.py --architecture resnet32 --batch-size 64 --num-blocks 4 8 16 --splits even \
+        --methods gll backlink:propagation_length=1 backlink:propagation_length=2 \
+        --output benchmarks/results/memory_backlink.json
+
+`--methods` takes `name` or `name:key=value,key=value` (method options).
 
 Each measurement runs in its own process (the allocator's peak is process-wide):
 build the model, run K + 1 training steps (tracing, the pipelined warm-up),
@@ -21,7 +26,16 @@ import subprocess
 import sys
 
 
-def measure(args, method, schedule, num_blocks, split):
+def parse_variant(text):
+    """`"backlink:propagation_length=1,alpha=0.5"` → ("backlink", {"propagation_length": 1, "alpha": 0.5})."""
+    from keras_local.config import parse_value
+
+    name, _, options = text.partition(":")
+    pairs = [item.partition("=") for item in options.split(",") if item]
+    return name, {key: parse_value(value) for key, _, value in pairs}
+
+
+def measure(args, variant, schedule, num_blocks, split):
     """One measurement in this process; prints a JSON line."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import numpy as np
@@ -29,13 +43,14 @@ def measure(args, method, schedule, num_blocks, split):
     import keras_local as kl
     from keras_local import profiling
 
+    method, options = parse_variant(variant)
     model = kl.build_model(args.architecture, method, num_blocks=num_blocks, split=split, schedule=schedule,
-                           head=args.head, input_shape=(32, 32, 3), num_classes=10)
+                           head=args.head, input_shape=(32, 32, 3), num_classes=10, **options)
     rng = np.random.default_rng(0)
     x = rng.normal(size=(args.batch_size, 32, 32, 3)).astype("float32")
     y = rng.integers(0, 10, size=args.batch_size)
     peak = profiling.peak_memory_mib(model, x, y, schedule=schedule)
-    print(json.dumps({"method": method, "schedule": schedule, "num_blocks": num_blocks, "split": split,
+    print(json.dumps({"method": variant, "schedule": schedule, "num_blocks": num_blocks, "split": split,
                       "cuts": [sum(len(b.units) for b in model.blocks[:k]) for k in range(1, len(model.blocks))],
                       "peak_mib": peak}))
 
@@ -56,7 +71,8 @@ def main():
     parser.add_argument("--num-blocks", type=int, nargs="+", default=[2, 4, 8, 16])
     parser.add_argument("--splits", nargs="+", default=["even", "balanced"])
     parser.add_argument("--schedules", nargs="+", default=["sequential"])
-    parser.add_argument("--method", default="gll")
+    parser.add_argument("--methods", nargs="+", default=["gll"],
+                        help="methods to measure, each `name` or `name:key=value,...` (method options)")
     parser.add_argument("--output", default="benchmarks/results/memory.json")
     parser.add_argument("--child", nargs=4, metavar=("METHOD", "SCHEDULE", "K", "SPLIT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -70,11 +86,18 @@ def main():
     for split in args.splits:
         for schedule in args.schedules:
             for num_blocks in args.num_blocks:
-                row = run_child(args, args.method, schedule, num_blocks, split)
-                row["ratio_to_bp"] = row["peak_mib"] / bp["peak_mib"]
-                rows.append(row)
-                print(f"{args.method} {schedule:10s} {split:8s} K={num_blocks:2d}: {row['peak_mib']:7.1f} MiB, "
-                      f"/ bp {row['ratio_to_bp']:.3f}  (cuts {row['cuts']})", flush=True)
+                for variant in args.methods:
+                    row = run_child(args, variant, schedule, num_blocks, split)
+                    row["ratio_to_bp"] = row["peak_mib"] / bp["peak_mib"]
+                    rows.append(row)
+                    print(f"{variant} {schedule:10s} {split:8s} K={num_blocks:2d}: {row['peak_mib']:7.1f} MiB, "
+                          f"/ bp {row['ratio_to_bp']:.3f}  (cuts {row['cuts']})", flush=True)
+    for row in rows:  # against gll on the same split, schedule and K, where measured
+        gll = next((other for other in rows if other["method"] == "gll" and all(
+            other[key] == row[key] for key in ("schedule", "num_blocks", "split"))), None)
+        if gll:
+            row["ratio_to_gll"] = row["peak_mib"] / gll["peak_mib"]
+            print(f"{row['method']} K={row['num_blocks']}: / gll {row['ratio_to_gll']:.3f}")
     result = {
         "architecture": args.architecture, "batch_size": args.batch_size, "head": args.head,
         "bp_peak_mib": bp["peak_mib"], "rows": rows,

@@ -222,7 +222,7 @@ def alexnet(input_shape=None, hidden_units=(4096, 4096), dropout=0.5):
     return _dense_units(units, hidden_units, "relu", dropout)
 
 
-for _depth in (20, 32, 56, 110):
+for _depth in (8, 14, 20, 32, 56, 110):
     ARCHITECTURES.register(f"resnet{_depth}")(functools.partial(cifar_resnet, _depth))
 for _name in BOTTLENECK_DEPTHS:
     ARCHITECTURES.register(_name)(functools.partial(bottleneck_resnet, _name))

@@ -27,6 +27,19 @@ class LocalStep:
         self.tape = None
 
 
+def _run(units, x):
+    for unit in units:
+        x = unit(x, training=True)
+    return x
+
+
+def _add(first, second):
+    """The sum of two gradients, either of which may be None (no path)."""
+    if first is None:
+        return second
+    return first if second is None else first + second
+
+
 @keras.saving.register_keras_serializable(package="keras_local")
 class Block(keras.Model):
     """A contiguous run of units with an auxiliary head, trained by its own optimizer.
@@ -41,9 +54,13 @@ class Block(keras.Model):
         head: a layer giving logits from the features, or None (a block of
             `bp` that is not the last one has no head).
         weight_decay: coupled L2 as in PyTorch's `SGD(weight_decay=...)`:
-            adds `weight_decay * w` to the gradient of every trainable
-            variable of the block (Keras' optimizer `weight_decay` is the
-            decoupled kind, which differs once momentum is used).
+            adds `weight_decay * w` to the gradient of the variables that
+            `weight_decay_scope` names (Keras' optimizer `weight_decay` is
+            the decoupled kind, which differs once momentum is used).
+        weight_decay_scope: `"all"` (PyTorch's: every trainable variable of
+            the block, head, biases and batch norm included) or
+            `"backbone_kernels"` (only the conv / dense kernels of the units:
+            Associated Learning's L2 on its ResNets' kernels, not its bridges).
 
     Example:
 
@@ -56,13 +73,19 @@ class Block(keras.Model):
     ```
     """
 
-    def __init__(self, units, head=None, weight_decay=0.0, **kwargs):
+    WEIGHT_DECAY_SCOPES = ("all", "backbone_kernels")
+
+    def __init__(self, units, head=None, weight_decay=0.0, weight_decay_scope="all", **kwargs):
         super().__init__(**kwargs)
         if weight_decay < 0:
             raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}.")
+        if weight_decay_scope not in self.WEIGHT_DECAY_SCOPES:
+            raise ValueError(f"Unknown weight_decay_scope {weight_decay_scope!r}. "
+                             f"Allowed: {', '.join(self.WEIGHT_DECAY_SCOPES)}.")
         self.units = list(units)
         self.head = head
         self.weight_decay = float(weight_decay)
+        self.weight_decay_scope = weight_decay_scope
 
     def build(self, input_shape):
         shape = tuple(input_shape)
@@ -90,11 +113,18 @@ class Block(keras.Model):
             shape = tuple(unit.compute_output_shape(shape))
         return shape
 
+    def decayed_variables(self):
+        """The trainable variables that `weight_decay` applies to."""
+        if self.weight_decay_scope == "all":
+            return self.trainable_variables
+        return [v for unit in self.units for v in unit.trainable_variables if v.name == "kernel"]
+
     def weight_decay_loss(self, variables=None):
-        """½·λ·Σ‖w‖² over `variables` (default: the block's trainable
-        variables), so its gradient is λ·w; scaled for the number of replicas
-        like any Keras loss."""
-        variables = self.trainable_variables if variables is None else variables
+        """½·λ·Σ‖w‖² over the decayed ones among `variables` (default: all
+        the block's), so its gradient is λ·w; scaled for the number of
+        replicas like any Keras loss."""
+        decayed = {id(v) for v in self.decayed_variables()} if self.weight_decay else set()
+        variables = [v for v in (self.trainable_variables if variables is None else variables) if id(v) in decayed]
         if not self.weight_decay or not variables:
             return 0.0
         total = ops.sum(ops.stack([ops.sum(ops.square(ops.cast(v, "float32"))) for v in variables]))
@@ -129,28 +159,66 @@ class Block(keras.Model):
         the optimizer's loss scale under mixed precision, as `optimizer.apply`
         expects; its `input_gradient` is not.
         """
-        tail = {id(v) for v in self.tail_variables(tail_length)}
-        with tf.GradientTape(persistent=bool(tail)) as tape:
+        if tail_length > 0:
+            return self._compute_with_tail(inputs, y, loss_weight, tail_length, input_gradient)
+        with tf.GradientTape() as tape:
             if input_gradient:
                 tape.watch(inputs)
             features = self(inputs, training=True)
             outputs = self.head(features, training=True)
             logits, loss = logits_of(outputs), self.local_loss(y, outputs)
             scaled = self.optimizer.scale_loss(loss_weight * loss + self.weight_decay_loss())
-        # The tail's weight gradients wait for the next block's error: here
-        # only its own error at the features (∂L/∂h) is taken, so that the
-        # tail's weight gradients are computed once, with both errors mixed.
-        local = [v for v in self.trainable_variables if id(v) not in tail]
-        extra = ([features] if tail else []) + ([inputs] if input_gradient else [])
-        gradients = tape.gradient(scaled, local + extra)
-        by_variable = dict(zip((id(v) for v in local), gradients))
-        step = LocalStep(features, logits, loss, [by_variable.get(id(v)) for v in self.trainable_variables])
-        scale = ops.cast(getattr(self.optimizer, "dynamic_scale", 1.0), "float32")
+        variables = list(self.trainable_variables)
+        gradients = tape.gradient(scaled, variables + ([inputs] if input_gradient else []))
+        step = LocalStep(features, logits, loss, gradients[:len(variables)])
         if input_gradient:
-            step.input_gradient = ops.cast(gradients[-1], "float32") / scale
-        if tail:
-            step.tape = tape
-            step.features_gradient = ops.cast(gradients[len(local)], "float32") / scale
+            step.input_gradient = ops.cast(gradients[-1], "float32") / self._loss_scale()
+        return step
+
+    def _loss_scale(self):
+        return ops.cast(getattr(self.optimizer, "dynamic_scale", 1.0), "float32")
+
+    def _compute_with_tail(self, inputs, y, loss_weight, tail_length, input_gradient):
+        """`compute_local_gradients` for a block whose last `tail_length`
+        units wait for the next block's error. Three tapes: the prefix's (its
+        gradients are taken now, then it is released), the tail's (kept for
+        the link: it holds only the tail's activations) and the head's. The
+        local error flows head → tail → prefix through `output_gradients`;
+        the tail's weight gradients are left for `backward_link_gradients`."""
+        split = len(self.units) - tail_length
+        prefix_units, tail_units = self.units[:split], self.units[split:]
+        with tf.GradientTape() as prefix_tape:
+            if input_gradient:
+                prefix_tape.watch(inputs)
+            hidden = _run(prefix_units, inputs)
+        tail_inputs = ops.stop_gradient(hidden) if prefix_units else inputs
+        with tf.GradientTape(persistent=True) as tail_tape:
+            tail_tape.watch(tail_inputs)
+            features = _run(tail_units, tail_inputs)
+        head_inputs = ops.stop_gradient(features)
+        tail = {id(v) for v in self.tail_variables(tail_length)}
+        local = [v for v in self.trainable_variables if id(v) not in tail]  # the head's and the prefix's
+        with tf.GradientTape() as head_tape:
+            head_tape.watch(head_inputs)
+            outputs = self.head(head_inputs, training=True)
+            logits, loss = logits_of(outputs), self.local_loss(y, outputs)
+            scaled = self.optimizer.scale_loss(loss_weight * loss + self.weight_decay_loss(local))
+        *own, features_gradient = head_tape.gradient(scaled, local + [head_inputs])
+        gradients = dict(zip((id(v) for v in local), own))  # the prefix's: weight decay only so far
+        hidden_gradient = tail_tape.gradient(features, tail_inputs, output_gradients=features_gradient)
+        prefix_variables = [v for unit in prefix_units for v in unit.trainable_variables]
+        input_error = hidden_gradient
+        if prefix_units:
+            through = prefix_tape.gradient(hidden, prefix_variables + ([inputs] if input_gradient else []),
+                                           output_gradients=hidden_gradient)
+            input_error = through[-1] if input_gradient else None
+            for variable, gradient in zip(prefix_variables, through):
+                gradients[id(variable)] = _add(gradients.get(id(variable)), gradient)
+        step = LocalStep(features, logits, loss, [gradients.get(id(v)) for v in self.trainable_variables])
+        step.tape = tail_tape
+        step.features_gradient = ops.cast(features_gradient, "float32") / self._loss_scale()
+        if input_gradient:
+            step.input_gradient = ops.cast(input_error, "float32") / self._loss_scale()
         return step
 
     def tail_variables(self, tail_length):
@@ -204,6 +272,7 @@ class Block(keras.Model):
             "units": [keras.saving.serialize_keras_object(unit) for unit in self.units],
             "head": keras.saving.serialize_keras_object(self.head),
             "weight_decay": self.weight_decay,
+            "weight_decay_scope": self.weight_decay_scope,
             "dtype": keras.saving.serialize_keras_object(self.dtype_policy),
         }
 

@@ -338,7 +338,10 @@ class LocalModel(keras.Model):
         block's gradients."""
         num_blocks = len(self.blocks)
         weights = self.method.loss_weights(num_blocks)
-        features, waiting, previous_gradients = x, None, []  # waiting: (block, its LocalStep, its tail length)
+        # waiting: (block, its LocalStep, its tail length). With the "sequential" schedule block k+1's
+        # forward waits for block k's local gradients and for block k−1's link update, so that no
+        # block's activations outlive the step after its own.
+        features, waiting, previous_gradients, link_gradients = x, None, [], []
         target = self._loss_target(x, y)
         logits = loss = None
         for index, block in enumerate(self.blocks):
@@ -372,6 +375,7 @@ class LocalModel(keras.Model):
                         previous_step, step.input_gradient, self.method.alpha, previous_tail
                     )
                     previous.optimizer.apply(gradients, previous.trainable_variables)
+                link_gradients = gradients  # the next block's forward also waits for this update
                 waiting = None
             if tail_length > 0:
                 waiting = (block, step, tail_length)
@@ -379,7 +383,8 @@ class LocalModel(keras.Model):
                 with self.on_device(index):
                     block.optimizer.apply(step.gradients, block.trainable_variables)
             self._update_block_metrics(index, y, step.logits, step.loss)
-            features, previous_gradients = step.features, step.gradients
+            features, previous_gradients = step.features, step.gradients + link_gradients
+            link_gradients = []
             logits, loss = step.logits, step.loss
         return logits, loss
 

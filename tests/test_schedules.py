@@ -233,3 +233,47 @@ def test_schedule_and_devices_survive_a_keras_round_trip(tmp_path):
     x, y = batches(1, seed=5)[0]
     loaded.train_on_batch(x, y)  # a new warm-up: only block 0 trains
     assert [int(b.optimizer.iterations.numpy()) for b in loaded.blocks] == [4, 2, 1]
+
+
+# -- sequential with backward links: what each block's forward waits for -------------------------
+
+
+def test_sequential_backlink_orders_block_k_minus_1_link_before_block_k_plus_1(monkeypatch):
+    """With links, block k−1's update waits for block k's input error. Block k+1's
+    forward must wait for that link update too (not only for block k's local
+    gradients), or every pending tail stays alive beside the next blocks'
+    activations and the sequential schedule saves nothing."""
+    from conftest import tiny_batch, tiny_resnet
+
+    from keras_local import block as block_module
+    from keras_local import model as model_module
+
+    model = tiny_resnet("backlink", alpha=0.5, propagation_length=1)
+    model.schedule = "sequential"
+    model.compile(optimizer=keras.optimizers.SGD(LEARNING_RATE))
+    model.optimizer.build()
+    waits, links = [], {}
+    original_after, original_link = model_module.after, block_module.Block.backward_link_gradients
+
+    def spy_after(dependencies, tensor):
+        result = original_after(dependencies, tensor)
+        waits.append(result)
+        return result
+
+    def spy_link(self, step, output_gradient, alpha, tail_length):
+        gradients = original_link(self, step, output_gradient, alpha, tail_length)
+        tail = {id(v) for v in self.tail_variables(tail_length)}
+        links[self.name] = [g for v, g in zip(self.trainable_variables, gradients) if id(v) in tail]
+        return gradients
+
+    monkeypatch.setattr(model_module, "after", spy_after)
+    monkeypatch.setattr(block_module.Block, "backward_link_gradients", spy_link)
+    x, y = tiny_batch()
+    tf.function(model.train_step).get_concrete_function((tf.constant(x), tf.constant(y)))
+    # after() is called for blocks 0, 1, 2 (in each trace; the last trace's links are kept).
+    block_1_input, block_2_input = waits[-2:]
+    block_2_waits_for = set(block_2_input.op.control_inputs)
+    link_ops = {gradient.op for gradient in links["block_0"]}
+    assert link_ops and link_ops <= block_2_waits_for
+    # block 1's input waits for block 0's local gradients only (its link needs block 1's error).
+    assert not link_ops & set(block_1_input.op.control_inputs)
