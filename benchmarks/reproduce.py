@@ -2,7 +2,16 @@
 
     python benchmarks/reproduce.py --grid cifar10                 # run what is not done yet, then the report
     python benchmarks/reproduce.py --grid cifar10 --only "resnet20-*-k4-s0"
-    python benchmarks/reproduce.py --report                        # only re-render benchmarks/results/README.md
+    python benchmarks/reproduce.py --grid power                   # the protocol with power (3 seeds, 2 recipes)
+    python benchmarks/reproduce.py --report                        # only re-render the reports
+
+The `power` grid is the one `benchmarks/results/README.md` reports: resnet8 on
+5,000 CIFAR-10 images trained to the end of its schedule, whose BP seeds
+agree within a point, three seeds per cell, each method under one shared
+recipe and under its own reference recipe (`Method.reference_recipe`,
+compressed to the grid's epochs). The first grids (`cifar10`,
+`tiny_imagenet`: 2 epochs of 20,000 images, BP seeds 6-13 points apart)
+are reported apart, in `benchmarks/results/first_grid/README.md`.
 
 Every cell of a grid (network × method variant × K × seed) trains through
 `keras_local.train.train_and_evaluate` with the grid's budget (the same data,
@@ -38,6 +47,7 @@ os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")  # the CPU allocator's
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 RECORDS = RESULTS / "reproduce"
+POWER_RECORDS = RESULTS / "power"
 DATA_DIR = str(ROOT.parent / "shared" / "data" / "tfds")
 
 # Method variants: (method, head or None for the method's own, method options, split).
@@ -83,6 +93,13 @@ BUDGETS = {
         "batch_size": 128, "learning_rate": 0.1, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4,
         "lr_schedule": "cosine",
     },
+    # BP's seed spread at this budget (3 seeds): 51.67 / 50.95 / 51.92 % test accuracy.
+    "power": {
+        "label": "CIFAR-10 (JPEG q75), resnet8, 5,000 training images", "dataset": "cifar10_jpeg",
+        "train_examples": 5000, "epochs": 10, "batch_size": 128, "learning_rate": 0.05, "momentum": 0.9,
+        "nesterov": True, "weight_decay": 5e-4, "lr_schedule": "cosine", "warmup_epochs": 1,
+        "validation_freq": 0,
+    },
     "tiny_imagenet": {
         "label": "Tiny-ImageNet (shared subset, 190/class; validation as test)", "dataset": "tiny_imagenet",
         "test_split": "validation", "train_examples": None, "epochs": 1, "batch_size": 128,
@@ -106,6 +123,19 @@ def grid(name):
             cells.append(_cell("cifar10", architecture, "bp", 1, 1))
             cells.append(_cell("cifar10", architecture, "associated_adam", "auto", 1))
             cells += [_cell("cifar10", architecture, variant, 4, 1) for variant in LOCAL]
+    elif name == "power":  # seed 0 of every cell first, then seed 1, then seed 2
+        shared = [("bp", 1), ("gll_linear", 2), ("gll_linear", 4), ("backlink_l1", 2), ("backlink_l1", 4),
+                  ("backlink_l2", 2), ("gll_conv", 4), ("bwbpf", 4), ("dgl", 4), ("predsim", 4), ("infopro", 4),
+                  ("associated", "auto")]
+        reference = [("bp", 1), ("gll_linear", 4), ("backlink_l1", 4), ("bwbpf", 4), ("dgl", 4), ("predsim", 4),
+                     ("infopro", 4)]
+        for seed in range(POWER_SEEDS):
+            cells += [_cell("power", "resnet8", variant, k, seed) for variant, k in shared]
+            cells += [_cell("power", "resnet8", variant, k, seed, recipe="reference") for variant, k in reference]
+        # Associated Learning's reference (full-map bridges, ~68 M parameters, Adam at batch 32) costs
+        # several times any other cell on the CPU: last.
+        cells += [_cell("power", "resnet8", "associated", "auto", seed, recipe="reference")
+                  for seed in range(POWER_SEEDS)]
     elif name == "tiny_imagenet":
         for variant in ("bp", "gll_linear", "backlink_l1", "bwbpf"):
             cells.append(_cell("tiny_imagenet", "resnet20", variant, 1 if variant == "bp" else 4, 0))
@@ -137,25 +167,57 @@ def _num_units(architecture):
     return len(get_architecture(architecture))
 
 
-def _cell(protocol, architecture, variant, num_blocks, seed):
+def _cell(protocol, architecture, variant, num_blocks, seed, recipe="shared"):
     method, head, options, split = VARIANTS[variant]
     if split == "infopro" and architecture not in ("resnet32", "resnet110"):
         split = "even"  # InfoPro's tables cover resnet32 and resnet110 only
-    cell_id = f"{protocol}-{architecture}-{variant}-k{num_blocks}-s{seed}"
+    if recipe == "reference":  # the method's own head, split and options, but the variant's
+        head = None
+        options = {key: value for key, value in options.items() if key != "bridge"}
+    suffix = "-ref" if recipe == "reference" else ""
+    cell_id = f"{protocol}-{architecture}-{variant}-k{num_blocks}{suffix}-s{seed}"
     return {"id": cell_id, "protocol": protocol, "architecture": architecture, "variant": variant,
             "method": method, "head": head, "method_options": options, "num_blocks": num_blocks,
-            "split": split, "seed": seed}
+            "split": split, "seed": seed, "recipe": recipe}
+
+
+POWER_SEEDS = 3
+
+
+def reference_budget(cell, budget):
+    """A reference recipe compressed to the grid's budget: the recipe's optimizer, learning rate,
+    schedule shape, weight decay (and its scope), head and options, over the grid's epochs; a batch
+    above the grid's is capped at it with the learning rate scaled linearly (SGD; Adam keeps its
+    rate), and a warm-up keeps its fraction of training (at least one epoch)."""
+    from keras_local.methods import get_method
+
+    settings = get_method(cell["method"]).reference_recipe(cell["architecture"]).settings
+    values = {"recipe": "reference", "epochs": budget["epochs"]}
+    if settings["batch_size"] > budget["batch_size"]:
+        values["batch_size"] = budget["batch_size"]
+        if settings["optimizer"] == "sgd":
+            values["learning_rate"] = settings["learning_rate"] * budget["batch_size"] / settings["batch_size"]
+    if settings.get("warmup_epochs"):
+        values["warmup_epochs"] = max(1, round(settings["warmup_epochs"] * budget["epochs"] / settings["epochs"]))
+    return values
 
 
 def overrides(cell, budget):
     """The `--set` overrides of a cell: the grid's budget, then the cell's model."""
     values = {key: value for key, value in budget.items() if key != "label" and value is not None}
-    values.update(BUDGET_OVERRIDES.get(cell["variant"], {}))
+    if cell.get("recipe") == "reference":  # the data of the budget, the rest the method's own
+        values = {key: values[key] for key in ("dataset", "train_examples", "test_split", "validation_freq")
+                  if key in values}
+        values.update(reference_budget(cell, budget))
+    else:
+        values.update(BUDGET_OVERRIDES.get(cell["variant"], {}))
     values.update({"architecture": cell["architecture"], "method": cell["method"], "num_blocks": cell["num_blocks"],
                    "split": cell["split"], "seed": cell["seed"], "data_dir": DATA_DIR, "verbose": 0,
                    "eval_batch_size": 500,
                    "schedule": "together" if cell["method"] in ("bp", "associated") or
                    cell["method_options"].get("deep_supervision") else "sequential"})
+    if cell.get("recipe") == "reference" and cell["num_blocks"] == "auto":
+        values.pop("num_blocks")  # the recipe's (Associated Learning: its own components)
     if cell["head"] is not None:
         values["head"] = cell["head"]
     result = [f"{key}={_literal(value)}" for key, value in values.items()]
@@ -636,11 +698,12 @@ def main(argv=None):
         cells = grid(args.grid)
         if args.only:
             cells = [cell for cell in cells if fnmatch.fnmatch(cell["id"], args.only)]
+        records = POWER_RECORDS if args.grid == "power" else RECORDS
         if args.list:
             for cell in cells:
-                print(f"{'done' if record_path(cell).exists() else 'todo'}  {cell['id']}")
+                print(f"{'done' if record_path(cell, records).exists() else 'todo'}  {cell['id']}")
             return 0
-        run_grid(cells)
+        run_grid(cells, records)
     path = render_report(load_records())
     print(f"wrote {path}")
     return 0

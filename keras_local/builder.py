@@ -6,9 +6,10 @@ import keras
 
 from keras_local.architectures import architecture_option_names, get_architecture
 from keras_local.block import Block
-from keras_local.heads import HEADS, Bridge, LinearHead, get_head
+from keras_local.heads import HEADS, Bridge, get_head
 from keras_local.methods import get_method
 from keras_local.model import LocalModel
+from keras_local.recipes import check_recipe
 from keras_local.splitting import block_sizes, resolve_cuts, split_units
 
 
@@ -18,16 +19,19 @@ def build_model(
     *,
     num_blocks=None,
     cuts=None,
-    split="even",
+    split=None,
     head=None,
     input_shape=(32, 32, 3),
     num_classes=10,
-    weight_decay=0.0,
+    weight_decay=None,
+    weight_decay_scope=None,
     architecture_options=None,
     schedule="together",
     devices=None,
     name=None,
     build=True,
+    recipe=None,
+    dataset=None,
     **method_options,
 ):
     """Builds a LocalModel: `architecture`'s units cut into blocks, with heads.
@@ -38,7 +42,7 @@ def build_model(
         num_blocks: K, for an even split (lower blocks get the extra units).
         cuts: explicit block boundaries (unit indices, list or "3,7,11");
             overrides `split`.
-        split: how `num_blocks` cuts the network: `"even"` (the same number
+        split: how `num_blocks` cuts the network: `"even"` (the default: the same number
             of units per block) or `"balanced"` (about the same activation
             memory per block: fewer of the large early units per block), or
             InfoPro's tables for resnet32 / resnet110: `"infopro"` (K = 2, 4,
@@ -53,7 +57,8 @@ def build_model(
             auxiliary heads and ignores it).
         input_shape: shape of one example, e.g. (32, 32, 3).
         num_classes: number of classes.
-        weight_decay: coupled L2 (PyTorch semantics), see `Block`.
+        weight_decay: coupled L2 (PyTorch semantics), see `Block` (default 0).
+        weight_decay_scope: `"all"` (default) or `"backbone_kernels"`, see `Block`.
         architecture_options: the architecture's own options, e.g.
             `{"stem": "cifar"}` for the bottleneck ResNets.
         schedule: `"together"`, `"sequential"` or `"pipelined"`
@@ -62,6 +67,11 @@ def build_model(
             (`keras_local.placement.place_blocks`).
         build: create the weights (False: only check the arguments and
             assemble the blocks, which is fast even for ResNet-152).
+        recipe: `"reference"` takes the model keys of the method's reference
+            recipe (head, split, weight decay and its scope, method options;
+            `keras_local.recipes`) wherever the call leaves them unset.
+        dataset: the dataset's name, for options that follow it (InfoPro's
+            `image_normalization`).
         **method_options: options of the method (e.g. `alpha`).
 
     Example:
@@ -72,7 +82,19 @@ def build_model(
     [len(block.units) for block in model.blocks]    # [4, 4, 4, 4]
     ```
     """
-    method = get_method(method, **method_options)
+    rule = get_method(method, **method_options)
+    if recipe is not None and check_recipe(recipe) == "reference":
+        settings = rule.reference_recipe(architecture).model_settings()
+        if isinstance(method, str):
+            rule = get_method(method, **{**settings.get("method_options", {}), **method_options})
+        head = settings.get("head") if head is None else head
+        split = settings.get("split") if split is None else split
+        weight_decay = settings.get("weight_decay") if weight_decay is None else weight_decay
+        weight_decay_scope = settings.get("weight_decay_scope") if weight_decay_scope is None else weight_decay_scope
+    method = rule
+    split = "even" if split is None else split
+    weight_decay = 0.0 if weight_decay is None else weight_decay
+    weight_decay_scope = "all" if weight_decay_scope is None else weight_decay_scope
     head = method.default_head if head is None else head
     HEADS.get(head)
     _check_positive_int("num_classes", num_classes, minimum=2)
@@ -90,21 +112,24 @@ def build_model(
     method.validate(block_sizes(len(units), cuts))
 
     groups = split_units(units, cuts)
+    method.configure(architecture=architecture, num_blocks=len(groups), dataset=dataset)
+    features_shape = _output_shape(units, input_shape)
+    decay = dict(weight_decay=weight_decay, weight_decay_scope=weight_decay_scope)
     blocks, label_blocks = [], None
     for index, group in enumerate(groups):
         if method.label_path:
             block_head = _bridge(method, architecture, index)
         elif index == len(groups) - 1 and not method.separate_output_block:
-            block_head = LinearHead(num_classes, name="output_head")
+            block_head = method.output_head(num_classes, features_shape)
         elif method.aux_heads:
             block_head = get_head(head, num_classes, name_prefix=f"block{index}_head", image_shape=input_shape,
                                   **(method.head_options() if head == method.default_head else {}))
         else:
             block_head = None
-        blocks.append(Block(group, head=block_head, weight_decay=weight_decay, name=f"block_{index}"))
+        blocks.append(Block(group, head=block_head, **decay, name=f"block_{index}"))
     if method.separate_output_block:
-        output_head = LinearHead(num_classes, name="output_head")
-        blocks.append(Block([], head=output_head, weight_decay=weight_decay, name="output_block"))
+        output_head = method.output_head(num_classes, features_shape)
+        blocks.append(Block([], head=output_head, **decay, name="output_block"))
     if method.label_path:
         label_blocks = _label_blocks(method, method.width_for(architecture), num_classes, len(blocks))
     model = LocalModel(blocks, method=method, label_blocks=label_blocks, schedule=schedule, devices=devices,
@@ -112,6 +137,13 @@ def build_model(
     if build:
         model.build((None, *input_shape))
     return model
+
+
+def _output_shape(units, input_shape):
+    shape = (None, *input_shape)
+    for unit in units:
+        shape = tuple(unit.compute_output_shape(shape))
+    return shape
 
 
 def activation_sizes(units, input_shape):
@@ -136,9 +168,11 @@ def build_model_from_config(config, input_shape, num_classes, build=True):
         input_shape=input_shape,
         num_classes=num_classes,
         weight_decay=config["weight_decay"],
+        weight_decay_scope=config["weight_decay_scope"],
         architecture_options=config["architecture_options"],
         schedule=config["schedule"],
         devices=config["devices"],
+        dataset=config["dataset"],
         build=build,
         **config["method_options"],
     )

@@ -2,6 +2,7 @@
 
     keras-local train                                   # demo on the embedded CIFAR-10 sample
     keras-local train --config recipes/gll_resnet32_cifar10.toml --set epochs=5
+    keras-local train --set method=predsim --set architecture=vgg8b --recipe reference --set epochs=2
     keras-local list                                    # methods, architectures, heads, datasets
     keras-local analyze --model runs/x/model.keras --dataset cifar10_sample --block 3 --plot f.png
     keras-local profile --set architecture=resnet110 --num-blocks 2,4,8,16 --output-dir runs/profile
@@ -21,6 +22,9 @@ def _parser():
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config key, e.g. --set epochs=5 (repeatable)")
     train.add_argument("--run-dir", help="where outputs go (default: runs/<architecture>-<method>-k<K>-<dataset>)")
+    train.add_argument("--recipe", choices=("shared", "reference"),
+                       help="reference: the method's own training recipe (optimizer, schedule, weight decay, "
+                            "batch, epochs, head) under the config file and --set")
     listing = commands.add_parser("list", help="list methods, architectures, heads and datasets")
     listing.add_argument("--data-dir", help="also list the datasets prepared under this TFDS data root")
     analyze = commands.add_parser(
@@ -200,7 +204,8 @@ def main(argv=None):
             return 0
         from keras_local.train import train_and_evaluate
 
-        config = load_config(args.config, args.set, method_option_names())
+        recipe = [f"recipe={args.recipe!r}".replace("'", '"')] if args.recipe else []
+        config = load_config(args.config, recipe + args.set, method_option_names())
         summary = train_and_evaluate(config, run_dir=args.run_dir)
     except ValueError as error:
         print(f"keras-local: error: {error}", file=sys.stderr)

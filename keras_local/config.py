@@ -1,8 +1,10 @@
 """Run configurations: defaults, TOML recipes and `key=value` overrides.
 
 A configuration is a flat dict. `load_config` starts from `DEFAULTS`,
-applies a TOML recipe, then `--set key=value` overrides, and rejects unknown
-keys and wrongly typed values before anything is built or trained.
+applies the method's reference recipe when `recipe = "reference"`
+(`keras_local.recipes`), then a TOML file, then `--set key=value`
+overrides, and rejects unknown keys and wrongly typed values before
+anything is built or trained.
 
 Example:
 
@@ -14,6 +16,7 @@ config["epochs"]      # 5
 
 import tomllib
 
+from keras_local.block import Block
 from keras_local.schedules import SCHEDULES
 from keras_local.splitting import SPLITS
 
@@ -27,6 +30,9 @@ DEFAULTS = {
     "head": None,  # the method's default head
     "method_options": {},
     "architecture_options": {},
+    # "shared": these settings as given; "reference": the method's own recipe under the file and --set
+    # (Method.reference_recipe: optimizer, schedule, weight decay, batch, epochs, head, options).
+    "recipe": "shared",
     # schedule and placement
     "schedule": "together",
     "devices": None,
@@ -41,11 +47,15 @@ DEFAULTS = {
     "eval_batch_size": 256,
     # optimisation
     "epochs": 6,
+    # Evaluate on the test split every this many epochs during training (0: only at the end).
+    "validation_freq": 1,
     "optimizer": "sgd",
     "learning_rate": 0.05,
     "momentum": 0.9,
     "nesterov": False,
     "weight_decay": 5e-4,
+    # "all" (PyTorch's coupled decay on every variable) or "backbone_kernels" (units' kernels only).
+    "weight_decay_scope": "all",
     "lr_schedule": "cosine",
     "final_learning_rate": 0.0,
     # Linear warm-up from warmup_learning_rate to learning_rate over the first
@@ -72,12 +82,14 @@ DEFAULTS = {
 
 OPTIMIZERS = ("sgd", "adam")
 
+WEIGHT_DECAY_SCOPES = Block.WEIGHT_DECAY_SCOPES
+
 LR_SCHEDULES = ("cosine", "constant", "piecewise")
 
 # The Python types each key accepts (None is accepted where the default is None).
 _TYPES = {
     "num_blocks": (int, str), "batch_size": int, "eval_batch_size": int, "epochs": int,
-    "seed": int, "verbose": int, "train_examples": int, "test_examples": int, "warmup_epochs": int,
+    "seed": int, "verbose": int, "validation_freq": int, "train_examples": int, "test_examples": int, "warmup_epochs": int,
     "warmup_learning_rate": float,
     "learning_rate": float, "final_learning_rate": float, "momentum": float, "weight_decay": float,
     "nesterov": bool, "tensorboard": bool, "method_options": dict, "architecture_options": dict,
@@ -111,8 +123,16 @@ def resolve(values, method_option_names=()):
     Keys that are not run settings but are in `method_option_names` go into
     `method_options` (so `--set alpha=0.5` works for methods with options).
     """
+    from keras_local.recipes import check_recipe
+
     config = {key: dict(value) if isinstance(value, dict) else value for key, value in DEFAULTS.items()}
-    for key, value in values.items():
+    recipe = values.get("recipe", DEFAULTS["recipe"])
+    if not isinstance(recipe, str):
+        raise ValueError(f"Config key 'recipe' has the wrong type: got {recipe!r}.")
+    layers = [values]
+    if check_recipe(recipe) == "reference":
+        layers.insert(0, _reference_settings(values))
+    for key, value in (item for layer in layers for item in layer.items()):
         if key in DEFAULTS:
             config[key] = value if not isinstance(DEFAULTS[key], dict) else {**config[key], **value}
         elif key in method_option_names:
@@ -129,9 +149,11 @@ def resolve(values, method_option_names=()):
         if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
             raise ValueError(f"Config key {key!r} has the wrong type: got {value!r}.")
     for key, allowed in (("optimizer", OPTIMIZERS), ("lr_schedule", LR_SCHEDULES),
-                         ("schedule", SCHEDULES), ("split", SPLITS)):
+                         ("schedule", SCHEDULES), ("split", SPLITS), ("weight_decay_scope", WEIGHT_DECAY_SCOPES)):
         if config[key] not in allowed:
             raise ValueError(f"Unknown {key} {config[key]!r}. Allowed: {', '.join(allowed)}.")
+    if config["validation_freq"] < 0:
+        raise ValueError(f"validation_freq must be >= 0 (0: only at the end), got {config['validation_freq']!r}.")
     for key in ("epochs", "batch_size", "eval_batch_size"):
         if config[key] < 1:
             raise ValueError(f"{key} must be >= 1, got {config[key]!r}.")
@@ -161,6 +183,18 @@ def resolve(values, method_option_names=()):
             f"got {config['final_learning_rate']!r}."
         )
     return config
+
+
+def _reference_settings(values):
+    """The reference recipe of the method (and network) that `values` name."""
+    from keras_local.methods import get_method
+
+    method = values.get("method", DEFAULTS["method"])
+    architecture = values.get("architecture", DEFAULTS["architecture"])
+    try:
+        return dict(get_method(method).reference_recipe(architecture).settings)
+    except NotImplementedError as error:
+        raise ValueError(str(error)) from None
 
 
 def load_config(path=None, overrides=(), method_option_names=()):

@@ -49,14 +49,15 @@ class LinearHead(keras.layers.Layer):
     ```
     """
 
-    def __init__(self, num_classes, **kwargs):
+    def __init__(self, num_classes, kernel_initializer="glorot_uniform", **kwargs):
         super().__init__(**kwargs)
         self.num_classes = num_classes
+        self.kernel_initializer = kernel_initializer
         self.pool = keras.layers.GlobalAveragePooling2D(
             name=f"{self.name}_pool", dtype=self.dtype_policy
         )
         self.dense = keras.layers.Dense(
-            num_classes, name=f"{self.name}_dense", dtype=self.dtype_policy
+            num_classes, kernel_initializer=kernel_initializer, name=f"{self.name}_dense", dtype=self.dtype_policy
         )
 
     def build(self, input_shape):
@@ -70,7 +71,8 @@ class LinearHead(keras.layers.Layer):
         return (input_shape[0], self.num_classes)
 
     def get_config(self):
-        return {**super().get_config(), "num_classes": self.num_classes}
+        return {**super().get_config(), "num_classes": self.num_classes,
+                "kernel_initializer": keras.saving.serialize_keras_object(self.kernel_initializer)}
 
 
 @keras.saving.register_keras_serializable(package="keras_local")
@@ -149,6 +151,9 @@ class DGLHead(keras.layers.Layer):
     - `"cnn"`: two [3x3 conv (no bias) + BN + ReLU] at full resolution,
       adaptive average pool to 2x2, BN, flatten, Dense.
 
+    `mlp_layers` sets the MLP's depth (3 in the auxiliary nets; the
+    reference's last module has `"mlp"` with 2, DGL's output head).
+
     Example:
 
     ```python
@@ -159,12 +164,13 @@ class DGLHead(keras.layers.Layer):
 
     VARIANTS = ("mlp_sr", "mlp", "cnn")
 
-    def __init__(self, num_classes, variant="mlp_sr", **kwargs):
+    def __init__(self, num_classes, variant="mlp_sr", mlp_layers=3, **kwargs):
         super().__init__(**kwargs)
         if variant not in self.VARIANTS:
             raise ValueError(f"Unknown DGL head variant {variant!r}. Allowed: {', '.join(self.VARIANTS)}.")
         self.num_classes = num_classes
         self.variant = variant
+        self.mlp_layers = mlp_layers
         self.stack = []
 
     def build(self, input_shape):
@@ -178,6 +184,8 @@ class DGLHead(keras.layers.Layer):
             return f"{self.name}_{part}{next(counter)}"
 
         def pool(output_size):
+            if output_size == 1:  # Keras' adaptive pooling to 1x1 fails in graph mode (a 5-wide window on 4x4)
+                return keras.layers.GlobalAveragePooling2D(keepdims=True, name=name("pool"), dtype=dtype)
             return keras.layers.AdaptiveAveragePooling2D(output_size, name=name("pool"), dtype=dtype)
 
         def conv_bn_relu(kernel_size):
@@ -190,15 +198,15 @@ class DGLHead(keras.layers.Layer):
             for _ in range(3):
                 layers += conv_bn_relu(1)
             layers += [pool(2)]
-        elif self.variant == "mlp":
-            layers += [pool(reduced), pool(2)]
+        elif self.variant == "mlp":  # (on maps of 4x4 or less, ⌈s/4⌉ is 1: nothing left to pool)
+            layers += [pool(reduced), pool(min(reduced, 2))]
         else:
             for _ in range(2):
                 layers += conv_bn_relu(3)
             layers += [pool(2), batch_norm(name("bn"), dtype=dtype)]
         layers.append(keras.layers.Flatten(name=name("flatten"), dtype=dtype))
         if self.variant != "cnn":
-            for _ in range(3):
+            for _ in range(self.mlp_layers):
                 layers += [keras.layers.Dense(4 * channels, name=name("dense"), dtype=dtype),
                            batch_norm(name("bn"), dtype=dtype), keras.layers.ReLU(name=name("relu"), dtype=dtype)]
         layers.append(keras.layers.Dense(self.num_classes, name=name("logits"), dtype=dtype))
@@ -218,7 +226,8 @@ class DGLHead(keras.layers.Layer):
         return (input_shape[0], self.num_classes)
 
     def get_config(self):
-        return {**super().get_config(), "num_classes": self.num_classes, "variant": self.variant}
+        return {**super().get_config(), "num_classes": self.num_classes, "variant": self.variant,
+                "mlp_layers": self.mlp_layers}
 
 
 @keras.saving.register_keras_serializable(package="keras_local")

@@ -114,8 +114,9 @@ def train_and_evaluate(config, run_dir=None):
     ]
     if config["tensorboard"]:
         callbacks.append(keras.callbacks.TensorBoard(os.path.join(run_dir, "tensorboard")))
-    model.fit(train, validation_data=test, epochs=config["epochs"], callbacks=callbacks,
-              verbose=config["verbose"])
+    validate = config["validation_freq"] > 0
+    model.fit(train, validation_data=test if validate else None, epochs=config["epochs"], callbacks=callbacks,
+              verbose=config["verbose"], validation_freq=max(config["validation_freq"], 1))
     results = model.evaluate(test, return_dict=True, verbose=0)
     model.save(os.path.join(run_dir, "model.keras"))
     export_inference_model(model, os.path.join(run_dir, "inference.keras"))

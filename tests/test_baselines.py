@@ -51,9 +51,14 @@ def test_dgl_networks_follow_the_reference_layers():
     four = kl.build_model("dgl_cnn4", "dgl", num_blocks=4, num_classes=10)
     assert [block.features_shape[1:] for block in four.blocks] == [
         (32, 32, 64), (16, 16, 128), (16, 16, 128), (8, 8, 256)]
-    # DGL's default auxiliary net is mlp_sr; the last block keeps the network's classifier.
+    # DGL's default auxiliary net is mlp_sr; the last block's head is the reference's last module:
+    # pool to 2x2, two [Dense(4F) + BN + ReLU], Dense (auxillary_classifier2(n_lin=0, mlp_layers=2)).
     assert all(isinstance(block.head, DGLHead) and block.head.variant == "mlp_sr" for block in model.blocks[:-1])
-    assert isinstance(model.output_head, kl.heads.LinearHead)
+    output = model.output_head
+    assert isinstance(output, DGLHead) and output.variant == "mlp" and output.mlp_layers == 2
+    dense = [layer for layer in output.stack if isinstance(layer, keras.layers.Dense)]
+    assert [layer.units for layer in dense] == [4 * 512, 4 * 512, 10]
+    assert sum(isinstance(layer, keras.layers.BatchNormalization) for layer in output.stack) == 2
     assert isinstance(kl.build_model("dgl_cnn4", "dgl", num_blocks=4, head="cnn").blocks[0].head, DGLHead)
     assert isinstance(kl.build_model("dgl_cnn4", "gll", num_blocks=4).blocks[0].head, kl.heads.LinearHead)
 
@@ -144,9 +149,12 @@ def test_predsim_head_follows_the_reference():
     assert head.similarity.kernel_size == (3, 3) and not head.similarity.use_bias
 
 
-def test_predsim_blocks_get_their_own_predsim_loss_and_the_output_layer_its_scaled_ce():
+@pytest.mark.parametrize("output_loss", ["plain", "scaled"])
+def test_predsim_blocks_get_their_own_predsim_loss_and_the_output_layer_its_ce(output_loss):
     beta = 0.9
-    model = kl.build_model("dgl_cnn4", "predsim", num_blocks=2, beta=beta, input_shape=(8, 8, 3), num_classes=5)
+    model = kl.build_model("dgl_cnn4", "predsim", num_blocks=2, beta=beta, input_shape=(8, 8, 3), num_classes=5,
+                           output_loss=output_loss)
+    assert not np.any(model.output_head.dense.kernel.numpy())  # zero-initialised, as the reference's
     model.compile(optimizer=keras.optimizers.SGD(LEARNING_RATE))
     assert len(model.blocks) == 3 and not model.blocks[-1].units  # the output layer is a block of its own
     for block in model.blocks[:-1]:  # a non-zero decoder, so that the CE term has gradients everywhere
@@ -171,7 +179,8 @@ def test_predsim_blocks_get_their_own_predsim_loss_and_the_output_layer_its_scal
             outputs = block.head(h, training=True)
             losses.append((1 - beta) * ce(y, outputs["logits"])
                           + beta * tf.reduce_mean(tf.square(sim(outputs["similarity"]) - target)))
-        losses.append((1 - beta) * ce(y, model.output_head(h, training=True)))
+        output_weight = (1 - beta) if output_loss == "scaled" else 1.0
+        losses.append(output_weight * ce(y, model.output_head(h, training=True)))
     reference = [tape.gradient(loss, block.trainable_variables) for loss, block in zip(losses, model.blocks)]
     applied = applied_gradients(model, x, y)
     for k in range(len(model.blocks)):
@@ -181,9 +190,35 @@ def test_predsim_blocks_get_their_own_predsim_loss_and_the_output_layer_its_scal
     assert max(float(tf.reduce_max(tf.abs(g))) for g in leaked) > 1e-5
 
 
+def test_predsim_output_learns_under_sgd_with_coupled_weight_decay():
+    """The default (plain CE on the output) trains the output layer under SGD; the reference's
+    (1 − β)·CE gives it a 100× smaller step while the coupled weight decay is not scaled, and
+    the output stays near chance (what the first reproduction grid recorded)."""
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(5, 8, 8, 3)).astype("float32")
+    y = rng.integers(0, 5, size=512)
+    x = centres[y] + 0.3 * rng.normal(size=(512, 8, 8, 3)).astype("float32")
+    cross_entropy = {}
+    for output_loss in ("plain", "scaled"):
+        keras.utils.set_random_seed(0)
+        model = kl.build_model("dgl_cnn4", "predsim", num_blocks=2, input_shape=(8, 8, 3), num_classes=5,
+                               weight_decay=5e-4, output_loss=output_loss)
+        for index in range(2):  # the output layer alone learns, on fixed features
+            model.set_block_state(index, "frozen")
+        model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9))
+        model.fit(x, y, batch_size=64, epochs=5, verbose=0)
+        logits = model.predict(x, verbose=0)
+        cross_entropy[output_loss] = float(np.mean(keras.losses.sparse_categorical_crossentropy(
+            y, logits, from_logits=True)))
+    assert cross_entropy["plain"] < 0.2
+    assert cross_entropy["scaled"] > 1.0  # chance: ln 5 = 1.61
+
+
 def test_predsim_options_are_validated():
     with pytest.raises(ValueError, match="beta must be a number >= 0.0 and <= 1.0, got 1.5"):
         kl.build_model("vgg8b", "predsim", num_blocks=7, beta=1.5, build=False)
+    with pytest.raises(ValueError, match="Unknown output_loss 'mse'. Allowed: plain, scaled"):
+        kl.build_model("vgg8b", "predsim", num_blocks=7, output_loss="mse", build=False)
 
 
 # -- InfoPro ---------------------------------------------------------------------

@@ -43,6 +43,11 @@ class BackLink(Method):
         self.alpha = check_number("alpha", alpha, 0.0, 1.0)
         self.propagation_length = check_number("propagation_length", propagation_length, 0, integer=True)
 
+    def reference_recipe(self, architecture):
+        from keras_local.methods.gll import backlink_paper_recipe
+
+        return backlink_paper_recipe(architecture, head="linear", method_options=self.get_config())
+
     def validate(self, block_sizes):
         linked = block_sizes[:-1]
         if linked and self.propagation_length > min(linked):

@@ -49,6 +49,22 @@ class Method:
     needs_images = False
     schedulable = ()
 
+    def configure(self, architecture=None, num_blocks=None, dataset=None):
+        """Called by `build_model` once the network, its number of blocks and
+        the dataset are known: options left to them (None) are resolved here."""
+
+    def output_head(self, num_classes, features_shape):
+        """The network's output layer (the last block's head, or the output
+        block's): GAP → Dense by default."""
+        from keras_local.heads import LinearHead
+
+        return LinearHead(num_classes, name="output_head")
+
+    def reference_recipe(self, architecture):
+        """The training recipe of the method's paper / reference code for
+        `architecture` (`keras_local.recipes.Recipe`)."""
+        raise NotImplementedError(f"Method {self.name!r} has no reference recipe.")
+
     def default_cuts(self, architecture, num_units):
         """Where to cut when neither `num_blocks` nor `cuts` is given (None: one block)."""
         return None

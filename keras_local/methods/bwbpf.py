@@ -44,6 +44,20 @@ class BlockwiseBPFree(Method):
         self.cut_gradients = not deep_supervision
         self.separate_output_block = not deep_supervision
 
+    def reference_recipe(self, architecture):
+        from keras_local.recipes import Recipe
+
+        tiny = architecture.startswith("vgg")  # its VGG-19 runs on Tiny-ImageNet only
+        return Recipe(
+            {"optimizer": "sgd", "learning_rate": 0.1, "momentum": 0.9, "nesterov": False, "weight_decay": 5e-4,
+             "weight_decay_scope": "all", "batch_size": 32 if tiny else 128, "epochs": 200 if tiny else 400,
+             "lr_schedule": "cosine", "warmup_epochs": 0, "head": "linear", "split": "even",
+             "method_options": self.get_config()},
+            "BWBPF reference code (Belis0811/BWBPF distributed/main_cifar10.py): one SGD per block, lr 0.1, "
+            "momentum 0.9, weight decay 5e-4, batch 128, 400 epochs, CosineAnnealing T_max=400 "
+            "(main_vgg.py, Tiny-ImageNet: batch 32, 200 epochs)",
+        )
+
     def loss_weights(self, num_blocks):
         return [self.lambda_local] * (num_blocks - 1) + [self.lambda_global]
 

@@ -21,3 +21,23 @@ class DecoupledGreedy(GreedyLocal):
 
     name = "dgl"
     default_head = "mlp_sr"
+
+    def output_head(self, num_classes, features_shape):
+        """The reference's last module: pool to 2x2 → two [Dense(4F) + BN +
+        ReLU] → Dense (`auxillary_classifier2(n_lin=0, mlp_layers=2)`)."""
+        from keras_local.heads import DGLHead
+
+        if len(features_shape) != 4:  # a dense network: nothing to pool
+            return super().output_head(num_classes, features_shape)
+        return DGLHead(num_classes, variant="mlp", mlp_layers=2, name="output_head")
+
+    def reference_recipe(self, architecture):
+        from keras_local.recipes import Recipe, piecewise
+
+        return Recipe(
+            {"optimizer": "sgd", "learning_rate": 0.1, "momentum": 0.9, "nesterov": False, "weight_decay": 5e-4,
+             "weight_decay_scope": "all", "batch_size": 128, "epochs": 50, "warmup_epochs": 0,
+             "head": "mlp_sr", "split": "even", **piecewise([0.3, 0.6, 0.9], 0.2)},
+            "DGL reference code (eugenium/DGL auxiliary_nets_study/cifar_dgl.py): SGD per block, lr 0.1 × "
+            "0.2^(epoch // 15), momentum 0.9, weight decay 5e-4, batch 128, 50 epochs, mlp-sr auxiliary nets",
+        )

@@ -1,5 +1,7 @@
 """InfoPro (Wang et al., "Revisiting Locally Supervised Learning", ICLR 2021)."""
 
+import math
+
 from keras_local.losses import AUX_LOSSES, InfoProLoss
 from keras_local.methods.base import check_number
 from keras_local.methods.gll import GreedyLocal
@@ -14,16 +16,21 @@ class InfoPro(GreedyLocal):
     λ is interpolated across the K − 1 local blocks as in the reference:
     ratio = k / (K − 2) (0 when K = 2), λ1 = r1·(1 − ratio) + r2·ratio with
     `reconstruction_weights = (r1, r2)`, and λ2 likewise from `aux_weights`.
+    Left at None, both pairs are the reference's for the network and K
+    (`REFERENCE_WEIGHTS`, from InfoPro-Pytorch's `comand.sh`; networks
+    without an entry take resnet32's, K without one the nearest K's).
     The reconstruction target is the un-normalised image, with the mean and
-    std of `image_normalization` (a dataset name of `keras_local.data`).
+    std of `image_normalization` (a dataset name of `keras_local.data`; None:
+    the dataset `build_model` is given, else CIFAR-10's).
     InfoPro's own splits of resnet32 / resnet110: `split="infopro"` or
-    `"infopro_balanced"` in `build_model`.
+    `"infopro_balanced"` in `build_model`. The published setting is
+    `aux_loss="contrast"` (`reference_recipe`).
 
     Example:
 
     ```python
-    model = kl.build_model("resnet32", "infopro", num_blocks=4, split="infopro",
-                           reconstruction_weights=(1.0, 0.0), aux_weights=(0.0, 1.0))
+    model = kl.build_model("resnet32", "infopro", num_blocks=4, split="infopro", aux_loss="contrast")
+    model.method.get_config()["aux_weights"]   # [0.0, 2.0]: the reference's for resnet32, K = 4
     ```
     """
 
@@ -32,35 +39,67 @@ class InfoPro(GreedyLocal):
     default_head = "infopro"
     needs_images = True
 
-    def __init__(self, aux_loss="cross_entropy", reconstruction_weights=(1.0, 0.0), aux_weights=(0.0, 1.0),
-                 temperature=0.07, image_normalization="cifar10"):
+    def __init__(self, aux_loss="cross_entropy", reconstruction_weights=None, aux_weights=None,
+                 temperature=0.07, image_normalization=None):
         from keras_local.data import NORMALIZATION
 
         if aux_loss not in AUX_LOSSES:
             raise ValueError(f"Unknown aux_loss {aux_loss!r}. Allowed: {', '.join(AUX_LOSSES)}.")
         self.aux_loss = aux_loss
-        self.reconstruction_weights = _pair("reconstruction_weights", reconstruction_weights)
-        self.aux_weights = _pair("aux_weights", aux_weights)
+        self.reconstruction_weights = None if reconstruction_weights is None else _pair(
+            "reconstruction_weights", reconstruction_weights)
+        self.aux_weights = None if aux_weights is None else _pair("aux_weights", aux_weights)
+        if (reconstruction_weights is None) != (aux_weights is None):
+            raise ValueError("Give both reconstruction_weights and aux_weights, or neither (the reference's "
+                             f"for the network and K); got {reconstruction_weights!r} and {aux_weights!r}.")
         self.temperature = check_number("temperature", temperature, 1e-6)
-        if image_normalization not in NORMALIZATION:
+        if image_normalization is not None and image_normalization not in NORMALIZATION:
             raise ValueError(f"Unknown image_normalization {image_normalization!r}. "
-                             f"Allowed: {', '.join(sorted(NORMALIZATION))}.")
+                             f"Allowed: {', '.join(sorted(NORMALIZATION))}, or None (the dataset's).")
         self.image_normalization = image_normalization
-        self._mean, self._std = NORMALIZATION[image_normalization]
+
+    def configure(self, architecture=None, num_blocks=None, dataset=None):
+        from keras_local.data import NORMALIZATION
+
+        if self.reconstruction_weights is None and num_blocks is not None:
+            first_x, first_y, last_x, last_y = reference_weights(architecture, num_blocks)
+            self.reconstruction_weights, self.aux_weights = (first_x, last_x), (first_y, last_y)
+        if self.image_normalization is None and dataset in NORMALIZATION:
+            self.image_normalization = dataset
 
     def interpolated_weights(self, num_blocks):
         """(λ1, λ2) of each of the `num_blocks` − 1 local blocks."""
+        reconstruction, aux = self.reconstruction_weights, self.aux_weights
+        if reconstruction is None:  # not configured by build_model: resnet32's reference values
+            first_x, first_y, last_x, last_y = reference_weights("resnet32", num_blocks)
+            reconstruction, aux = (first_x, last_x), (first_y, last_y)
         local = num_blocks - 1
         weights = []
         for index in range(local):
             ratio = index / (local - 1) if local > 1 else 0.0
-            weights.append(tuple(first * (1 - ratio) + last * ratio for first, last in
-                                 (self.reconstruction_weights, self.aux_weights)))
+            weights.append(tuple(first * (1 - ratio) + last * ratio for first, last in (reconstruction, aux)))
         return weights
 
+    def reference_recipe(self, architecture):
+        from keras_local.recipes import Recipe
+
+        return Recipe(
+            {"optimizer": "sgd", "learning_rate": 0.8, "momentum": 0.9, "nesterov": True, "weight_decay": 1e-4,
+             "weight_decay_scope": "all", "batch_size": 1024, "epochs": 160, "lr_schedule": "cosine",
+             "warmup_epochs": 10, "warmup_learning_rate": 0.01, "head": "infopro",
+             "split": "infopro" if architecture in ("resnet32", "resnet110") else "even",
+             "method_options": {"aux_loss": "contrast", "temperature": 0.07}},
+            "InfoPro reference code (blackfeather-wang/InfoPro-Pytorch, Experiments on CIFAR-SVHN-STL10/"
+            "train.py, comand.sh): one SGD, Nesterov momentum 0.9, lr 0.8 at batch 1024, weight decay 1e-4, "
+            "160 epochs, --cos_lr (10 epochs of linear warm-up from 0.01, then cosine), "
+            "contrastive loss (τ = 0.07), per-K λ from comand.sh, InfoPro's splits",
+        )
+
     def block_loss(self, index, num_blocks, loss):
-        common = dict(aux_loss=self.aux_loss, temperature=self.temperature, image_mean=self._mean,
-                      image_std=self._std)
+        from keras_local.data import NORMALIZATION
+
+        mean, std = NORMALIZATION[self.image_normalization or "cifar10"]
+        common = dict(aux_loss=self.aux_loss, temperature=self.temperature, image_mean=mean, image_std=std)
         if index == num_blocks - 1:  # the network's own head: cross-entropy on the labels
             return InfoProLoss(0.0, 1.0, **common)
         reconstruction, aux = self.interpolated_weights(num_blocks)[index]
@@ -70,9 +109,30 @@ class InfoPro(GreedyLocal):
         return {"aux_loss": self.aux_loss}
 
     def get_config(self):
-        return {"aux_loss": self.aux_loss, "reconstruction_weights": list(self.reconstruction_weights),
-                "aux_weights": list(self.aux_weights), "temperature": self.temperature,
-                "image_normalization": self.image_normalization}
+        return {"aux_loss": self.aux_loss,
+                "reconstruction_weights": None if self.reconstruction_weights is None else list(
+                    self.reconstruction_weights),
+                "aux_weights": None if self.aux_weights is None else list(self.aux_weights),
+                "temperature": self.temperature, "image_normalization": self.image_normalization}
+
+
+# (λ1 of the first local block, its λ2, λ1 of the last, its λ2) per network and K: InfoPro-Pytorch's
+# `comand.sh` (--ixx_1 --ixy_1 --ixx_2 --ixy_2), CIFAR-10, contrast mode. "resnet110_balanced" is InfoPro*.
+REFERENCE_WEIGHTS = {
+    "resnet32": {2: (5.0, 1.0, 0.0, 0.0), 4: (6.0, 0.0, 1.0, 2.0), 8: (5.0, 0.0, 0.0, 2.0),
+                 16: (5.0, 0.05, 0.2, 0.5)},
+    "resnet110": {2: (5.0, 0.5, 0.0, 0.0), 4: (1.0, 0.0, 0.0, 1.0), 8: (5.0, 0.0, 0.0, 1.0),
+                  16: (5.0, 0.0, 0.5, 1.0)},
+    "resnet110_balanced": {2: (5.0, 0.1, 0.0, 0.0), 3: (5.0, 0.0, 5.0, 0.1), 4: (5.0, 0.0, 5.0, 0.1)},
+}
+
+
+def reference_weights(architecture, num_blocks):
+    """The reference's (λ1, λ2) end points for `architecture` at K = `num_blocks`
+    (resnet32's for other networks; the nearest K's, on a log scale, for other K)."""
+    table = REFERENCE_WEIGHTS.get(architecture, REFERENCE_WEIGHTS["resnet32"])
+    nearest = min(table, key=lambda k: (abs(math.log(k) - math.log(max(num_blocks, 2))), k))
+    return table[nearest]
 
 
 def _pair(name, value):
