@@ -258,7 +258,8 @@ def run_cell(cell, records=RECORDS, runs="runs/reproduce"):
     shutil.rmtree(run_dir, ignore_errors=True)
     summary = train_and_evaluate(config, run_dir=run_dir)
     with open(os.path.join(run_dir, "history.csv")) as file:
-        history = [{key: float(value) for key, value in row.items() if value != ""} for row in csv.DictReader(file)]
+        history = [{key: float(value) for key, value in row.items() if value not in ("", "NA")}
+                   for row in csv.DictReader(file)]
     memory = [row["peak_memory_mib"] for row in history if "peak_memory_mib" in row]
     working = [row["step_memory_mib"] for row in history if "step_memory_mib" in row]
     steps = [row["step_seconds"] for row in history[1:] if "step_seconds" in row] or \
@@ -462,10 +463,25 @@ def _ks(errors, protocol, architecture):
 TEST_EXAMPLES = 10_000
 
 
+class Estimate(float):
+    """A mean error (%) over seeds that knows its own noise: `variance` (points²) of the mean, the
+    larger of the seeds' (s² / n) and the test set's binomial variance."""
+
+    def __new__(cls, values):
+        mean = sum(values) / len(values)
+        estimate = super().__new__(cls, mean)
+        binomial = 100 ** 2 * (mean / 100) * (1 - mean / 100) / TEST_EXAMPLES
+        seeds = statistics.variance(values) / len(values) if len(values) > 1 else 0.0
+        estimate.variance = max(binomial, seeds)
+        return estimate
+
+
 def _sigma(*errors):
-    """The binomial standard deviation, in points, of a sum or difference of independent error rates (%)
-    each measured on `TEST_EXAMPLES` images."""
-    return 100 * math.sqrt(sum((e / 100) * (1 - e / 100) for e in errors) / TEST_EXAMPLES)
+    """The standard deviation, in points, of a sum or difference of independent error rates (%): each
+    an `Estimate` (seed noise of a mean over seeds) or a single run on `TEST_EXAMPLES` images
+    (binomial noise)."""
+    return math.sqrt(sum(getattr(e, "variance", 100 ** 2 * (e / 100) * (1 - e / 100) / TEST_EXAMPLES)
+                         for e in errors))
 
 
 def _decide(gaps):
@@ -687,6 +703,219 @@ def _plot_tradeoff(group, protocol, out_dir):
     return path
 
 
+# -- the report of the power grid ------------------------------------------------------------
+
+# The claims read Associated Learning's comparable-to-BP cell as "associated_adam" (the first grid's
+# variant under its reference optimizer); the power grid has one "associated" variant per recipe.
+POWER_ALIASES = {"associated_adam": "associated"}
+MIN_SEEDS = 3
+STEEP = 0.05  # a training loss still falling by more than 5 % over the last tenth of training
+
+
+def not_converged(record):
+    """Whether the cell's training loss still falls steeply at the end: by more than `STEEP` (relative)
+    over the last tenth of its epochs (at least one)."""
+    losses = [row["loss"] for row in record["history"] if "loss" in row]
+    window = max(1, len(losses) // 10)
+    if len(losses) <= window:
+        return False
+    before, last = losses[-1 - window], losses[-1]
+    return before > 0 and (before - last) / before > STEEP
+
+
+def _power_cells(records):
+    """{(recipe, variant, K): [records]}."""
+    cells = {}
+    for record in records:
+        cell = record["cell"]
+        cells.setdefault((cell.get("recipe", "shared"), cell["variant"], grid_k(record)), []).append(record)
+    return cells
+
+
+def _errors(group):
+    return [100 * (1 - record["test_accuracy"]) for record in group]
+
+
+def seed_spread(records, recipe="shared"):
+    """(errors of BP's seeds, their standard deviation, max − min) under `recipe`."""
+    bp = _errors(_power_cells(records).get((recipe, "bp", 1), []))
+    if len(bp) < 2:
+        return bp, None, None
+    return bp, statistics.stdev(bp), max(bp) - min(bp)
+
+
+def power_claims(records, recipe):
+    """`check_claims` over the cells of `recipe` with at least `MIN_SEEDS` seeds; each cell's mean
+    carries its seed noise (`Estimate`), so a verdict "beyond noise" means beyond twice the standard
+    deviation of the difference of means."""
+    errors = {}
+    for (cell_recipe, variant, k), group in _power_cells(records).items():
+        if cell_recipe == recipe and len(group) >= MIN_SEEDS:
+            errors[("power", "resnet8", POWER_ALIASES.get(variant, variant), k)] = _errors(group)
+    by_variant = {}
+    for (_, _, variant, k), values in errors.items():
+        by_variant.setdefault(variant, {})[k] = Estimate(values)
+    for alias, variant in POWER_ALIASES.items():
+        if variant in by_variant:
+            by_variant[alias] = by_variant[variant]
+    declared = {}
+    for cell in grid("power"):
+        if cell["recipe"] == recipe:
+            names = [cell["variant"]] + [alias for alias, name in POWER_ALIASES.items() if name == cell["variant"]]
+            for name in names:
+                declared.setdefault(name, set()).add(cell["num_blocks"])
+    return [(source, statement, *check(by_variant)) for source, statement, variants, across_k, check in CLAIMS
+            if all(len(declared.get(variant, ())) >= (2 if across_k and variant != "bp" else 1)
+                   for variant in variants)]
+
+
+def render_power_report(records, out_dir=RESULTS):
+    """Writes `README.md` for the power grid (tables, claims, per-cell detail, plot)."""
+    out_dir = pathlib.Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    budget = BUDGETS["power"]
+    cells = _power_cells(records)
+    lines = ["# Reproduction report (generated by `benchmarks/reproduce.py --report`; do not edit)", "",
+             f"Protocol: {budget['label']}, the full 10,000-image test set, {MIN_SEEDS} seeds per cell. The "
+             f"first grids (2 epochs of 20,000 images, BP seeds 6-13 points apart) are in "
+             f"[first_grid/README.md](first_grid/README.md) and none of their records is used here.", ""]
+    bp, std, spread = seed_spread(records)
+    if std is not None:
+        lines += [f"**BP's seed spread** (shared recipe): test error {', '.join(f'{e:.2f}' for e in bp)} %: "
+                  f"standard deviation {std:.2f} points, range {spread:.2f} points.", ""]
+    lines += [
+        "Two recipes per method:", "",
+        f"- **shared**: every method with the same optimisation: {_budget_text(budget)}, a 1-epoch warm-up "
+        "from 0.01. Local methods train with `schedule=\"sequential\"`.",
+        "- **reference**: each method's own recipe (`Method.reference_recipe`, `keras-local train --recipe "
+        "reference`: optimizer, learning rate and schedule shape, weight decay and where it applies, head, "
+        "options), compressed to the same 5,000 images × 10 epochs: a batch above 128 is capped at 128 with "
+        "an SGD learning rate scaled linearly, a warm-up keeps its fraction of training.", "",
+        f"A † marks a cell where a seed's training loss still fell by more than {STEEP:.0%} over the last "
+        "tenth of its epochs (not converged).", ""]
+    if not records:
+        lines.append("No runs recorded yet: `python benchmarks/reproduce.py --grid power`.")
+    for recipe in ("shared", "reference"):
+        ks = sorted({cell["num_blocks"] for cell in grid("power") if cell["recipe"] == recipe
+                     and isinstance(cell["num_blocks"], int) and cell["num_blocks"] > 1})
+        if not any(r == recipe for r, _, _ in cells):
+            continue
+        lines += [f"## {recipe.capitalize()} recipe: test error %, mean ± std over seeds (n)", "",
+                  "BP is one block (its K column is the same run); Associated Learning's K is its reference "
+                  "components (4 for resnet8).", "",
+                  "| method | " + " | ".join(f"K = {k}" for k in ks) + " |", "|---" * (len(ks) + 1) + "|"]
+        for variant in VARIANTS:
+            row = []
+            for k in ks:
+                group = cells.get((recipe, variant, 1 if variant == "bp" else k))
+                if variant == "associated":
+                    group = next((g for (r, v, kk), g in cells.items() if r == recipe and v == variant), None) \
+                        if k == ks[-1] else None
+                if not group:
+                    row.append("–")
+                    continue
+                dagger = " †" if any(not_converged(record) for record in group) else ""
+                row.append(f"{_format(_errors(group))} (n={len(group)}){dagger}")
+            if any(cell != "–" for cell in row):
+                lines.append(f"| {LABELS[variant]} | " + " | ".join(row) + " |")
+        lines += ["", f"Claims under the {recipe} recipe (cells with at least {MIN_SEEDS} seeds; \"beyond "
+                  "noise\": the deciding differences of means exceed twice their standard deviation, from the "
+                  "seeds' spread or, where larger, the test set's binomial noise):", ""]
+        lines += _power_claims_table(records, recipe) + [""]
+    lines += ["## Each method under its own recipe against the shared one (K = 4)", "",
+              "| method | shared | reference | reference − shared (points) |", "|---|---|---|---|"]
+    for variant in VARIANTS:
+        k = 1 if variant == "bp" else 4
+        pair = []
+        for recipe in ("shared", "reference"):
+            group = cells.get((recipe, variant, k)) or next(
+                (g for (r, v, _), g in cells.items() if r == recipe and v == variant and v == "associated"), None)
+            pair.append(Estimate(_errors(group)) if group else None)
+        if all(pair):
+            gap, sigma = pair[1] - pair[0], _sigma(*pair)
+            noise = "beyond noise" if abs(gap) > 2 * sigma else "within noise"
+            lines.append(f"| {LABELS[variant]} | {pair[0]:.2f} | {pair[1]:.2f} | {gap:+.2f} ({noise}) |")
+    lines += ["", "## Every run", "",
+              "| cell | test error % | output / best block head accuracy | last training loss | converged | "
+              "step memory (MiB) | time per example / BP |", "|---|---|---|---|---|---|---|"]
+    bp_record = next(iter(cells.get(("shared", "bp", 1), [])), None)
+    for record in sorted(records, key=lambda r: r["cell"]["id"]):
+        heads = record.get("block_accuracies") or {}
+        best = max(heads.values()) if heads else None
+        losses = [row["loss"] for row in record["history"] if "loss" in row]
+        ratio = None
+        if bp_record and record["step_seconds"] and bp_record["step_seconds"]:
+            ratio = (record["step_seconds"] / _record_batch(record)) / (bp_record["step_seconds"] / _record_batch(bp_record))
+        memory = record.get("step_memory_mib")
+        lines.append(
+            f"| {record['cell']['id']} | {100 * (1 - record['test_accuracy']):.2f} | "
+            f"{record['test_accuracy']:.3f} / {_number(best, '.3f')} | {losses[-1]:.3f} | "
+            f"{'no †' if not_converged(record) else 'yes'} | {_number(memory, '.0f')} | {_number(ratio, '.2f')} |")
+    plot = _plot_recipes(cells, out_dir)
+    if plot:
+        lines += ["", f"![error by method and recipe]({plot.name})"]
+    (out_dir / "README.md").write_text("\n".join(lines) + "\n")
+    return out_dir / "README.md"
+
+
+def _number(value, form):
+    return "–" if value is None else format(value, form)
+
+
+def _record_batch(record):
+    for item in record["overrides"]:
+        if item.startswith("batch_size="):
+            return int(item.split("=", 1)[1])
+    return BUDGETS[record["cell"]["protocol"]]["batch_size"]
+
+
+def _power_claims_table(records, recipe):
+    verdicts = {(True, True): "holds here", (True, False): "holds, within noise",
+                (False, True): "**contradicted here**", (False, False): "contradicted, within noise"}
+    lines = ["| source | claim | evidence (differences of mean test error, points) | verdict |",
+             "|---|---|---|---|"]
+    for source, statement, evidence, holds, beyond_noise in power_claims(records, recipe):
+        verdict = "not measured yet" if holds is None else verdicts[(holds, beyond_noise)]
+        lines.append(f"| {source} | {statement} | {evidence} | {verdict} |")
+    return lines
+
+
+def _plot_recipes(cells, out_dir):
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    variants = [v for v in VARIANTS if any(v == variant for (_, variant, _) in cells)]
+    if not variants:
+        return None
+    figure, axis = plt.subplots(figsize=(8, 4))
+    for offset, (recipe, marker) in zip((-0.15, 0.15), (("shared", "o"), ("reference", "s"))):
+        xs, ys, errors = [], [], []
+        for index, variant in enumerate(variants):
+            group = next((g for (r, v, k), g in cells.items()
+                          if r == recipe and v == variant and k in (1, 4, grid_k(g[0]) if v == "associated" else 4)),
+                         None)
+            if group:
+                values = _errors(group)
+                xs.append(index + offset)
+                ys.append(sum(values) / len(values))
+                errors.append(statistics.stdev(values) if len(values) > 1 else 0.0)
+        axis.errorbar(xs, ys, yerr=errors, fmt=marker, capsize=3, label=f"{recipe} recipe")
+    axis.set_xticks(range(len(variants)))
+    axis.set_xticklabels([LABELS[v] for v in variants], rotation=30, ha="right", fontsize=7)
+    axis.set_ylabel("test error (%), K = 4")
+    axis.set_title(BUDGETS["power"]["label"], fontsize=9)
+    axis.legend(fontsize=7)
+    figure.tight_layout()
+    path = out_dir / "power_error_by_method.png"
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--grid", choices=sorted(BUDGETS), help="run this grid's pending cells")
@@ -704,8 +933,8 @@ def main(argv=None):
                 print(f"{'done' if record_path(cell, records).exists() else 'todo'}  {cell['id']}")
             return 0
         run_grid(cells, records)
-    path = render_report(load_records())
-    print(f"wrote {path}")
+    print(f"wrote {render_report(load_records(), RESULTS / 'first_grid')}")
+    print(f"wrote {render_power_report(load_records(POWER_RECORDS))}")
     return 0
 
 

@@ -427,3 +427,53 @@ def test_asynchronous_training_validates_its_input():
     bp.compile(optimizer="sgd")
     with pytest.raises(ValueError, match="method 'bp' does not cut them"):
         fit_asynchronous(bp, dataset, ticks=2)
+
+
+def test_infopro_default_gives_the_local_block_of_k2_a_supervised_term():
+    """The reference's λ for K = 2 (resnet32: ixx 5, ixy 1): the only local block learns from the
+    labels too. (1, 0) / (0, 1) gave it λ2 = 0, reconstruction only, and its classifier no gradient.)"""
+    model = kl.build_model("resnet8", "infopro", num_blocks=2, input_shape=(8, 8, 3), num_classes=5)
+    assert model.method.interpolated_weights(2) == [(5.0, 1.0)]
+    model.compile(optimizer=keras.optimizers.SGD(LEARNING_RATE))
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(6, 8, 8, 3)).astype("float32")
+    applied = applied_gradients(model, x, np.array([0, 1, 2, 0, 1, 4]))
+    classifier = {id(v) for v in model.blocks[0].head.aux.trainable_variables}
+    assert max(np.abs(g).max() for g, v in zip(applied[0], model.blocks[0].trainable_variables)
+               if id(v) in classifier) > 1e-4
+    # The reference's per-K values, and the dataset's normalisation.
+    built = kl.build_model("resnet32", "infopro", num_blocks=16, dataset="cifar100", build=False)
+    assert built.method.get_config()["reconstruction_weights"] == [5.0, 0.2]
+    assert built.method.get_config()["aux_weights"] == [0.05, 0.5]
+    assert built.method.get_config()["image_normalization"] == "cifar100"
+
+
+def test_infopro_contrast_mode_through_a_model():
+    from keras_local.data import NORMALIZATION
+    from keras_local.losses import supervised_contrastive
+
+    model = kl.build_model("resnet8", "infopro", cuts=[2], input_shape=(8, 8, 3), num_classes=5,
+                           aux_loss="contrast", reconstruction_weights=(1.0, 1.0), aux_weights=(0.5, 0.5))
+    model.compile(optimizer=keras.optimizers.SGD(LEARNING_RATE))
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(8, 8, 8, 3)).astype("float32")
+    y = np.array([0, 1, 2, 0, 1, 4, 2, 2])
+    mean, std = (np.array(v, "float32") for v in NORMALIZATION["cifar10"])
+    image = x * std + mean
+    with tf.GradientTape(persistent=True) as tape:
+        h0 = model.blocks[0](tf.constant(x), training=True)
+        outputs = model.blocks[0].head(h0, training=True)
+        assert outputs["logits"].shape == (8, 128)  # the embedding
+        recon = tf.clip_by_value(outputs["reconstruction"], 1e-7, 1 - 1e-7)
+        bce = -tf.reduce_mean(image * tf.math.log(recon) + (1 - image) * tf.math.log(1 - recon))
+        loss0 = bce + 0.5 * tf.reduce_mean(supervised_contrastive(outputs["logits"], tf.constant(y), 0.07, 0.07))
+        h1 = model.blocks[1](tf.stop_gradient(h0), training=True)
+        loss1 = ce(y, model.blocks[1].head(h1, training=True))
+    reference = [[g.numpy() for g in tape.gradient(loss, block.trainable_variables)]
+                 for loss, block in zip((loss0, loss1), model.blocks)]
+    applied = applied_gradients(model, x, y)
+    for k in range(2):
+        assert_close(applied[k], reference[k], atol=5e-5)
+    model.schedule = "sequential"  # and it trains through fit
+    history = model.fit(x, y, batch_size=4, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][-1]) and np.isfinite(history.history["loss_0"][-1])

@@ -168,3 +168,41 @@ def test_backlink_validates_alpha_and_propagation_length():
         kl.build_model("resnet20", "backlink", cuts=[4, 8, 9], propagation_length=3, input_shape=(8, 8, 3))
     # The last block is never linked into, so it may be shorter than l.
     kl.get_method("backlink", propagation_length=2).validate([2, 2, 1])
+
+
+@pytest.mark.parametrize("scheduled", [False, True])
+def test_backlink_two_unit_tail_with_a_fixed_or_scheduled_alpha(scheduled):
+    """l = 2: the last two units of block 0 get α·∂L_0 + (1 − α)·∂L_1, its first unit and its head
+    ∂L_0 only, block 1 ∂L_1; with α scheduled (a variable assigned between steps) the step uses
+    the variable's value, not the one the model was built with."""
+    import keras_local as kl
+
+    keras.utils.set_random_seed(3)
+    model = kl.build_model("mlp", "backlink", cuts=[3], alpha=0.5, propagation_length=2, input_shape=(6,),
+                           num_classes=4, architecture_options={"hidden_units": (8, 8, 8, 8)})
+    model.compile(optimizer=keras.optimizers.SGD(LEARNING_RATE))
+    alpha = 0.5
+    if scheduled:
+        alpha = 0.8
+        model.method_variable("alpha").assign(alpha)
+    block0, block1 = model.blocks
+    first, second, third = block0.units
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(8, 6)).astype("float32")
+    y = rng.integers(0, 4, size=8)
+    with tf.GradientTape(persistent=True) as tape:
+        p = first(tf.constant(x), training=True)
+        h = third(second(p, training=True), training=True)
+        loss0 = ce(y, block0.head(h, training=True))
+        h_link = third(second(tf.stop_gradient(p), training=True), training=True)  # the error stops at p
+        loss1 = ce(y, block1.head(block1(h_link, training=True), training=True))
+    tail = {id(v) for v in second.trainable_variables + third.trainable_variables}
+    own0, next0 = grads(tape, loss0, block0.trainable_variables), grads(tape, loss1, block0.trainable_variables)
+    expected0 = [alpha * o + (1 - alpha) * n if id(v) in tail else o
+                 for v, o, n in zip(block0.trainable_variables, own0, next0)]
+    expected1 = grads(tape, loss1, block1.trainable_variables)
+    assert max(np.abs(g).max() for g, v in zip(next0, block0.trainable_variables) if id(v) in tail) > 1e-4
+    assert not any(np.abs(g).max() for g in grads(tape, loss1, first.trainable_variables))  # nothing past p
+    applied = applied_gradients(model, x, y)
+    assert_close(applied[0], expected0)
+    assert_close(applied[1], expected1)

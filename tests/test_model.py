@@ -115,3 +115,27 @@ def test_block_fit_trains_that_block_alone():
         if any(not np.array_equal(a, b) for a, b in zip(block.get_weights(), weights))
     ]
     assert changed == [1]
+
+
+def test_weight_decay_scope_backbone_kernels_decays_only_the_units_kernels():
+    """Associated Learning's reference: L2 on the network's kernels only, not on biases, batch norm or
+    the heads (its bridges). `"all"` is PyTorch's: every trainable variable."""
+    from conftest import LEARNING_RATE, applied_gradients
+
+    gradients = {}
+    for scope in ("all", "backbone_kernels"):
+        keras.utils.set_random_seed(0)
+        model = kl.build_model("mlp", "gll", num_blocks=2, input_shape=(6,), num_classes=3, weight_decay=0.5,
+                               weight_decay_scope=scope, architecture_options={"hidden_units": (4, 4)})
+        model.compile(optimizer=keras.optimizers.SGD(LEARNING_RATE))
+        x = np.zeros((4, 6), "float32")  # no input: the data gradient of every first-layer kernel is 0
+        values = [v.numpy() for v in model.blocks[0].trainable_variables]
+        gradients[scope] = (applied_gradients(model, x, np.array([0, 1, 2, 0]))[0], values,
+                            [v.path for v in model.blocks[0].trainable_variables])
+    applied, values, paths = gradients["backbone_kernels"]
+    all_applied = gradients["all"][0]
+    for gradient, all_gradient, value, path in zip(applied, all_applied, values, paths):
+        if "head" not in path and path.endswith("kernel"):  # the unit's kernel: λ·w on top of a zero data term
+            np.testing.assert_allclose(gradient, 0.5 * value, atol=1e-6)
+        else:  # the head and the biases: no decay (the "all" scope decays them)
+            np.testing.assert_allclose(all_gradient - gradient, 0.5 * value, atol=1e-6)

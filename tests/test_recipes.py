@@ -72,3 +72,57 @@ def test_recipe_trains_on_the_shared_data(recipe, tmp_path):
             "--set", f"data_dir={SHARED}", "--set", "epochs=1", "--set", "train_examples=512",
             "--set", "test_examples=512", "--set", "verbose=0"]
     assert cli.main(argv) == 0
+
+
+# -- each method's reference recipe (keras_local.recipes) ------------------------------------------
+
+
+@pytest.mark.parametrize("method", __import__("keras_local").list_methods())
+def test_every_method_carries_a_reference_recipe_that_is_a_valid_config(method):
+    import keras_local as kl
+
+    recipe = kl.get_method(method).reference_recipe("resnet32")
+    assert recipe.source and {"optimizer", "learning_rate", "weight_decay", "weight_decay_scope", "batch_size",
+                              "epochs"} <= set(recipe.settings)
+    config = load_config(None, [f'method="{method}"', 'architecture="resnet32"', 'recipe="reference"',
+                                "epochs=200"], method_option_names())
+    for key, value in recipe.settings.items():
+        if key == "method_options":
+            assert value.items() <= config["method_options"].items()
+        elif key != "epochs":
+            assert config[key] == value, key
+    build_model_from_config(config, (32, 32, 3), 10, build=False)
+
+
+def test_reference_recipe_sits_under_the_file_and_the_overrides():
+    config = load_config(None, ['method="predsim"', 'recipe="reference"', "learning_rate=0.001",
+                                'output_loss="plain"'], method_option_names())
+    assert (config["optimizer"], config["weight_decay"], config["lr_schedule"]) == ("adam", 0.0, "piecewise")
+    assert config["learning_rate"] == 0.001 and config["method_options"]["output_loss"] == "plain"
+    assert load_config(None, ['method="predsim"'], method_option_names())["optimizer"] == "sgd"  # shared
+    with pytest.raises(ValueError, match="Unknown recipe 'paper'. Allowed: shared, reference"):
+        load_config(None, ['recipe="paper"'], method_option_names())
+
+
+def test_build_model_takes_the_model_keys_of_the_reference_recipe():
+    import numpy as np
+
+    import keras_local as kl
+
+    predsim = kl.build_model("resnet8", "predsim", num_blocks=2, recipe="reference", input_shape=(8, 8, 3))
+    assert predsim.method.output_loss == "scaled" and not np.any(predsim.output_head.dense.kernel.numpy())
+    associated = kl.build_model("resnet20", "associated", recipe="reference", bridge="pooled", build=False)
+    assert associated.method.bridge == "pooled"  # the call's options win
+    assert len(associated.blocks) == 4  # the reference's components: stem + one per stage
+    assert {(b.weight_decay, b.weight_decay_scope) for b in associated.blocks} == {(1e-4, "backbone_kernels")}
+    assert kl.build_model("resnet20", "gll", num_blocks=2, recipe="reference", build=False).blocks[0].weight_decay \
+        == 5e-4
+
+
+def test_cli_applies_the_reference_recipe(tmp_path, capsys):
+    code = cli.main(["train", "--recipe", "reference", "--set", 'method="dgl"', "--set", 'architecture="dgl_cnn4"',
+                     "--set", "num_blocks=2", *TINY, "--set", "batch_size=32", "--run-dir", str(tmp_path / "run")])
+    assert code == 0
+    written = (tmp_path / "run" / "config.toml").read_text()
+    assert 'recipe = "reference"' in written and 'lr_schedule = "piecewise"' in written
+    assert 'head = "mlp_sr"' in written

@@ -166,3 +166,41 @@ def test_cells_are_keyed_by_the_k_asked_for_and_costs_compare_like_batches(tmp_p
     assert rows["associated_adam"][3] is None and rows["associated_adam"][5] == pytest.approx(2.0)
     text = reproduce.render_report([bp, bwbpf, associated], tmp_path).read_text()
     assert "| BWBPF | – | 30.00 (n=1) |" not in text and "| BWBPF | 30.00 (n=1) |" in text
+
+
+def test_the_power_report_uses_seed_noise_and_marks_unconverged_cells(tmp_path):
+    cells = {cell["id"]: cell for cell in reproduce.grid("power")}
+    assert {cell["recipe"] for cell in cells.values()} == {"shared", "reference"}
+    assert all(f"-s{seed}" in cell_id for cell_id in cells for seed in [cells[cell_id]["seed"]])
+    falling = [{"loss": 2.0 - 0.1 * epoch} for epoch in range(10)]  # still -10% in the last epoch
+    flat = [{"loss": 1.0} for _ in range(10)]
+
+    def record(cell_id, accuracy, history=flat):
+        return {**fake_record(cells[cell_id], accuracy), "history": history}
+
+    records = []
+    for seed, (bp, gll2, gll4, link2, link4) in enumerate(
+            [(0.520, 0.50, 0.45, 0.52, 0.47), (0.515, 0.49, 0.44, 0.51, 0.47), (0.525, 0.51, 0.45, 0.52, 0.48)]):
+        records += [record(f"power-resnet8-bp-k1-s{seed}", bp),
+                    record(f"power-resnet8-gll_linear-k2-s{seed}", gll2),
+                    record(f"power-resnet8-gll_linear-k4-s{seed}", gll4, falling if seed == 1 else flat),
+                    record(f"power-resnet8-backlink_l1-k2-s{seed}", link2),
+                    record(f"power-resnet8-backlink_l1-k4-s{seed}", link4)]
+    records.append(record("power-resnet8-bwbpf-k4-s0", 0.6))  # one seed: decides nothing
+    spread = reproduce.seed_spread(records)
+    assert spread[1] == pytest.approx(0.5) and spread[2] == pytest.approx(1.0)  # 48.0, 48.5, 47.5
+    claims = {statement: (holds, beyond) for _, statement, _, holds, beyond in
+              reproduce.power_claims(records, "shared")}
+    # GLL: 50.0 → 55.33 error, a 5.3-point rise against seed noise of ~0.5: beyond noise.
+    assert claims["GLL's error grows with K"] == (True, True)
+    # BackLink − GLL: K=2 -1.67 (σ = sqrt(0.33²/... ) small), K=4 -2.67: both beyond noise.
+    assert claims["BackLink (l = 1) has a lower error than GLL at every K (linear heads)"] == (True, True)
+    assert claims["BWBPF has a lower error than BP"] == (None, None)  # one seed only
+    estimate = reproduce.Estimate([50.0, 51.0, 49.0])
+    assert estimate == pytest.approx(50.0) and estimate.variance == pytest.approx(1.0 / 3)
+    assert reproduce._sigma(estimate, estimate) == pytest.approx((2 / 3) ** 0.5)
+    text = reproduce.render_power_report(records, tmp_path).read_text()
+    assert "standard deviation 0.50 points, range 1.00 points" in text
+    assert "| GLL (linear) | 50.00 ± 1.00 (n=3) | 55.33 ± 0.58 (n=3) † |" in text
+    assert reproduce.not_converged(record("power-resnet8-bp-k1-s0", 0.5, falling))
+    assert not reproduce.not_converged(record("power-resnet8-bp-k1-s0", 0.5, flat))
