@@ -55,6 +55,19 @@ def measure(args, variant, schedule, num_blocks, split):
                       "peak_mib": peak}))
 
 
+def invalid(args, variant, num_blocks, split):
+    """Why the method refuses this split (e.g. l = 2 with one-unit blocks), or None."""
+    import keras_local as kl
+
+    method, options = parse_variant(variant)
+    try:
+        kl.build_model(args.architecture, method, num_blocks=num_blocks, split=split, head=args.head,
+                       build=False, **options)
+    except ValueError as error:
+        return str(error)
+    return None
+
+
 def run_child(args, method, schedule, num_blocks, split):
     command = [sys.executable, __file__, "--child", method, schedule, str(num_blocks), split,
                "--architecture", args.architecture, "--batch-size", str(args.batch_size), "--head", args.head]
@@ -87,6 +100,10 @@ def main():
         for schedule in args.schedules:
             for num_blocks in args.num_blocks:
                 for variant in args.methods:
+                    problem = invalid(args, variant, num_blocks, split)
+                    if problem:
+                        print(f"{variant} K={num_blocks}: skipped ({problem})", flush=True)
+                        continue
                     row = run_child(args, variant, schedule, num_blocks, split)
                     row["ratio_to_bp"] = row["peak_mib"] / bp["peak_mib"]
                     rows.append(row)
