@@ -854,8 +854,47 @@ def render_power_report(records, out_dir=RESULTS):
     plot = _plot_recipes(cells, out_dir)
     if plot:
         lines += ["", f"![error by method and recipe]({plot.name})"]
+    lines += _memory_section(out_dir / "memory_backlink.json") + _associated_steps_section(
+        out_dir / "associated_steps.json")
     (out_dir / "README.md").write_text("\n".join(lines) + "\n")
     return out_dir / "README.md"
+
+
+def _memory_section(path):
+    """BackLink's sequential memory against gll and bp, from `benchmarks/memory.py`'s JSON."""
+    if not path.exists():
+        return []
+    result = json.loads(path.read_text())
+    lines = ["", f"## Training-step memory: BackLink against GLL and BP ({result['architecture']}, batch "
+             f"{result['batch_size']}, `schedule=\"sequential\"`, linear heads)", "",
+             f"Working memory of a training step (allocator peak above the memory in use before it), each in "
+             f"its own process: `{result['command']}`. BP: {result['bp_peak_mib']:.1f} MiB.", "",
+             "| method | K | MiB | / BP | / GLL |", "|---|---|---|---|---|"]
+    for row in result["rows"]:
+        lines.append(f"| {row['method']} | {row['num_blocks']} | {row['peak_mib']:.1f} | "
+                     f"{row['ratio_to_bp']:.2f} | {_number(row.get('ratio_to_gll'), '.2f')} |")
+    return lines
+
+
+def _associated_steps_section(path):
+    """Associated Learning's accuracy against steps, from `benchmarks/associated_steps.py`'s JSON."""
+    if not path.exists():
+        return []
+    result = json.loads(path.read_text())
+    reached = result["associated_reaches_bp_at_step"]
+    steps = result["results"]["bp"]["points"][-1][0]
+    lines = ["", f"## Associated Learning against BP, accuracy against steps (MLP, width {result['width']}, "
+             f"Adam {result['learning_rate']}, batch {result['batch_size']}, all 50,000 CIFAR-10 images)", "",
+             f"`{result['command']}`. BP after {steps:,} steps: {result['bp_final_accuracy']:.4f}; Associated "
+             f"Learning reaches it " + (f"at step {reached:,}." if reached else f"not within {steps:,} steps."), "",
+             "| steps | " + " | ".join(f"{step:,}" for step, _ in result["results"]["bp"]["points"]) + " |",
+             "|---" * (len(result["results"]["bp"]["points"]) + 1) + "|"]
+    for method, label in (("bp", "BP"), ("associated", "Associated Learning")):
+        lines.append(f"| {label} | " + " | ".join(f"{accuracy:.3f}" for _, accuracy in
+                                                    result["results"][method]["points"]) + " |")
+    if path.with_suffix(".png").exists():
+        lines += ["", f"![accuracy against steps]({path.with_suffix('.png').name})"]
+    return lines
 
 
 def _number(value, form):
