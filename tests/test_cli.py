@@ -36,6 +36,11 @@ def test_config_layers_defaults_recipe_and_overrides(tmp_path):
         (["train", "--set", "devices=['/gpu:3']"], "Unknown device '/gpu:3'"),
         (["profile", "--set", "schedule=parallel"], "Unknown schedule 'parallel'"),
         (["train", "--set", "warmup_epochs=10", "--set", "lr_schedule=constant"], "warmup_epochs=10 needs"),
+        (["train", "--set", "validation_freq=-1"], "validation_freq must be >= 0 (0: only at the end), got -1"),
+        (["train", "--set", "weight_decay_scope=heads"],
+         "Unknown weight_decay_scope 'heads'. Allowed: all, backbone_kernels"),
+        (["train", "--set", "recipe=paper"], "Unknown recipe 'paper'. Allowed: shared, reference"),
+        (["train", "--set", "method=predsim", "--set", "output_loss=mean"], "Unknown output_loss 'mean'"),
     ],
 )
 def test_bad_input_prints_one_line_and_exits_2(argv, message, capsys, tmp_path):
