@@ -836,6 +836,11 @@ def render_power_report(records, out_dir=RESULTS):
             noise = "beyond noise" if abs(gap) > 2 * sigma else "within noise"
             lines.append(f"| {LABELS[variant]} | {pair[0]:.2f} | {pair[1]:.2f} | {gap:+.2f} ({noise}) |")
     lines += ["", "## Every run", "",
+              "Memory and time are as recorded, for orientation only: resnet8's heads are as large as its "
+              "blocks, so its step memory says little about local training's saving (the resnet32 "
+              "measurement below does), and the cells ran two at a time beside other benchmarks on 2 "
+              "cores, so their time ratios are noise; `benchmarks/step_time.py` gives same-process ratios.",
+              "",
               "| cell | test error % | output / best block head accuracy | last training loss | converged | "
               "step memory (MiB) | time per example / BP |", "|---|---|---|---|---|---|---|"]
     bp_record = next(iter(cells.get(("shared", "bp", 1), [])), None)
