@@ -964,6 +964,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--grid", choices=sorted(BUDGETS), help="run this grid's pending cells")
     parser.add_argument("--only", help="glob on cell ids, e.g. 'cifar10-resnet20-*-k4-s0'")
+    parser.add_argument("--skip", help="glob on cell ids to leave out, e.g. '*-associated-*-ref-*'")
     parser.add_argument("--list", action="store_true", help="list the grid's cells and whether each is done")
     parser.add_argument("--report", action="store_true", help="only render the report")
     args = parser.parse_args(argv)
@@ -971,6 +972,8 @@ def main(argv=None):
         cells = grid(args.grid)
         if args.only:
             cells = [cell for cell in cells if fnmatch.fnmatch(cell["id"], args.only)]
+        if args.skip:
+            cells = [cell for cell in cells if not fnmatch.fnmatch(cell["id"], args.skip)]
         records = POWER_RECORDS if args.grid == "power" else RECORDS
         if args.list:
             for cell in cells:
