@@ -280,10 +280,13 @@ def run_cell(cell, records=RECORDS, runs="runs/reproduce"):
 
 
 def run_grid(cells, records=RECORDS, runner=run_cell, log=print):
-    """Runs the pending cells in order (a re-run skips the recorded ones)."""
+    """Runs the pending cells in order (a re-run skips the recorded ones, and so does a second run of
+    the same grid in parallel, e.g. `--only "*-s2"`, each cell being checked again before it starts)."""
     todo = pending(cells, records)
     log(f"{len(cells) - len(todo)} of {len(cells)} cells recorded; running {len(todo)}.")
     for cell in todo:
+        if record_path(cell, records).exists():  # recorded meanwhile by another run of the grid
+            continue
         record = runner(cell, records)
         log(f"{cell['id']}: test accuracy {record['test_accuracy']:.4f} in {record['seconds']:.0f} s")
 
