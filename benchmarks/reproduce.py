@@ -715,6 +715,10 @@ MIN_SEEDS = 3
 STEEP = 0.05  # a training loss still falling by more than 5 % over the last tenth of training
 
 
+def _power_label(variant):
+    return "Associated Learning" if variant == "associated" else LABELS[variant]
+
+
 def not_converged(record):
     """Whether the cell's training loss still falls steeply at the end: by more than `STEEP` (relative)
     over the last tenth of its epochs (at least one)."""
@@ -820,7 +824,7 @@ def render_power_report(records, out_dir=RESULTS):
                 dagger = " †" if any(not_converged(record) for record in group) else ""
                 row.append(f"{_format(_errors(group))} (n={len(group)}){dagger}")
             if any(cell != "–" for cell in row):
-                lines.append(f"| {LABELS[variant]} | " + " | ".join(row) + " |")
+                lines.append(f"| {_power_label(variant)} | " + " | ".join(row) + " |")
         lines += ["", f"Claims under the {recipe} recipe (cells with at least {MIN_SEEDS} seeds; \"beyond "
                   "noise\": the deciding differences of means exceed twice their standard deviation, from the "
                   "seeds' spread or, where larger, the test set's binomial noise):", ""]
@@ -837,7 +841,7 @@ def render_power_report(records, out_dir=RESULTS):
         if all(pair):
             gap, sigma = pair[1] - pair[0], _sigma(*pair)
             noise = "beyond noise" if abs(gap) > 2 * sigma else "within noise"
-            lines.append(f"| {LABELS[variant]} | {pair[0]:.2f} | {pair[1]:.2f} | {gap:+.2f} ({noise}) |")
+            lines.append(f"| {_power_label(variant)} | {pair[0]:.2f} | {pair[1]:.2f} | {gap:+.2f} ({noise}) |")
     lines += ["", "## Every run", "",
               "Memory and time are as recorded, for orientation only: resnet8's heads are as large as its "
               "blocks, so its step memory says little about local training's saving (the resnet32 "
@@ -954,7 +958,7 @@ def _plot_recipes(cells, out_dir):
                 errors.append(statistics.stdev(values) if len(values) > 1 else 0.0)
         axis.errorbar(xs, ys, yerr=errors, fmt=marker, capsize=3, label=f"{recipe} recipe")
     axis.set_xticks(range(len(variants)))
-    axis.set_xticklabels([LABELS[v] for v in variants], rotation=30, ha="right", fontsize=7)
+    axis.set_xticklabels([_power_label(v) for v in variants], rotation=30, ha="right", fontsize=7)
     axis.set_ylabel("test error (%), K = 4")
     axis.set_title(BUDGETS["power"]["label"], fontsize=9)
     axis.legend(fontsize=7)
