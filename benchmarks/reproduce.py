@@ -739,6 +739,12 @@ def _power_cells(records):
     return cells
 
 
+def _group(cells, recipe, variant, k):
+    """The records of one cell: BP's (one block) whatever `k`; Associated Learning's K is its
+    number of components (`grid_k`)."""
+    return cells.get((recipe, variant, 1 if variant == "bp" else k))
+
+
 def _errors(group):
     return [100 * (1 - record["test_accuracy"]) for record in group]
 
@@ -814,10 +820,7 @@ def render_power_report(records, out_dir=RESULTS):
         for variant in VARIANTS:
             row = []
             for k in ks:
-                group = cells.get((recipe, variant, 1 if variant == "bp" else k))
-                if variant == "associated":
-                    group = next((g for (r, v, kk), g in cells.items() if r == recipe and v == variant), None) \
-                        if k == ks[-1] else None
+                group = _group(cells, recipe, variant, k)
                 if not group:
                     row.append("–")
                     continue
@@ -832,11 +835,9 @@ def render_power_report(records, out_dir=RESULTS):
     lines += ["## Each method under its own recipe against the shared one (K = 4)", "",
               "| method | shared | reference | reference − shared (points) |", "|---|---|---|---|"]
     for variant in VARIANTS:
-        k = 1 if variant == "bp" else 4
         pair = []
         for recipe in ("shared", "reference"):
-            group = cells.get((recipe, variant, k)) or next(
-                (g for (r, v, _), g in cells.items() if r == recipe and v == variant and v == "associated"), None)
+            group = _group(cells, recipe, variant, 4)
             pair.append(Estimate(_errors(group)) if group else None)
         if all(pair):
             gap, sigma = pair[1] - pair[0], _sigma(*pair)
@@ -948,9 +949,7 @@ def _plot_recipes(cells, out_dir):
     for offset, (recipe, marker) in zip((-0.15, 0.15), (("shared", "o"), ("reference", "s"))):
         xs, ys, errors = [], [], []
         for index, variant in enumerate(variants):
-            group = next((g for (r, v, k), g in cells.items()
-                          if r == recipe and v == variant and k in (1, 4, grid_k(g[0]) if v == "associated" else 4)),
-                         None)
+            group = _group(cells, recipe, variant, 4)
             if group:
                 values = _errors(group)
                 xs.append(index + offset)

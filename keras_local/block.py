@@ -123,9 +123,11 @@ class Block(keras.Model):
         """½·λ·Σ‖w‖² over the decayed ones among `variables` (default: all
         the block's), so its gradient is λ·w; scaled for the number of
         replicas like any Keras loss."""
-        decayed = {id(v) for v in self.decayed_variables()} if self.weight_decay else set()
+        if not self.weight_decay:
+            return 0.0
+        decayed = {id(v) for v in self.decayed_variables()}
         variables = [v for v in (self.trainable_variables if variables is None else variables) if id(v) in decayed]
-        if not self.weight_decay or not variables:
+        if not variables:
             return 0.0
         total = ops.sum(ops.stack([ops.sum(ops.square(ops.cast(v, "float32"))) for v in variables]))
         return scale_loss_for_distribution(0.5 * self.weight_decay * total)

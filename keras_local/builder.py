@@ -113,7 +113,7 @@ def build_model(
 
     groups = split_units(units, cuts)
     method.configure(architecture=architecture, num_blocks=len(groups), dataset=dataset)
-    features_shape = _output_shape(units, input_shape)
+    features_shape = _unit_shapes(units, input_shape)[-1]
     decay = dict(weight_decay=weight_decay, weight_decay_scope=weight_decay_scope)
     blocks, label_blocks = [], None
     for index, group in enumerate(groups):
@@ -139,21 +139,19 @@ def build_model(
     return model
 
 
-def _output_shape(units, input_shape):
-    shape = (None, *input_shape)
+def _unit_shapes(units, input_shape):
+    """The output shape of each unit, in order."""
+    shape, shapes = (None, *input_shape), []
     for unit in units:
         shape = tuple(unit.compute_output_shape(shape))
-    return shape
+        shapes.append(shape)
+    return shapes
 
 
 def activation_sizes(units, input_shape):
     """Elements of each unit's output for one example: a proxy of the
     activation memory a unit holds for its backward pass."""
-    shape, sizes = (None, *input_shape), []
-    for unit in units:
-        shape = tuple(unit.compute_output_shape(shape))
-        sizes.append(math.prod(shape[1:]))
-    return sizes
+    return [math.prod(shape[1:]) for shape in _unit_shapes(units, input_shape)]
 
 
 def build_model_from_config(config, input_shape, num_classes, build=True):

@@ -204,7 +204,7 @@ def main(argv=None):
             return 0
         from keras_local.train import train_and_evaluate
 
-        recipe = [f"recipe={args.recipe!r}".replace("'", '"')] if args.recipe else []
+        recipe = [f'recipe="{args.recipe}"'] if args.recipe else []
         config = load_config(args.config, recipe + args.set, method_option_names())
         summary = train_and_evaluate(config, run_dir=args.run_dir)
     except ValueError as error:

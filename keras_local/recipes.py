@@ -23,7 +23,7 @@ import dataclasses
 RECIPES = ("shared", "reference")
 
 # The keys of a recipe that shape the model (the rest shape the optimisation).
-MODEL_KEYS = ("head", "split", "num_blocks", "weight_decay", "weight_decay_scope", "method_options")
+MODEL_KEYS = ("head", "split", "weight_decay", "weight_decay_scope", "method_options")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -62,8 +62,7 @@ class InfoPro(GreedyLocal):
         from keras_local.data import NORMALIZATION
 
         if self.reconstruction_weights is None and num_blocks is not None:
-            first_x, first_y, last_x, last_y = reference_weights(architecture, num_blocks)
-            self.reconstruction_weights, self.aux_weights = (first_x, last_x), (first_y, last_y)
+            self.reconstruction_weights, self.aux_weights = reference_weights(architecture, num_blocks)
         if self.image_normalization is None and dataset in NORMALIZATION:
             self.image_normalization = dataset
 
@@ -71,8 +70,7 @@ class InfoPro(GreedyLocal):
         """(λ1, λ2) of each of the `num_blocks` − 1 local blocks."""
         reconstruction, aux = self.reconstruction_weights, self.aux_weights
         if reconstruction is None:  # not configured by build_model: resnet32's reference values
-            first_x, first_y, last_x, last_y = reference_weights("resnet32", num_blocks)
-            reconstruction, aux = (first_x, last_x), (first_y, last_y)
+            reconstruction, aux = reference_weights("resnet32", num_blocks)
         local = num_blocks - 1
         weights = []
         for index in range(local):
@@ -128,11 +126,13 @@ REFERENCE_WEIGHTS = {
 
 
 def reference_weights(architecture, num_blocks):
-    """The reference's (λ1, λ2) end points for `architecture` at K = `num_blocks`
-    (resnet32's for other networks; the nearest K's, on a log scale, for other K)."""
+    """The reference's `(reconstruction_weights, aux_weights)` pairs (first, last local block) for
+    `architecture` at K = `num_blocks` (resnet32's for other networks; the nearest K's, on a log
+    scale, for other K)."""
     table = REFERENCE_WEIGHTS.get(architecture, REFERENCE_WEIGHTS["resnet32"])
     nearest = min(table, key=lambda k: (abs(math.log(k) - math.log(max(num_blocks, 2))), k))
-    return table[nearest]
+    first_x, first_y, last_x, last_y = table[nearest]
+    return (first_x, last_x), (first_y, last_y)
 
 
 def _pair(name, value):
