@@ -121,8 +121,14 @@ def test_build_model_takes_the_model_keys_of_the_reference_recipe():
 
 def test_cli_applies_the_reference_recipe(tmp_path, capsys):
     code = cli.main(["train", "--recipe", "reference", "--set", 'method="dgl"', "--set", 'architecture="dgl_cnn4"',
-                     "--set", "num_blocks=2", *TINY, "--set", "batch_size=32", "--run-dir", str(tmp_path / "run")])
+                     "--set", "num_blocks=2", *TINY, "--set", "batch_size=32", "--set", "validation_freq=0",
+                     "--run-dir", str(tmp_path / "run")])
     assert code == 0
+    import csv
+
+    with open(tmp_path / "run" / "history.csv") as file:  # validation_freq=0: only the final test
+        rows = list(csv.DictReader(file))
+    assert rows and all(row["val_accuracy"] == "NA" and row["accuracy"] != "NA" for row in rows)
     written = (tmp_path / "run" / "config.toml").read_text()
     assert 'recipe = "reference"' in written and 'lr_schedule = "piecewise"' in written
     assert 'head = "mlp_sr"' in written
