@@ -521,6 +521,52 @@ class MethodHyperparameterScheduler(keras.callbacks.Callback):
             logs[self.name] = float(self.model.method_variable(self.name).numpy())
 
 
+# -- divergence -------------------------------------------------------------------
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training stopped because a loss became nan or infinite."""
+
+    def __init__(self, key, value, epoch, batch):
+        self.key, self.value, self.epoch, self.batch = key, value, epoch, batch
+        super().__init__(f"{describe_loss(key)} became {value} at epoch {epoch + 1}, batch {batch + 1}")
+
+
+def describe_loss(key):
+    """`loss_2` → "block 2's loss", `autoencoder_loss_1` → ..., `loss` → "the output loss"."""
+    prefix, _, index = key.rpartition("_")
+    if prefix == "loss":
+        return f"block {index}'s loss"
+    if prefix == "autoencoder_loss":
+        return f"block {index}'s label-autoencoder loss"
+    return "the output loss" if key == "loss" else repr(key)
+
+
+class TerminateOnNonFiniteLoss(keras.callbacks.Callback):
+    """Stops `fit` at the first batch where any loss it logs (the output's,
+    every block's) is nan or infinite, by raising `NonFiniteLossError`.
+
+    Unlike Keras' `TerminateOnNaN` (which watches `loss` only and lets the
+    epoch end run), nothing after that batch runs: callbacks listed after it
+    (e.g. `RunCheckpoint`) never see the diverged state, and an interrupted
+    fit keeps its last good checkpoint.
+
+    Example:
+
+    ```python
+    model.fit(train, callbacks=[kl.callbacks.TerminateOnNonFiniteLoss(), checkpoint])
+    ```
+    """
+
+    def on_train_batch_end(self, batch, logs=None):
+        for key, value in (logs or {}).items():
+            if "loss" in key and not math.isfinite(float(value)):
+                raise NonFiniteLossError(key, float(value), self._epoch, batch)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+
 # -- memory ----------------------------------------------------------------------
 
 

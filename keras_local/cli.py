@@ -25,6 +25,8 @@ def _parser():
     train.add_argument("--recipe", choices=("shared", "reference"),
                        help="reference: the method's own training recipe (optimizer, schedule, weight decay, "
                             "batch, epochs, head) under the config file and --set")
+    train.add_argument("--overwrite", action="store_true",
+                       help="replace the run in --run-dir (finished, interrupted or of another config)")
     listing = commands.add_parser("list", help="list methods, architectures, heads and datasets")
     listing.add_argument("--data-dir", help="also list the datasets prepared under this TFDS data root")
     analyze = commands.add_parser(
@@ -152,7 +154,11 @@ def _analyze(args):
 
     if not os.path.exists(args.model):
         raise ValueError(f"--model {args.model!r} does not exist.")
-    model = keras.saving.load_model(args.model)
+    try:
+        model = keras.saving.load_model(args.model)
+    except Exception as error:  # zipfile, h5py and Keras each raise their own
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(f"--model {args.model!r} is not a readable .keras file ({message}).") from None
     dataset = data.load_dataset(args.dataset, args.split, batch_size=250, data_dir=args.data_dir,
                                 num_examples=args.examples)
     features, labels = analysis.block_features(model, dataset, block=args.block, head=args.head)
@@ -185,6 +191,7 @@ def main(argv=None):
     from keras_local.config import load_config
     from keras_local.heads import list_heads
     from keras_local.methods import list_methods, method_option_names
+    from keras_local.train import TrainingDiverged, train_and_evaluate
 
     try:
         if args.command == "list":
@@ -202,16 +209,37 @@ def main(argv=None):
         if args.command == "tune":
             _tune(args)
             return 0
-        from keras_local.train import train_and_evaluate
-
         recipe = [f'recipe="{args.recipe}"'] if args.recipe else []
         config = load_config(args.config, recipe + args.set, method_option_names())
-        summary = train_and_evaluate(config, run_dir=args.run_dir)
-    except ValueError as error:
-        print(f"keras-local: error: {error}", file=sys.stderr)
-        return 2
-    print(_summary_line(summary))
+        summary = train_and_evaluate(config, run_dir=args.run_dir, overwrite=args.overwrite)
+    except ValueError as error:  # bad input: nothing was trained
+        return _fail(error, 2)
+    except (OSError, TrainingDiverged) as error:  # a file or data error, a diverged run
+        return _fail(error, 1)
+    except Exception as error:
+        import tensorflow as tf
+
+        if isinstance(error, tf.errors.OpError):  # e.g. DataLossError from a damaged shard mid-epoch
+            return _fail(error, 1)
+        raise
+    prefix = "already finished (--overwrite to train again): " if summary.get("already_finished") else ""
+    print(prefix + _summary_line(summary))
     return 0
+
+
+def _fail(error, code):
+    """Prints the error on one line (a TensorFlow error's first line, without its graph trace)."""
+    import tensorflow as tf
+
+    if isinstance(error, tf.errors.OpError):
+        text = f"{type(error).__name__}: {error.message.strip().splitlines()[0]}"
+    elif isinstance(error, OSError) and error.strerror:
+        where = f" {error.filename!r}" if error.filename else ""
+        text = f"{error.strerror}{where}"
+    else:
+        text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    print(f"keras-local: error: {text}", file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":

@@ -70,7 +70,10 @@ DEFAULTS = {
     # outputs
     "run_dir": None,
     "tensorboard": False,
-    "verbose": 2,
+    "verbose": 2,  # Keras' fit verbosity: 0 silent, 1 progress bar, 2 one line per epoch
+    # Save the training state (weights, every block's optimizer) every this many batches and at every
+    # epoch end (0: epoch ends only); a re-run of an interrupted command resumes from it.
+    "checkpoint_every": 100,
     # `keras-local tune`'s search space (keras_local.tuning.LocalHyperModel):
     # key = value (fixed), [choices] or {min, max, sampling}; keys it lacks are
     # fixed at the values above.
@@ -89,7 +92,7 @@ LR_SCHEDULES = ("cosine", "constant", "piecewise")
 # The Python types each key accepts (None is accepted where the default is None).
 _TYPES = {
     "num_blocks": (int, str), "batch_size": int, "eval_batch_size": int, "epochs": int,
-    "seed": int, "verbose": int, "validation_freq": int, "train_examples": int, "test_examples": int, "warmup_epochs": int,
+    "seed": int, "verbose": int, "checkpoint_every": int, "validation_freq": int, "train_examples": int, "test_examples": int, "warmup_epochs": int,
     "warmup_learning_rate": float,
     "learning_rate": float, "final_learning_rate": float, "momentum": float, "weight_decay": float,
     "nesterov": bool, "tensorboard": bool, "method_options": dict, "architecture_options": dict,
@@ -138,8 +141,7 @@ def resolve(values, method_option_names=()):
         elif key in method_option_names:
             config["method_options"][key] = value
         else:
-            allowed = sorted(set(DEFAULTS) | set(method_option_names))
-            raise ValueError(f"Unknown config key {key!r}. Allowed: {', '.join(allowed)}.")
+            raise ValueError(_unknown_key_message(key, method_option_names))
     for key, expected in _TYPES.items():
         value = config[key]
         if value is None and DEFAULTS[key] is None:
@@ -152,6 +154,14 @@ def resolve(values, method_option_names=()):
                          ("schedule", SCHEDULES), ("split", SPLITS), ("weight_decay_scope", WEIGHT_DECAY_SCOPES)):
         if config[key] not in allowed:
             raise ValueError(f"Unknown {key} {config[key]!r}. Allowed: {', '.join(allowed)}.")
+    if config["verbose"] not in (0, 1, 2):
+        raise ValueError(f"verbose must be 0 (silent), 1 (progress bar) or 2 (one line per epoch), "
+                         f"got {config['verbose']!r}.")
+    if config["checkpoint_every"] < 0:
+        raise ValueError(f"checkpoint_every must be >= 0 batches (0: at epoch ends only), "
+                         f"got {config['checkpoint_every']!r}.")
+    _check_cuts(config, values)
+    _check_method(config)
     if config["validation_freq"] < 0:
         raise ValueError(f"validation_freq must be >= 0 (0: only at the end), got {config['validation_freq']!r}.")
     for key in ("epochs", "batch_size", "eval_batch_size"):
@@ -183,6 +193,55 @@ def resolve(values, method_option_names=()):
             f"got {config['final_learning_rate']!r}."
         )
     return config
+
+
+def _unknown_key_message(key, method_option_names):
+    """One line: the unknown key and the closest known ones."""
+    import difflib
+
+    known = sorted(set(DEFAULTS) | set(method_option_names))
+    close = difflib.get_close_matches(key, known, n=3, cutoff=0.6)
+    hint = f" Did you mean {' or '.join(repr(name) for name in close)}?" if close else (
+        " Run settings are listed in keras_local.config.DEFAULTS; method options with `keras-local list`."
+    )
+    return f"Unknown config key {key!r}.{hint}"
+
+
+def _check_method(config):
+    """The method, its options and a `[callbacks] method_schedule`'s values, checked by building the method."""
+    from keras_local.methods import get_method
+
+    method = get_method(config["method"], **config["method_options"])
+    schedule = config["callbacks"].get("method_schedule")
+    if not isinstance(schedule, dict) or "name" not in schedule:
+        return  # callbacks_from_config says what a method_schedule needs
+    name, values = schedule["name"], schedule.get("values")
+    if name not in type(method).options:
+        raise ValueError(f"[callbacks] method_schedule name {name!r} is not an option of method "
+                         f"{config['method']!r}; its options: {', '.join(type(method).options) or 'none'}.")
+    if not isinstance(values, list) or not values:
+        raise ValueError(f"[callbacks] method_schedule values must be a non-empty list (one per epoch), got {values!r}.")
+    for epoch, value in enumerate(values):
+        try:
+            get_method(config["method"], **{**config["method_options"], name: value})
+        except ValueError as error:
+            raise ValueError(f"[callbacks] method_schedule {name} = {value!r} (epoch {epoch + 1}): {error}") from None
+
+
+def _check_cuts(config, values):
+    """`cuts` fixes K (one more block than cuts): `num_blocks` follows it, or must agree with it."""
+    from keras_local.splitting import parse_cuts
+
+    cuts = config["cuts"]
+    if cuts is None:
+        return
+    count = len(parse_cuts(cuts)) + 1
+    if "num_blocks" in values and config["num_blocks"] != count:
+        raise ValueError(
+            f"cuts={cuts!r} make {count} blocks but num_blocks={config['num_blocks']!r}; "
+            f"give one of them, or make them agree."
+        )
+    config["num_blocks"] = count
 
 
 def _reference_settings(values):

@@ -29,6 +29,7 @@ images, labels = next(iter(train))     # (128, 32, 32, 3) float32, (128,) int64
 import os
 import pathlib
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
@@ -85,10 +86,43 @@ def get_builder(name, data_dir=None):
         return tfds.builder(name, data_dir=os.fspath(EMBEDDED_DATA_DIR))
     if name in CATALOG_DATASETS:
         return tfds.builder(name)
-    where = f" under data_dir={data_dir!r}" if data_dir is not None else ""
+    if data_dir is None:
+        raise ValueError(
+            f"Unknown dataset {name!r}: it is neither in the catalog nor embedded "
+            f"({', '.join(available_datasets())}); a prepared dataset needs data_dir, the TFDS data root "
+            f"holding {name}/<version>/ (e.g. data_dir=\"../shared/data/tfds\")."
+        )
     raise ValueError(
-        f"Unknown dataset {name!r}{where}. Allowed: {', '.join(available_datasets(data_dir))}."
+        f"Unknown dataset {name!r} under data_dir={data_dir!r}. Allowed: {', '.join(available_datasets(data_dir))}."
     )
+
+
+def check_files(name, split, data_dir=None):
+    """Checks that the prepared files of `split` exist, are readable and have
+    the size the dataset's metadata records (a truncated shard fails here,
+    not mid-epoch). A catalog dataset that is not prepared yet is left to
+    TFDS' download."""
+    builder = get_builder(name, data_dir)
+    base_split = split.split("[", 1)[0]
+    if not builder.data_path.exists() or base_split not in builder.info.splits:
+        return
+    info = builder.info.splits[base_split]
+    paths = [os.fspath(path) for path in info.filepaths]
+    for path in paths:
+        if not os.path.exists(path):
+            raise ValueError(f"Dataset {name!r} split {base_split!r}: the file {path!r} is missing.")
+        if not os.access(path, os.R_OK):
+            raise ValueError(f"Dataset {name!r} split {base_split!r}: the file {path!r} is not readable.")
+    if info.num_bytes and builder.info.file_format.value == "tfrecord":
+        # TFDS records the examples' bytes; a TFRecord adds 16 bytes of framing (length, two CRCs)
+        # to each. Hand-prepared copies may record the files' size instead.
+        recorded = int(info.num_bytes)
+        actual = sum(os.path.getsize(path) for path in paths)
+        if actual not in (recorded, recorded + 16 * info.num_examples):
+            raise ValueError(
+                f"Dataset {name!r} split {base_split!r}: its files hold {actual} bytes where its metadata "
+                f"records {recorded + 16 * info.num_examples} (a truncated or damaged copy?); prepare it again."
+            )
 
 
 def dataset_info(name, data_dir=None):
@@ -111,9 +145,14 @@ def augment(image, label, seed, padding=4):
     return tf.image.stateless_random_flip_left_right(image, seed=flip_seed), label
 
 
+def normalization(name):
+    """`(mean, std)` per channel, on the [0, 1] scale, that the pipeline standardises `name`'s images with."""
+    return NORMALIZATION.get(name, DEFAULT_NORMALIZATION)
+
+
 def normalizer(name):
     """A map function: uint8 image → float32, scaled to [0, 1], per-channel standardised."""
-    mean, std = NORMALIZATION.get(name, DEFAULT_NORMALIZATION)
+    mean, std = normalization(name)
     mean, std = tf.constant(mean, tf.float32), tf.constant(std, tf.float32)
 
     def normalize(image, label):
@@ -132,6 +171,8 @@ def load_dataset(
     num_examples=None,
     seed=0,
     download=True,
+    epoch=None,
+    initial_batch=0,
 ):
     """A batched `tf.data.Dataset` of `(image, label)`.
 
@@ -143,11 +184,70 @@ def load_dataset(
         training: shuffle (seeded), augment and drop the last partial batch.
         data_dir: a TFDS data root; see the module docstring.
         num_examples: take only the first N examples of the split (quick runs).
-        seed: seed of the shuffle and the file order.
+        seed: seed of the shuffle, the augmentation and the file order.
         download: let TFDS download a catalog dataset that is not prepared.
+        epoch: with `training`, only this epoch's batches, in an order and
+            with an augmentation that are a function of `(seed, epoch)` alone:
+            a resumed run sees the batches an uninterrupted one saw. None:
+            every iteration of the dataset is a new epoch.
+        initial_batch: with `epoch`, start after this many of its batches
+            (a run resumed inside an epoch).
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
+    if epoch is not None and not training:
+        raise ValueError(f"epoch={epoch!r} needs training=True.")
+    examples = _read(name, split, data_dir, num_examples, seed, training, download)
+    if not training:
+        return examples.map(normalizer(name), num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size).prefetch(
+            tf.data.AUTOTUNE
+        )
+    if epoch is None:  # a new order at every iteration, drawn from the seed's stream
+        examples = examples.shuffle(10_000, seed=seed, reshuffle_each_iteration=True)
+        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+        return _augmented_batches(name, examples, seeds, batch_size)
+    return TrainingEpochs(name, split, batch_size, data_dir, num_examples, seed, download, examples)(
+        epoch, initial_batch
+    )
+
+
+class TrainingEpochs:
+    """The training epochs of a split: `epochs(e)` is epoch `e`'s batches,
+    shuffled and augmented by a function of `(seed, e)` alone, all epochs
+    sharing one cache of the decoded images.
+
+    Example:
+
+    ```python
+    epochs = TrainingEpochs("cifar10_sample", batch_size=128, seed=0)
+    epochs.steps                       # 15 full batches per epoch
+    rest = epochs(3, initial_batch=5)  # epoch 3 from its 6th batch: where a killed run resumes
+    ```
+    """
+
+    def __init__(self, name, split="train", batch_size=128, data_dir=None, num_examples=None, seed=0,
+                 download=True, examples=None):
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
+        self.name, self.batch_size, self.seed = name, batch_size, seed
+        self.steps = steps_per_epoch(name, split, batch_size, data_dir, num_examples)
+        self._examples = examples if examples is not None else _read(
+            name, split, data_dir, num_examples, seed, True, download
+        )
+
+    def __call__(self, epoch, initial_batch=0):
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+            raise ValueError(f"epoch must be an integer >= 0, got {epoch!r}.")
+        if not 0 <= initial_batch < max(self.steps, 1):
+            raise ValueError(f"initial_batch must be in 0..{self.steps - 1}, got {initial_batch!r}.")
+        epoch_seed = int(np.random.SeedSequence([self.seed, epoch]).generate_state(1)[0])
+        examples = self._examples.shuffle(10_000, seed=epoch_seed, reshuffle_each_iteration=False)
+        seeds = tf.data.Dataset.random(seed=epoch_seed).batch(2)
+        return _augmented_batches(self.name, examples, seeds, self.batch_size, skip=initial_batch * self.batch_size)
+
+
+def _read(name, split, data_dir, num_examples, seed, training, download):
+    """The split's `(image, label)` examples, decoded once and cached."""
     if num_examples is not None and (not isinstance(num_examples, int) or num_examples < 1):
         raise ValueError(f"num_examples must be a positive integer or None, got {num_examples!r}.")
     builder = get_builder(name, data_dir)
@@ -160,21 +260,28 @@ def load_dataset(
         raise ValueError(f"num_examples={num_examples} needs a whole split, got the slice {split!r}.")
     if download:
         builder.download_and_prepare()
-    tfds_split = split if num_examples is None else f"{split}[:{num_examples}]"
     dataset = builder.as_dataset(
-        split=tfds_split,
+        split=split if num_examples is None else f"{split}[:{num_examples}]",
         as_supervised=True,
         shuffle_files=training and not builder.info.disable_shuffling,
         read_config=tfds.ReadConfig(shuffle_seed=seed),
     )
-    dataset = dataset.cache()
-    if training:
-        dataset = dataset.shuffle(10_000, seed=seed, reshuffle_each_iteration=True)
-        if name not in NO_AUGMENTATION:
-            # One seed pair per example from a seeded stream that draws anew each epoch.
-            seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-            dataset = tf.data.Dataset.zip(dataset, seeds).map(
-                lambda example, pair: augment(*example, seed=pair), num_parallel_calls=tf.data.AUTOTUNE
-            )
+    return dataset.cache()
+
+
+def _augmented_batches(name, examples, seeds, batch_size, skip=0):
+    """Augments (one seed pair per example, drawn even where unused so that a
+    skip skips both), normalises and batches, dropping the last partial batch."""
+    dataset = tf.data.Dataset.zip(examples, seeds).skip(skip)
+    if name in NO_AUGMENTATION:
+        dataset = dataset.map(lambda example, pair: example)
+    else:
+        dataset = dataset.map(lambda example, pair: augment(*example, seed=pair), num_parallel_calls=tf.data.AUTOTUNE)
     dataset = dataset.map(normalizer(name), num_parallel_calls=tf.data.AUTOTUNE)
-    return dataset.batch(batch_size, drop_remainder=training).prefetch(tf.data.AUTOTUNE)
+    return dataset.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+
+
+def steps_per_epoch(name, split, batch_size, data_dir=None, num_examples=None):
+    """Full batches in one training epoch of `load_dataset(name, split, batch_size, ...)`."""
+    tfds_split = split if num_examples is None else f"{split}[:{num_examples}]"
+    return get_builder(name, data_dir).info.splits[tfds_split].num_examples // batch_size

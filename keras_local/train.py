@@ -1,17 +1,27 @@
 """`train_and_evaluate`: one run from a config to a run directory."""
 
-import json
+import csv
 import os
 import platform
+import shutil
 import time
+import tomllib
 
 import keras
 
 from keras_local import data
 from keras_local.builder import build_model_from_config
-from keras_local.callbacks import BlockLearningRateScheduler, callbacks_from_config
+from keras_local.callbacks import (
+    BlockLearningRateScheduler,
+    NonFiniteLossError,
+    TerminateOnNonFiniteLoss,
+    callbacks_from_config,
+    describe_loss,
+)
+from keras_local.checkpoint import CheckpointError, RunCheckpoint
 from keras_local.config import to_toml
 from keras_local.export import export_inference_model
+from keras_local.files import atomic_path, read_json, write_json, write_text
 
 
 def make_learning_rate(config, steps_per_epoch):
@@ -67,71 +77,214 @@ def default_run_dir(config):
     )
 
 
-def train_and_evaluate(config, run_dir=None):
+class TrainingDiverged(RuntimeError):
+    """A run stopped on a non-finite loss; its last good checkpoint is kept."""
+
+
+# Files and folders a run writes: --overwrite removes these, and only these.
+RUN_FILES = ("config.toml", "versions.json", "history.csv", "model.keras", "inference.keras", "summary.json",
+             "backup", "backup_callbacks", "blocks", "tensorboard")
+# Keys that change how a run reports, not what it computes: a resumed run may change them.
+REPORTING_KEYS = ("run_dir", "verbose", "tensorboard")
+
+
+def previous_run(config, run_dir, overwrite=False):
+    """The summary of a run already in `run_dir` (None if there is none, or if it
+    is unfinished and may be resumed). Refuses a run folder that holds a run
+    of another config, before anything is written."""
+    path = os.path.join(run_dir, "config.toml")
+    if overwrite or not os.path.exists(path):
+        return None
+    with open(path, "rb") as file:
+        try:
+            saved = tomllib.load(file)
+        except tomllib.TOMLDecodeError:
+            saved = {}
+    current = tomllib.loads(to_toml(config))
+    changed = [key for key in sorted(set(saved) | set(current))
+               if key not in REPORTING_KEYS and saved.get(key) != current.get(key)]
+    if changed:
+        shown = "; ".join(f"{key}: {saved.get(key, 'unset')!r} -> {current.get(key, 'unset')!r}" for key in changed[:6])
+        raise ValueError(
+            f"{run_dir!r} holds a run of another config ({shown}{'; ...' if len(changed) > 6 else ''}); "
+            f"pass --run-dir NEW_FOLDER for a new run, or --overwrite to replace it."
+        )
+    summary_path = os.path.join(run_dir, "summary.json")
+    return read_json(summary_path) if os.path.exists(summary_path) else None
+
+
+def check_writable(run_dir):
+    """Creates `run_dir` and checks a file can be written in it (a clear
+    error for a read-only folder, before training)."""
+    try:
+        os.makedirs(run_dir, exist_ok=True)
+        write_text(os.path.join(run_dir, ".write-check"), "")
+        os.remove(os.path.join(run_dir, ".write-check"))
+    except OSError as error:
+        raise ValueError(f"Cannot write to the run folder {run_dir!r}: {error.strerror or error}.") from None
+
+
+def _clear(run_dir):
+    for name in RUN_FILES:
+        path = os.path.join(run_dir, name)
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        elif os.path.exists(path):
+            os.remove(path)
+
+
+def _trim_history(path, epoch):
+    """Keeps the rows of `history.csv` for epochs before `epoch` (a kill
+    between an epoch's row and its checkpoint would repeat it)."""
+    if not os.path.exists(path):
+        return
+    with open(path, newline="") as file:
+        rows = list(csv.reader(file))
+    kept = rows[:1] + [row for row in rows[1:] if row and int(row[0]) < epoch]
+    if epoch == 0:
+        kept = []
+    if len(kept) != len(rows):
+        with atomic_path(path) as partial, open(partial, "w", newline="") as file:
+            csv.writer(file).writerows(kept)
+
+
+class _ContinuedFit(keras.callbacks.CallbackList):
+    """The callbacks of `parts` `fit` calls that continue one another (one
+    per epoch): they see one training, with one `on_train_begin` and one
+    `on_train_end`."""
+
+    def __init__(self, callbacks, parts, **kwargs):
+        super().__init__(callbacks, **kwargs)
+        self._parts, self._done = parts, 0
+
+    def on_train_begin(self, logs=None):
+        if self._done == 0:
+            super().on_train_begin(logs)
+
+    def on_train_end(self, logs=None):
+        self._done += 1
+        if self._done == self._parts:
+            super().on_train_end(logs)
+
+
+def train_and_evaluate(config, run_dir=None, overwrite=False, callbacks=()):
     """Trains and evaluates the model a resolved config describes.
 
     Writes to `run_dir`: `config.toml` (resolved), `versions.json`,
     `history.csv` (per-epoch, per-block metrics), `model.keras`,
     `inference.keras` (plain Keras, see `export_inference_model`) and
-    `summary.json`. A `backup/` folder lets a re-run of an interrupted command
-    resume where it stopped, with every block's optimizer state.
+    `summary.json`; each is written under a temporary name and renamed, so
+    none is ever half-written. `backup/` holds a `RunCheckpoint` (every
+    `checkpoint_every` batches and at every epoch end): re-running an
+    interrupted command resumes at the batch it stopped at, with every
+    block's optimizer state, and ends with the weights an uninterrupted run
+    has. Re-running a finished command returns its summary
+    (`"already_finished": True`) unless `overwrite`; a run folder that holds
+    another config is refused. A nan or infinite loss (any block's) stops
+    training: `summary.json` says where (`status = "diverged"`), the last
+    good checkpoint stays in `backup/`, and `TrainingDiverged` is raised.
+    `callbacks` are added to the run's own.
 
     Returns the summary dict (`test_accuracy`, per-block accuracies, ...).
     """
     start = time.time()
     run_dir = run_dir or config["run_dir"] or default_run_dir(config)
-    # Everything that can be wrong with the config fails here, before training.
+    config = {**config, "run_dir": run_dir}
+    # Everything that can be wrong with the config, the data or the run folder fails here, before training.
     input_shape, num_classes = data.dataset_info(config["dataset"], config["data_dir"])
+    for split in (config["train_split"], config["test_split"]):
+        data.check_files(config["dataset"], split, config["data_dir"])
+    summary = previous_run(config, run_dir, overwrite)
+    if summary is not None and summary.get("status", "finished") == "diverged":
+        raise TrainingDiverged(f"{summary['error']} (an earlier run; pass --overwrite to train again)")
+    if summary is not None:
+        return {**summary, "already_finished": True}
+    check_writable(run_dir)
     keras.utils.set_random_seed(config["seed"])
     model = build_model_from_config(config, input_shape, num_classes)
-    train = data.load_dataset(
-        config["dataset"], config["train_split"], config["batch_size"], training=True,
-        data_dir=config["data_dir"], num_examples=config["train_examples"], seed=config["seed"],
-    )
-    test = data.load_dataset(
-        config["dataset"], config["test_split"], config["eval_batch_size"], data_dir=config["data_dir"],
-        num_examples=config["test_examples"],
-    )
-    steps_per_epoch = int(train.cardinality())
+    epochs = data.TrainingEpochs(config["dataset"], config["train_split"], config["batch_size"], config["data_dir"],
+                                 config["train_examples"], config["seed"])
+    steps_per_epoch = epochs.steps
     if steps_per_epoch < 1:
-        steps_per_epoch = sum(1 for _ in train)
+        raise ValueError(f"batch_size={config['batch_size']} is larger than the training split: no full batch.")
     learning_rate = make_learning_rate(config, steps_per_epoch)
     local_callbacks = callbacks_from_config(config["callbacks"], run_dir, learning_rate, len(model.blocks))
     per_block = any(isinstance(c, BlockLearningRateScheduler) for c in local_callbacks)
     # Per-block schedules set each optimizer's (float) rate at every batch.
     model.compile(optimizer=make_optimizer(config, steps_per_epoch,
                                            learning_rate=config["learning_rate"] if per_block else None))
-
-    os.makedirs(run_dir, exist_ok=True)
-    with open(os.path.join(run_dir, "config.toml"), "w") as file:
-        file.write(to_toml({**config, "run_dir": run_dir}))
-    with open(os.path.join(run_dir, "versions.json"), "w") as file:
-        json.dump(versions(), file, indent=2)
-    callbacks = [
-        keras.callbacks.BackupAndRestore(os.path.join(run_dir, "backup")),
+    if overwrite:
+        _clear(run_dir)
+    write_text(os.path.join(run_dir, "config.toml"), to_toml(config))
+    write_json(os.path.join(run_dir, "versions.json"), versions())
+    test = data.load_dataset(
+        config["dataset"], config["test_split"], config["eval_batch_size"], data_dir=config["data_dir"],
+        num_examples=config["test_examples"],
+    )
+    checkpoint = RunCheckpoint(os.path.join(run_dir, "backup"), every=config["checkpoint_every"])
+    try:
+        first_epoch, first_batch = checkpoint.restore(model)
+    except CheckpointError as error:
+        raise CheckpointError(f"{error} Pass --overwrite to start the run afresh.") from None
+    history = os.path.join(run_dir, "history.csv")
+    _trim_history(history, first_epoch)
+    run_callbacks = [
+        TerminateOnNonFiniteLoss(),  # first: nothing after it sees a diverged batch
         *local_callbacks,  # before the CSV: their log entries (lr_k, peak_memory_mib, ...) reach it
-        keras.callbacks.CSVLogger(os.path.join(run_dir, "history.csv"), append=True),
+        *callbacks,
+        keras.callbacks.CSVLogger(history, append=True),
+        checkpoint,
     ]
     if config["tensorboard"]:
-        callbacks.append(keras.callbacks.TensorBoard(os.path.join(run_dir, "tensorboard")))
+        run_callbacks.append(keras.callbacks.TensorBoard(os.path.join(run_dir, "tensorboard")))
+    if first_batch:  # the checkpoint puts the resumed epoch's running metrics back: build them all first
+        model.evaluate(test.take(1), verbose=0)
+    verbose = config["verbose"]
+    # One fit per epoch, each on that epoch's batches (a function of seed and epoch): the first may
+    # resume inside its epoch. The callbacks see one training.
+    run_callbacks = _ContinuedFit(run_callbacks, config["epochs"] - first_epoch, add_history=True,
+                                  add_progbar=verbose != 0, verbose=verbose, epochs=config["epochs"],
+                                  steps=steps_per_epoch, model=model)
     validate = config["validation_freq"] > 0
-    model.fit(train, validation_data=test if validate else None, epochs=config["epochs"], callbacks=callbacks,
-              verbose=config["verbose"], validation_freq=max(config["validation_freq"], 1))
+    try:
+        for epoch in range(first_epoch, config["epochs"]):
+            skip = first_batch if epoch == first_epoch else 0
+            model.fit(epochs(epoch, initial_batch=skip), steps_per_epoch=steps_per_epoch - skip, initial_epoch=epoch,
+                      epochs=epoch + 1, validation_data=test if validate else None,
+                      validation_freq=max(config["validation_freq"], 1), callbacks=run_callbacks, verbose=verbose,
+                      shuffle=False)
+    except NonFiniteLossError as error:
+        batch = error.batch + 1 + (first_batch if error.epoch == first_epoch else 0)
+        step = error.epoch * steps_per_epoch + batch
+        saved = checkpoint.state()
+        kept = (f"the last good checkpoint (step {saved['step']}) is kept in {checkpoint.directory}"
+                if saved else "no checkpoint was saved before it")
+        message = f"{describe_loss(error.key)} became {error.value} at step {step} (epoch {error.epoch + 1}, " \
+                  f"batch {batch}); {kept}"
+        write_json(os.path.join(run_dir, "summary.json"), {
+            "status": "diverged", "error": message, "loss": error.key, "step": step, "epoch": error.epoch + 1,
+            "checkpoint_step": saved["step"] if saved else None, **_identity(config, model), "run_dir": run_dir,
+        })
+        raise TrainingDiverged(message) from None
     results = model.evaluate(test, return_dict=True, verbose=0)
-    model.save(os.path.join(run_dir, "model.keras"))
-    export_inference_model(model, os.path.join(run_dir, "inference.keras"))
+    with atomic_path(os.path.join(run_dir, "model.keras")) as partial:
+        model.save(partial)
+    with atomic_path(os.path.join(run_dir, "inference.keras")) as partial:
+        export_inference_model(model, partial, normalization=data.normalization(config["dataset"]))
     summary = {
+        "status": "finished",
         "test_accuracy": float(results["accuracy"]),
         "test_loss": float(results["loss"]),
         "block_accuracies": {key: float(value) for key, value in results.items() if key.startswith("acc_")},
-        "architecture": config["architecture"],
-        "method": config["method"],
-        "num_blocks": len(model.blocks),
-        "dataset": config["dataset"],
-        "epochs": config["epochs"],
+        **_identity(config, model),
         "seconds": round(time.time() - start, 1),
         "run_dir": run_dir,
     }
-    with open(os.path.join(run_dir, "summary.json"), "w") as file:
-        json.dump(summary, file, indent=2)
+    write_json(os.path.join(run_dir, "summary.json"), summary)
+    shutil.rmtree(checkpoint.directory, ignore_errors=True)
     return summary
+
+
+def _identity(config, model):
+    return {"architecture": config["architecture"], "method": config["method"], "num_blocks": len(model.blocks),
+            "dataset": config["dataset"], "epochs": config["epochs"]}

@@ -36,8 +36,17 @@ def get_method(method, **options):
                 "pass them to its constructor instead."
             )
         return method
+    method_class = METHODS.get(method)
+    unknown = sorted(set(options) - set(method_class.options))
+    if unknown:
+        owners = {name: [other for other in METHODS.names() if name in METHODS.get(other).options] for name in unknown}
+        where = "; ".join(f"{name!r} is an option of {', '.join(owners[name])}" for name in unknown if owners[name])
+        raise ValueError(
+            f"Method {method!r} has no option {', '.join(repr(name) for name in unknown)}; its options: "
+            f"{', '.join(method_class.options) or 'none'}.{f' ({where}.)' if where else ''}"
+        )
     try:
-        return METHODS.get(method)(**options)
+        return method_class(**options)
     except TypeError as error:
         raise ValueError(f"Invalid options {sorted(options)} for method {method!r}: {error}") from None
 

@@ -1,0 +1,136 @@
+"""`RunCheckpoint`: the state a killed run resumes from, at a batch inside an epoch.
+
+Keras' `BackupAndRestore` saves mid-epoch but resumes at the start of the
+epoch, so the batches after its last save are trained twice. This callback
+saves, every `every` batches and at every epoch end:
+
+- `step-<N>.weights.h5`: the weights and every block's optimizer state
+  (`model.save_weights`);
+- `step-<N>.metrics.npz`: the running training metrics of the epoch, so that
+  the resumed epoch logs what an uninterrupted one would;
+- `checkpoint.json`: `{"epoch", "batch", "step", "files"}`, written last and
+  atomically. It names a complete set of files, which is only then made
+  current; the previous set is deleted afterwards. A kill at any moment leaves
+  a readable checkpoint.
+
+A state whose weights are not all finite is never saved, so the checkpoint
+of a diverged run is its last good state.
+
+`train_and_evaluate` pairs it with `load_dataset(..., epochs=,
+initial_epoch=, initial_batch=)`, whose order is a function of (seed, epoch):
+the resumed run then trains on the same batches with the same state and ends
+with the same weights, bit for bit on CPU.
+
+Example:
+
+```python
+checkpoint = RunCheckpoint("runs/x/backup", every=100)
+epoch, batch = checkpoint.restore(model)   # (0, 0) when there is nothing to resume
+```
+"""
+
+import os
+
+import keras
+import numpy as np
+
+from keras_local.files import atomic_path, read_json, write_json
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that exists but cannot be read."""
+
+
+class RunCheckpoint(keras.callbacks.Callback):
+    """Saves the training state every `every` batches (0: only at epoch ends)
+    and at every epoch end, under `directory`."""
+
+    def __init__(self, directory, every=100):
+        super().__init__()
+        if isinstance(every, bool) or not isinstance(every, int) or every < 0:
+            raise ValueError(f"every must be an integer >= 0 (0: only at epoch ends), got {every!r}.")
+        self.directory, self.every = os.fspath(directory), every
+        self._epoch, self._batch, self._step = 0, 0, 0  # where training is: epoch, batches done in it, steps
+        self._resume_metrics = None  # metric values to put back when the resumed epoch begins
+
+    @property
+    def _index_path(self):
+        return os.path.join(self.directory, "checkpoint.json")
+
+    def exists(self):
+        return os.path.exists(self._index_path)
+
+    def state(self):
+        """`{"epoch", "batch", "step", "files"}` of the saved checkpoint, or None."""
+        if not self.exists():
+            return None
+        try:
+            return read_json(self._index_path)
+        except (OSError, ValueError) as error:
+            raise CheckpointError(f"The checkpoint {self._index_path!r} is unreadable ({error}).") from None
+
+    def restore(self, model):
+        """Loads the saved state into `model` (built, compiled); returns `(epoch,
+        batch)`: the epoch to resume and how many of its batches are done."""
+        state = self.state()
+        if state is None:
+            return 0, 0
+        weights, metrics = (os.path.join(self.directory, name) for name in state["files"])
+        try:
+            model.load_weights(weights)
+            with np.load(metrics) as saved:
+                self._resume_metrics = [saved[f"v{index}"] for index in range(len(saved.files))]
+        except Exception as error:  # h5py and zip errors have no common base class
+            raise CheckpointError(
+                f"The checkpoint {weights!r} could not be loaded ({type(error).__name__}: {error})."
+            ) from None
+        if state["batch"] == 0:  # an epoch end: the next epoch starts with fresh metrics
+            self._resume_metrics = None
+        self._epoch, self._batch, self._step = state["epoch"], state["batch"], state["step"]
+        return state["epoch"], state["batch"]
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch != self._epoch:
+            self._epoch, self._batch = epoch, 0
+        self._first_batch = self._batch  # Keras counts the batches of a resumed epoch from 0
+        if self._resume_metrics is not None:  # after fit has built and reset the metrics
+            if len(self._resume_metrics) != len(self.model.metrics_variables):
+                raise CheckpointError(f"The checkpoint in {self.directory!r} was saved by a different model.")
+            for variable, value in zip(self.model.metrics_variables, self._resume_metrics):
+                variable.assign(value)
+            self._resume_metrics = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        done = self._first_batch + batch + 1
+        self._step += done - self._batch
+        self._batch = done
+        if self.every and self._step % self.every == 0:
+            self.save(self._epoch, self._batch, self._step)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.save(epoch + 1, 0, self._step)
+        self._epoch, self._batch = epoch + 1, 0
+
+    def save(self, epoch, batch, step):
+        """Writes the state after `batch` batches of `epoch` (global step `step`)."""
+        previous = self.state()
+        if previous is not None and previous["step"] == step and previous["epoch"] == epoch:
+            return
+        if not all(np.isfinite(variable.numpy()).all() for variable in self.model.weights):
+            return  # a diverged state is never a checkpoint; the next batch's loss stops the run
+        os.makedirs(self.directory, exist_ok=True)
+        files = [f"step-{step}.weights.h5", f"step-{step}.metrics.npz"]
+        weights, metrics = (os.path.join(self.directory, name) for name in files)
+        with atomic_path(weights) as partial:
+            self.model.save_weights(partial)
+        with atomic_path(metrics) as partial, open(partial, "wb") as file:
+            np.savez(file, **{f"v{index}": v.numpy() for index, v in enumerate(self.model.metrics_variables)})
+        write_json(self._index_path, {"epoch": epoch, "batch": batch, "step": step, "files": files})
+        for name in (previous or {}).get("files", ()):
+            if name not in files:
+                _remove(os.path.join(self.directory, name))
+
+
+def _remove(path):
+    if os.path.exists(path):
+        os.remove(path)

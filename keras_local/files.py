@@ -1,0 +1,70 @@
+"""Writing run files so that none is ever left half-written under its real name.
+
+Every file a run writes goes to a temporary name beside its target (same
+folder, so the same file system) and is renamed over the target once it is
+complete: `os.replace` is atomic, so a kill, a full disk or a crash leaves
+either the old file or the new one, never a truncated mix.
+
+Example:
+
+```python
+with atomic_path("runs/x/model.keras") as partial:   # "runs/x/model.partial.keras"
+    model.save(partial)
+write_json("runs/x/summary.json", {"test_accuracy": float("nan")})   # writes null, valid JSON
+```
+"""
+
+import contextlib
+import json
+import math
+import os
+
+
+def partial_path(path):
+    """The temporary name `path` is written under: `model.keras` → `model.partial.keras`
+    (the extension stays last, for writers that check it)."""
+    folder, name = os.path.split(os.fspath(path))
+    stem, dot, extension = name.partition(".")
+    return os.path.join(folder, f"{stem}.partial{dot}{extension}")
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yields a temporary path to write; renames it to `path` when the block
+    succeeds and removes it when the block fails."""
+    partial = partial_path(path)
+    try:
+        yield partial
+        os.replace(partial, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(partial)
+        raise
+
+
+def write_text(path, text):
+    with atomic_path(path) as partial, open(partial, "w") as file:
+        file.write(text)
+        file.flush()
+        os.fsync(file.fileno())
+
+
+def finite(value):
+    """`value` with every non-finite float (nan, ±inf) replaced by None, recursively."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(item) for item in value]
+    return value
+
+
+def write_json(path, value):
+    """Valid JSON (non-finite numbers become null), written atomically."""
+    write_text(path, json.dumps(finite(value), indent=2, allow_nan=False) + "\n")
+
+
+def read_json(path):
+    with open(path) as file:
+        return json.load(file)
