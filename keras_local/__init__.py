@@ -12,12 +12,13 @@ model.fit(train, epochs=1)
 ```
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from keras_local import (
     analysis,
     asynchronous,
     callbacks,
+    checkpoint,
     data,
     greedy,
     heads,
@@ -39,6 +40,7 @@ __all__ = [
     "analysis",
     "asynchronous",
     "callbacks",
+    "checkpoint",
     "greedy",
     "heads",
     "losses",

@@ -16,10 +16,10 @@ saves, every `every` batches and at every epoch end:
 A state whose weights are not all finite is never saved, so the checkpoint
 of a diverged run is its last good state.
 
-`train_and_evaluate` pairs it with `load_dataset(..., epochs=,
-initial_epoch=, initial_batch=)`, whose order is a function of (seed, epoch):
-the resumed run then trains on the same batches with the same state and ends
-with the same weights, bit for bit on CPU.
+`train_and_evaluate` pairs it with `data.TrainingEpochs`, whose epoch `e`
+is a function of `(seed, e)` alone and can start after a number of batches:
+the resumed run trains on the batches an uninterrupted one saw, from the
+same state, and ends with the same weights, bit for bit on CPU.
 
 Example:
 

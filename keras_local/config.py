@@ -213,7 +213,7 @@ def _check_method(config):
 
     method = get_method(config["method"], **config["method_options"])
     schedule = config["callbacks"].get("method_schedule")
-    if not isinstance(schedule, dict) or "name" not in schedule:
+    if not isinstance(schedule, dict) or set(schedule) != {"name", "values"}:
         return  # callbacks_from_config says what a method_schedule needs
     name, values = schedule["name"], schedule.get("values")
     if name not in type(method).options:

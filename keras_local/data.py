@@ -4,6 +4,9 @@
 then (for training) shuffles with a seed and applies pad-4 random crop +
 horizontal flip (stateless, drawn from the same seed: a seeded pipeline gives
 the same batches in every run), normalises per channel and batches with `AUTOTUNE` prefetch.
+`TrainingEpochs` gives the training epochs one at a time, epoch `e` a function
+of `(seed, e)` alone (what a resumed run needs), and `check_files` checks a
+prepared split's files before a run reads them.
 
 Where datasets come from:
 

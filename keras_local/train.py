@@ -199,7 +199,6 @@ def train_and_evaluate(config, run_dir=None, overwrite=False, callbacks=()):
         raise TrainingDiverged(f"{summary['error']} (an earlier run; pass --overwrite to train again)")
     if summary is not None:
         return {**summary, "already_finished": True}
-    check_writable(run_dir)
     keras.utils.set_random_seed(config["seed"])
     model = build_model_from_config(config, input_shape, num_classes)
     epochs = data.TrainingEpochs(config["dataset"], config["train_split"], config["batch_size"], config["data_dir"],
@@ -213,6 +212,7 @@ def train_and_evaluate(config, run_dir=None, overwrite=False, callbacks=()):
     # Per-block schedules set each optimizer's (float) rate at every batch.
     model.compile(optimizer=make_optimizer(config, steps_per_epoch,
                                            learning_rate=config["learning_rate"] if per_block else None))
+    check_writable(run_dir)
     if overwrite:
         _clear(run_dir)
     write_text(os.path.join(run_dir, "config.toml"), to_toml(config))

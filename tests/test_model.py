@@ -43,7 +43,7 @@ def test_bp_has_the_same_blocks_as_gll_and_no_aux_heads():
         (dict(cuts=[5, 3]), "must be strictly increasing"),
         (dict(cuts=[2, 11]), "out of range"),
         (dict(num_classes=1), "num_classes must be an integer >= 2"),
-        (dict(method="gll", alpha=0.5), "Invalid options \\['alpha'\\] for method 'gll'"),
+        (dict(method="gll", alpha=0.5), "Method 'gll' has no option 'alpha'; its options: none"),
     ],
 )
 def test_bad_input_raises_value_error_quoting_the_value(kwargs, message):
