@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import zipfile
 
 import keras
 import numpy as np
@@ -262,12 +263,21 @@ def test_atomic_path_keeps_the_old_file_when_writing_fails(tmp_path):
     assert target.read_text() == "new"
 
 
-def test_a_truncated_keras_file_gives_one_line(tmp_path, capsys):
+@pytest.mark.parametrize("damage", ["file", "weights_entry"])
+def test_a_truncated_keras_file_gives_one_line(tmp_path, capsys, damage):
     model = kl.build_model("resnet8", method="gll", num_blocks=2, input_shape=(32, 32, 3), num_classes=10)
     model.compile(optimizer="sgd")
     path = tmp_path / "model.keras"
     model.save(path)
-    path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
+    if damage == "file":
+        path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
+    else:  # a valid zip whose weights file is cut short
+        with zipfile.ZipFile(path) as archive:
+            entries = {name: archive.read(name) for name in archive.namelist()}
+        entries["model.weights.h5"] = entries["model.weights.h5"][:4096]
+        with zipfile.ZipFile(path, "w") as archive:
+            for name, content in entries.items():
+                archive.writestr(name, content)
     code = cli.main(["analyze", "--model", str(path), "--examples", "10"])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "is not a readable .keras file" in err
