@@ -4,6 +4,7 @@ damaged data and files, full disks."""
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
@@ -44,24 +45,31 @@ def _run(tmp_path, argv, capsys):
 
 # -- exact resume -------------------------------------------------------------------
 
-KILLED_RUN = """
-import os, signal, sys
-import keras
-from keras_local.config import load_config
-from keras_local.train import train_and_evaluate
+class StopAtStep(keras.callbacks.Callback):
+    """Interrupts training after `step` batches: raises, or with `kill` dies as `kill -9` does."""
 
-class KillAtStep(keras.callbacks.Callback):
-    def __init__(self, step):
+    def __init__(self, step, kill=False):
         super().__init__()
-        self.step, self.seen = step, 0
+        self.step, self.kill, self.seen = step, kill, 0
+
     def on_train_batch_end(self, batch, logs=None):
         self.seen += 1
         if self.seen == self.step:
-            os.kill(os.getpid(), signal.SIGKILL)
+            if self.kill:
+                os.kill(os.getpid(), signal.SIGKILL)
+            raise RuntimeError("interrupted")
 
-config = load_config(None, sys.argv[3:])
+
+KILLED_RUN = f"""
+import sys
+sys.path.insert(0, {os.path.dirname(__file__)!r})
+from test_robust_runs import StopAtStep
+from keras_local.config import load_config
+from keras_local.train import train_and_evaluate
+
 kill_at = int(sys.argv[2])
-train_and_evaluate(config, run_dir=sys.argv[1], callbacks=[KillAtStep(kill_at)] if kill_at else [])
+train_and_evaluate(load_config(None, sys.argv[3:]), run_dir=sys.argv[1],
+                   callbacks=[StopAtStep(kill_at, kill=True)] if kill_at else [])
 """
 
 
@@ -288,23 +296,12 @@ def test_a_damaged_checkpoint_gives_one_line(tmp_path, capsys):
     argv = ["--run-dir", str(run_dir), *sum((["--set", item] for item in SMALL), [])]
     config = load_config(None, SMALL)
     with pytest.raises(RuntimeError):
-        train_and_evaluate(config, run_dir=str(run_dir), callbacks=[_Interrupt(5)])
+        train_and_evaluate(config, run_dir=str(run_dir), callbacks=[StopAtStep(5)])
     checkpoint = json.loads((run_dir / "backup" / "checkpoint.json").read_text())
     weights = run_dir / "backup" / checkpoint["files"][0]
     weights.write_bytes(weights.read_bytes()[:200])
     code, out, err = _run(tmp_path, argv, capsys)
     assert code == 2 and err.count("\n") == 1 and "could not be loaded" in err and "--overwrite" in err
-
-
-class _Interrupt(keras.callbacks.Callback):
-    def __init__(self, step):
-        super().__init__()
-        self.step, self.seen = step, 0
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.seen += 1
-        if self.seen == self.step:
-            raise RuntimeError("interrupted")
 
 
 # -- validation up front, messages ------------------------------------------------------------
