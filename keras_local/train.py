@@ -84,8 +84,8 @@ class TrainingDiverged(RuntimeError):
 # Files and folders a run writes: --overwrite removes these, and only these.
 RUN_FILES = ("config.toml", "versions.json", "history.csv", "model.keras", "inference.keras", "summary.json",
              "backup", "backup_callbacks", "blocks", "tensorboard")
-# Keys that change how a run reports, not what it computes: a resumed run may change them.
-REPORTING_KEYS = ("run_dir", "verbose", "tensorboard")
+# Keys that change how a run reports or saves, not what it computes: a resumed run may change them.
+REPORTING_KEYS = ("run_dir", "verbose", "tensorboard", "checkpoint_every")
 
 
 def previous_run(config, run_dir, overwrite=False):
@@ -138,11 +138,12 @@ def _trim_history(path, epoch):
     between an epoch's row and its checkpoint would repeat it)."""
     if not os.path.exists(path):
         return
+    if epoch == 0:
+        os.remove(path)
+        return
     with open(path, newline="") as file:
         rows = list(csv.reader(file))
     kept = rows[:1] + [row for row in rows[1:] if row and int(row[0]) < epoch]
-    if epoch == 0:
-        kept = []
     if len(kept) != len(rows):
         with atomic_path(path) as partial, open(partial, "w", newline="") as file:
             csv.writer(file).writerows(kept)
