@@ -234,8 +234,7 @@ def _fail(error, code):
     if isinstance(error, tf.errors.OpError):
         text = f"{type(error).__name__}: {error.message.strip().splitlines()[0]}"
     elif isinstance(error, OSError) and error.strerror:
-        where = f" {error.filename!r}" if error.filename else ""
-        text = f"{error.strerror}{where}"
+        text = f"{error.filename!r}: {error.strerror}" if error.filename else error.strerror
     else:
         text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     print(f"keras-local: error: {text}", file=sys.stderr)

@@ -36,9 +36,11 @@ def atomic_path(path):
     try:
         yield partial
         os.replace(partial, path)
-    except BaseException:
+    except BaseException as error:
         with contextlib.suppress(OSError):
             os.remove(partial)
+        if isinstance(error, OSError) and not error.filename:  # e.g. ENOSPC from a write: say which file
+            raise OSError(error.errno, error.strerror or str(error), os.fspath(path)) from error
         raise
 
 
