@@ -27,6 +27,8 @@ report["history"][-1]        # {"tick": 2000, "updates": [...], "accuracy": ...,
 import numpy as np
 import tensorflow as tf
 
+from keras_local.block import unpack_batch
+
 
 class ReplayBuffer:
     """At most `size` (features, labels) batches; `pop` serves the least-used
@@ -85,7 +87,7 @@ def fit_asynchronous(model, dataset, ticks, buffer_size=50, max_reuse=None, slow
     for tick in range(1, ticks + 1):
         index = int(rng.choice(num_blocks, p=probabilities))
         if index == 0:
-            inputs, labels = next(batches)[:2]
+            inputs, labels = unpack_batch(next(batches))
         else:
             taken = buffers[index - 1].pop()
             inputs, labels = taken if taken is not None else (None, None)

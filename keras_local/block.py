@@ -3,12 +3,22 @@
 import keras
 import tensorflow as tf
 from keras import ops
-from keras.src.losses.loss import (
-    scale_loss_for_distribution,
-    unscale_loss_for_distribution,
-)
 
 from keras_local.heads import logits_of
+from keras_local.losses import scale_for_replicas, unscale_for_replicas
+
+
+def unpack_batch(data):
+    """`(x, y)` of a batch; a `sample_weight` (given to `fit`, or made by Keras
+    from `class_weight`) is refused: the local losses weigh every example the same."""
+    x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+    if sample_weight is not None:
+        raise ValueError(
+            "keras_local models do not take sample_weight or class_weight (got a per-example weight): each "
+            "block's local loss weighs every example the same. Resample the dataset instead, e.g. with "
+            "tf.data.Dataset.rejection_resample."
+        )
+    return x, y
 
 
 class LocalStep:
@@ -130,7 +140,7 @@ class Block(keras.Model):
         if not variables:
             return 0.0
         total = ops.sum(ops.stack([ops.sum(ops.square(ops.cast(v, "float32"))) for v in variables]))
-        return scale_loss_for_distribution(0.5 * self.weight_decay * total)
+        return scale_for_replicas(0.5 * self.weight_decay * total)
 
     def local_loss(self, y, outputs, training=True):
         """The block's compiled loss (e.g. cross-entropy) on its head's
@@ -254,18 +264,18 @@ class Block(keras.Model):
         ]
 
     def train_step(self, data):
-        x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+        x, y = unpack_batch(data)
         step = self.compute_local_gradients(x, y)
         self.optimizer.apply(step.gradients, self.trainable_variables)
         logits, loss = step.logits, step.loss
-        self._loss_tracker.update_state(unscale_loss_for_distribution(loss), sample_weight=ops.shape(x)[0])
+        self._loss_tracker.update_state(unscale_for_replicas(loss), sample_weight=ops.shape(x)[0])
         return self.compute_metrics(x, y, logits)
 
     def test_step(self, data):
-        x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+        x, y = unpack_batch(data)
         outputs = self.head(self(x, training=False), training=False)
         logits, loss = logits_of(outputs), self.local_loss(y, outputs, training=False)
-        self._loss_tracker.update_state(unscale_loss_for_distribution(loss), sample_weight=ops.shape(x)[0])
+        self._loss_tracker.update_state(unscale_for_replicas(loss), sample_weight=ops.shape(x)[0])
         return self.compute_metrics(x, y, logits)
 
     def get_config(self):

@@ -255,7 +255,7 @@ class BlockLearningRateScheduler(keras.callbacks.Callback):
         if isinstance(self.schedule, (list, tuple)) and len(self.schedule) != len(self.model.blocks):
             raise ValueError(f"Got {len(self.schedule)} schedules for {len(self.model.blocks)} blocks.")
         for index, optimizer in enumerate(self._optimizers()):
-            if isinstance(optimizer._learning_rate, keras.optimizers.schedules.LearningRateSchedule):
+            if isinstance(optimizer.get_config()["learning_rate"], dict):  # a serialized LearningRateSchedule
                 raise ValueError(
                     f"Block {index}'s optimizer has a LearningRateSchedule; compile with a float learning rate "
                     f"for BlockLearningRateScheduler to set it."

@@ -18,6 +18,26 @@ from keras import ops
 from keras_local.registry import Registry
 
 LOSSES = Registry("loss")
+
+
+def _replicas():
+    import tensorflow as tf
+
+    return tf.distribute.get_strategy().num_replicas_in_sync
+
+
+def scale_for_replicas(value):
+    """`value / replicas` under a `tf.distribute` strategy (what Keras' `Loss`
+    objects do to their result): summed over replicas, the gradients are the
+    mean over the global batch. Unchanged with one replica."""
+    replicas = _replicas()
+    return value if replicas == 1 else ops.multiply(value, ops.cast(1.0 / replicas, value.dtype))
+
+
+def unscale_for_replicas(value):
+    """The inverse of `scale_for_replicas`: the loss of the replica's batch, for the metrics."""
+    replicas = _replicas()
+    return value if replicas == 1 else ops.multiply(value, ops.cast(replicas, value.dtype))
 AUX_LOSSES = ("cross_entropy", "contrast")  # InfoPro's auxiliary objectives
 
 

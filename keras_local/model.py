@@ -6,10 +6,10 @@ import functools
 import keras
 import tensorflow as tf
 from keras import ops
-from keras.src.losses.loss import unscale_loss_for_distribution
 
-from keras_local.block import Block
+from keras_local.block import Block, unpack_batch
 from keras_local.heads import logits_of
+from keras_local.losses import unscale_for_replicas
 from keras_local.methods import get_method
 from keras_local.optimizers import BlockOptimizers, _inner, resolve_block_optimizers
 from keras_local.placement import place_blocks
@@ -282,7 +282,7 @@ class LocalModel(keras.Model):
     def train_step(self, data):
         if self.schedule == "pipelined":
             return self._pipelined_step(data, active=len(self.blocks))
-        x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+        x, y = unpack_batch(data)
         if self.label_blocks:
             logits, loss = self._local_step(x, y, targets=self._label_step(y))
             if logits is not None and self.block_states[-1] != "idle":
@@ -318,7 +318,7 @@ class LocalModel(keras.Model):
                     next_code = block(code, training=False)
                     loss = block.compute_loss(y=code, y_pred=block.head(next_code, training=False), training=False)
             if update_metrics:
-                self.autoencoder_losses[index].update_state(unscale_loss_for_distribution(loss))
+                self.autoencoder_losses[index].update_state(unscale_for_replicas(loss))
             code = next_code
             targets.append(ops.stop_gradient(code))
         return targets
@@ -426,7 +426,7 @@ class LocalModel(keras.Model):
         """Blocks 0..active−1 each train on their input: block 0 on the batch,
         block k on what block k−1 wrote to its buffer on the previous step
         (with those examples' labels), then write their output for block k+1."""
-        x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+        x, y = unpack_batch(data)
         if self._pipeline is None:
             raise ValueError("The pipeline is not set up: train with fit / train_on_batch, "
                              "which call make_train_function first.")
@@ -497,16 +497,16 @@ class LocalModel(keras.Model):
     def _update_block_metrics(self, index, y, logits, loss):
         position = self._metric_position.get(index)
         if position is not None:
-            self.block_losses[position].update_state(unscale_loss_for_distribution(loss))
+            self.block_losses[position].update_state(unscale_for_replicas(loss))
             if self.block_accuracies:
                 self.block_accuracies[position].update_state(y, logits)
 
     def _update_output_metrics(self, x, y, logits, loss):
-        self._loss_tracker.update_state(unscale_loss_for_distribution(loss), sample_weight=ops.shape(x)[0])
+        self._loss_tracker.update_state(unscale_for_replicas(loss), sample_weight=ops.shape(x)[0])
         return self.compute_metrics(x, y, logits)
 
     def test_step(self, data):
-        x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+        x, y = unpack_batch(data)
         targets = self._label_step(y, training=False) if self.label_blocks else None
         features = x
         for index, block in enumerate(self.blocks):

@@ -3,6 +3,7 @@ import re
 import subprocess
 import sys
 
+import keras
 import pytest
 
 from keras_local import cli
@@ -91,7 +92,7 @@ def test_piecewise_schedule_follows_the_reference_steps():
     from keras_local.train import make_optimizer
 
     config = load_config(None, ["lr_schedule=piecewise", "optimizer=adam", "learning_rate=0.001", "epochs=10"])
-    schedule = make_optimizer(config, steps_per_epoch=10)._learning_rate
+    schedule = keras.optimizers.schedules.deserialize(make_optimizer(config, steps_per_epoch=10).get_config()["learning_rate"])
     rates = [float(schedule(step)) for step in (0, 39, 41, 61, 81, 95)]
     assert rates == pytest.approx([1e-3, 1e-3, 1e-4, 1e-5, 1e-6, 5e-7])
     with pytest.raises(ValueError, match="lr_boundaries"):
@@ -102,7 +103,7 @@ def test_warmup_then_cosine_follows_infopro():
     from keras_local.train import make_optimizer
 
     config = load_config(None, ["epochs=160", "warmup_epochs=10", "learning_rate=0.8"])
-    schedule = make_optimizer(config, steps_per_epoch=10)._learning_rate  # the LearningRateSchedule
+    schedule = keras.optimizers.schedules.deserialize(make_optimizer(config, steps_per_epoch=10).get_config()["learning_rate"])
     values = [float(schedule(step)) for step in (0, 50, 100, 850, 1599)]
     assert values[0] == pytest.approx(0.01) and values[1] == pytest.approx(0.405)  # linear warm-up from 0.01
     assert values[2] == pytest.approx(0.8) and values[3] == pytest.approx(0.4, rel=1e-3)  # then cosine over 150

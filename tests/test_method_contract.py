@@ -1,0 +1,108 @@
+"""The contract every registered method keeps, run for each name in `kl.list_methods()`:
+a new method is tested by registering it.
+
+- a `.keras` round trip restores its weights, its predictions and every block's optimizer state;
+- each block order (`together`, `sequential`, `pipelined`) trains a step or is refused with a
+  `ValueError` before training;
+- `export_inference_model` predicts what the model predicts;
+- a frozen block is left untouched by a step, or freezing is refused with a `ValueError`;
+- a per-example weight is refused with a `ValueError`, not silently dropped.
+"""
+
+import keras
+import numpy as np
+import pytest
+
+import keras_local as kl
+from keras_local.schedules import SCHEDULES
+
+METHODS = kl.list_methods()
+SHAPE, CLASSES = (16, 16, 3), 4
+
+
+def _model(method, schedule="together"):
+    model = kl.build_model("resnet8", method=method, num_blocks=2, input_shape=SHAPE, num_classes=CLASSES,
+                           schedule=schedule)
+    model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9))
+    return model
+
+
+def _batch(size=8, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(size, *SHAPE)).astype("float32"), rng.integers(0, CLASSES, size=size)
+
+
+def _optimizer_state(model):
+    return [[variable.numpy() for variable in block.optimizer.variables] for block in model.blocks + model.label_blocks]
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_keras_round_trip_keeps_weights_predictions_and_optimizer_state(method, tmp_path):
+    model = _model(method)
+    x, y = _batch()
+    model.fit(x, y, epochs=2, batch_size=4, verbose=0)
+    model.save(tmp_path / "model.keras")
+    loaded = keras.models.load_model(tmp_path / "model.keras")
+    assert type(loaded.method) is type(model.method) and loaded.method.get_config() == model.method.get_config()
+    for a, b in zip(model.get_weights(), loaded.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(_optimizer_state(model), _optimizer_state(loaded), strict=True):
+        for slot_a, slot_b in zip(a, b, strict=True):
+            np.testing.assert_array_equal(slot_a, slot_b)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES)
+@pytest.mark.parametrize("method", METHODS)
+def test_each_block_order_trains_or_is_refused_up_front(method, schedule):
+    try:
+        model = _model(method, schedule)
+    except ValueError as error:
+        assert schedule in str(error) and "\n" not in str(error)
+        return
+    x, y = _batch()
+    before = [weight.copy() for weight in model.get_weights()]
+    model.fit(x, y, epochs=1, batch_size=4, verbose=0)
+    changed = [not np.array_equal(a, b) for a, b in zip(before, model.get_weights())]
+    assert any(changed)
+    assert all(np.isfinite(weight).all() for weight in model.get_weights())
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_the_exported_model_predicts_what_the_model_predicts(method):
+    model = _model(method)
+    x, y = _batch()
+    model.fit(x, y, epochs=1, batch_size=4, verbose=0)
+    inference = kl.export_inference_model(model)
+    assert all(type(layer).__module__.startswith("keras.") for layer in inference.layers)
+    np.testing.assert_allclose(inference.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-5)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_a_frozen_block_is_untouched_or_freezing_is_refused(method):
+    model = _model(method)
+    try:
+        model.set_block_state(0, "frozen")
+    except ValueError as error:
+        assert method in str(error) or "backpropagate" in str(error)
+        return
+    x, y = _batch()
+    model.predict(x, verbose=0)  # builds every variable
+    frozen = [variable.numpy().copy() for variable in model.blocks[0].variables]
+    model.fit(x, y, epochs=1, batch_size=4, verbose=0)
+    for before, variable in zip(frozen, model.blocks[0].variables, strict=True):
+        np.testing.assert_array_equal(before, variable.numpy())
+    later = model.blocks[1].trainable_variables
+    assert later and any(int(block.optimizer.iterations) > 0 for block in model.blocks[1:])
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_a_per_example_weight_is_refused(method):
+    model = _model(method)
+    x, y = _batch()
+    with pytest.raises(ValueError, match="do not take sample_weight or class_weight"):
+        model.fit(x, y, sample_weight=np.ones(len(y)), epochs=1, batch_size=4, verbose=0)
+    with pytest.raises(ValueError, match="do not take sample_weight or class_weight"):
+        model.fit(x, y, class_weight={label: 1.0 for label in range(CLASSES)}, epochs=1, batch_size=4, verbose=0)
+    with pytest.raises(ValueError, match="do not take sample_weight or class_weight"):
+        model.evaluate(x, y, sample_weight=np.ones(len(y)), verbose=0)
