@@ -119,7 +119,7 @@ def _block_step(model, index):
 def _validate(model, ticks, buffer_size, max_reuse, slow_block, slowdown, validation_data, validation_every):
     method = model.method
     if not method.cut_gradients or method.label_path or method.needs_images or any(
-        method.tail_length(index, len(model.blocks)) for index in range(len(model.blocks))
+        method.linked_units(index, len(model.blocks)) for index in range(len(model.blocks))
     ):
         raise ValueError(
             f"Asynchronous training needs blocks that learn from their own input and labels only; "

@@ -168,8 +168,7 @@ class LocalModel(keras.Model):
                     f"Method {self.method.name!r} has no numeric option {name!r} to schedule; "
                     f"it has: {', '.join(self.method.schedulable) or 'none'}."
                 )
-            if name == "alpha" and self.schedule == "pipelined":
-                raise ValueError("schedule='pipelined' has no backward links, so alpha cannot be scheduled.")
+            self.method.check_variable(name, self.schedule)
             variable = tf.Variable(float(value), trainable=False, dtype="float32", name=f"method_{name}")
             self.method_variables[name] = variable
             self.method.bind_variable(name, variable, self)
@@ -338,7 +337,7 @@ class LocalModel(keras.Model):
         block's gradients."""
         num_blocks = len(self.blocks)
         weights = self.method.loss_weights(num_blocks)
-        # waiting: (block, its LocalStep, its tail length). With the "sequential" schedule block k+1's
+        # waiting: (block, its LocalStep, its propagation length). With the "sequential" schedule block k+1's
         # forward waits for block k's local gradients and for block k−1's link update, so that no
         # block's activations outlive the step after its own.
         features, waiting, previous_gradients, link_gradients = x, None, [], []
@@ -358,7 +357,7 @@ class LocalModel(keras.Model):
                 previous_gradients = []
                 continue
             linked = index + 1 < num_blocks and self.block_states[index + 1] == "train"
-            tail_length = self.method.tail_length(index, num_blocks) if linked else 0
+            propagation_length = self.method.linked_units(index, num_blocks) if linked else 0
             inputs = ops.stop_gradient(features)
             if self.schedule == "sequential":
                 inputs = after(previous_gradients, inputs)
@@ -366,19 +365,18 @@ class LocalModel(keras.Model):
                 step = block.compute_local_gradients(
                     inputs, target if targets is None else targets[index],
                     loss_weight=weights[index],
-                    tail_length=tail_length, input_gradient=waiting is not None,
+                    propagation_length=propagation_length, input_gradient=waiting is not None,
                 )
             if waiting is not None:
-                previous, previous_step, previous_tail = waiting
+                previous, previous_step, previous_length = waiting
                 with self.on_device(index - 1):
-                    gradients = previous.backward_link_gradients(
-                        previous_step, step.input_gradient, self.method.alpha, previous_tail
-                    )
+                    error = self.method.link(previous_step.features_gradient, ops.cast(step.input_gradient, "float32"))
+                    gradients = previous.finish_link(previous_step, error, previous_length)
                     previous.optimizer.apply(gradients, previous.trainable_variables)
                 link_gradients = gradients  # the next block's forward also waits for this update
                 waiting = None
-            if tail_length > 0:
-                waiting = (block, step, tail_length)
+            if propagation_length > 0:
+                waiting = (block, step, propagation_length)
             else:
                 with self.on_device(index):
                     block.optimizer.apply(step.gradients, block.trainable_variables)

@@ -38,13 +38,7 @@ def check_schedule(schedule, method):
             f"schedule='pipelined' cannot run {method.name!r} yet: its blocks' losses read the input "
             f"images, which the pipeline's buffers do not carry. Use schedule='together' or 'sequential'."
         )
-    if schedule == "pipelined" and method.propagation_length > 0 and method.alpha < 1:
-        raise ValueError(
-            f"schedule='pipelined' cannot run {method.name!r} with propagation_length="
-            f"{method.propagation_length} and alpha={method.alpha}: a backward link makes block k wait "
-            f"for block k+1's error on the same batch, which a one-step pipeline only computes a step "
-            f"later. Use schedule='together' or 'sequential' (or alpha=1 / propagation_length=0)."
-        )
+    method.check_schedule(schedule)
     return schedule
 
 

@@ -253,21 +253,21 @@ def test_sequential_backlink_orders_block_k_minus_1_link_before_block_k_plus_1(m
     model.compile(optimizer=keras.optimizers.SGD(LEARNING_RATE))
     model.optimizer.build()
     waits, links = [], {}
-    original_after, original_link = model_module.after, block_module.Block.backward_link_gradients
+    original_after, original_link = model_module.after, block_module.Block.finish_link
 
     def spy_after(dependencies, tensor):
         result = original_after(dependencies, tensor)
         waits.append(result)
         return result
 
-    def spy_link(self, step, output_gradient, alpha, tail_length):
-        gradients = original_link(self, step, output_gradient, alpha, tail_length)
-        tail = {id(v) for v in self.tail_variables(tail_length)}
+    def spy_link(self, step, features_error, propagation_length):
+        gradients = original_link(self, step, features_error, propagation_length)
+        tail = {id(v) for v in self.tail_variables(propagation_length)}
         links[self.name] = [g for v, g in zip(self.trainable_variables, gradients) if id(v) in tail]
         return gradients
 
     monkeypatch.setattr(model_module, "after", spy_after)
-    monkeypatch.setattr(block_module.Block, "backward_link_gradients", spy_link)
+    monkeypatch.setattr(block_module.Block, "finish_link", spy_link)
     x, y = tiny_batch()
     tf.function(model.train_step).get_concrete_function((tf.constant(x), tf.constant(y)))
     # after() is called for blocks 0, 1, 2 (in each trace; the last trace's links are kept).

@@ -1,25 +1,19 @@
 """The registry of training methods: `list_methods()`, `get_method(name, **options)`."""
 
+# Importing a method's module registers it (`@register_method` at its definition).
 from keras_local.methods.associated import AssociatedLearning
 from keras_local.methods.backlink import BackLink
-from keras_local.methods.base import Method
+from keras_local.methods.base import METHODS, Method, register_method
 from keras_local.methods.bp import Backprop
 from keras_local.methods.bwbpf import BlockwiseBPFree
 from keras_local.methods.dgl import DecoupledGreedy
 from keras_local.methods.gll import GreedyLocal
 from keras_local.methods.infopro import InfoPro
 from keras_local.methods.predsim import PredSim
-from keras_local.registry import Registry
 
-METHODS = Registry("method")
-METHODS.register(Backprop.name)(Backprop)
-METHODS.register(GreedyLocal.name)(GreedyLocal)
-METHODS.register(BlockwiseBPFree.name)(BlockwiseBPFree)
-METHODS.register(BackLink.name)(BackLink)
-METHODS.register(AssociatedLearning.name)(AssociatedLearning)
-METHODS.register(DecoupledGreedy.name)(DecoupledGreedy)
-METHODS.register(PredSim.name)(PredSim)
-METHODS.register(InfoPro.name)(InfoPro)
+__all__ = ["METHODS", "AssociatedLearning", "BackLink", "Backprop", "BlockwiseBPFree", "DecoupledGreedy",
+           "GreedyLocal", "InfoPro", "Method", "PredSim", "get_method", "list_methods", "method_option_names",
+           "register_method"]
 
 
 def list_methods():

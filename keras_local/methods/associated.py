@@ -1,6 +1,6 @@
 """Associated Learning (Kao & Chen, Neural Computation 2021)."""
 
-from keras_local.methods.base import Method, check_number
+from keras_local.methods.base import Method, check_number, register_method
 
 BRIDGES = ("dense", "pooled")
 # The reference code's bridge width n per network (CIFAR-10; CIFAR-100 uses 500).
@@ -8,6 +8,7 @@ DEFAULT_WIDTHS = {"mlp": 1024, "cnn": 256, "vgg": 300}
 RESNET_DEPTHS = {"resnet8": 8, "resnet14": 14, "resnet20": 20, "resnet32": 32, "resnet56": 56, "resnet110": 110}
 
 
+@register_method
 class AssociatedLearning(Method):
     """Components with a bridge, an encoder and a decoder; no end-to-end backprop.
 

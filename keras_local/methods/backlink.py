@@ -1,8 +1,9 @@
 """BackLink: local training with backward links (Guo et al., IEEE TAI 2023)."""
 
-from keras_local.methods.base import Method, check_number
+from keras_local.methods.base import Method, check_number, register_method
 
 
+@register_method
 class BackLink(Method):
     """Greedy local learning plus a one-hop backward link into each block's tail.
 
@@ -47,6 +48,29 @@ class BackLink(Method):
         from keras_local.methods.gll import backlink_paper_recipe
 
         return backlink_paper_recipe(architecture, head="linear", method_options=self.get_config())
+
+    def linked_units(self, block_index, num_blocks):
+        # A scheduled alpha is a variable: the link stays, and alpha = 1 mixes in nothing.
+        if block_index >= num_blocks - 1 or (isinstance(self.alpha, float) and self.alpha == 1.0):
+            return 0
+        return self.propagation_length
+
+    def link(self, own_error, next_error):
+        """The paper's rule: the tail learns from α·∂L_{k−1} + (1 − α)·∂L_k."""
+        return self.alpha * own_error + (1.0 - self.alpha) * next_error
+
+    def check_schedule(self, schedule):
+        if schedule == "pipelined" and self.propagation_length > 0 and self.alpha < 1:
+            raise ValueError(
+                f"schedule='pipelined' cannot run {self.name!r} with propagation_length="
+                f"{self.propagation_length} and alpha={self.alpha}: a backward link makes block k wait "
+                f"for block k+1's error on the same batch, which a one-step pipeline only computes a step "
+                f"later. Use schedule='together' or 'sequential' (or alpha=1 / propagation_length=0)."
+            )
+
+    def check_variable(self, name, schedule):
+        if name == "alpha" and schedule == "pipelined":
+            raise ValueError("schedule='pipelined' has no backward links, so alpha cannot be scheduled.")
 
     def validate(self, block_sizes):
         linked = block_sizes[:-1]

@@ -1,5 +1,16 @@
 """What a training method is: a small rule the one `LocalModel.train_step` consults."""
 
+from keras_local.registry import Registry
+
+METHODS = Registry("method")
+
+
+def register_method(method_class):
+    """Class decorator: makes `method_class` available by its `name`
+    (`build_model(method=name)`, `get_method`, config files)."""
+    METHODS.register(method_class.name)(method_class)
+    return method_class
+
 
 class Method:
     """A local-training rule.
@@ -15,11 +26,6 @@ class Method:
             of its own (no units) after the K blocks, so that the last block
             keeps an auxiliary head of its own (BWBPF). Otherwise the last
             block's head is the output layer.
-        propagation_length: units at the end of every block but the last
-            (the block's tail) that also receive the next block's error
-            (BackLink's l; 0: none).
-        alpha: weight of a tail's own loss against the next block's error
-            (BackLink's α; the next block's error gets 1 − α).
         label_path: whether the model also has label blocks (Associated
             Learning's encoders / decoders) that turn the labels into each
             block's target and decode the last block's head into the output.
@@ -41,8 +47,6 @@ class Method:
     cut_gradients = True
     aux_heads = True
     separate_output_block = False
-    propagation_length = 0
-    alpha = 1.0
     label_path = False
     default_loss = None
     default_head = "linear"
@@ -81,12 +85,22 @@ class Method:
         of the model, the output block included)."""
         return [1.0] * num_blocks
 
-    def tail_length(self, block_index, num_blocks):
-        """How many units of block `block_index` receive the next block's error."""
-        # A scheduled alpha is a variable: the link stays, and alpha = 1 mixes in nothing.
-        if block_index >= num_blocks - 1 or (isinstance(self.alpha, float) and self.alpha == 1.0):
-            return 0
-        return self.propagation_length
+    def linked_units(self, block_index, num_blocks):
+        """How many units at the end of block `block_index` (its tail) also
+        learn from the next block's error, mixed by `link` (0: none, the block
+        learns from its own loss only)."""
+        return 0
+
+    def link(self, own_error, next_error):
+        """The error a linked tail learns from, given the error of its own
+        loss and the next block's error at the tail's output."""
+        raise NotImplementedError(f"Method {self.name!r} has no backward links.")
+
+    def check_schedule(self, schedule):
+        """Raises a `ValueError` if the method cannot train with this block order."""
+
+    def check_variable(self, name, schedule):
+        """Raises a `ValueError` if option `name` cannot be scheduled with this block order."""
 
     def bind_variable(self, name, variable, model):
         """Makes the option `name` read `variable` from now on."""

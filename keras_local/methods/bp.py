@@ -1,8 +1,9 @@
 """End-to-end backpropagation: the baseline every table compares with."""
 
-from keras_local.methods.base import Method
+from keras_local.methods.base import Method, register_method
 
 
+@register_method
 class Backprop(Method):
     """One loss, CE(o(h_K)), differentiated through every block; no aux heads.
 

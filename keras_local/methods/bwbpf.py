@@ -1,8 +1,9 @@
 """BWBPF: block-wise BP-free training (Cheng et al., ICASSP 2024)."""
 
-from keras_local.methods.base import Method, check_number
+from keras_local.methods.base import Method, check_number, register_method
 
 
+@register_method
 class BlockwiseBPFree(Method):
     """Every block has a local classifier; the output layer learns the global loss.
 

@@ -1,8 +1,10 @@
 """Decoupled Greedy Learning (DGL; Belilovsky, Eickenberg and Oyallon)."""
 
+from keras_local.methods.base import register_method
 from keras_local.methods.gll import GreedyLocal
 
 
+@register_method
 class DecoupledGreedy(GreedyLocal):
     """Greedy local learning with DGL's auxiliary networks.
 

@@ -1,6 +1,6 @@
 """Greedy local learning (GLL, "Greedy SL", BackLink's l = 0)."""
 
-from keras_local.methods.base import Method
+from keras_local.methods.base import Method, register_method
 
 # BackLink §4 (its GLL is the baseline of its Table 1): lr per network.
 BACKLINK_LEARNING_RATES = {"alexnet": 0.01, "vgg16": 0.01, "resnet32": 0.5, "resnet110": 0.3}
@@ -24,6 +24,7 @@ def backlink_paper_recipe(architecture, head, method_options=None):
     )
 
 
+@register_method
 class GreedyLocal(Method):
     """Block k reads stop_gradient(x_{k-1}); θ(B_k) and θ(a_k) get ∇L_k only,
     with L_k = CE(a_k(h_k), y). The last block uses the output head."""

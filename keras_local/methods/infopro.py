@@ -3,10 +3,11 @@
 import math
 
 from keras_local.losses import AUX_LOSSES, InfoProLoss
-from keras_local.methods.base import check_number
+from keras_local.methods.base import check_number, register_method
 from keras_local.methods.gll import GreedyLocal
 
 
+@register_method
 class InfoPro(GreedyLocal):
     """Greedy local learning with InfoPro's loss: block k's head (`infopro`:
     the `1c2f` net and an image decoder) is trained on

@@ -3,10 +3,11 @@
 import keras
 
 from keras_local.losses import PredSimLoss
-from keras_local.methods.base import check_number
+from keras_local.methods.base import check_number, register_method
 from keras_local.methods.gll import GreedyLocal
 
 
+@register_method
 class PredSim(GreedyLocal):
     """Greedy local learning with PredSim's loss.
 
