@@ -47,7 +47,7 @@ from keras_local import profiling
 
 def _block_keys(model):
     """`(block index, loss key, accuracy key)` of every block whose head is logged."""
-    return [(index, f"loss_{index}", f"acc_{index}") for index in sorted(model._metric_position)]
+    return [(index, f"loss_{index}", f"acc_{index}") for index in model.logged_blocks]
 
 
 class _StatefulCallback(keras.callbacks.Callback):

@@ -66,7 +66,7 @@ def block_times(model, x, y, repeats=10):
     gradients minus forward and head) and optimizer update on (x, y), each
     block reading the previous blocks' output of x."""
     copy = fresh_copy(model, schedule="together")
-    targets = copy._label_step(tf.constant(y), training=False, update_metrics=False) if copy.label_blocks else None
+    targets = copy.label_targets(tf.constant(y), training=False, update_metrics=False) if copy.label_blocks else None
     features, rows = tf.constant(x), []
     for index, block in enumerate(copy.blocks):
         labels = tf.constant(y) if targets is None else targets[index]

@@ -246,7 +246,7 @@ def test_sequential_backlink_orders_block_k_minus_1_link_before_block_k_plus_1(m
     from conftest import tiny_batch, tiny_resnet
 
     from keras_local import block as block_module
-    from keras_local import model as model_module
+    from keras_local import trainer as model_module
 
     model = tiny_resnet("backlink", alpha=0.5, propagation_length=1)
     model.schedule = "sequential"
