@@ -10,7 +10,7 @@ Example:
 ```python
 features, labels = block_features(model, test, block=-1, limit=1000)
 class_distance_ratio(features, labels)["ratio"]
-plot_features(features, labels, "features.png")      # PCA scatter, needs matplotlib
+keras_local.plots.plot_features(features, labels, "features.png")   # PCA scatter, needs matplotlib
 ```
 """
 
@@ -79,31 +79,3 @@ def block_features(model, dataset, block=-1, head=False, limit=None):
             break
     features, labels = np.concatenate(features), np.concatenate(labels)
     return (features, labels) if limit is None else (features[:limit], labels[:limit])
-
-
-def plot_features(features, labels, path, title=None):
-    """A PNG scatter of the features' first two principal components, one
-    colour per class (needs matplotlib: `pip install keras-local[plot]`)."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise ValueError("Plotting needs matplotlib: pip install 'keras-local[plot]'.") from None
-    features = np.reshape(np.asarray(features, dtype=np.float64), (len(features), -1))
-    centered = features - features.mean(axis=0)
-    _, _, components = np.linalg.svd(centered, full_matrices=False)
-    projected = centered @ components[:2].T
-    figure, axis = plt.subplots(figsize=(6, 6))
-    scatter = axis.scatter(projected[:, 0], projected[:, 1], c=labels, cmap="tab10", s=6)
-    axis.set_xlabel("PC 1")
-    axis.set_ylabel("PC 2")
-    if title:
-        axis.set_title(title)
-    if len(np.unique(labels)) <= 10:
-        axis.legend(*scatter.legend_elements(), title="class", loc="best", fontsize=7)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-    return path

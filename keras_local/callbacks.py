@@ -42,7 +42,7 @@ import time
 import keras
 import tensorflow as tf
 
-from keras_local import profiling
+from keras_local import plots, profiling
 
 
 def _block_keys(model):
@@ -168,7 +168,7 @@ class BlockLogger(keras.callbacks.Callback):
             self._writer.flush()
         if self.plot:
             try:
-                plot_block_accuracy(self.csv_path, self.plot_path)
+                plots.plot_block_accuracy(self.csv_path, self.plot_path)
             except ImportError:
                 self.plot = False
 
@@ -187,31 +187,6 @@ def read_block_log(path):
                                            for k in ("accuracy", "val_accuracy")]
             curves.setdefault(row["block"], {})[value[0]] = tuple(value)  # a resumed epoch replaces its row
     return {block: [points[epoch] for epoch in sorted(points)] for block, points in curves.items()}
-
-
-def plot_block_accuracy(csv_path, path):
-    """Each block head's accuracy over the epochs (from `BlockLogger`'s CSV)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axis = plt.subplots(figsize=(6, 3.8))
-    curves = read_block_log(csv_path)
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for number, (block, points) in enumerate(curves.items()):
-        epochs = [point[0] for point in points]
-        colour = colours[number % len(colours)]
-        label = "output" if block == "output" else f"block {block}"
-        axis.plot(epochs, [point[2] for point in points], color=colour, label=label, marker=".")
-        axis.plot(epochs, [point[1] for point in points], color=colour, linestyle="--", linewidth=0.8)
-    axis.set_xlabel("epoch")
-    axis.set_ylabel("accuracy (solid: validation, dashed: train)")
-    axis.legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-    return path
 
 
 # -- per-block learning rates ---------------------------------------------------

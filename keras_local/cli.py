@@ -93,7 +93,7 @@ def _profile(args):
 
     import tensorflow as tf
 
-    from keras_local import data, profiling
+    from keras_local import data, plots, profiling
     from keras_local.builder import build_model_from_config
     from keras_local.config import load_config
     from keras_local.methods import method_option_names
@@ -132,7 +132,7 @@ def _profile(args):
     with open(path, "w") as file:
         json.dump(result, file, indent=2)
     try:
-        plot = profiling.plot_profile(memory, last["block_seconds"], os.path.join(args.output_dir, "profile.png"),
+        plot = plots.plot_profile(memory, last["block_seconds"], os.path.join(args.output_dir, "profile.png"),
                                       title=f"{config['architecture']} {config['method']}, batch {batch_size}")
     except ImportError:
         plot = None
@@ -150,7 +150,7 @@ def _analyze(args):
     import keras
 
     import keras_local  # noqa: F401  (registers the model classes)
-    from keras_local import analysis, data
+    from keras_local import analysis, data, plots
 
     if not os.path.exists(args.model):
         raise ValueError(f"--model {args.model!r} does not exist.")
@@ -165,7 +165,7 @@ def _analyze(args):
     result = {"model": args.model, "block": args.block, "head": args.head, "examples": len(labels),
               **analysis.class_distance_ratio(features, labels)}
     if args.plot:
-        result["plot"] = analysis.plot_features(
+        result["plot"] = plots.plot_features(
             features, labels, args.plot, title=f"{model.name}, block {args.block}{' head' if args.head else ''}"
         )
     print(json.dumps(result))

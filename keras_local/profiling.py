@@ -150,38 +150,3 @@ def profile_model(model, x, y, schedules=None, repeats=10):
         "peak_memory_mib": {schedule: peak_memory_mib(model, x, y, schedule) for schedule in schedules},
         "memory_device": memory_device(),
     }
-
-
-def plot_profile(memory_by_blocks, rows, path, title=""):
-    """PNG: peak memory vs K per schedule (left), time per block (right)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    ks = sorted(memory_by_blocks)
-    names = sorted({name for values in memory_by_blocks.values() for name in values})
-    for name in names:
-        values = [memory_by_blocks[k].get(name) for k in ks]
-        if any(value is not None for value in values):
-            left.plot(ks, [np.nan if v is None else v for v in values], marker="o", label=name)
-    left.set_xlabel("blocks K")
-    left.set_ylabel("peak memory (MiB)")
-    left.set_xticks(ks)
-    left.set_ylim(bottom=0)
-    left.legend()
-    bottom = np.zeros(len(rows))
-    for part in ("forward", "head", "backward", "update"):
-        values = np.array([row.get(part, 0.0) * 1000 for row in rows])
-        right.bar([row["block"] for row in rows], values, bottom=bottom, label=part)
-        bottom += values
-    right.set_xticks([row["block"] for row in rows])
-    right.set_xlabel("block")
-    right.set_ylabel("time (ms)")
-    right.legend()
-    figure.suptitle(title)
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return path

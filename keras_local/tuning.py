@@ -41,6 +41,7 @@ import random
 import keras
 import keras_tuner as kt
 
+from keras_local import plots
 from keras_local.architectures import get_architecture
 from keras_local.builder import activation_sizes, build_model
 from keras_local.methods import METHODS, get_method
@@ -510,7 +511,7 @@ def tune(config, *, tuner="random", max_trials=10, objective_name="val_accuracy"
     with open(os.path.join(output_dir, "best.toml"), "w") as file:
         file.write(header + to_toml(best))
     try:
-        result["plot"] = plot_trials(trials, os.path.join(output_dir, "trials.png"), goal)
+        result["plot"] = plots.plot_trials(trials, os.path.join(output_dir, "trials.png"), goal)
     except ImportError:
         result["plot"] = None
     return result
@@ -533,30 +534,3 @@ def _search_data(config, validation_examples):
     validation = data.load_dataset(config["dataset"], f"{split}[{total - held_out}:]", config["eval_batch_size"],
                                    data_dir=config["data_dir"])
     return train, validation
-
-
-def plot_trials(trials, path, goal):
-    """Every trial's score in order, coloured by method, and the best so far."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    done = [trial for trial in trials if trial["score"] is not None]
-    figure, axis = plt.subplots(figsize=(6, 3.5))
-    for method in sorted({trial["config"]["method"] for trial in done}):
-        points = [(index, trial["score"]) for index, trial in enumerate(done) if trial["config"]["method"] == method]
-        axis.scatter(*zip(*points), label=method)
-    best, running = [], None
-    for trial in done:
-        better = running is None or (trial["score"] > running if goal.direction == "max" else trial["score"] < running)
-        running = trial["score"] if better else running
-        best.append(running)
-    axis.plot(range(len(best)), best, color="black", linewidth=1, label="best so far")
-    axis.set_xlabel("trial")
-    axis.set_ylabel(goal.name)
-    axis.legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-    return path
