@@ -24,8 +24,10 @@ from keras_local import (
     heads,
     losses,
     placement,
+    plots,
     profiling,
     schedules,
+    search,
     tuning,
 )
 from keras_local.architectures import list_architectures
@@ -45,8 +47,10 @@ __all__ = [
     "heads",
     "losses",
     "placement",
+    "plots",
     "profiling",
     "schedules",
+    "search",
     "tuning",
     "Block",
     "LocalModel",

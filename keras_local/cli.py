@@ -68,12 +68,12 @@ def _parser():
 
 
 def _tune(args):
-    from keras_local import tuning
+    from keras_local import search
     from keras_local.config import load_config
     from keras_local.methods import method_option_names
 
     config = load_config(args.config, args.set, method_option_names())
-    result = tuning.tune(config, tuner=args.tuner, max_trials=args.max_trials, objective_name=args.objective,
+    result = search.tune(config, tuner=args.tuner, max_trials=args.max_trials, objective_name=args.objective,
                          direction=args.direction, output_dir=args.output_dir,
                          validation_examples=args.validation_examples, probe_steps=args.probe_splits,
                          overwrite=args.overwrite)

@@ -30,12 +30,12 @@ def test_the_paper_recipes_exist():
 
 @pytest.mark.parametrize("recipe", [r for r in RECIPES if r.startswith("tuning/")])
 def test_tuning_recipe_declares_a_search_space(recipe):
-    from keras_local import tuning
+    from keras_local import search
 
     config = load_config(ROOT / recipe, method_option_names=method_option_names())
     assert config["search"]
     input_shape, num_classes = SHAPES[config["dataset"]]
-    tuning.hypermodel_from_config(config, input_shape, num_classes)  # validates the whole space
+    search.hypermodel_from_config(config, input_shape, num_classes)  # validates the whole space
 
 
 @pytest.mark.parametrize("recipe", RECIPES)
