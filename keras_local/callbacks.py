@@ -12,6 +12,10 @@ blocks, each with its own optimizer, head and loss.
   PredSim's β during training, without retracing every step.
 - `MemoryMonitor`: each epoch's training-step memory (working and absolute peak) in the logs.
 - `StepTimer`: the median training-step time of each epoch in the logs.
+- `TerminateOnNonFiniteLoss`: stop at the first batch where any loss is nan or infinite.
+
+A run configuration's `[callbacks]` table becomes these callbacks in
+`keras_local.train.callbacks_from_config`.
 
 Stateful callbacks take `backup_dir`: their state is written there at every
 epoch end and read back at the start of `fit`, so that a run resumed by
@@ -627,68 +631,3 @@ class StepTimer(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None and self._times:
             logs["step_seconds"] = float(statistics.median(self._times))
-
-
-# -- from a run configuration's [callbacks] table ---------------------------------
-
-CALLBACKS = ("block_logger", "memory_monitor", "step_timer", "block_early_stopping", "progressive_freezing",
-             "block_learning_rate", "method_schedule")
-
-
-def callbacks_from_config(table, run_dir, learning_rate=None, num_blocks=None):
-    """The callbacks a `[callbacks]` table declares (see the README). The
-    block logger comes first, so that it records the block states an epoch
-    ran with before the freezing callbacks change them at its end.
-    `learning_rate` is the recipe's rate or schedule, which
-    `block_learning_rate = {multipliers = [...]}` scales per block."""
-    unknown = sorted(set(table) - set(CALLBACKS))
-    if unknown:
-        raise ValueError(f"Unknown [callbacks] entr{'y' if len(unknown) == 1 else 'ies'} {unknown}. "
-                         f"Allowed: {', '.join(CALLBACKS)}.")
-
-    def options(name):
-        value = table[name]
-        if value is True:
-            return {}
-        if not isinstance(value, dict):
-            raise ValueError(f"[callbacks] {name} must be true or a table of options, got {value!r}.")
-        return dict(value)
-
-    def build(name, factory, **fixed):
-        try:
-            return factory(**fixed, **options(name))
-        except TypeError as error:
-            raise ValueError(f"[callbacks] {name}: {error}") from None
-
-    backup = os.path.join(run_dir, "backup_callbacks")
-    result = []
-    if table.get("block_learning_rate"):
-        multipliers = options("block_learning_rate").pop("multipliers", None)
-        if not isinstance(multipliers, list) or (num_blocks is not None and len(multipliers) != num_blocks):
-            raise ValueError(f"[callbacks] block_learning_rate needs multipliers = [one number per block"
-                             f"{f' ({num_blocks})' if num_blocks else ''}], got {multipliers!r}.")
-        result.append(BlockLearningRateScheduler(_scaled_schedules(learning_rate, multipliers)))
-    if table.get("method_schedule"):
-        settings = options("method_schedule")
-        if set(settings) != {"name", "values"}:
-            raise ValueError(f"[callbacks] method_schedule needs name and values (per epoch), got {settings!r}.")
-        result.append(MethodHyperparameterScheduler(settings["name"], settings["values"]))
-    if table.get("progressive_freezing"):
-        result.append(build("progressive_freezing", ProgressiveFreezing, backup_dir=backup))
-    if table.get("block_early_stopping"):
-        result.append(build("block_early_stopping", BlockEarlyStopping, backup_dir=backup))
-    if table.get("memory_monitor"):
-        result.insert(0, build("memory_monitor", MemoryMonitor))
-    if table.get("step_timer"):
-        result.insert(0, build("step_timer", StepTimer))
-    if table.get("block_logger"):
-        result.insert(0, build("block_logger", BlockLogger, log_dir=os.path.join(run_dir, "blocks")))
-    return result
-
-
-def _scaled_schedules(learning_rate, multipliers):
-    from keras_local.optimizers import ScaledLearningRate
-
-    if isinstance(learning_rate, keras.optimizers.schedules.LearningRateSchedule):
-        return [ScaledLearningRate(learning_rate, factor) for factor in multipliers]
-    return lambda epoch, block, current: float(learning_rate) * multipliers[block]

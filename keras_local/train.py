@@ -1,4 +1,8 @@
-"""`train_and_evaluate`: one run from a config to a run directory."""
+"""`train_and_evaluate`: one run from a config to a run directory.
+
+Also the glue from a config to Keras objects: `callbacks_from_config` (the
+`[callbacks]` table), `make_learning_rate` and `make_optimizer`.
+"""
 
 import csv
 import os
@@ -12,16 +16,84 @@ import keras
 from keras_local import data
 from keras_local.builder import build_model_from_config
 from keras_local.callbacks import (
+    BlockEarlyStopping,
     BlockLearningRateScheduler,
+    BlockLogger,
+    MemoryMonitor,
+    MethodHyperparameterScheduler,
     NonFiniteLossError,
+    ProgressiveFreezing,
+    StepTimer,
     TerminateOnNonFiniteLoss,
-    callbacks_from_config,
     describe_loss,
 )
 from keras_local.checkpoint import CheckpointError, RunCheckpoint
 from keras_local.config import to_toml
 from keras_local.export import export_inference_model
 from keras_local.files import atomic_path, read_json, write_json, write_text
+
+
+CALLBACKS = ("block_logger", "memory_monitor", "step_timer", "block_early_stopping", "progressive_freezing",
+             "block_learning_rate", "method_schedule")
+
+
+def callbacks_from_config(table, run_dir, learning_rate=None, num_blocks=None):
+    """The callbacks a `[callbacks]` table declares (see the README). The
+    block logger comes first, so that it records the block states an epoch
+    ran with before the freezing callbacks change them at its end.
+    `learning_rate` is the recipe's rate or schedule, which
+    `block_learning_rate = {multipliers = [...]}` scales per block."""
+    unknown = sorted(set(table) - set(CALLBACKS))
+    if unknown:
+        raise ValueError(f"Unknown [callbacks] entr{'y' if len(unknown) == 1 else 'ies'} {unknown}. "
+                         f"Allowed: {', '.join(CALLBACKS)}.")
+
+    def options(name):
+        value = table[name]
+        if value is True:
+            return {}
+        if not isinstance(value, dict):
+            raise ValueError(f"[callbacks] {name} must be true or a table of options, got {value!r}.")
+        return dict(value)
+
+    def build(name, factory, **fixed):
+        try:
+            return factory(**fixed, **options(name))
+        except TypeError as error:
+            raise ValueError(f"[callbacks] {name}: {error}") from None
+
+    backup = os.path.join(run_dir, "backup_callbacks")
+    result = []
+    if table.get("block_learning_rate"):
+        multipliers = options("block_learning_rate").pop("multipliers", None)
+        if not isinstance(multipliers, list) or (num_blocks is not None and len(multipliers) != num_blocks):
+            raise ValueError(f"[callbacks] block_learning_rate needs multipliers = [one number per block"
+                             f"{f' ({num_blocks})' if num_blocks else ''}], got {multipliers!r}.")
+        result.append(BlockLearningRateScheduler(_scaled_schedules(learning_rate, multipliers)))
+    if table.get("method_schedule"):
+        settings = options("method_schedule")
+        if set(settings) != {"name", "values"}:
+            raise ValueError(f"[callbacks] method_schedule needs name and values (per epoch), got {settings!r}.")
+        result.append(MethodHyperparameterScheduler(settings["name"], settings["values"]))
+    if table.get("progressive_freezing"):
+        result.append(build("progressive_freezing", ProgressiveFreezing, backup_dir=backup))
+    if table.get("block_early_stopping"):
+        result.append(build("block_early_stopping", BlockEarlyStopping, backup_dir=backup))
+    if table.get("memory_monitor"):
+        result.insert(0, build("memory_monitor", MemoryMonitor))
+    if table.get("step_timer"):
+        result.insert(0, build("step_timer", StepTimer))
+    if table.get("block_logger"):
+        result.insert(0, build("block_logger", BlockLogger, log_dir=os.path.join(run_dir, "blocks")))
+    return result
+
+
+def _scaled_schedules(learning_rate, multipliers):
+    from keras_local.optimizers import ScaledLearningRate
+
+    if isinstance(learning_rate, keras.optimizers.schedules.LearningRateSchedule):
+        return [ScaledLearningRate(learning_rate, factor) for factor in multipliers]
+    return lambda epoch, block, current: float(learning_rate) * multipliers[block]
 
 
 def make_learning_rate(config, steps_per_epoch):
