@@ -151,7 +151,7 @@ class Block(keras.Model):
             return keras.losses.get(self.loss)(y, outputs)
         return self.compute_loss(y=y, y_pred=outputs, training=training)
 
-    def compute_local_gradients(self, inputs, y, loss_weight=1.0, propagation_length=0, input_gradient=False):
+    def compute_local_gradients(self, inputs, y, loss_weight=1.0, linked_units=0, input_gradient=False):
         """Forward through the block and its head, and the gradients of
         `loss_weight · local loss + weight decay` w.r.t. `self.trainable_variables`.
 
@@ -159,7 +159,7 @@ class Block(keras.Model):
             inputs: the block's input (already stopped by the caller).
             y: the labels.
             loss_weight: the weight of the local loss in the method's objective.
-            propagation_length: units at the end (the tail) whose gradients
+            linked_units: units at the end (the tail) whose gradients
                 wait for the next block's error (`finish_link`); their entries
                 in `gradients` are None until then.
             input_gradient: also return ∂(loss_weight · loss)/∂inputs, the
@@ -171,8 +171,8 @@ class Block(keras.Model):
         the optimizer's loss scale under mixed precision, as `optimizer.apply`
         expects; its `input_gradient` is not.
         """
-        if propagation_length > 0:
-            return self._compute_with_tail(inputs, y, loss_weight, propagation_length, input_gradient)
+        if linked_units > 0:
+            return self._compute_with_tail(inputs, y, loss_weight, linked_units, input_gradient)
         with tf.GradientTape() as tape:
             if input_gradient:
                 tape.watch(inputs)
@@ -190,14 +190,14 @@ class Block(keras.Model):
     def _loss_scale(self):
         return ops.cast(getattr(self.optimizer, "dynamic_scale", 1.0), "float32")
 
-    def _compute_with_tail(self, inputs, y, loss_weight, propagation_length, input_gradient):
-        """`compute_local_gradients` for a block whose last `propagation_length`
+    def _compute_with_tail(self, inputs, y, loss_weight, linked_units, input_gradient):
+        """`compute_local_gradients` for a block whose last `linked_units`
         units wait for the next block's error. Three tapes: the prefix's (its
         gradients are taken now, then it is released), the tail's (kept for
         the link: it holds only the tail's activations) and the head's. The
         local error flows head → tail → prefix through `output_gradients`;
         the tail's weight gradients are left for `finish_link`."""
-        split = len(self.units) - propagation_length
+        split = len(self.units) - linked_units
         prefix_units, tail_units = self.units[:split], self.units[split:]
         with tf.GradientTape() as prefix_tape:
             if input_gradient:
@@ -208,7 +208,7 @@ class Block(keras.Model):
             tail_tape.watch(tail_inputs)
             features = _run(tail_units, tail_inputs)
         head_inputs = ops.stop_gradient(features)
-        tail = {id(v) for v in self.tail_variables(propagation_length)}
+        tail = {id(v) for v in self.tail_variables(linked_units)}
         local = [v for v in self.trainable_variables if id(v) not in tail]  # the head's and the prefix's
         with tf.GradientTape() as head_tape:
             head_tape.watch(head_inputs)
@@ -233,24 +233,24 @@ class Block(keras.Model):
             step.input_gradient = ops.cast(input_error, "float32") / self._loss_scale()
         return step
 
-    def tail_variables(self, propagation_length):
-        """The trainable variables of the last `propagation_length` units."""
-        if propagation_length <= 0:
+    def tail_variables(self, linked_units):
+        """The trainable variables of the last `linked_units` units."""
+        if linked_units <= 0:
             return []
-        return [v for unit in self.units[-propagation_length:] for v in unit.trainable_variables]
+        return [v for unit in self.units[-linked_units:] for v in unit.trainable_variables]
 
-    def finish_link(self, step, features_error, propagation_length):
+    def finish_link(self, step, features_error, linked_units):
         """Completes a step's gradients with a tail that learns from `features_error`.
 
         `step` is this block's `LocalStep` (computed with the same
-        `propagation_length`) and `features_error` the error at the block's
+        `linked_units`) and `features_error` the error at the block's
         output that the method's `link` made of the block's own error
         (`step.features_gradient`) and the next block's. It is pushed through
         the tail only (its tape is kept: nothing is recomputed), so the last
-        `propagation_length` units' parameters get its gradient plus their
+        `linked_units` units' parameters get its gradient plus their
         weight decay once; every other variable keeps its local gradient.
         """
-        tail = self.tail_variables(propagation_length)
+        tail = self.tail_variables(linked_units)
         mixed = ops.cast(features_error, "float32")
         with step.tape:  # re-enter the kept tape to add the mixed error and the tail's decay
             link = ops.sum(ops.cast(step.features, "float32") * ops.stop_gradient(mixed))

@@ -2,11 +2,9 @@
 
 import math
 
-import keras
-
 from keras_local.architectures import architecture_option_names, get_architecture
 from keras_local.block import Block
-from keras_local.heads import HEADS, Bridge, get_head
+from keras_local.heads import HEADS, get_head
 from keras_local.methods import get_method
 from keras_local.model import LocalModel
 from keras_local.recipes import check_recipe
@@ -115,24 +113,20 @@ def build_model(
     method.configure(architecture=architecture, num_blocks=len(groups), dataset=dataset)
     features_shape = _unit_shapes(units, input_shape)[-1]
     decay = dict(weight_decay=weight_decay, weight_decay_scope=weight_decay_scope)
-    blocks, label_blocks = [], None
+    blocks = []
     for index, group in enumerate(groups):
-        if method.label_path:
-            block_head = _bridge(method, architecture, index)
-        elif index == len(groups) - 1 and not method.separate_output_block:
+        block_head = method.block_head(index, architecture, num_classes)  # the method's own, if it has one
+        if block_head is None and index == len(groups) - 1 and not method.separate_output_block:
             block_head = method.output_head(num_classes, features_shape)
-        elif method.aux_heads:
+        elif block_head is None and method.aux_heads:
             block_head = get_head(head, num_classes, name_prefix=f"block{index}_head", image_shape=input_shape,
                                   **(method.head_options() if head == method.default_head else {}))
-        else:
-            block_head = None
         blocks.append(Block(group, head=block_head, **decay, name=f"block_{index}"))
     if method.separate_output_block:
         output_head = method.output_head(num_classes, features_shape)
         blocks.append(Block([], head=output_head, **decay, name="output_block"))
-    if method.label_path:
-        label_blocks = _label_blocks(method, method.width_for(architecture), num_classes, len(blocks))
-    model = LocalModel(blocks, method=method, label_blocks=label_blocks, schedule=schedule, devices=devices,
+    extra_blocks = method.extra_blocks(architecture, num_classes, len(blocks))
+    model = LocalModel(blocks, method=method, extra_blocks=extra_blocks, schedule=schedule, devices=devices,
                        name=name or f"{architecture}_{method.name}")
     if build:
         model.build((None, *input_shape))
@@ -182,26 +176,6 @@ def _with_method_defaults(architecture, method, options):
     accepted = architecture_option_names(architecture)
     defaults = {key: value for key, value in method.architecture_defaults().items() if key in accepted}
     return {**defaults, **options}
-
-
-def _bridge(method, architecture, index):
-    return Bridge(method.width_for(architecture), expansion=method.bridge_expansion,
-                  activation=method.target_activation, pooled=method.bridge == "pooled", name=f"bridge_{index}")
-
-
-def _label_blocks(method, width, num_classes, count):
-    """Associated Learning's label path: block i = encoder g_i (its unit) and
-    decoder h_i (its head); g_1 reads the one-hot labels, h_1 reconstructs them."""
-    blocks = []
-    for index in range(count):
-        encoder = keras.layers.Dense(width, activation=method.target_activation, kernel_initializer="he_normal",
-                                     name=f"encoder_{index}")
-        decoder = keras.layers.Dense(num_classes if index == 0 else width, activation=method.target_activation,
-                                     kernel_initializer="he_normal", name=f"decoder_{index}")
-        block = Block([encoder], head=decoder, name=f"label_block_{index}")
-        block.build((None, num_classes if index == 0 else width))
-        blocks.append(block)
-    return blocks
 
 
 def _check_positive_int(name, value, minimum=1):

@@ -47,7 +47,7 @@ def export_inference_model(model, filepath=None, normalization=None):
             x = _replay(unit, x)
     for layer in model.inference_head:
         x = _replay(layer, x)
-    outputs = keras.layers.Identity(name="label_scores" if model.label_blocks else "logits")(x)
+    outputs = keras.layers.Identity(name="logits" if model.method.heads_classify else "label_scores")(x)
     inference = keras.Model(inputs, outputs, name=f"{model.name}_inference")
     if filepath is not None:
         inference.save(filepath)

@@ -56,7 +56,7 @@ class LocalModel(LocalTrainer, keras.Model):
     ```
     """
 
-    def __init__(self, blocks, method="gll", method_options=None, label_blocks=None,
+    def __init__(self, blocks, method="gll", method_options=None, extra_blocks=None,
                  schedule="together", devices=None, block_states=None, **kwargs):
         super().__init__(**kwargs)
         if not blocks or not all(isinstance(block, Block) for block in blocks):
@@ -65,14 +65,11 @@ class LocalModel(LocalTrainer, keras.Model):
             raise ValueError("The last block must have a head: it is the network's output head.")
         self.blocks = list(blocks)
         self.method = get_method(method, **(method_options or {}))
-        self.label_blocks = list(label_blocks or [])
-        if self.method.label_path != bool(self.label_blocks) or (
-            self.label_blocks and len(self.label_blocks) != len(self.blocks)
-        ):
-            raise ValueError(
-                f"Method {self.method.name!r} needs {len(self.blocks) if self.method.label_path else 0} "
-                f"label blocks (one per block when it has a label path), got {len(self.label_blocks)}."
-            )
+        # Blocks the method trains besides the network's (Method.extra_blocks), one per block or none.
+        self.extra_blocks = list(extra_blocks or [])
+        if self.extra_blocks and len(self.extra_blocks) != len(self.blocks):
+            raise ValueError(f"extra_blocks must be one per block ({len(self.blocks)}) or none, "
+                             f"got {len(self.extra_blocks)}.")
         self.schedule = check_schedule(schedule, self.method)
         self.devices = None if devices is None else list(devices)
         self.block_devices = None if devices is None else place_blocks(len(self.blocks), self.devices)
@@ -82,8 +79,8 @@ class LocalModel(LocalTrainer, keras.Model):
         for index, state in enumerate(block_states or ()):
             self.set_block_state(index, state)
         self.method_variables = {}
-        self.autoencoder_losses = [
-            keras.metrics.Mean(name=f"autoencoder_loss_{k}") for k in range(len(self.label_blocks))
+        self.extra_losses = [
+            keras.metrics.Mean(name=f"{self.method.extra_loss_name}_{k}") for k in range(len(self.extra_blocks))
         ]
         # Blocks whose head accuracy is logged as acc_k (none for bp: only the output).
         logged = [
@@ -92,9 +89,9 @@ class LocalModel(LocalTrainer, keras.Model):
         ]
         self._logged_position = {index: position for position, index in enumerate(logged)}
         self.block_losses = [keras.metrics.Mean(name=f"loss_{k}") for k in logged]
-        self.block_accuracies = [] if self.label_blocks else [
+        self.block_accuracies = [
             keras.metrics.SparseCategoricalAccuracy(name=f"acc_{k}") for k in logged
-        ]
+        ] if self.method.heads_classify else []
 
     @property
     def output_head(self):
@@ -103,9 +100,9 @@ class LocalModel(LocalTrainer, keras.Model):
     @property
     def inference_head(self):
         """The layers that turn the last block's features into the output:
-        the output head, or for a label path the last bridge then the
-        decoders h_L … h_1."""
-        return [self.output_head, *(block.head for block in reversed(self.label_blocks))]
+        the output head, then the method's decoders (Associated Learning's
+        h_L … h_1 after the last bridge)."""
+        return [self.output_head, *self.method.decoders(self)]
 
     # -- block states and method variables --------------------------------
 
@@ -177,13 +174,6 @@ class LocalModel(LocalTrainer, keras.Model):
                 if not block.built:
                     block.build(shape)
             shape = block.compute_output_shape(shape)
-        if self.label_blocks:
-            shape = (None, self.label_blocks[0].head.units)  # one-hot labels
-            for index, block in enumerate(self.label_blocks):
-                with self.on_device(index):
-                    if not block.built:
-                        block.build(shape)
-                shape = block.compute_output_shape(shape)
         if self.compiled:
             self.optimizer.build()
 
@@ -234,23 +224,19 @@ class LocalModel(LocalTrainer, keras.Model):
             )
         loss = loss or self.method.default_loss or keras.losses.SparseCategoricalCrossentropy(from_logits=True)
         metrics = ["accuracy"] if metrics is None else metrics
-        all_blocks = self.blocks + self.label_blocks
-        factors = [1.0] * len(self.blocks) + [
-            self.method.autoencoder_learning_rate_factor for _ in self.label_blocks
-        ]
+        all_blocks = self.blocks + self.extra_blocks
+        factors = [1.0] * len(self.blocks) + [self.method.extra_learning_rate_factor()] * len(self.extra_blocks)
         optimizers = resolve_block_optimizers(optimizer, len(all_blocks), learning_rate_factors=factors)
         for index, (block, block_optimizer) in enumerate(zip(self.blocks, optimizers)):
             block.compile(optimizer=block_optimizer, loss=self.method.block_loss(index, len(self.blocks), loss),
-                          metrics=[] if self.label_blocks else ["accuracy"])
-        for block, block_optimizer in zip(self.label_blocks, optimizers[len(self.blocks):]):
-            block.compile(optimizer=block_optimizer, loss="mean_squared_error")
+                          metrics=["accuracy"] if self.method.heads_classify else [])
+        for block, block_optimizer in zip(self.extra_blocks, optimizers[len(self.blocks):]):
+            block.compile(optimizer=block_optimizer, loss=self.method.extra_block_loss)
         # Keras itself only uses the model-level loss to trace the model under a
-        # distribution strategy; Associated Learning's blocks regress codes while
-        # its output scores classes, so the output gets a class loss there.
-        output_loss = keras.losses.SparseCategoricalCrossentropy() if self.label_blocks else loss
-        super().compile(optimizer=None, loss=output_loss, metrics=metrics, **kwargs)
+        # distribution strategy (the method's output may score differently from its blocks).
+        super().compile(optimizer=None, loss=self.method.prediction_loss(loss), metrics=metrics, **kwargs)
         self._block_loss = loss
-        devices = None if self.block_devices is None else self.block_devices + self.block_devices[:len(self.label_blocks)]
+        devices = None if self.block_devices is None else self.block_devices + self.block_devices[:len(self.extra_blocks)]
         self.optimizer = BlockOptimizers(all_blocks, devices=devices)
         if self.built:
             self.optimizer.build()
@@ -261,7 +247,7 @@ class LocalModel(LocalTrainer, keras.Model):
         config["loss"] = keras.saving.serialize_keras_object(self._block_loss)
         config["optimizer"] = [
             keras.saving.serialize_keras_object(_inner(block.optimizer))
-            for block in self.blocks + self.label_blocks
+            for block in self.blocks + self.extra_blocks
         ]
         return config
 
@@ -276,7 +262,7 @@ class LocalModel(LocalTrainer, keras.Model):
             "blocks": [keras.saving.serialize_keras_object(block) for block in self.blocks],
             "method": self.method.name,
             "method_options": self.method_options(),
-            "label_blocks": [keras.saving.serialize_keras_object(block) for block in self.label_blocks],
+            "extra_blocks": [keras.saving.serialize_keras_object(block) for block in self.extra_blocks],
             "schedule": self.schedule,
             "devices": self.devices,
             "block_states": list(self.block_states),
@@ -285,6 +271,8 @@ class LocalModel(LocalTrainer, keras.Model):
     @classmethod
     def from_config(cls, config):
         config = dict(config)
-        for key in ("blocks", "label_blocks"):
+        if "label_blocks" in config:  # the name of extra_blocks in files saved by keras_local 0.1
+            config["extra_blocks"] = config.pop("label_blocks")
+        for key in ("blocks", "extra_blocks"):
             config[key] = [keras.saving.deserialize_keras_object(block) for block in config.get(key, [])]
         return cls(**config)

@@ -66,10 +66,10 @@ def block_times(model, x, y, repeats=10):
     gradients minus forward and head) and optimizer update on (x, y), each
     block reading the previous blocks' output of x."""
     copy = fresh_copy(model, schedule="together")
-    targets = copy.label_targets(tf.constant(y), training=False, update_metrics=False) if copy.label_blocks else None
+    targets = copy.method.targets(copy, tf.constant(x), tf.constant(y), training=False, update_metrics=False)
     features, rows = tf.constant(x), []
     for index, block in enumerate(copy.blocks):
-        labels = tf.constant(y) if targets is None else targets[index]
+        labels = targets[index]
         forward = tf.function(lambda inputs, block=block: block(inputs, training=True))
         outputs = forward(features)
         row = {"block": index, "units": len(block.units), "forward": _median_seconds(forward, (features,), repeats)}

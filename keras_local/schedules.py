@@ -33,11 +33,6 @@ def check_schedule(schedule, method):
             f"schedule={schedule!r} needs blocks cut from each other, but method {method.name!r} "
             f"backpropagates one loss end to end through all blocks; use schedule='together'."
         )
-    if schedule == "pipelined" and method.needs_images:
-        raise ValueError(
-            f"schedule='pipelined' cannot run {method.name!r} yet: its blocks' losses read the input "
-            f"images, which the pipeline's buffers do not carry. Use schedule='together' or 'sequential'."
-        )
     method.check_schedule(schedule)
     return schedule
 

@@ -42,12 +42,10 @@ class LocalTrainer:
         if self.schedule == "pipelined":
             return self._pipelined_step(data, active=len(self.blocks))
         x, y = unpack_batch(data)
-        if self.label_blocks:
-            logits, loss = self._local_step(x, y, targets=self.label_targets(y))
+        if self.method.cut_gradients:
+            logits, loss = self._local_step(x, y, self.method.targets(self, x, y))
             if logits is not None and self.block_states[-1] != "idle":
-                logits = self.decode_labels(logits)
-        elif self.method.cut_gradients:
-            logits, loss = self._local_step(x, y)
+                logits = self.decode(logits)
         else:
             logits, loss = self._end_to_end_step(x, y)
         if self.block_states[-1] == "idle":
@@ -60,48 +58,24 @@ class LocalTrainer:
         placeholder = ops.zeros((ops.shape(x)[0], self._num_outputs()))
         return self.compute_metrics(x, y, placeholder, sample_weight=ops.zeros((ops.shape(x)[0],)))
 
-    def label_targets(self, y, training=True, update_metrics=True):
-        """The label path: t_0 = one-hot y, t_i = g_i(sg(t_{i−1})). Trains
-        each label block on ‖h_i(t_i) − sg(t_{i−1})‖² (when `training`) and
-        returns the stopped codes sg(t_i), the blocks' targets."""
-        code = ops.one_hot(ops.cast(ops.reshape(y, (-1,)), "int32"), self.label_blocks[0].head.units)
-        targets = []
-        for index, block in enumerate(self.label_blocks):
-            code = ops.stop_gradient(code)
-            with self.on_device(index):
-                if training:
-                    step = block.compute_local_gradients(code, code)
-                    block.optimizer.apply(step.gradients, block.trainable_variables)
-                    next_code, loss = step.features, step.loss
-                else:
-                    next_code = block(code, training=False)
-                    loss = block.compute_loss(y=code, y_pred=block.head(next_code, training=False), training=False)
-            if update_metrics:
-                self.autoencoder_losses[index].update_state(unscale_for_replicas(loss))
-            code = next_code
-            targets.append(ops.stop_gradient(code))
-        return targets
+    def decode(self, outputs):
+        """The prediction from the output head's outputs: the method's decoders, if any."""
+        for layer in self.method.decoders(self):
+            outputs = layer(outputs, training=False)
+        return outputs
 
-    def decode_labels(self, bridge_output):
-        """h_1∘…∘h_L of the last bridge's output: the network's prediction."""
-        x = bridge_output
-        for block in reversed(self.label_blocks):
-            x = block.head(x, training=False)
-        return x
-
-    def _local_step(self, x, y, targets=None):
-        """Each block learns from its own loss on the stopped output of the
+    def _local_step(self, x, y, targets):
+        """Each block learns from its own loss (against `targets[k]`) on the stopped output of the
         previous one; a block with a backward-link tail applies its update
         once the next block has sent back the error at its input. With the
         `"sequential"` schedule a block's forward waits for the previous
         block's gradients."""
         num_blocks = len(self.blocks)
         weights = self.method.loss_weights(num_blocks)
-        # waiting: (block, its LocalStep, its propagation length). With the "sequential" schedule block k+1's
+        # waiting: (block, its LocalStep, its linked units). With the "sequential" schedule block k+1's
         # forward waits for block k's local gradients and for block k−1's link update, so that no
         # block's activations outlive the step after its own.
         features, waiting, previous_gradients, link_gradients = x, None, [], []
-        target = self._loss_target(x, y)
         logits = loss = None
         for index, block in enumerate(self.blocks):
             state = self.block_states[index]
@@ -112,20 +86,19 @@ class LocalTrainer:
                     features = block(ops.stop_gradient(features), training=False)
                     if index == num_blocks - 1:  # the output still scores the batch
                         outputs = block.head(features, training=False)
-                        target_k = target if targets is None else targets[index]
-                        logits, loss = logits_of(outputs), block.local_loss(target_k, outputs, training=False)
+                        logits, loss = logits_of(outputs), block.local_loss(targets[index], outputs, training=False)
                 previous_gradients = []
                 continue
             linked = index + 1 < num_blocks and self.block_states[index + 1] == "train"
-            propagation_length = self.method.linked_units(index, num_blocks) if linked else 0
+            linked_units = self.method.linked_units(index, num_blocks) if linked else 0
             inputs = ops.stop_gradient(features)
             if self.schedule == "sequential":
                 inputs = after(previous_gradients, inputs)
             with self.on_device(index):
                 step = block.compute_local_gradients(
-                    inputs, target if targets is None else targets[index],
+                    inputs, targets[index],
                     loss_weight=weights[index],
-                    propagation_length=propagation_length, input_gradient=waiting is not None,
+                    linked_units=linked_units, input_gradient=waiting is not None,
                 )
             if waiting is not None:
                 previous, previous_step, previous_length = waiting
@@ -135,8 +108,8 @@ class LocalTrainer:
                     previous.optimizer.apply(gradients, previous.trainable_variables)
                 link_gradients = gradients  # the next block's forward also waits for this update
                 waiting = None
-            if propagation_length > 0:
-                waiting = (block, step, propagation_length)
+            if linked_units > 0:
+                waiting = (block, step, linked_units)
             else:
                 with self.on_device(index):
                     block.optimizer.apply(step.gradients, block.trainable_variables)
@@ -174,9 +147,10 @@ class LocalTrainer:
         return train_function
 
     def _num_outputs(self):
-        if self.label_blocks:
-            return self.label_blocks[0].head.units
-        return self.output_head.compute_output_shape(self.blocks[-1].features_shape)[-1]
+        shape = self.blocks[-1].features_shape
+        for layer in self.inference_head:
+            shape = layer.compute_output_shape(shape)
+        return shape[-1]
 
     def _pipelined_step(self, data, active):
         """Blocks 0..active−1 each train on their input: block 0 on the batch,
@@ -199,12 +173,11 @@ class LocalTrainer:
                 if index + 1 < num_blocks:
                     self._pipeline.write(index, ops.stop_gradient(features), labels)
                 continue
-            targets = None
-            if self.label_blocks:  # the label path on the labels this block's input came with
-                targets = self.label_targets(labels, training=index == 0, update_metrics=index == 0)
+            # The targets of the labels this block's input came with (extra blocks train at block 0 only).
+            targets = self.method.targets(self, None, labels, training=index == 0, update_metrics=index == 0)
             with self.on_device(index):
                 step = block.compute_local_gradients(
-                    ops.stop_gradient(inputs), labels if targets is None else targets[index],
+                    ops.stop_gradient(inputs), targets[index],
                     loss_weight=weights[index],
                 )
                 block.optimizer.apply(step.gradients, block.trainable_variables)
@@ -213,8 +186,7 @@ class LocalTrainer:
                 self._pipeline.write(index, ops.stop_gradient(step.features), labels)
         if active < num_blocks or self.block_states[-1] != "train":  # warm-up, or no output trained
             return self._no_output_metrics(x, y)
-        logits = self.decode_labels(step.logits) if self.label_blocks else step.logits
-        return self._update_output_metrics(inputs, labels, logits, step.loss)
+        return self._update_output_metrics(inputs, labels, self.decode(step.logits), step.loss)
 
     def _end_to_end_step(self, x, y):
         """One tape over the whole network; each block's optimizer applies its
@@ -245,11 +217,6 @@ class LocalTrainer:
                 block.optimizer.apply(block_gradients, block.trainable_variables)
         return logits, loss
 
-    def _loss_target(self, x, y):
-        """What the blocks' losses compare with: the labels, or for methods
-        that also read the images (InfoPro) `{"labels": y, "images": x}`."""
-        return {"labels": y, "images": x} if self.method.needs_images else y
-
     def _update_block_metrics(self, index, y, logits, loss):
         position = self._logged_position.get(index)
         if position is not None:
@@ -263,17 +230,14 @@ class LocalTrainer:
 
     def test_step(self, data):
         x, y = unpack_batch(data)
-        targets = self.label_targets(y, training=False) if self.label_blocks else None
+        targets = self.method.targets(self, x, y, training=False)
         features = x
         for index, block in enumerate(self.blocks):
             with self.on_device(index):
                 features = block(features, training=False)
                 if block.head is not None:
                     outputs = block.head(features, training=False)
-                    target = self._loss_target(x, y) if targets is None else targets[index]
-                    logits, loss = logits_of(outputs), block.local_loss(target, outputs, training=False)
+                    logits, loss = logits_of(outputs), block.local_loss(targets[index], outputs, training=False)
             if block.head is not None:
                 self._update_block_metrics(index, y, logits, loss)
-        if self.label_blocks:
-            logits = self.decode_labels(logits)
-        return self._update_output_metrics(x, y, logits, loss)
+        return self._update_output_metrics(x, y, self.decode(logits), loss)

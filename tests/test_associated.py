@@ -29,11 +29,11 @@ def grads(tape, target, variables):
 
 def test_each_part_gets_only_its_own_loss():
     model = tiny_associated()
-    assert len(model.blocks) == len(model.label_blocks) == 3  # one component per dense layer
+    assert len(model.blocks) == len(model.extra_blocks) == 3  # one component per dense layer
     x, y = data()
     with tf.GradientTape(persistent=True) as tape:
         code, codes, autoencoder = tf.one_hot(y, 3), [], []
-        for block in model.label_blocks:
+        for block in model.extra_blocks:
             previous = tf.stop_gradient(code)
             code = block.units[0](previous)
             autoencoder.append(mse(previous, block.head(code)))
@@ -45,12 +45,12 @@ def test_each_part_gets_only_its_own_loss():
             through_target.append(mse(t, block.head(s)))  # what a missing stop on t_i would train
     feature_reference = [grads(tape, loss, block.trainable_variables) for loss, block in zip(associated, model.blocks)]
     label_reference = [grads(tape, loss, block.trainable_variables)
-                       for loss, block in zip(autoencoder, model.label_blocks)]
+                       for loss, block in zip(autoencoder, model.extra_blocks)]
     # Without the stops, the associated loss would reach the encoders.
-    leak = tape.gradient(through_target[1], model.label_blocks[1].trainable_variables)
+    leak = tape.gradient(through_target[1], model.extra_blocks[1].trainable_variables)
     assert max(np.abs(g.numpy()).max() for g in leak if g is not None) > 1e-5
 
-    all_blocks = model.blocks + model.label_blocks
+    all_blocks = model.blocks + model.extra_blocks
     before = [[v.numpy().copy() for v in block.trainable_variables] for block in all_blocks]
     model.train_step((tf.constant(x), tf.constant(y)))
     rates = [LEARNING_RATE] * 3 + [2 * LEARNING_RATE] * 3  # the autoencoders learn 2x faster
@@ -68,7 +68,7 @@ def test_inference_is_the_composition_of_features_last_bridge_and_decoders(tmp_p
     for block in model.blocks:
         s = block(s)
     out = model.blocks[-1].head(s)
-    for block in reversed(model.label_blocks):
+    for block in reversed(model.extra_blocks):
         out = block.head(out)
     np.testing.assert_allclose(model(x), out, atol=1e-6)
     inference = kl.export_inference_model(model)
@@ -76,7 +76,7 @@ def test_inference_is_the_composition_of_features_last_bridge_and_decoders(tmp_p
     # Only the effective parameters: the f_i, the last bridge and the decoders.
     effective = (sum(block.count_params() - block.head.count_params() for block in model.blocks)
                  + model.blocks[-1].head.count_params()
-                 + sum(block.head.count_params() for block in model.label_blocks))
+                 + sum(block.head.count_params() for block in model.extra_blocks))
     assert inference.count_params() == effective < model.count_params()
 
 
@@ -119,8 +119,8 @@ def test_round_trip_keeps_label_blocks_and_their_optimizers(tmp_path):
     model.save(path)
     loaded = keras.saving.load_model(path)
     assert loaded.method.autoencoder_learning_rate_factor == 3.0
-    assert [int(b.optimizer.iterations) for b in loaded.label_blocks] == [2, 2, 2]
-    assert float(loaded.label_blocks[0].optimizer.learning_rate) == pytest.approx(3 * LEARNING_RATE)
+    assert [int(b.optimizer.iterations) for b in loaded.extra_blocks] == [2, 2, 2]
+    assert float(loaded.extra_blocks[0].optimizer.learning_rate) == pytest.approx(3 * LEARNING_RATE)
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
 
 

@@ -33,7 +33,7 @@ def _batch(size=8, seed=0):
 
 
 def _optimizer_state(model):
-    return [[variable.numpy() for variable in block.optimizer.variables] for block in model.blocks + model.label_blocks]
+    return [[variable.numpy() for variable in block.optimizer.variables] for block in model.blocks + model.extra_blocks]
 
 
 @pytest.mark.parametrize("method", METHODS)

@@ -44,7 +44,7 @@ def test_recipe_resolves_and_its_model_assembles(recipe):
     input_shape, num_classes = SHAPES[config["dataset"]]
     model = build_model_from_config(config, input_shape, num_classes, build=False)
     if config["num_blocks"] == "auto":  # the method's own split (Associated Learning's components)
-        assert len(model.blocks) == len(model.label_blocks) == (2 if config["architecture"] == "mlp" else 4)
+        assert len(model.blocks) == len(model.extra_blocks) == (2 if config["architecture"] == "mlp" else 4)
         return
     expected = config["num_blocks"] if config["cuts"] is None else len(config["cuts"]) + 1
     extra = 1 if model.method.separate_output_block else 0

@@ -120,7 +120,7 @@ def test_pipelined_runs_every_cut_method_with_its_warm_up(method, options):
     num_blocks = len(model.blocks)
     train(model, data[:1])
     if method == "associated":
-        assert int(model.label_blocks[-1].optimizer.iterations.numpy()) == 1  # label path from step 0
+        assert int(model.extra_blocks[-1].optimizer.iterations.numpy()) == 1  # label path from step 0
     train_more = [model.train_on_batch(x, y, return_dict=True) for x, y in data[1:]]
     steps = [int(block.optimizer.iterations.numpy()) for block in model.blocks]
     assert steps == [max(0, 4 - index) for index in range(num_blocks)]
@@ -260,9 +260,9 @@ def test_sequential_backlink_orders_block_k_minus_1_link_before_block_k_plus_1(m
         waits.append(result)
         return result
 
-    def spy_link(self, step, features_error, propagation_length):
-        gradients = original_link(self, step, features_error, propagation_length)
-        tail = {id(v) for v in self.tail_variables(propagation_length)}
+    def spy_link(self, step, features_error, linked_units):
+        gradients = original_link(self, step, features_error, linked_units)
+        tail = {id(v) for v in self.tail_variables(linked_units)}
         links[self.name] = [g for v, g in zip(self.trainable_variables, gradients) if id(v) in tail]
         return gradients
 

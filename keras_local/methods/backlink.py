@@ -26,7 +26,8 @@ class BackLink(Method):
             {0, 0.25, 0.5, 0.75, 1}).
         propagation_length: the paper's l, counted in units (residual blocks
             of a ResNet, conv or dense layers otherwise); at most the length
-            of every block that has a next block.
+            of every block that has a next block. It is what `linked_units`
+            returns for every block but the last: the length of the tail.
 
     Example:
 
@@ -60,6 +61,7 @@ class BackLink(Method):
         return self.alpha * own_error + (1.0 - self.alpha) * next_error
 
     def check_schedule(self, schedule):
+        super().check_schedule(schedule)
         if schedule == "pipelined" and self.propagation_length > 0 and self.alpha < 1:
             raise ValueError(
                 f"schedule='pipelined' cannot run {self.name!r} with propagation_length="

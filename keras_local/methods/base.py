@@ -26,9 +26,11 @@ class Method:
             of its own (no units) after the K blocks, so that the last block
             keeps an auxiliary head of its own (BWBPF). Otherwise the last
             block's head is the output layer.
-        label_path: whether the model also has label blocks (Associated
-            Learning's encoders / decoders) that turn the labels into each
-            block's target and decode the last block's head into the output.
+        heads_classify: whether the blocks' heads score the classes (their
+            accuracy is logged as `acc_k`); Associated Learning's bridges
+            regress codes instead.
+        extra_block_loss: the loss of the extra blocks' heads (`extra_blocks`).
+        extra_loss_name: the logged name of extra block k's loss (`<name>_k`).
         default_loss: the loss of every block's head when `compile` gets none
             (None: sparse categorical cross-entropy on logits).
         default_head: the auxiliary head when `build_model` gets none.
@@ -47,7 +49,9 @@ class Method:
     cut_gradients = True
     aux_heads = True
     separate_output_block = False
-    label_path = False
+    heads_classify = True
+    extra_block_loss = None
+    extra_loss_name = "extra_loss"
     default_loss = None
     default_head = "linear"
     needs_images = False
@@ -98,6 +102,40 @@ class Method:
 
     def check_schedule(self, schedule):
         """Raises a `ValueError` if the method cannot train with this block order."""
+        if schedule == "pipelined" and self.needs_images:
+            raise ValueError(
+                f"schedule='pipelined' cannot run {self.name!r} yet: its blocks' losses read the input "
+                f"images, which the pipeline's buffers do not carry. Use schedule='together' or 'sequential'."
+            )
+
+    def block_head(self, index, architecture, num_classes):
+        """Block `index`'s head when the method dictates it (None: the
+        builder's default, an auxiliary head or the output head)."""
+        return None
+
+    def extra_blocks(self, architecture, num_classes, num_blocks):
+        """Blocks the method trains besides the network's, one per block or
+        none (Associated Learning's label path): built, with heads."""
+        return []
+
+    def extra_learning_rate_factor(self):
+        """The extra blocks' learning rate ÷ the blocks' learning rate."""
+        return 1.0
+
+    def targets(self, model, x, y, training=True, update_metrics=True):
+        """What each block's loss compares with, one entry per block: the
+        labels, or `{"labels": y, "images": x}` for methods whose losses read
+        the images. A method with extra blocks may train them here."""
+        target = {"labels": y, "images": x} if self.needs_images else y
+        return [target] * len(model.blocks)
+
+    def decoders(self, model):
+        """Layers applied after the output head to give the prediction (none by default)."""
+        return []
+
+    def prediction_loss(self, loss):
+        """The loss of the network's prediction (default: the blocks' loss)."""
+        return loss
 
     def check_variable(self, name, schedule):
         """Raises a `ValueError` if option `name` cannot be scheduled with this block order."""

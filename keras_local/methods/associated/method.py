@@ -1,5 +1,9 @@
-"""Associated Learning (Kao & Chen, Neural Computation 2021)."""
+"""Associated Learning (Kao & Chen, Neural Computation 2021): the rule; the
+label path and bridges are in `label_path.py`."""
 
+import keras
+
+from keras_local.methods.associated import label_path
 from keras_local.methods.base import Method, check_number, register_method
 
 BRIDGES = ("dense", "pooled")
@@ -13,7 +17,7 @@ class AssociatedLearning(Method):
     """Components with a bridge, an encoder and a decoder; no end-to-end backprop.
 
     Block i is the associated function f_i; its head is the bridge b_i. The
-    label blocks carry the target path: `model.label_blocks[i]` is the
+    label blocks carry the target path: `model.extra_blocks[i]` is the
     encoder g_i (its unit) with the decoder h_i (its head), t_0 = one-hot y,
     t_i = g_i(sg(t_{i−1})). Each step:
 
@@ -53,8 +57,10 @@ class AssociatedLearning(Method):
     name = "associated"
     options = ("width", "bridge", "bridge_expansion", "target_activation", "feature_activation",
                "autoencoder_learning_rate_factor")
-    label_path = True
     default_loss = "mean_squared_error"
+    heads_classify = False
+    extra_block_loss = "mean_squared_error"
+    extra_loss_name = "autoencoder_loss"
 
     def __init__(self, width=None, bridge="dense", bridge_expansion=5, target_activation="sigmoid",
                  feature_activation="elu", autoencoder_learning_rate_factor=2.0):
@@ -98,6 +104,24 @@ class AssociatedLearning(Method):
             return [1, 1 + per_stage, 1 + 2 * per_stage]
         step = 2 if architecture in ("cnn", "vgg") else 1
         return list(range(step, num_units, step))
+
+    def block_head(self, index, architecture, num_classes):
+        return label_path.bridge(self, self.width_for(architecture), index)
+
+    def extra_blocks(self, architecture, num_classes, num_blocks):
+        return label_path.label_blocks(self, self.width_for(architecture), num_classes, num_blocks)
+
+    def extra_learning_rate_factor(self):
+        return self.autoencoder_learning_rate_factor
+
+    def targets(self, model, x, y, training=True, update_metrics=True):
+        return label_path.targets(model, y, training=training, update_metrics=update_metrics)
+
+    def decoders(self, model):
+        return label_path.decoders(model)
+
+    def prediction_loss(self, loss):
+        return keras.losses.SparseCategoricalCrossentropy()  # the decoders' sigmoid scores, not logits
 
     def architecture_defaults(self):
         return {"activation": self.feature_activation}
