@@ -18,33 +18,40 @@ result["best"]["config"]      # the keys a recipe takes
 import keras_tuner as kt
 
 from keras_local import plots
-from keras_local.tuning import LocalHyperModel, objective, score_splits
+from keras_local.methods import METHODS, get_method
+from keras_local.tuning import LocalHyperModel, objective, score_splits, searched_options
 
 TUNERS = ("random", "hyperband", "bayesian", "grid")
-SPACE_KEYS = ("method", "num_blocks", "head", "alpha", "propagation_length", "learning_rate")
-SEARCH_KEYS = SPACE_KEYS + ("cuts", "max_cut_candidates")
+GENERAL_KEYS = ("method", "num_blocks", "head", "learning_rate")
+
+
+def search_keys():
+    """Keys a `[search]` table may hold: the general ones, the methods' searched options, cuts."""
+    return (*GENERAL_KEYS, *searched_options(), "cuts", "max_cut_candidates")
 
 
 def hypermodel_from_config(config, input_shape, num_classes):
     """The `LocalHyperModel` of a resolved config: its `[search]` table's
     entries are searched, every other key is fixed at the config's value."""
     search = dict(config["search"])
-    unknown = sorted(set(search) - set(SEARCH_KEYS))
+    unknown = sorted(set(search) - set(search_keys()))
     if unknown:
-        raise ValueError(f"Unknown [search] key(s) {unknown}. Allowed: {', '.join(SEARCH_KEYS)}.")
-    link_defaults = {"alpha": 0.5, "propagation_length": 1}  # BackLink's own defaults
+        raise ValueError(f"Unknown [search] key(s) {unknown}. Allowed: {', '.join(search_keys())}.")
+    # A searched option not in [search] is fixed at the config's value, else at its method's default.
+    option_defaults = {name: get_method(method.name).get_config()[name]
+                       for method in METHODS.values() for name in method.search_defaults}
     fixed = {
         "method": config["method"], "num_blocks": config["num_blocks"], "learning_rate": config["learning_rate"],
         "head": config["head"] or "default",
-        **{key: config["method_options"].get(key, default) for key, default in link_defaults.items()},
+        **{key: config["method_options"].get(key, default) for key, default in option_defaults.items()},
     }
-    space = {key: search.get(key, fixed[key]) for key in SPACE_KEYS}
+    space = {key: search.get(key, fixed[key]) for key in (*GENERAL_KEYS, *option_defaults)}
     cuts = search.get("cuts")
     if cuts is None and "num_blocks" not in search and config["cuts"] is not None:
         cuts = {len(config["cuts"]) + 1: [",".join(map(str, config["cuts"]))]}
     if space["num_blocks"] == "auto":
         raise ValueError('num_blocks = "auto" cannot be tuned; give K values in [search] or in the config.')
-    method_options = {k: v for k, v in config["method_options"].items() if k not in link_defaults}
+    method_options = {k: v for k, v in config["method_options"].items() if k not in option_defaults}
     return LocalHyperModel(
         config["architecture"], input_shape, num_classes, **space, cuts=cuts,
         max_cut_candidates=search.get("max_cut_candidates", 8), optimizer=config["optimizer"],

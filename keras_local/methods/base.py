@@ -50,6 +50,11 @@ class Method:
     aux_heads = True
     separate_output_block = False
     heads_classify = True
+    # What `keras_local.tuning.LocalHyperModel` may search: options declared once per method, with
+    # their default choices, and an option that sets the linked tail's length (declared per K; the
+    # cut candidates of each K are then filtered to blocks at least that long).
+    search_defaults = {}
+    searched_tail_option = None
     extra_block_loss = None
     extra_loss_name = "extra_loss"
     default_loss = None
@@ -136,6 +141,11 @@ class Method:
     def prediction_loss(self, loss):
         """The loss of the network's prediction (default: the blocks' loss)."""
         return loss
+
+    @classmethod
+    def searchable_num_blocks(cls, ks):
+        """The K a search may give this method, among `ks`."""
+        return list(ks)
 
     def check_variable(self, name, schedule):
         """Raises a `ValueError` if option `name` cannot be scheduled with this block order."""

@@ -12,6 +12,12 @@ class Backprop(Method):
     """
 
     name = "bp"
+    cut_gradients = False
+    aux_heads = False
+
+    @classmethod
+    def searchable_num_blocks(cls, ks):
+        return [1]  # one network: a search gives bp no cuts
 
     def reference_recipe(self, architecture):
         from keras_local.recipes import Recipe, piecewise
@@ -23,5 +29,3 @@ class Backprop(Method):
             "He et al. 2016 (Deep Residual Learning) §4.2, CIFAR-10: SGD 0.1, momentum 0.9, weight decay "
             "1e-4, batch 128, 64k iterations (164 epochs), lr ÷10 at 32k and 48k",
         )
-    cut_gradients = False
-    aux_heads = False
