@@ -37,7 +37,6 @@ model.fit(train, validation_data=test, epochs=20, callbacks=callbacks)
 """
 
 import csv
-import json
 import math
 import os
 import statistics
@@ -47,6 +46,7 @@ import keras
 import tensorflow as tf
 
 from keras_local import plots, profiling
+from keras_local.files import read_json, write_json
 
 
 def _block_keys(model):
@@ -73,17 +73,14 @@ class _StatefulCallback(keras.callbacks.Callback):
 
     def _restore(self):
         if self.backup_dir is not None and os.path.exists(self._state_path):
-            with open(self._state_path) as file:
-                self.set_state(json.load(file))
+            self.set_state(read_json(self._state_path))
             return True
         return False
 
     def _save(self):
         if self.backup_dir is not None:
             os.makedirs(self.backup_dir, exist_ok=True)
-            with open(self._state_path + ".tmp", "w") as file:
-                json.dump(self.get_state(), file)
-            os.replace(self._state_path + ".tmp", self._state_path)
+            write_json(self._state_path, self.get_state())
 
     def _delete(self):
         if self.backup_dir is not None and os.path.exists(self._state_path):

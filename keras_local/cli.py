@@ -89,13 +89,12 @@ def _tune(args):
 
 
 def _profile(args):
-    import json
-
     import tensorflow as tf
 
     from keras_local import data, plots, profiling
     from keras_local.builder import build_model_from_config
     from keras_local.config import load_config
+    from keras_local.files import write_json
     from keras_local.methods import method_option_names
     from keras_local.splitting import parse_cuts
 
@@ -129,8 +128,7 @@ def _profile(args):
         "profiles": reports,
     }
     path = os.path.join(args.output_dir, "profile.json")
-    with open(path, "w") as file:
-        json.dump(result, file, indent=2)
+    write_json(path, result)
     try:
         plot = plots.plot_profile(memory, last["block_seconds"], os.path.join(args.output_dir, "profile.png"),
                                       title=f"{config['architecture']} {config['method']}, batch {batch_size}")

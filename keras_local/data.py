@@ -196,8 +196,7 @@ def load_dataset(
         initial_batch: with `epoch`, start after this many of its batches
             (a run resumed inside an epoch).
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
+    _check_batch_size(batch_size)
     if epoch is not None and not training:
         raise ValueError(f"epoch={epoch!r} needs training=True.")
     examples = _read(name, split, data_dir, num_examples, seed, training, download)
@@ -230,8 +229,7 @@ class TrainingEpochs:
 
     def __init__(self, name, split="train", batch_size=128, data_dir=None, num_examples=None, seed=0,
                  download=True, examples=None):
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
+        _check_batch_size(batch_size)
         self.name, self.batch_size, self.seed = name, batch_size, seed
         self.steps = steps_per_epoch(name, split, batch_size, data_dir, num_examples)
         self._examples = examples if examples is not None else _read(
@@ -247,6 +245,11 @@ class TrainingEpochs:
         examples = self._examples.shuffle(10_000, seed=epoch_seed, reshuffle_each_iteration=False)
         seeds = tf.data.Dataset.random(seed=epoch_seed).batch(2)
         return _augmented_batches(self.name, examples, seeds, self.batch_size, skip=initial_batch * self.batch_size)
+
+
+def _check_batch_size(batch_size):
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
 
 
 def _read(name, split, data_dir, num_examples, seed, training, download):

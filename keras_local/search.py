@@ -18,6 +18,7 @@ result["best"]["config"]      # the keys a recipe takes
 import keras_tuner as kt
 
 from keras_local import plots
+from keras_local.files import write_json, write_text
 from keras_local.methods import METHODS, get_method
 from keras_local.tuning import LocalHyperModel, objective, score_splits, searched_options
 
@@ -94,7 +95,6 @@ def tune(config, *, tuner="random", max_trials=10, objective_name="val_accuracy"
     `[search]` table: a recipe `keras-local train --config` takes) and
     `trials.png` when matplotlib is installed. Returns the result dict.
     """
-    import json
     import os
 
     from keras_local import data
@@ -137,12 +137,10 @@ def tune(config, *, tuner="random", max_trials=10, objective_name="val_accuracy"
     result = {"objective": {"name": goal.name, "direction": goal.direction}, "tuner": tuner,
               "best": {"trial_id": best_trial.trial_id, "score": best_trial.score, "config": best},
               "trials": trials, "split_candidates": {str(k): v for k, v in hypermodel.candidates.items()}}
-    with open(os.path.join(output_dir, "trials.json"), "w") as file:
-        json.dump(result, file, indent=2)
+    write_json(os.path.join(output_dir, "trials.json"), result)
     header = (f"# Best trial {best_trial.trial_id} of `keras-local tune` ({tuner}, {len(trials)} trials): "
               f"{goal.name} = {best_trial.score:.4f}\n")
-    with open(os.path.join(output_dir, "best.toml"), "w") as file:
-        file.write(header + to_toml(best))
+    write_text(os.path.join(output_dir, "best.toml"), header + to_toml(best))
     try:
         result["plot"] = plots.plot_trials(trials, os.path.join(output_dir, "trials.png"), goal)
     except ImportError:

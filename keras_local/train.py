@@ -284,7 +284,7 @@ def train_and_evaluate(config, run_dir=None, overwrite=False, callbacks=()):
     per_block = any(isinstance(c, BlockLearningRateScheduler) for c in local_callbacks)
     # Per-block schedules set each optimizer's (float) rate at every batch.
     model.compile(optimizer=make_optimizer(config, steps_per_epoch,
-                                           learning_rate=config["learning_rate"] if per_block else None))
+                                           learning_rate=config["learning_rate"] if per_block else learning_rate))
     check_writable(run_dir)
     if overwrite:
         _clear(run_dir)
