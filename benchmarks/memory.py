@@ -1,4 +1,4 @@
-"""Peak training memory of local learning (sequential schedule) vs backprop, by K and split.
+"""Peak training memory of local learning (sequential block_order) vs backprop, by K and split.
 
     python benchmarks/memory.py --architecture resnet110 --batch-size 128 --num-blocks 2 4 8 16 \
         --splits even balanced
@@ -35,7 +35,7 @@ def parse_variant(text):
     return name, {key: parse_value(value) for key, _, value in pairs}
 
 
-def measure(args, variant, schedule, num_blocks, split):
+def measure(args, variant, block_order, num_blocks, split):
     """One measurement in this process; prints a JSON line."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import numpy as np
@@ -44,13 +44,13 @@ def measure(args, variant, schedule, num_blocks, split):
     from keras_local import profiling
 
     method, options = parse_variant(variant)
-    model = kl.build_model(args.architecture, method, num_blocks=num_blocks, split=split, schedule=schedule,
+    model = kl.build_model(args.architecture, method, num_blocks=num_blocks, split=split, block_order=block_order,
                            head=args.head, input_shape=(32, 32, 3), num_classes=10, **options)
     rng = np.random.default_rng(0)
     x = rng.normal(size=(args.batch_size, 32, 32, 3)).astype("float32")
     y = rng.integers(0, 10, size=args.batch_size)
-    peak = profiling.peak_memory_mib(model, x, y, schedule=schedule)
-    print(json.dumps({"method": variant, "schedule": schedule, "num_blocks": num_blocks, "split": split,
+    peak = profiling.peak_memory_mib(model, x, y, block_order=block_order)
+    print(json.dumps({"method": variant, "block_order": block_order, "num_blocks": num_blocks, "split": split,
                       "cuts": [sum(len(b.units) for b in model.blocks[:k]) for k in range(1, len(model.blocks))],
                       "peak_mib": peak}))
 
@@ -68,8 +68,8 @@ def invalid(args, variant, num_blocks, split):
     return None
 
 
-def run_child(args, method, schedule, num_blocks, split):
-    command = [sys.executable, __file__, "--child", method, schedule, str(num_blocks), split,
+def run_child(args, method, block_order, num_blocks, split):
+    command = [sys.executable, __file__, "--child", method, block_order, str(num_blocks), split,
                "--architecture", args.architecture, "--batch-size", str(args.batch_size), "--head", args.head]
     environment = {**os.environ, "TF_CPU_ALLOCATOR_USE_BFC": "true", "TF_CPP_MIN_LOG_LEVEL": "2"}
     output = subprocess.run(command, check=True, capture_output=True, text=True, env=environment).stdout
@@ -83,35 +83,35 @@ def main():
     parser.add_argument("--head", default="linear")
     parser.add_argument("--num-blocks", type=int, nargs="+", default=[2, 4, 8, 16])
     parser.add_argument("--splits", nargs="+", default=["even", "balanced"])
-    parser.add_argument("--schedules", nargs="+", default=["sequential"])
+    parser.add_argument("--block-orders", nargs="+", default=["sequential"])
     parser.add_argument("--methods", nargs="+", default=["gll"],
                         help="methods to measure, each `name` or `name:key=value,...` (method options)")
     parser.add_argument("--output", default="benchmarks/results/memory.json")
     parser.add_argument("--child", nargs=4, metavar=("METHOD", "SCHEDULE", "K", "SPLIT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        method, schedule, num_blocks, split = args.child
-        measure(args, method, schedule, int(num_blocks), split)
+        method, block_order, num_blocks, split = args.child
+        measure(args, method, block_order, int(num_blocks), split)
         return
     bp = run_child(args, "bp", "together", 1, "even")
     print(f"bp: {bp['peak_mib']:.1f} MiB", flush=True)
     rows = []
     for split in args.splits:
-        for schedule in args.schedules:
+        for block_order in args.block_orders:
             for num_blocks in args.num_blocks:
                 for variant in args.methods:
                     problem = invalid(args, variant, num_blocks, split)
                     if problem:
                         print(f"{variant} K={num_blocks}: skipped ({problem})", flush=True)
                         continue
-                    row = run_child(args, variant, schedule, num_blocks, split)
+                    row = run_child(args, variant, block_order, num_blocks, split)
                     row["ratio_to_bp"] = row["peak_mib"] / bp["peak_mib"]
                     rows.append(row)
-                    print(f"{variant} {schedule:10s} {split:8s} K={num_blocks:2d}: {row['peak_mib']:7.1f} MiB, "
+                    print(f"{variant} {block_order:10s} {split:8s} K={num_blocks:2d}: {row['peak_mib']:7.1f} MiB, "
                           f"/ bp {row['ratio_to_bp']:.3f}  (cuts {row['cuts']})", flush=True)
-    for row in rows:  # against gll on the same split, schedule and K, where measured
+    for row in rows:  # against gll on the same split, block_order and K, where measured
         gll = next((other for other in rows if other["method"] == "gll" and all(
-            other[key] == row[key] for key in ("schedule", "num_blocks", "split"))), None)
+            other[key] == row[key] for key in ("block_order", "num_blocks", "split"))), None)
         if gll:
             row["ratio_to_gll"] = row["peak_mib"] / gll["peak_mib"]
             print(f"{row['method']} K={row['num_blocks']}: / gll {row['ratio_to_gll']:.3f}")

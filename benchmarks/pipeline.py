@@ -1,4 +1,4 @@
-"""Throughput of the pipelined schedule on K logical CPU devices vs backprop, same threads.
+"""Throughput of the pipelined block order on K logical CPU devices vs backprop, same threads.
 
     python benchmarks/pipeline.py --devices 2 --architecture resnet20 --batch-size 64
     python benchmarks/pipeline.py --devices 4 --architecture resnet20 --batch-size 64
@@ -68,12 +68,12 @@ def main():
         cuts = kl.profiling.time_balanced_cuts(args.architecture, args.devices, x[:args.batch_size],
                                                y[:args.batch_size], num_classes=10)
 
-    def make(method, schedule="together", num_blocks=1, placed=False):
+    def make(method, block_order="together", num_blocks=1, placed=False):
         if cuts and num_blocks > 1:
             split = {"cuts": cuts}
         else:
             split = {"num_blocks": num_blocks, "split": "even" if args.split == "time" else args.split}
-        model = kl.build_model(args.architecture, method, head=args.head, schedule=schedule,
+        model = kl.build_model(args.architecture, method, head=args.head, block_order=block_order,
                                devices=devices if placed else None, input_shape=(32, 32, 3), num_classes=10, **split)
         model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9), jit_compile=False)
         return model

@@ -24,7 +24,7 @@ wall time. A re-run skips the cells already recorded, so a half-done grid
 resumes. The report (`benchmarks/results/README.md`, with PNGs beside it)
 is regenerated from whatever is recorded.
 
-Local methods train with `schedule="sequential"` (the schedule that frees
+Local methods train with `block_order="sequential"` (the schedule that frees
 each block's activations before the next block runs, where the memory
 saving of local training comes from); bp trains as one block.
 """
@@ -214,7 +214,7 @@ def overrides(cell, budget):
     values.update({"architecture": cell["architecture"], "method": cell["method"], "num_blocks": cell["num_blocks"],
                    "split": cell["split"], "seed": cell["seed"], "data_dir": DATA_DIR, "verbose": 0,
                    "eval_batch_size": 500,
-                   "schedule": "together" if cell["method"] in ("bp", "associated") or
+                   "block_order": "together" if cell["method"] in ("bp", "associated") or
                    cell["method_options"].get("deep_supervision") else "sequential"})
     if cell.get("recipe") == "reference" and cell["num_blocks"] == "auto":
         values.pop("num_blocks")  # the recipe's (Associated Learning: its own components)
@@ -387,7 +387,7 @@ def render_report(records, out_dir=RESULTS):
               "Each `reproduce/<cell>.json` holds the cell, its `keras-local train` overrides, library versions, "
               "seed, per-epoch per-block metrics, test accuracy, the training steps' memory (MiB; working = allocator "
               "peak above the memory in use when a step began, absolute = the allocator's peak) and median "
-              "step time. Local methods use `schedule=\"sequential\"`; bp, Associated Learning and BWBPF's "
+              "step time. Local methods use `block_order=\"sequential\"`; bp, Associated Learning and BWBPF's "
               "deep-supervision variant train together. BackLink's α = 0.5 is the best of the small grid search "
               "`keras-local tune --config recipes/tuning/backlink_resnet20_alpha_l.toml --tuner grid` "
               "(α ∈ {0, 0.25, 0.5, 0.75, 1} × l ∈ {1, 2}, resnet20, K = 4, scored on held-out training images, "
@@ -799,7 +799,7 @@ def render_power_report(records, out_dir=RESULTS):
     lines += [
         "Two recipes per method:", "",
         f"- **shared**: every method with the same optimisation: {_budget_text(budget)}, a 1-epoch warm-up "
-        "from 0.01. Local methods train with `schedule=\"sequential\"`.",
+        "from 0.01. Local methods train with `block_order=\"sequential\"`.",
         "- **reference**: each method's own recipe (`Method.reference_recipe`, `keras-local train --recipe "
         "reference`: optimizer, learning rate and schedule shape, weight decay and where it applies, head, "
         "options), compressed to the same 5,000 images × 10 epochs: a batch above 128 is capped at 128 with "
@@ -879,7 +879,7 @@ def _memory_section(path):
         return []
     result = json.loads(path.read_text())
     lines = ["", f"## Training-step memory: BackLink against GLL and BP ({result['architecture']}, batch "
-             f"{result['batch_size']}, `schedule=\"sequential\"`, linear heads)", "",
+             f"{result['batch_size']}, `block_order=\"sequential\"`, linear heads)", "",
              f"Working memory of a training step (allocator peak above the memory in use before it), each in "
              f"its own process: `{result['command']}`. BP: {result['bp_peak_mib']:.1f} MiB.", "",
              "| method | K | MiB | / BP | / GLL |", "|---|---|---|---|---|"]

@@ -2,7 +2,7 @@
 
     python benchmarks/scaling.py --architecture resnet110 --batch-size 64 --num-blocks 1 2 4 8 16
 
-For each K a fresh `gll` model (linear heads, `--schedule`) is built; the
+For each K a fresh `gll` model (linear heads, `--block-order`) is built; the
 first `train_on_batch` (tracing plus one step) is timed, then the median of
 `--steps` further steps; `bp` (one block) is measured the same way first.
 Ratios are to bp's step time in the same process. Writes a JSON.
@@ -27,7 +27,7 @@ import keras_local as kl  # noqa: E402
 
 def measure(args, method, num_blocks, x, y):
     model = kl.build_model(args.architecture, method, num_blocks=num_blocks, head=args.head,
-                           schedule=args.schedule if method != "bp" else "together",
+                           block_order=args.block_order if method != "bp" else "together",
                            input_shape=(32, 32, 3), num_classes=10)
     model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9), jit_compile=False)
     start = time.perf_counter()
@@ -47,7 +47,7 @@ def main():
     parser.add_argument("--architecture", default="resnet110")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--head", default="linear")
-    parser.add_argument("--schedule", default="together")
+    parser.add_argument("--block-order", default="together")
     parser.add_argument("--num-blocks", type=int, nargs="+", default=[1, 2, 4, 8, 16])
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--output", default="benchmarks/results/scaling.json")
@@ -69,7 +69,7 @@ def main():
               f"(/ bp {row['step_ratio_to_bp']:.3f})", flush=True)
     result = {
         "architecture": args.architecture, "batch_size": args.batch_size, "head": args.head,
-        "schedule": args.schedule, "bp": bp, "rows": rows,
+        "block_order": args.block_order, "bp": bp, "rows": rows,
         "command": "python " + " ".join(sys.argv),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
         "versions": {"keras": keras.__version__, "tensorflow": tf.__version__},

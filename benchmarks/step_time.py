@@ -4,7 +4,7 @@
         --methods bp gll "backlink:alpha=0.5,propagation_length=1" --reference gll
 
 Every model has the same architecture and K blocks (method options after a
-colon, comma-separated; `schedule=sequential` or `split=balanced` too). Steps alternate between the models in rounds so that
+colon, comma-separated; `block_order=sequential` or `split=balanced` too). Steps alternate between the models in rounds so that
 machine noise hits all alike; each step is timed with a callback around
 `train_step` (the tf.function is traced before timing). Then, model by model,
 `keras_local.profiling.peak_memory_mib` gives the allocator's peak above the
@@ -72,7 +72,7 @@ def main():
     models = {spec: make_model(args, spec) for spec in specs}
     medians = median_step_seconds(models, dataset, steps=args.steps, repeats=args.repeats)
     batch = x[:args.batch_size], y[:args.batch_size]
-    memory = {spec: profiling.peak_memory_mib(model, *batch, schedule=model.schedule) for spec, model in models.items()}
+    memory = {spec: profiling.peak_memory_mib(model, *batch, block_order=model.block_order) for spec, model in models.items()}
     result = {
         "architecture": args.architecture,
         "num_blocks": args.num_blocks,

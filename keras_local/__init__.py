@@ -26,7 +26,7 @@ from keras_local import (
     placement,
     plots,
     profiling,
-    schedules,
+    block_order,
     search,
     tuning,
 )
@@ -49,7 +49,7 @@ __all__ = [
     "placement",
     "plots",
     "profiling",
-    "schedules",
+    "block_order",
     "search",
     "tuning",
     "Block",

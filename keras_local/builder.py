@@ -24,7 +24,7 @@ def build_model(
     weight_decay=None,
     weight_decay_scope=None,
     architecture_options=None,
-    schedule="together",
+    block_order="together",
     devices=None,
     name=None,
     build=True,
@@ -59,8 +59,8 @@ def build_model(
         weight_decay_scope: `"all"` (default) or `"backbone_kernels"`, see `Block`.
         architecture_options: the architecture's own options, e.g.
             `{"stem": "cifar"}` for the bottleneck ResNets.
-        schedule: `"together"`, `"sequential"` or `"pipelined"`
-            (`keras_local.schedules`).
+        block_order: `"together"`, `"sequential"` or `"pipelined"`
+            (`keras_local.block_order`).
         devices: devices for the blocks, e.g. `["/gpu:0", "/gpu:1"]`
             (`keras_local.placement.place_blocks`).
         build: create the weights (False: only check the arguments and
@@ -126,7 +126,7 @@ def build_model(
         output_head = method.output_head(num_classes, features_shape)
         blocks.append(Block([], head=output_head, **decay, name="output_block"))
     extra_blocks = method.extra_blocks(architecture, num_classes, len(blocks))
-    model = LocalModel(blocks, method=method, extra_blocks=extra_blocks, schedule=schedule, devices=devices,
+    model = LocalModel(blocks, method=method, extra_blocks=extra_blocks, block_order=block_order, devices=devices,
                        name=name or f"{architecture}_{method.name}")
     if build:
         model.build((None, *input_shape))
@@ -162,7 +162,7 @@ def build_model_from_config(config, input_shape, num_classes, build=True):
         weight_decay=config["weight_decay"],
         weight_decay_scope=config["weight_decay_scope"],
         architecture_options=config["architecture_options"],
-        schedule=config["schedule"],
+        block_order=config["block_order"],
         devices=config["devices"],
         dataset=config["dataset"],
         build=build,

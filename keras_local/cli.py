@@ -41,7 +41,7 @@ def _parser():
     analyze.add_argument("--examples", type=int, default=1000, help="examples to use")
     analyze.add_argument("--plot", help="write a PCA scatter PNG here (needs matplotlib)")
     profile = commands.add_parser(
-        "profile", help="per-block times, peak memory per schedule and K, projected pipelined speed-up"
+        "profile", help="per-block times, peak memory per block order and K, projected pipelined speed-up"
     )
     profile.add_argument("--config", help="TOML recipe for the model (defaults: the demo's resnet20 gll)")
     profile.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
@@ -108,7 +108,7 @@ def _profile(args):
     batch = data.load_dataset(config["dataset"], config["train_split"], batch_size, training=True,
                               data_dir=config["data_dir"])
     x, y = next(iter(batch))
-    reference = build_model_from_config({**config, "method": "bp", "method_options": {}, "schedule": "together",
+    reference = build_model_from_config({**config, "method": "bp", "method_options": {}, "block_order": "together",
                                          "cuts": None, "num_blocks": 1}, input_shape, num_classes)
     bp_peak = profiling.peak_memory_mib(reference, x, y)
     memory, reports = {}, {}

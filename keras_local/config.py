@@ -17,7 +17,7 @@ config["epochs"]      # 5
 import tomllib
 
 from keras_local.block import Block
-from keras_local.schedules import SCHEDULES
+from keras_local.block_order import BLOCK_ORDERS
 from keras_local.splitting import SPLITS
 
 DEFAULTS = {
@@ -33,8 +33,8 @@ DEFAULTS = {
     # "shared": these settings as given; "reference": the method's own recipe under the file and --set
     # (Method.reference_recipe: optimizer, schedule, weight decay, batch, epochs, head, options).
     "recipe": "shared",
-    # schedule and placement
-    "schedule": "together",
+    # block order and placement
+    "block_order": "together",
     "devices": None,
     # data
     "dataset": "cifar10_sample",
@@ -120,6 +120,22 @@ def parse_overrides(overrides):
     return parsed
 
 
+# Keys renamed since an earlier release: old name -> new name. Configs and run
+# folders written with the old name keep working.
+RENAMED_KEYS = {"schedule": "block_order"}
+
+
+def rename_legacy_keys(values):
+    """`values` with each renamed key under its current name."""
+    renamed = dict(values)
+    for old, new in RENAMED_KEYS.items():
+        if old in renamed:
+            if new in renamed:
+                raise ValueError(f"Config key {old!r} is the old name of {new!r}; give only {new!r}.")
+            renamed[new] = renamed.pop(old)
+    return renamed
+
+
 def resolve(values, method_option_names=()):
     """Merges `values` over the defaults and validates them.
 
@@ -128,6 +144,7 @@ def resolve(values, method_option_names=()):
     """
     from keras_local.recipes import check_recipe
 
+    values = rename_legacy_keys(values)
     config = {key: dict(value) if isinstance(value, dict) else value for key, value in DEFAULTS.items()}
     recipe = values.get("recipe", DEFAULTS["recipe"])
     if not isinstance(recipe, str):
@@ -151,7 +168,7 @@ def resolve(values, method_option_names=()):
         if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
             raise ValueError(f"Config key {key!r} has the wrong type: got {value!r}.")
     for key, allowed in (("optimizer", OPTIMIZERS), ("lr_schedule", LR_SCHEDULES),
-                         ("schedule", SCHEDULES), ("split", SPLITS), ("weight_decay_scope", WEIGHT_DECAY_SCOPES)):
+                         ("block_order", BLOCK_ORDERS), ("split", SPLITS), ("weight_decay_scope", WEIGHT_DECAY_SCOPES)):
         if config[key] not in allowed:
             raise ValueError(f"Unknown {key} {config[key]!r}. Allowed: {', '.join(allowed)}.")
     if config["verbose"] not in (0, 1, 2):

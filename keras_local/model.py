@@ -9,7 +9,7 @@ from keras_local.block import Block
 from keras_local.methods import get_method
 from keras_local.optimizers import BlockOptimizers, _inner, resolve_block_optimizers
 from keras_local.placement import place_blocks
-from keras_local.schedules import check_schedule
+from keras_local.block_order import check_block_order
 from keras_local.trainer import LocalTrainer
 
 
@@ -29,7 +29,7 @@ class LocalModel(LocalTrainer, keras.Model):
     `loss` / `accuracy` (the output head's) and `loss_k` / `acc_k` for each
     block `model.blocks[k]` with a head.
 
-    `schedule` orders the blocks of a step (`keras_local.schedules`):
+    `block_order` orders the blocks of a step (`keras_local.block_order`):
     `"together"`, `"sequential"` (one block's activations alive at a time) or
     `"pipelined"` (block k trains on block k−1's output of the previous step;
     no data dependency between the K updates of a step). `devices` puts the
@@ -57,7 +57,7 @@ class LocalModel(LocalTrainer, keras.Model):
     """
 
     def __init__(self, blocks, method="gll", method_options=None, extra_blocks=None,
-                 schedule="together", devices=None, block_states=None, **kwargs):
+                 block_order="together", devices=None, block_states=None, **kwargs):
         super().__init__(**kwargs)
         if not blocks or not all(isinstance(block, Block) for block in blocks):
             raise ValueError(f"blocks must be a non-empty list of Block, got {blocks!r}.")
@@ -70,7 +70,7 @@ class LocalModel(LocalTrainer, keras.Model):
         if self.extra_blocks and len(self.extra_blocks) != len(self.blocks):
             raise ValueError(f"extra_blocks must be one per block ({len(self.blocks)}) or none, "
                              f"got {len(self.extra_blocks)}.")
-        self.schedule = check_schedule(schedule, self.method)
+        self.block_order = check_block_order(block_order, self.method)
         self.devices = None if devices is None else list(devices)
         self.block_devices = None if devices is None else place_blocks(len(self.blocks), self.devices)
         self._pipeline = None
@@ -157,7 +157,7 @@ class LocalModel(LocalTrainer, keras.Model):
                     f"Method {self.method.name!r} has no numeric option {name!r} to schedule; "
                     f"it has: {', '.join(self.method.schedulable) or 'none'}."
                 )
-            self.method.check_variable(name, self.schedule)
+            self.method.check_variable(name, self.block_order)
             variable = tf.Variable(float(value), trainable=False, dtype="float32", name=f"method_{name}")
             self.method_variables[name] = variable
             self.method.bind_variable(name, variable, self)
@@ -217,9 +217,9 @@ class LocalModel(LocalTrainer, keras.Model):
                     f"({sorted(set(self.block_devices))}): XLA compiles for one device."
                 )
             kwargs["jit_compile"] = False
-        if self.schedule == "pipelined" and kwargs.get("steps_per_execution", 1) != 1:
+        if self.block_order == "pipelined" and kwargs.get("steps_per_execution", 1) != 1:
             raise ValueError(
-                f"schedule='pipelined' needs steps_per_execution=1, got {kwargs['steps_per_execution']!r}: "
+                f"block_order='pipelined' needs steps_per_execution=1, got {kwargs['steps_per_execution']!r}: "
                 f"each of its K-1 warm-up steps runs a different step function."
             )
         loss = loss or self.method.default_loss or keras.losses.SparseCategoricalCrossentropy(from_logits=True)
@@ -263,7 +263,7 @@ class LocalModel(LocalTrainer, keras.Model):
             "method": self.method.name,
             "method_options": self.method_options(),
             "extra_blocks": [keras.saving.serialize_keras_object(block) for block in self.extra_blocks],
-            "schedule": self.schedule,
+            "block_order": self.block_order,
             "devices": self.devices,
             "block_states": list(self.block_states),
         }
@@ -271,8 +271,9 @@ class LocalModel(LocalTrainer, keras.Model):
     @classmethod
     def from_config(cls, config):
         config = dict(config)
-        if "label_blocks" in config:  # the name of extra_blocks in files saved by keras_local 0.1
-            config["extra_blocks"] = config.pop("label_blocks")
+        for old, new in (("label_blocks", "extra_blocks"), ("schedule", "block_order")):
+            if old in config:  # the names in files saved by keras_local 0.1 and 0.2
+                config[new] = config.pop(old)
         for key in ("blocks", "extra_blocks"):
             config[key] = [keras.saving.deserialize_keras_object(block) for block in config.get(key, [])]
         return cls(**config)

@@ -1,7 +1,7 @@
 """Which device each block runs on.
 
 A block's variables, its optimizer's slots and its forward/backward pass all
-go to its device, so that with the `"pipelined"` schedule the K block updates
+go to its device, so that with the `"pipelined"` block order the K block updates
 of one step run at the same time on K devices. XLA rejects graphs that span
 devices, so a model placed on more than one device compiles with
 `jit_compile=False`.
@@ -12,7 +12,7 @@ Example (two logical CPUs, set up before TensorFlow starts):
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 place_blocks(4, ["/cpu:0", "/cpu:1"])   # ['/device:CPU:0', '/device:CPU:0', '/device:CPU:1', '/device:CPU:1']
-model = kl.build_model("resnet20", "gll", num_blocks=4, schedule="pipelined", devices=["/cpu:0", "/cpu:1"])
+model = kl.build_model("resnet20", "gll", num_blocks=4, block_order="pipelined", devices=["/cpu:0", "/cpu:1"])
 ```
 """
 

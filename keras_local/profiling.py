@@ -2,7 +2,7 @@
 
 `profile_model` reports, for a model and one batch: each block's forward,
 head, backward and update time; the peak memory of a training step under each
-schedule; and the speed-up the pipelined schedule could reach with one device
+block order; and the speed-up the pipelined block order could reach with one device
 per block, Σ block times / max block time (BackLink's "simulation runtime",
 AL's O(n + ℓ) argument). Everything runs on copies of the model (same config,
 fresh weights): the model itself is not trained.
@@ -31,7 +31,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_local.model import LocalModel
-from keras_local.schedules import SCHEDULES
+from keras_local.block_order import BLOCK_ORDERS
 
 
 def memory_device():
@@ -65,7 +65,7 @@ def block_times(model, x, y, repeats=10):
     """Median seconds of each block's forward, head, backward (its local
     gradients minus forward and head) and optimizer update on (x, y), each
     block reading the previous blocks' output of x."""
-    copy = fresh_copy(model, schedule="together")
+    copy = fresh_copy(model, block_order="together")
     targets = copy.method.targets(copy, tf.constant(x), tf.constant(y), training=False, update_metrics=False)
     features, rows = tf.constant(x), []
     for index, block in enumerate(copy.blocks):
@@ -92,7 +92,7 @@ def time_balanced_cuts(architecture, num_blocks, x, y, repeats=5, **build_option
     """Cuts for `num_blocks` blocks that balance measured compute time: every
     unit of `architecture` is timed as a block of its own (forward plus
     backward, heads excluded) on (x, y), then `balanced_cuts` splits those
-    times. What the pipelined schedule wants: its step lasts as long as its
+    times. What the pipelined block order wants: its step lasts as long as its
     slowest block (early units of a CIFAR ResNet are slower than late ones
     on CPU, at the same FLOPs)."""
     from keras_local.builder import build_model
@@ -106,17 +106,17 @@ def time_balanced_cuts(architecture, num_blocks, x, y, repeats=5, **build_option
 
 
 def projected_speedup(rows):
-    """Σ block times / max block time: the pipelined schedule's speed-up with
+    """Σ block times / max block time: the pipelined block order's speed-up with
     one device per block and no communication cost."""
     totals = [row["total"] for row in rows]
     return sum(totals) / max(totals)
 
 
-def peak_memory_mib(model, x, y, schedule="together", steps=3):
+def peak_memory_mib(model, x, y, block_order="together", steps=3):
     """Peak memory (MiB above the memory in use before) of `steps` training
-    steps of a copy of `model` under `schedule`; None where the allocator
+    steps of a copy of `model` under `block_order`; None where the allocator
     keeps no statistics."""
-    copy = fresh_copy(model, schedule=schedule)
+    copy = fresh_copy(model, block_order=block_order)
     x, y = tf.constant(x), tf.constant(y)
     for _ in range(len(copy.blocks) + 1):  # trace; through the pipelined warm-up
         copy.train_on_batch(x, y)
@@ -131,14 +131,14 @@ def peak_memory_mib(model, x, y, schedule="together", steps=3):
     return (peak - before) / 2**20
 
 
-def profile_model(model, x, y, schedules=None, repeats=10):
+def profile_model(model, x, y, block_orders=None, repeats=10):
     """Per-block times, projected pipelined speed-up and peak memory per
-    schedule (every schedule the model's method allows, by default)."""
-    if schedules is None:
-        schedules = SCHEDULES if model.method.cut_gradients else ("together",)
-    unknown = [schedule for schedule in schedules if schedule not in SCHEDULES]
+    block order (every block order the model's method allows, by default)."""
+    if block_orders is None:
+        block_orders = BLOCK_ORDERS if model.method.cut_gradients else ("together",)
+    unknown = [block_order for block_order in block_orders if block_order not in BLOCK_ORDERS]
     if unknown:
-        raise ValueError(f"Unknown schedules {unknown}. Allowed: {', '.join(SCHEDULES)}.")
+        raise ValueError(f"Unknown block orders {unknown}. Allowed: {', '.join(BLOCK_ORDERS)}.")
     rows = block_times(model, x, y, repeats=repeats)
     return {
         "model": model.name,
@@ -147,6 +147,6 @@ def profile_model(model, x, y, schedules=None, repeats=10):
         "batch_size": int(np.shape(x)[0]),
         "block_seconds": rows,
         "projected_speedup": projected_speedup(rows),
-        "peak_memory_mib": {schedule: peak_memory_mib(model, x, y, schedule) for schedule in schedules},
+        "peak_memory_mib": {block_order: peak_memory_mib(model, x, y, block_order) for block_order in block_orders},
         "memory_device": memory_device(),
     }

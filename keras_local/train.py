@@ -28,7 +28,7 @@ from keras_local.callbacks import (
     describe_loss,
 )
 from keras_local.checkpoint import CheckpointError, RunCheckpoint
-from keras_local.config import to_toml
+from keras_local.config import rename_legacy_keys, to_toml
 from keras_local.export import export_inference_model
 from keras_local.files import atomic_path, read_json, write_json, write_text
 
@@ -169,7 +169,7 @@ def previous_run(config, run_dir, overwrite=False):
         return None
     with open(path, "rb") as file:
         try:
-            saved = tomllib.load(file)
+            saved = rename_legacy_keys(tomllib.load(file))
         except tomllib.TOMLDecodeError:
             saved = {}
     current = tomllib.loads(to_toml(config))

@@ -22,7 +22,7 @@ from keras import ops
 from keras_local.block import unpack_batch
 from keras_local.heads import logits_of
 from keras_local.losses import unscale_for_replicas
-from keras_local.schedules import PipelineBuffers, after
+from keras_local.block_order import PipelineBuffers, after
 
 
 def _loss_scale(optimizer):
@@ -39,7 +39,7 @@ class LocalTrainer:
         return sorted(self._logged_position)
 
     def train_step(self, data):
-        if self.schedule == "pipelined":
+        if self.block_order == "pipelined":
             return self._pipelined_step(data, active=len(self.blocks))
         x, y = unpack_batch(data)
         if self.method.cut_gradients:
@@ -68,11 +68,11 @@ class LocalTrainer:
         """Each block learns from its own loss (against `targets[k]`) on the stopped output of the
         previous one; a block with a backward-link tail applies its update
         once the next block has sent back the error at its input. With the
-        `"sequential"` schedule a block's forward waits for the previous
+        `"sequential"` block order a block's forward waits for the previous
         block's gradients."""
         num_blocks = len(self.blocks)
         weights = self.method.loss_weights(num_blocks)
-        # waiting: (block, its LocalStep, its linked units). With the "sequential" schedule block k+1's
+        # waiting: (block, its LocalStep, its linked units). With the "sequential" block order block k+1's
         # forward waits for block k's local gradients and for block k−1's link update, so that no
         # block's activations outlive the step after its own.
         features, waiting, previous_gradients, link_gradients = x, None, [], []
@@ -92,7 +92,7 @@ class LocalTrainer:
             linked = index + 1 < num_blocks and self.block_states[index + 1] == "train"
             linked_units = self.method.linked_units(index, num_blocks) if linked else 0
             inputs = ops.stop_gradient(features)
-            if self.schedule == "sequential":
+            if self.block_order == "sequential":
                 inputs = after(previous_gradients, inputs)
             with self.on_device(index):
                 step = block.compute_local_gradients(
@@ -124,9 +124,9 @@ class LocalTrainer:
         self._pipeline_steps = 0
 
     def make_train_function(self, force=False):
-        """For the pipelined schedule: one step function per warm-up stage
+        """For the pipelined block order: one step function per warm-up stage
         (step t < K−1 trains blocks 0..t), then the steady one (all blocks)."""
-        if self.schedule != "pipelined":
+        if self.block_order != "pipelined":
             return super().make_train_function(force)
         if self.train_function is not None and not force:
             return self.train_function

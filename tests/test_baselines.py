@@ -315,7 +315,7 @@ def test_infopro_head_and_options():
     with pytest.raises(ValueError, match="reconstruction_weights must be a pair"):
         kl.get_method("infopro", reconstruction_weights=1.0)
     with pytest.raises(ValueError, match="the pipeline's buffers do not carry"):
-        kl.build_model("resnet20", "infopro", num_blocks=2, schedule="pipelined", build=False)
+        kl.build_model("resnet20", "infopro", num_blocks=2, block_order="pipelined", build=False)
 
 
 # -- DGL's asynchronous training with replay buffers -----------------------------
@@ -474,6 +474,6 @@ def test_infopro_contrast_mode_through_a_model():
     applied = applied_gradients(model, x, y)
     for k in range(2):
         assert_close(applied[k], reference[k], atol=5e-5)
-    model.schedule = "sequential"  # and it trains through fit
+    model.block_order = "sequential"  # and it trains through fit
     history = model.fit(x, y, batch_size=4, epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][-1]) and np.isfinite(history.history["loss_0"][-1])

@@ -350,9 +350,9 @@ def test_memory_monitor_measures_the_training_steps_working_memory():
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(4096, 64)).astype("float32"), rng.integers(0, 10, size=4096)
 
-    def step_memory(method, num_blocks, schedule):
+    def step_memory(method, num_blocks, block_order):
         model = kl.build_model("mlp", method, num_blocks=num_blocks, input_shape=(64,), num_classes=10,
-                               schedule=schedule, architecture_options={"hidden_units": (256,) * 16})
+                               block_order=block_order, architecture_options={"hidden_units": (256,) * 16})
         model.compile(optimizer=keras.optimizers.SGD(0.01))
         history = model.fit(x, y, batch_size=2048, epochs=2, verbose=0, shuffle=False,
                             callbacks=[klc.MemoryMonitor()])

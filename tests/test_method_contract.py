@@ -14,15 +14,15 @@ import numpy as np
 import pytest
 
 import keras_local as kl
-from keras_local.schedules import SCHEDULES
+from keras_local.block_order import BLOCK_ORDERS
 
 METHODS = kl.list_methods()
 SHAPE, CLASSES = (16, 16, 3), 4
 
 
-def _model(method, schedule="together"):
+def _model(method, block_order="together"):
     model = kl.build_model("resnet8", method=method, num_blocks=2, input_shape=SHAPE, num_classes=CLASSES,
-                           schedule=schedule)
+                           block_order=block_order)
     model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9))
     return model
 
@@ -52,13 +52,13 @@ def test_keras_round_trip_keeps_weights_predictions_and_optimizer_state(method, 
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
 
 
-@pytest.mark.parametrize("schedule", SCHEDULES)
+@pytest.mark.parametrize("block_order", BLOCK_ORDERS)
 @pytest.mark.parametrize("method", METHODS)
-def test_each_block_order_trains_or_is_refused_up_front(method, schedule):
+def test_each_block_order_trains_or_is_refused_up_front(method, block_order):
     try:
-        model = _model(method, schedule)
+        model = _model(method, block_order)
     except ValueError as error:
-        assert schedule in str(error) and "\n" not in str(error)
+        assert block_order in str(error) and "\n" not in str(error)
         return
     x, y = _batch()
     before = [weight.copy() for weight in model.get_weights()]

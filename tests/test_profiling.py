@@ -1,4 +1,4 @@
-"""Profiling: per-block times, peak memory per schedule, the profile command."""
+"""Profiling: per-block times, peak memory per block order, the profile command."""
 
 import json
 
@@ -34,7 +34,7 @@ def test_cpu_memory_statistics_are_available():
 def test_backprop_peaks_higher_than_sequential_local_training():
     x, y = batch()
     bp = profiling.peak_memory_mib(deep_mlp("bp", num_blocks=1, depth=16), x, y)
-    sequential = profiling.peak_memory_mib(deep_mlp("gll", num_blocks=8, depth=16), x, y, schedule="sequential")
+    sequential = profiling.peak_memory_mib(deep_mlp("gll", num_blocks=8, depth=16), x, y, block_order="sequential")
     # bp keeps 16 layers' activations (2 MiB each) for its backward pass; sequential gll
     # keeps one block's 2 layers and their backward temporaries (measured: 0.3 of bp).
     assert sequential < 0.5 * bp, (sequential, bp)
@@ -56,8 +56,8 @@ def test_profile_model_reports_every_block_and_leaves_the_model_untouched():
     assert set(report["peak_memory_mib"]) == {"together", "sequential", "pipelined"}
     assert all(np.array_equal(w, v.numpy()) for w, v in zip(weights, model.weights))
     assert int(model.blocks[0].optimizer.iterations.numpy()) == 0
-    with pytest.raises(ValueError, match="Unknown schedules \\['fast'\\]"):
-        profiling.profile_model(model, x, y, schedules=["fast"])
+    with pytest.raises(ValueError, match="Unknown block orders \\['fast'\\]"):
+        profiling.profile_model(model, x, y, block_orders=["fast"])
 
 
 def test_profile_command_writes_json_and_plot(tmp_path, capsys):

@@ -32,7 +32,7 @@ def test_the_grid_holds_only_cells_the_methods_accept_and_every_cell_is_a_valid_
     for cell in cells[:12]:
         config = load_config(None, reproduce.overrides(cell, reproduce.BUDGETS["cifar10"]), method_option_names())
         assert config["method"] == cell["method"] and config["callbacks"]["memory_monitor"] is True
-        assert config["schedule"] == ("together" if cell["method"] in ("bp", "associated") or
+        assert config["block_order"] == ("together" if cell["method"] in ("bp", "associated") or
                                       cell["variant"] == "bwbpf_ds" else "sequential")
     by_id = {cell["id"]: cell for cell in cells}
     adam = load_config(None, reproduce.overrides(by_id["cifar10-resnet20-associated_adam-kauto-s0"],

@@ -105,12 +105,12 @@ class Method:
         loss and the next block's error at the tail's output."""
         raise NotImplementedError(f"Method {self.name!r} has no backward links.")
 
-    def check_schedule(self, schedule):
+    def check_block_order(self, block_order):
         """Raises a `ValueError` if the method cannot train with this block order."""
-        if schedule == "pipelined" and self.needs_images:
+        if block_order == "pipelined" and self.needs_images:
             raise ValueError(
-                f"schedule='pipelined' cannot run {self.name!r} yet: its blocks' losses read the input "
-                f"images, which the pipeline's buffers do not carry. Use schedule='together' or 'sequential'."
+                f"block_order='pipelined' cannot run {self.name!r} yet: its blocks' losses read the input "
+                f"images, which the pipeline's buffers do not carry. Use block_order='together' or 'sequential'."
             )
 
     def block_head(self, index, architecture, num_classes):
@@ -147,7 +147,7 @@ class Method:
         """The K a search may give this method, among `ks`."""
         return list(ks)
 
-    def check_variable(self, name, schedule):
+    def check_variable(self, name, block_order):
         """Raises a `ValueError` if option `name` cannot be scheduled with this block order."""
 
     def bind_variable(self, name, variable, model):

@@ -12,7 +12,7 @@ class DecoupledGreedy(GreedyLocal):
     its auxiliary net get ∇L_k only); what DGL adds is the auxiliary net,
     `mlp_sr` by default (`head="mlp"` or `"cnn"` for its study's others, see
     `keras_local.heads.DGLHead`). DGL's reference trains the modules one
-    after the other on each batch, which is the `"sequential"` schedule.
+    after the other on each batch, which is the `"sequential"` block order.
 
     Example:
 

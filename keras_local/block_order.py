@@ -15,26 +15,26 @@
 Example:
 
 ```python
-model = kl.build_model("resnet20", "gll", num_blocks=4, schedule="sequential")
+model = kl.build_model("resnet20", "gll", num_blocks=4, block_order="sequential")
 ```
 """
 
 import tensorflow as tf
 
-SCHEDULES = ("together", "sequential", "pipelined")
+BLOCK_ORDERS = ("together", "sequential", "pipelined")
 
 
-def check_schedule(schedule, method):
-    """Validates `schedule` for `method` (a `Method`); returns it."""
-    if schedule not in SCHEDULES:
-        raise ValueError(f"Unknown schedule {schedule!r}. Allowed: {', '.join(SCHEDULES)}.")
-    if schedule != "together" and not method.cut_gradients:
+def check_block_order(block_order, method):
+    """Validates `block_order` for `method` (a `Method`); returns it."""
+    if block_order not in BLOCK_ORDERS:
+        raise ValueError(f"Unknown block_order {block_order!r}. Allowed: {', '.join(BLOCK_ORDERS)}.")
+    if block_order != "together" and not method.cut_gradients:
         raise ValueError(
-            f"schedule={schedule!r} needs blocks cut from each other, but method {method.name!r} "
-            f"backpropagates one loss end to end through all blocks; use schedule='together'."
+            f"block_order={block_order!r} needs blocks cut from each other, but method {method.name!r} "
+            f"backpropagates one loss end to end through all blocks; use block_order='together'."
         )
-    method.check_schedule(schedule)
-    return schedule
+    method.check_block_order(block_order)
+    return block_order
 
 
 def after(dependencies, tensor):

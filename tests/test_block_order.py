@@ -1,4 +1,4 @@
-"""Schedules (together / sequential / pipelined), device placement and MirroredStrategy."""
+"""Block orders (together / sequential / pipelined), device placement and MirroredStrategy."""
 
 import keras
 import numpy as np
@@ -51,10 +51,10 @@ def test_sequential_gives_the_weights_of_together(method, options):
 
     data = [tiny_batch(seed=seed) for seed in range(3)]
     results = []
-    for schedule in ("together", "sequential"):
+    for block_order in ("together", "sequential"):
         keras.utils.set_random_seed(0)
         model = tiny_resnet(method, weight_decay=1e-3, **options)
-        model.schedule = schedule
+        model.block_order = block_order
         train(model, data, keras.optimizers.SGD(LEARNING_RATE, momentum=0.9))
         results.append(weights(model))
     assert_close(results[1], results[0], atol=1e-6)
@@ -70,7 +70,7 @@ def waits(model):
 
 
 def test_sequential_orders_each_block_after_the_previous_gradients():
-    sequential = waits(mlp(schedule="sequential"))
+    sequential = waits(mlp(block_order="sequential"))
     assert len(sequential) == 2  # before blocks 1 and 2
     assert all(op.control_inputs for op in sequential)
     assert all(len(op.control_inputs) >= 4 for op in sequential)  # the unit's and head's gradients before
@@ -106,17 +106,17 @@ def pipelined_reference(model, data):
 def test_pipelined_matches_the_delayed_updates_for_three_steps():
     data = batches(3)
     reference = pipelined_reference(mlp(), data)
-    model = train(mlp(schedule="pipelined"), data)
+    model = train(mlp(block_order="pipelined"), data)
     assert_close(weights(model), reference, atol=1e-6)
     assert [int(block.optimizer.iterations.numpy()) for block in model.blocks] == [3, 2, 1]
-    together = train(mlp(), data)  # the test tells the schedules apart
+    together = train(mlp(), data)  # the test tells the block orders apart
     assert not np.allclose(weights(together)[-1], reference[-1])
 
 
 @pytest.mark.parametrize("method, options", [("bwbpf", {}), ("associated", {}), ("backlink", {"alpha": 1.0})])
 def test_pipelined_runs_every_cut_method_with_its_warm_up(method, options):
     data = batches(4)
-    model = mlp(method, schedule="pipelined", **options)
+    model = mlp(method, block_order="pipelined", **options)
     num_blocks = len(model.blocks)
     train(model, data[:1])
     if method == "associated":
@@ -130,22 +130,22 @@ def test_pipelined_runs_every_cut_method_with_its_warm_up(method, options):
 
 
 def test_pipelined_refills_after_a_new_compile():
-    model = train(mlp(schedule="pipelined"), batches(3))
+    model = train(mlp(block_order="pipelined"), batches(3))
     train(model, batches(1))  # compile again: a new warm-up, only block 0 trains
     assert [int(block.optimizer.iterations.numpy()) for block in model.blocks] == [1, 0, 0]
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"schedule": "parallel"}, "Unknown schedule 'parallel'"),
-    ({"method": "bp", "schedule": "sequential"}, "end to end"),
-    ({"method": "bwbpf", "deep_supervision": True, "schedule": "pipelined"}, "end to end"),
-    ({"method": "backlink", "propagation_length": 1, "alpha": 0.5, "schedule": "pipelined"}, "same batch"),
+    ({"block_order": "parallel"}, "Unknown block_order 'parallel'"),
+    ({"method": "bp", "block_order": "sequential"}, "end to end"),
+    ({"method": "bwbpf", "deep_supervision": True, "block_order": "pipelined"}, "end to end"),
+    ({"method": "backlink", "propagation_length": 1, "alpha": 0.5, "block_order": "pipelined"}, "same batch"),
     ({"devices": ["/cpu:0", "/cpu:1", "/cpu:0", "/cpu:1"]}, "4 devices for 3 blocks"),
     ({"devices": ["/gpu:7"]}, "Unknown device '/gpu:7'"),
     ({"devices": ["banana"]}, "Unknown device 'banana'"),
     ({"devices": []}, "at least one device"),
 ])
-def test_invalid_schedules_and_devices_fail_before_training(kwargs, message):
+def test_invalid_block_orders_and_devices_fail_before_training(kwargs, message):
     kwargs = {"method": "gll", **kwargs}
     with pytest.raises(ValueError, match=message):
         mlp(kwargs.pop("method"), **kwargs)
@@ -153,7 +153,7 @@ def test_invalid_schedules_and_devices_fail_before_training(kwargs, message):
 
 def test_pipelined_rejects_several_steps_per_execution():
     with pytest.raises(ValueError, match="steps_per_execution=1"):
-        mlp(schedule="pipelined").compile(optimizer="sgd", steps_per_execution=2)
+        mlp(block_order="pipelined").compile(optimizer="sgd", steps_per_execution=2)
 
 
 # -- devices -------------------------------------------------------------------
@@ -167,7 +167,7 @@ def test_place_blocks_groups_contiguous_blocks():
 
 def test_blocks_live_and_train_on_their_devices():
     data = batches(3)
-    model = mlp(schedule="pipelined", devices=["/cpu:0", "/cpu:1"])
+    model = mlp(block_order="pipelined", devices=["/cpu:0", "/cpu:1"])
     model.compile(optimizer=keras.optimizers.SGD(LEARNING_RATE, momentum=0.9), jit_compile="auto")
     assert model.jit_compile is False
     for x, y in data:
@@ -177,7 +177,7 @@ def test_blocks_live_and_train_on_their_devices():
     slots = [v for v in last.optimizer.variables if v.path.endswith("_momentum")]
     assert len(slots) == 4 and all("CPU:1" in v.value.device for v in slots)
     assert all("CPU:0" in v.value.device for v in model.blocks[0].trainable_variables)
-    unplaced = train(mlp(schedule="pipelined"), data, keras.optimizers.SGD(LEARNING_RATE, momentum=0.9))
+    unplaced = train(mlp(block_order="pipelined"), data, keras.optimizers.SGD(LEARNING_RATE, momentum=0.9))
     assert_close(weights(model), weights(unplaced), atol=1e-6)
     with pytest.raises(ValueError, match="jit_compile=True"):
         model.compile(optimizer="sgd", jit_compile=True)
@@ -194,7 +194,7 @@ def mirrored():
     return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 
 
-@pytest.mark.parametrize("method, schedule, options", [
+@pytest.mark.parametrize("method, block_order, options", [
     ("gll", "together", {}),
     ("gll", "sequential", {}),
     ("gll", "pipelined", {}),
@@ -203,16 +203,16 @@ def mirrored():
     ("bwbpf", "pipelined", {}),
     ("associated", "together", {}),
 ])
-def test_mirrored_strategy_step_equals_single_replica_step(mirrored, method, schedule, options):
+def test_mirrored_strategy_step_equals_single_replica_step(mirrored, method, block_order, options):
     """Global batch 8 on 2 replicas (4 each) gives the weights of batch 8 on one."""
-    data = batches(3 if schedule == "pipelined" else 1)
+    data = batches(3 if block_order == "pipelined" else 1)
     dataset = tf.data.Dataset.from_tensor_slices(
         (np.concatenate([x for x, _ in data]), np.concatenate([y for _, y in data]))
     ).batch(8)
 
     def run(strategy):
         with strategy.scope():
-            model = mlp(method, schedule=schedule, weight_decay=1e-3, **options)
+            model = mlp(method, block_order=block_order, weight_decay=1e-3, **options)
             model.compile(optimizer=keras.optimizers.SGD(LEARNING_RATE, momentum=0.9))
         history = model.fit(dataset, epochs=1, verbose=0)
         return weights(model), history.history
@@ -224,15 +224,41 @@ def test_mirrored_strategy_step_equals_single_replica_step(mirrored, method, sch
         np.testing.assert_allclose(mirrored_logs[key], single_logs[key], rtol=1e-4, err_msg=key)
 
 
-def test_schedule_and_devices_survive_a_keras_round_trip(tmp_path):
-    model = train(mlp(schedule="pipelined", devices=["/cpu:1"]), batches(3))
+def test_block_order_and_devices_survive_a_keras_round_trip(tmp_path):
+    model = train(mlp(block_order="pipelined", devices=["/cpu:1"]), batches(3))
     model.save(tmp_path / "m.keras")
     loaded = keras.saving.load_model(tmp_path / "m.keras")
-    assert loaded.schedule == "pipelined" and loaded.block_devices == ["/device:CPU:1"] * 3
+    assert loaded.block_order == "pipelined" and loaded.block_devices == ["/device:CPU:1"] * 3
     assert [int(b.optimizer.iterations.numpy()) for b in loaded.blocks] == [3, 2, 1]
     x, y = batches(1, seed=5)[0]
     loaded.train_on_batch(x, y)  # a new warm-up: only block 0 trains
     assert [int(b.optimizer.iterations.numpy()) for b in loaded.blocks] == [4, 2, 1]
+
+
+def test_files_and_configs_written_with_the_old_name_schedule_still_load(tmp_path):
+    """`block_order` was called `schedule` up to keras_local 0.2: old `.keras`
+    files, config files and run folders keep working; both names at once is an error."""
+    import json
+    import zipfile
+
+    from keras_local.config import load_config
+
+    model = train(mlp(block_order="sequential"), batches(1))
+    model.save(tmp_path / "new.keras")
+    with zipfile.ZipFile(tmp_path / "new.keras") as source, zipfile.ZipFile(tmp_path / "old.keras", "w") as target:
+        for item in source.infolist():
+            data = source.read(item)
+            if item.filename == "config.json":
+                config = json.loads(data)
+                config["config"]["schedule"] = config["config"].pop("block_order")
+                data = json.dumps(config).encode()
+            target.writestr(item, data)
+    assert keras.saving.load_model(tmp_path / "old.keras").block_order == "sequential"
+
+    (tmp_path / "old.toml").write_text('schedule = "pipelined"\n')
+    assert load_config(tmp_path / "old.toml")["block_order"] == "pipelined"
+    with pytest.raises(ValueError, match="'schedule' is the old name of 'block_order'"):
+        load_config(tmp_path / "old.toml", ["block_order=sequential"])
 
 
 # -- sequential with backward links: what each block's forward waits for -------------------------
@@ -242,14 +268,14 @@ def test_sequential_backlink_orders_block_k_minus_1_link_before_block_k_plus_1(m
     """With links, block k−1's update waits for block k's input error. Block k+1's
     forward must wait for that link update too (not only for block k's local
     gradients), or every pending tail stays alive beside the next blocks'
-    activations and the sequential schedule saves nothing."""
+    activations and the sequential block_order saves nothing."""
     from conftest import tiny_batch, tiny_resnet
 
     from keras_local import block as block_module
     from keras_local import trainer as model_module
 
     model = tiny_resnet("backlink", alpha=0.5, propagation_length=1)
-    model.schedule = "sequential"
+    model.block_order = "sequential"
     model.compile(optimizer=keras.optimizers.SGD(LEARNING_RATE))
     model.optimizer.build()
     waits, links = [], {}
