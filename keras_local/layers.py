@@ -257,6 +257,9 @@ class BottleneckUnit(keras.layers.Layer):
 class DenseReLU(keras.layers.Layer):
     """(2x2 max-pool →) (Flatten →) (Dropout →) Dense (→ BN) → ReLU: one hidden layer of an MLP.
 
+    `width` is the Dense layer's number of outputs (Keras' `units`; "unit" in
+    keras_local means a piece of a backbone, like this layer).
+
     `batch_norm=True` puts a BatchNorm between the Dense and its activation
     (PredSim's local Linear block).
 
@@ -268,12 +271,12 @@ class DenseReLU(keras.layers.Layer):
     ```
     """
 
-    def __init__(self, units, flatten=False, dropout=0.0, activation="relu", batch_norm=False, pool=False,
+    def __init__(self, width, flatten=False, dropout=0.0, activation="relu", batch_norm=False, pool=False,
                  **kwargs):
         super().__init__(**kwargs)
         self.pool = pool
         self.max_pool = keras.layers.MaxPooling2D(2, name=f"{self.name}_pool", dtype=self.dtype_policy) if pool else None
-        self.units = units
+        self.width = width
         self.flatten = flatten
         self.dropout = dropout
         self.activation = activation
@@ -286,7 +289,7 @@ class DenseReLU(keras.layers.Layer):
             if dropout else None
         )
         self.dense = keras.layers.Dense(
-            units, activation=None if batch_norm else activation, kernel_initializer="he_normal",
+            width, activation=None if batch_norm else activation, kernel_initializer="he_normal",
             name=f"{self.name}_dense", dtype=self.dtype_policy,
         )
 
@@ -297,7 +300,7 @@ class DenseReLU(keras.layers.Layer):
             input_shape = self.flatten_layer.compute_output_shape(input_shape)
         self.dense.build(input_shape)
         if self.bn is not None:
-            self.bn.build((input_shape[0], self.units))
+            self.bn.build((input_shape[0], self.width))
 
     def call(self, inputs, training=None):
         x = self.max_pool(inputs) if self.pool else inputs
@@ -310,10 +313,18 @@ class DenseReLU(keras.layers.Layer):
         return x
 
     def compute_output_shape(self, input_shape):
-        return (input_shape[0], self.units)
+        return (input_shape[0], self.width)
 
     def get_config(self):
         return {
-            **super().get_config(), "units": self.units, "flatten": self.flatten, "dropout": self.dropout,
+            **super().get_config(), "width": self.width, "flatten": self.flatten, "dropout": self.dropout,
             "activation": self.activation, "batch_norm": self.batch_norm, "pool": self.pool,
         }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        if "units" in config:  # its name in files saved by keras_local 0.2 and earlier
+            config["width"] = config.pop("units")
+        return cls(**config)
+

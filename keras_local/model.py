@@ -244,6 +244,8 @@ class LocalModel(LocalTrainer, keras.Model):
 
     def get_compile_config(self):
         config = super().get_compile_config()
+        if not config:  # not compiled: the file holds the network only
+            return None
         config["loss"] = keras.saving.serialize_keras_object(self._block_loss)
         config["optimizer"] = [
             keras.saving.serialize_keras_object(_inner(block.optimizer))

@@ -235,32 +235,6 @@ def test_block_order_and_devices_survive_a_keras_round_trip(tmp_path):
     assert [int(b.optimizer.iterations.numpy()) for b in loaded.blocks] == [4, 2, 1]
 
 
-def test_files_and_configs_written_with_the_old_name_schedule_still_load(tmp_path):
-    """`block_order` was called `schedule` up to keras_local 0.2: old `.keras`
-    files, config files and run folders keep working; both names at once is an error."""
-    import json
-    import zipfile
-
-    from keras_local.config import load_config
-
-    model = train(mlp(block_order="sequential"), batches(1))
-    model.save(tmp_path / "new.keras")
-    with zipfile.ZipFile(tmp_path / "new.keras") as source, zipfile.ZipFile(tmp_path / "old.keras", "w") as target:
-        for item in source.infolist():
-            data = source.read(item)
-            if item.filename == "config.json":
-                config = json.loads(data)
-                config["config"]["schedule"] = config["config"].pop("block_order")
-                data = json.dumps(config).encode()
-            target.writestr(item, data)
-    assert keras.saving.load_model(tmp_path / "old.keras").block_order == "sequential"
-
-    (tmp_path / "old.toml").write_text('schedule = "pipelined"\n')
-    assert load_config(tmp_path / "old.toml")["block_order"] == "pipelined"
-    with pytest.raises(ValueError, match="'schedule' is the old name of 'block_order'"):
-        load_config(tmp_path / "old.toml", ["block_order=sequential"])
-
-
 # -- sequential with backward links: what each block's forward waits for -------------------------
 
 

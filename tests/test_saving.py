@@ -152,3 +152,50 @@ def test_exported_model_loads_without_keras_local(tmp_path):
                          cwd=tmp_path, check=True)
     predictions = np.array(json.loads(out.stdout.strip().splitlines()[-1]))
     np.testing.assert_allclose(predictions, model.predict(x, verbose=0), atol=1e-5)
+
+
+def _as_older_file(source_path, target_path, edit):
+    """Copies a `.keras` file, passing its config.json through `edit`."""
+    import zipfile
+
+    with zipfile.ZipFile(source_path) as source, zipfile.ZipFile(target_path, "w") as target:
+        for item in source.infolist():
+            data = source.read(item)
+            if item.filename == "config.json":
+                data = json.dumps(edit(json.loads(data))).encode()
+            target.writestr(item, data)
+
+
+def test_files_and_configs_with_keys_renamed_since_still_load(tmp_path):
+    """Keys renamed since 0.2 (`schedule` -> `block_order`, DenseReLU's `units`
+    -> `width`): old `.keras` files and config files still load; both names at
+    once is an error."""
+    from keras_local.config import load_config
+
+    model = kl.build_model("mlp", "gll", num_blocks=2, input_shape=(6,), num_classes=3, block_order="sequential",
+                           architecture_options={"hidden_units": (8, 8)})
+    x = np.random.default_rng(0).normal(size=(4, 6)).astype("float32")
+    model.save(tmp_path / "new.keras")
+
+    def rename(node):
+        if isinstance(node, dict):
+            if node.get("class_name") == "DenseReLU":
+                node["config"]["units"] = node["config"].pop("width")
+            if node.get("class_name") == "LocalModel":
+                node["config"]["schedule"] = node["config"].pop("block_order")
+            return {key: rename(value) for key, value in node.items()}
+        return [rename(item) for item in node] if isinstance(node, list) else node
+
+    _as_older_file(tmp_path / "new.keras", tmp_path / "old.keras", rename)
+    import zipfile
+    with zipfile.ZipFile(tmp_path / "old.keras") as old:
+        old_config = old.read("config.json").decode()
+    assert '"schedule"' in old_config and '"units"' in old_config and '"width"' not in old_config
+    loaded = keras.saving.load_model(tmp_path / "old.keras")
+    assert loaded.block_order == "sequential"
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+
+    (tmp_path / "old.toml").write_text('schedule = "pipelined"\n')
+    assert load_config(tmp_path / "old.toml")["block_order"] == "pipelined"
+    with pytest.raises(ValueError, match="'schedule' is the old name of 'block_order'"):
+        load_config(tmp_path / "old.toml", ["block_order=sequential"])

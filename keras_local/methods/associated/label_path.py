@@ -40,7 +40,8 @@ def label_blocks(method, width, num_classes, count):
 
 def targets(model, y, training=True, update_metrics=True):
     """The codes sg(t_i) the blocks regress onto; trains the label blocks when `training`."""
-    code = ops.one_hot(ops.cast(ops.reshape(y, (-1,)), "int32"), model.extra_blocks[0].head.units)
+    num_classes = model.extra_blocks[0].head.units  # h_1, a Dense, reconstructs the one-hot labels
+    code = ops.one_hot(ops.cast(ops.reshape(y, (-1,)), "int32"), num_classes)
     codes = []
     for index, block in enumerate(model.extra_blocks):
         code = ops.stop_gradient(code)
