@@ -8,9 +8,11 @@ centroids; their ratio (inter / intra, larger is better) is the paper's
 Example:
 
 ```python
+model = kl.build_model("resnet8", "gll", num_blocks=2)   # train it first for a meaningful ratio
+test = kl.data.load_dataset("cifar10_sample", "test", batch_size=500)
 features, labels = block_features(model, test, block=-1, limit=1000)
 class_distance_ratio(features, labels)["ratio"]
-keras_local.plots.plot_features(features, labels, "features.png")   # PCA scatter, needs matplotlib
+kl.plots.plot_features(features, labels, "features.png")   # PCA scatter, needs matplotlib
 ```
 """
 

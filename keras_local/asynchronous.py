@@ -17,10 +17,12 @@ Example:
 ```python
 model = kl.build_model("dgl_cnn4", "dgl", num_blocks=4)
 model.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9))
-report = kl.asynchronous.fit_asynchronous(model, train, ticks=2000, buffer_size=50, slow_block=1, slowdown=2.0,
-                                          validation_data=test, validation_every=500)
+train = kl.data.load_dataset("cifar10_sample", "train", batch_size=32, training=True)
+test = kl.data.load_dataset("cifar10_sample", "test", batch_size=500, num_examples=500)
+report = kl.asynchronous.fit_asynchronous(model, train, ticks=40, buffer_size=50, slow_block=1, slowdown=2.0,
+                                          validation_data=test, validation_every=20)   # ticks=2000 to learn
 report["updates"]            # updates made by each block
-report["history"][-1]        # {"tick": 2000, "updates": [...], "accuracy": ..., "acc_0": ..., ...}
+report["history"][-1]        # {"tick": 40, "updates": [...], "accuracy": ..., "acc_0": ..., ...}
 ```
 """
 

@@ -75,6 +75,10 @@ class Block(keras.Model):
     Example:
 
     ```python
+    from keras_local.heads import LinearHead
+    from keras_local.layers import ConvBNReLU
+
+    images, labels = next(iter(kl.data.load_dataset("cifar10_sample", "train", batch_size=256)))
     block = Block([ConvBNReLU(16)], head=LinearHead(10))
     block.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=["accuracy"])

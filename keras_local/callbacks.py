@@ -22,9 +22,13 @@ epoch end and read back at the start of `fit`, so that a run resumed by
 `keras.callbacks.BackupAndRestore` carries on where it stopped; it is deleted
 when training ends normally, as BackupAndRestore deletes its own.
 
-Example:
+Example (the classes' examples below reuse its `model`, `train` and `test`):
 
 ```python
+model = kl.build_model("resnet8", "backlink", num_blocks=2, alpha=0.5)
+model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9))
+train = kl.data.load_dataset("cifar10_sample", "train", batch_size=128, training=True, num_examples=512)
+test = kl.data.load_dataset("cifar10_sample", "test", batch_size=500, num_examples=500)
 callbacks = [
     keras.callbacks.BackupAndRestore("runs/x/backup"),
     kl.callbacks.BlockLogger("runs/x/blocks"),
@@ -32,7 +36,7 @@ callbacks = [
     kl.callbacks.MethodHyperparameterScheduler("alpha", [1.0, 0.75, 0.5, 0.25]),
     kl.callbacks.MemoryMonitor(),
 ]
-model.fit(train, validation_data=test, epochs=20, callbacks=callbacks)
+model.fit(train, validation_data=test, epochs=2, callbacks=callbacks)
 ```
 """
 
@@ -110,7 +114,7 @@ class BlockLogger(keras.callbacks.Callback):
     Example:
 
     ```python
-    model.fit(train, validation_data=test, epochs=10, callbacks=[kl.callbacks.BlockLogger("runs/x/blocks")])
+    model.fit(train, validation_data=test, epochs=1, callbacks=[kl.callbacks.BlockLogger("runs/x/blocks")])
     ```
     """
 
@@ -208,7 +212,9 @@ class BlockLearningRateScheduler(keras.callbacks.Callback):
 
     ```python
     halve_deep_blocks = kl.callbacks.BlockLearningRateScheduler(
-        lambda epoch, block, lr: 0.1 * (0.5 if block >= 2 else 1.0) * 0.95 ** epoch)
+        lambda epoch, block, lr: 0.1 * (0.5 if block >= 1 else 1.0) * 0.95 ** epoch)
+    model.fit(train, epochs=1, callbacks=[halve_deep_blocks])
+    [float(block.optimizer.learning_rate) for block in model.blocks]   # [0.1, 0.05]
     ```
     """
 
@@ -295,8 +301,8 @@ class ProgressiveFreezing(_StatefulCallback):
     Example:
 
     ```python
-    model.fit(train, epochs=3 * len(model.blocks),
-              callbacks=[kl.callbacks.ProgressiveFreezing(epochs_per_block=3)])
+    model.fit(train, epochs=1 * len(model.blocks),
+              callbacks=[kl.callbacks.ProgressiveFreezing(epochs_per_block=1)])
     ```
     """
 
@@ -383,7 +389,7 @@ class BlockEarlyStopping(_StatefulCallback):
 
     ```python
     stopper = kl.callbacks.BlockEarlyStopping(patience=2)
-    model.fit(train, validation_data=test, epochs=30, callbacks=[stopper])
+    model.fit(train, validation_data=test, epochs=2, callbacks=[stopper])
     stopper.stopped_epochs, stopper.skipped_update_fraction
     ```
     """
@@ -467,6 +473,7 @@ class MethodHyperparameterScheduler(keras.callbacks.Callback):
 
     ```python
     anneal = kl.callbacks.MethodHyperparameterScheduler("alpha", lambda epoch: max(0.0, 1.0 - 0.1 * epoch))
+    model.fit(train, epochs=1, callbacks=[anneal])
     ```
     """
 
@@ -530,7 +537,7 @@ class TerminateOnNonFiniteLoss(keras.callbacks.Callback):
     Example:
 
     ```python
-    model.fit(train, callbacks=[kl.callbacks.TerminateOnNonFiniteLoss(), checkpoint])
+    model.fit(train, callbacks=[kl.callbacks.TerminateOnNonFiniteLoss(), keras.callbacks.BackupAndRestore("runs/y")])
     ```
     """
 

@@ -24,8 +24,13 @@ same state, and ends with the same weights, bit for bit on CPU.
 Example:
 
 ```python
-checkpoint = RunCheckpoint("runs/x/backup", every=100)
-epoch, batch = checkpoint.restore(model)   # (0, 0) when there is nothing to resume
+model = kl.build_model("resnet8", "gll", num_blocks=2)
+model.compile(optimizer="sgd")
+train = kl.data.load_dataset("cifar10_sample", "train", batch_size=128, training=True, num_examples=512)
+checkpoint = RunCheckpoint("runs/x/backup", every=2)
+epoch, batch = checkpoint.restore(model)   # (0, 0): nothing to resume yet
+model.fit(train, epochs=1, callbacks=[checkpoint])
+checkpoint.restore(model)                  # (1, 0): the next epoch starts from the saved state
 ```
 """
 

@@ -29,8 +29,10 @@ def export_inference_model(model, filepath=None, normalization=None):
     Example:
 
     ```python
+    model = kl.build_model("resnet8", "gll", num_blocks=2)   # a trained model, in practice
     inference = kl.export_inference_model(model, "infer.keras", normalization=kl.data.normalization("cifar10"))
-    keras.saving.load_model("infer.keras").predict(uint8_images)
+    uint8_images = np.random.randint(0, 256, size=(4, 32, 32, 3), dtype="uint8")
+    keras.saving.load_model("infer.keras").predict(uint8_images)   # logits, shape (4, 10)
     ```
     """
     if not model.built:

@@ -8,6 +8,10 @@ either the old file or the new one, never a truncated mix.
 Example:
 
 ```python
+import os
+
+model = kl.build_model("resnet8", "gll", num_blocks=2)
+os.makedirs("runs/x", exist_ok=True)
 with atomic_path("runs/x/model.keras") as partial:   # "runs/x/model.partial.keras"
     model.save(partial)
 write_json("runs/x/summary.json", {"test_accuracy": float("nan")})   # writes null, valid JSON

@@ -13,8 +13,10 @@ them.
 Example:
 
 ```python
+model = kl.build_model("resnet8", "gll", num_blocks=2)
+model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9))
 train = kl.data.load_dataset("cifar10_sample", "train", batch_size=128)   # training=False: no augmentation
-histories = kl.greedy.fit_greedy(model, train, epochs_per_block=3)
+histories = kl.greedy.fit_greedy(model, train, epochs_per_block=1)   # one Keras History per block
 ```
 """
 

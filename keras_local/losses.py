@@ -7,6 +7,7 @@ Example:
 
 ```python
 similarity_matrix(keras.ops.one_hot([0, 0, 1], 3))   # 1 within a class, -1/2 across
+labels, logits, features = np.array([0, 0, 1]), np.random.normal(size=(3, 10)), np.random.normal(size=(3, 64))
 loss = PredSimLoss(beta=0.99)
 loss(labels, {"logits": logits, "similarity": features})
 ```

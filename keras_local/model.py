@@ -6,11 +6,16 @@ import keras
 import tensorflow as tf
 
 from keras_local.block import Block
-from keras_local.methods import get_method
+from keras_local.block_order import check_block_order
+from keras_local.methods import get_method, list_methods
 from keras_local.optimizers import BlockOptimizers, _inner, resolve_block_optimizers
 from keras_local.placement import place_blocks
-from keras_local.block_order import check_block_order
 from keras_local.trainer import LocalTrainer
+
+
+def _cutting_methods():
+    """The registered methods whose blocks (with default options) are cut from each other."""
+    return [name for name in list_methods() if get_method(name).cut_gradients]
 
 
 @keras.saving.register_keras_serializable(package="keras_local")
@@ -22,9 +27,10 @@ class LocalModel(LocalTrainer, keras.Model):
     layer alone). `train_step` runs one step of the method over all blocks:
     for local methods every block reads `stop_gradient` of the previous
     block's output and applies the gradient of its own (weighted) local loss
-    with its own optimizer, a block with a backward-link tail (`backlink`)
-    once the next block has sent back the error at its input; for `bp` and
-    `bwbpf(deep_supervision=True)` one end-to-end gradient of the weighted
+    with its own optimizer (a block whose last units the method links to the
+    next block, `Method.linked_units`, once that block has sent back the
+    error at its input); for a method that does not cut gradients
+    (`Method.cut_gradients` False) one end-to-end gradient of the weighted
     sum of the heads' losses is split among the blocks' optimizers. Logs hold
     `loss` / `accuracy` (the output head's) and `loss_k` / `acc_k` for each
     block `model.blocks[k]` with a head.
@@ -51,8 +57,9 @@ class LocalModel(LocalTrainer, keras.Model):
     model = kl.build_model("resnet20", method="gll", num_blocks=4,
                            input_shape=(32, 32, 3), num_classes=10)
     model.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9), metrics=["accuracy"])
+    train = kl.data.load_dataset("cifar10_sample", "train", batch_size=128, training=True, num_examples=512)
     model.fit(train, epochs=1)
-    model.blocks[2].optimizer.iterations
+    model.blocks[2].optimizer.iterations   # 4: each block has its own optimizer
     ```
     """
 
@@ -119,7 +126,7 @@ class LocalModel(LocalTrainer, keras.Model):
         if state != "train" and not self.method.cut_gradients:
             raise ValueError(
                 f"Method {self.method.name!r} backpropagates one loss end to end, so its blocks cannot be "
-                f"frozen or idle one at a time; use a method that cuts gradients (gll, backlink, ...)."
+                f"frozen or idle one at a time; use a method that cuts gradients ({', '.join(_cutting_methods())})."
             )
         states = list(self.block_states)
         states[index] = state

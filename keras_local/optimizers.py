@@ -94,6 +94,8 @@ class BlockOptimizers:
     Example:
 
     ```python
+    model = kl.build_model("resnet8", "gll", num_blocks=2)
+    model.compile(optimizer=keras.optimizers.SGD(0.1))
     model.optimizer.optimizers          # [blocks[0].optimizer, ...]
     model.optimizer.learning_rate = 0.01    # sets every block's learning rate
     ```

@@ -11,7 +11,8 @@ raise `MatplotlibMissing` (an `ImportError` and a `ValueError`) saying so. Each 
 Example:
 
 ```python
-plot_features(features, labels, "features.png", title="block 3")
+features, labels = np.random.normal(size=(200, 64)), np.random.randint(0, 10, size=200)
+plot_features(features, labels, "features.png", title="block 3")   # returns the PNG's path
 ```
 """
 

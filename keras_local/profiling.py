@@ -17,8 +17,9 @@ without it the peak is reported as None.
 Example:
 
 ```python
-model = kl.build_model("resnet20", "gll", num_blocks=4)
-report = kl.profiling.profile_model(model, x, y)
+model = kl.build_model("resnet8", "gll", num_blocks=2)
+x, y = next(iter(kl.data.load_dataset("cifar10_sample", "train", batch_size=64)))
+report = kl.profiling.profile_model(model, x, y, repeats=2)
 report["projected_speedup"], report["peak_memory_mib"]["sequential"]
 ```
 """

@@ -9,8 +9,13 @@ search on held-out training images, writing `trials.json`, `best.toml` and
 Example:
 
 ```python
-config = load_config("recipes/tuning/backlink_resnet20_alpha_l.toml")
-result = tune(config, tuner="grid", max_trials=10, output_dir="runs/tune")
+from keras_local.config import load_config
+
+# recipes/tuning/backlink_resnet20_alpha_l.toml searches the shared CIFAR-10 copy; a quick search
+# on the embedded sample:
+config = load_config(None, ['architecture="resnet8"', 'method="backlink"', "num_blocks=2", "epochs=1",
+                            "train_examples=512", "search={alpha = [0.5, 1.0]}"])
+result = tune(config, tuner="grid", max_trials=2, output_dir="runs/tune")
 result["best"]["config"]      # the keys a recipe takes
 ```
 """

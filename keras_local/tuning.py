@@ -29,11 +29,13 @@ Example:
 
 ```python
 import keras_tuner as kt
-hypermodel = kl.tuning.LocalHyperModel("resnet20", method=["backlink"], num_blocks=[4],
+hypermodel = kl.tuning.LocalHyperModel("resnet8", method=["backlink"], num_blocks=[2],
                                        alpha=[0.0, 0.25, 0.5, 0.75, 1.0], propagation_length=[1, 2])
-tuner = kt.RandomSearch(hypermodel, objective=kl.tuning.objective("val_accuracy"), max_trials=10,
+tuner = kt.RandomSearch(hypermodel, objective=kl.tuning.objective("val_accuracy"), max_trials=2,
                         directory="runs/tune", project_name="backlink")
-tuner.search(train, validation_data=validation, epochs=3)
+train = kl.data.load_dataset("cifar10_sample", "train", batch_size=128, training=True, num_examples=512)
+validation = kl.data.load_dataset("cifar10_sample", "test", batch_size=500, num_examples=500)
+tuner.search(train, validation_data=validation, epochs=1)   # more trials and epochs for a real search
 hypermodel.config_from(tuner.get_best_hyperparameters()[0])  # keys for a recipe
 ```
 """
@@ -349,9 +351,9 @@ def score_splits(architecture, num_blocks, train, validation, *, candidates=None
     Example:
 
     ```python
-    ranked = kl.tuning.score_splits("resnet20", 4, train, validation, probe_steps=100)
-    hypermodel = kl.tuning.LocalHyperModel("resnet20", num_blocks=[4],
-                                           cuts={4: [row["cuts"] for row in ranked[:3]]})
+    ranked = kl.tuning.score_splits("resnet8", 2, train, validation, probe_steps=2)   # 100 to rank well
+    hypermodel = kl.tuning.LocalHyperModel("resnet8", num_blocks=[2],
+                                           cuts={2: [row["cuts"] for row in ranked[:3]]})
     ```
     """
     units = get_architecture(architecture, input_shape=tuple(input_shape))
