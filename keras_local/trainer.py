@@ -12,6 +12,14 @@ those blocks, the way Keras separates its `Trainer` from `Model`:
 - `test_step` scores every head;
 - the metrics: `loss` / `accuracy` of the output, `loss_k` / `acc_k` of each
   block in `logged_blocks`.
+
+Under `tf.distribute.MultiWorkerMirroredStrategy` two steps work around
+Keras 3.15 (keras-team/keras#20585, where `fit` fails for any model under
+that strategy): a step's logs leave it as 1-element vectors, which Keras'
+multi-worker reduction (a mean along axis 0) turns back into the scalars
+every other strategy logs; and the symbolic build before the first epoch
+reads this worker's share of a batch instead of reducing a nested batch
+across workers.
 """
 
 import functools
@@ -20,9 +28,10 @@ import tensorflow as tf
 from keras import ops
 
 from keras_local.block import unpack_batch
+from keras_local.block_order import PipelineBuffers, after
+from keras_local.cluster import is_multi_worker
 from keras_local.heads import logits_of
 from keras_local.losses import unscale_for_replicas
-from keras_local.block_order import PipelineBuffers, after
 
 
 def _loss_scale(optimizer):
@@ -56,7 +65,23 @@ class LocalTrainer:
         """The output metrics of a step that gives no output (pipeline
         warm-up, idle last block): zero-weighted placeholders."""
         placeholder = ops.zeros((ops.shape(x)[0], self._num_outputs()))
-        return self.compute_metrics(x, y, placeholder, sample_weight=ops.zeros((ops.shape(x)[0],)))
+        return self._step_logs(self.compute_metrics(x, y, placeholder, sample_weight=ops.zeros((ops.shape(x)[0],))))
+
+    def _step_logs(self, logs):
+        """A step's logs as the strategy's reduction wants them (see the module doc)."""
+        if is_multi_worker(self.distribute_strategy):
+            return {key: ops.reshape(value, (1,)) for key, value in logs.items()}
+        return logs
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        strategy = self.distribute_strategy
+        if iterator is not None and is_multi_worker(strategy):
+            for _, _, batches in iterator:  # as Keras does: one batch, then the iterator is reset
+                data_batch = tf.nest.map_structure(lambda v: strategy.experimental_local_results(v)[0],
+                                                   next(batches))
+                break
+            iterator = None
+        return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
     def decode(self, outputs):
         """The prediction from the output head's outputs: the method's decoders, if any."""
@@ -226,7 +251,7 @@ class LocalTrainer:
 
     def _update_output_metrics(self, x, y, logits, loss):
         self._loss_tracker.update_state(unscale_for_replicas(loss), sample_weight=ops.shape(x)[0])
-        return self.compute_metrics(x, y, logits)
+        return self._step_logs(self.compute_metrics(x, y, logits))
 
     def test_step(self, data):
         x, y = unpack_batch(data)

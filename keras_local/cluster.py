@@ -1,0 +1,140 @@
+"""Training on several processes or machines, with TensorFlow's own runtime.
+
+Data parallel: every worker process holds the whole model and trains on its
+share of each global batch; `tf.distribute.MultiWorkerMirroredStrategy`
+all-reduces the gradients. The cluster comes from the `TF_CONFIG`
+environment variable, the same on every worker but for its `task`:
+
+```
+TF_CONFIG='{"cluster": {"worker": ["host0:12345", "host1:12345"]}, "task": {"type": "worker", "index": 0}}'
+```
+
+Worker 0 is the chief (or the task of type `chief`, if the cluster has one):
+it writes the run folder. The others write to temporary folders, deleted at
+the end, and read the chief's checkpoint to resume (so the run folder must
+be on a file system every worker sees). `local_cluster(n)` makes the
+`TF_CONFIG` of n workers on 127.0.0.1, which `keras-local train --workers n`
+uses to try it on one machine.
+
+Example (what each worker process runs, TF_CONFIG set):
+
+```
+strategy = kl.cluster.strategy_from_environment()   # None without TF_CONFIG
+with strategy.scope():
+    model = kl.build_model("resnet20", "gll", num_blocks=4)
+    model.compile(optimizer="sgd")
+model.fit(train)   # train: the global batches; each worker takes its share
+```
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import tensorflow as tf
+
+
+def cluster_config():
+    """The parsed `TF_CONFIG` (None if unset or empty); a clear error if malformed."""
+    text = os.environ.get("TF_CONFIG", "").strip()
+    if not text:
+        return None
+    try:
+        config = json.loads(text)
+        cluster, task = config["cluster"], config["task"]
+        members = cluster[task["type"]]
+        if not 0 <= int(task["index"]) < len(members):
+            raise IndexError(task["index"])
+    except (ValueError, KeyError, TypeError, IndexError) as error:
+        raise ValueError(
+            f"TF_CONFIG={text!r} is not a cluster description ({type(error).__name__}: {error}); expected "
+            f'{{"cluster": {{"worker": ["host:port", ...]}}, "task": {{"type": "worker", "index": i}}}}.'
+        ) from None
+    return config
+
+
+def strategy_from_environment():
+    """A `MultiWorkerMirroredStrategy` for the cluster `TF_CONFIG` describes,
+    or None without one. Call it before TensorFlow runs any operation."""
+    if cluster_config() is None:
+        return None
+    try:
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    except RuntimeError as error:  # collective ops must be configured before the runtime starts
+        raise RuntimeError(f"MultiWorkerMirroredStrategy could not start: {error} "
+                           f"(create it before TensorFlow runs any operation).") from None
+
+
+def is_multi_worker(strategy):
+    """Whether `strategy`'s replicas span more than one process."""
+    return (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+            and strategy.num_replicas_in_sync > len(strategy.extended.worker_devices))
+
+
+def is_chief():
+    """Whether this process writes the run's files: no cluster, the `chief`
+    task, or worker 0 of a cluster without a chief."""
+    config = cluster_config()
+    if config is None:
+        return True
+    task = config["task"]
+    if task["type"] == "chief":
+        return True
+    return task["type"] == "worker" and int(task["index"]) == 0 and "chief" not in config["cluster"]
+
+
+def task_name():
+    """`"worker 1"` (the task's type and index), `"single process"` without a cluster."""
+    config = cluster_config()
+    return "single process" if config is None else f"{config['task']['type']} {config['task']['index']}"
+
+
+def _free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def local_cluster(num_workers):
+    """The `TF_CONFIG` values (JSON text, one per task) of `num_workers` workers on 127.0.0.1."""
+    if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 1:
+        raise ValueError(f"The number of workers must be a positive integer, got {num_workers!r}.")
+    cluster = {"worker": [f"127.0.0.1:{_free_port()}" for _ in range(num_workers)]}
+    return [json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+            for index in range(num_workers)]
+
+
+def run_local_workers(arguments, num_workers, timeout=None, quiet_workers=True):
+    """Runs `python -m keras_local.cli *arguments` as `num_workers` worker
+    processes on 127.0.0.1 (each with its `TF_CONFIG`); returns the first
+    non-zero exit code, else 0. When one worker fails, the others (waiting on
+    it in a collective) are stopped. Workers other than the chief print
+    nothing unless `quiet_workers` is False."""
+    processes = []
+    for index, tf_config in enumerate(local_cluster(num_workers)):
+        quiet = quiet_workers and index > 0
+        processes.append(subprocess.Popen(
+            [sys.executable, "-m", "keras_local.cli", *arguments],
+            env={**os.environ, "TF_CONFIG": tf_config},
+            stdout=subprocess.DEVNULL if quiet else None, stderr=subprocess.DEVNULL if quiet else None,
+        ))
+    deadline = None if timeout is None else time.monotonic() + timeout
+    try:
+        while True:
+            codes = [process.poll() for process in processes]
+            failed = [code for code in codes if code not in (None, 0)]
+            if failed:
+                return failed[0]
+            if all(code == 0 for code in codes):
+                return 0
+            if deadline is not None and time.monotonic() > deadline:
+                return 124
+            time.sleep(0.2)
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()

@@ -1,0 +1,116 @@
+"""Data parallel across processes: MultiWorkerMirroredStrategy on 2 worker
+processes on 127.0.0.1 gives the weights and logs of one process."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from keras_local.cluster import cluster_config, is_chief, local_cluster
+
+# (method, block order, options): what MirroredStrategy is tested with (test_block_order.py).
+CASES = [
+    ("gll", "together", {}),
+    ("gll", "sequential", {}),
+    ("gll", "pipelined", {}),
+    ("bp", "together", {}),
+    ("backlink", "together", {"alpha": 0.5, "propagation_length": 1}),
+    ("bwbpf", "pipelined", {}),
+    ("associated", "together", {}),
+]
+
+# Builds and trains every case under the strategy (None: this process alone) and returns
+# {case index: (weights, fit logs, evaluate logs)}. Run by each worker and by the test itself.
+STEP = textwrap.dedent('''
+    def run_cases(cases, strategy):
+        import keras, numpy as np, tensorflow as tf
+        import keras_local as kl
+        results = {}
+        for index, (method, block_order, options) in enumerate(cases):
+            steps = 3 if block_order == "pipelined" else 1
+            rng = np.random.default_rng(index)
+            x = rng.normal(size=(8 * steps, 6)).astype("float32")
+            y = rng.integers(0, 5, size=8 * steps)
+            dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)   # global batch 8
+            with (strategy or tf.distribute.get_strategy()).scope():
+                keras.utils.set_random_seed(1)
+                model = kl.build_model("mlp", method, num_blocks=3, input_shape=(6,), num_classes=5,
+                                       block_order=block_order, weight_decay=1e-3,
+                                       architecture_options={"hidden_units": (8, 8, 8)}, **options)
+                model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9))
+            history = model.fit(dataset, epochs=1, verbose=0).history
+            evaluation = model.evaluate(dataset, verbose=0, return_dict=True)
+            results[index] = ([np.asarray(w) for w in model.get_weights()],
+                              {key: float(values[0]) for key, values in history.items()},
+                              {key: float(value) for key, value in evaluation.items()})
+        return results
+''')
+
+
+def _worker_script(out):
+    return STEP + textwrap.dedent(f'''
+        import os, pickle
+        import keras_local as kl
+        strategy = kl.cluster.strategy_from_environment()   # first: before any TensorFlow operation
+        results = run_cases({CASES!r}, strategy)
+        with open(os.path.join({str(out)!r}, "worker-" + os.environ["WORKER_INDEX"] + ".pkl"), "wb") as file:
+            pickle.dump(results, file)
+    ''')
+
+
+def test_two_worker_processes_train_like_one_process_with_the_same_global_batch(tmp_path):
+    import pickle
+
+    processes = []
+    for index, tf_config in enumerate(local_cluster(2)):
+        env = {**os.environ, "TF_CONFIG": tf_config, "WORKER_INDEX": str(index), "TF_CPP_MIN_LOG_LEVEL": "3"}
+        processes.append(subprocess.Popen([sys.executable, "-c", _worker_script(tmp_path)], env=env,
+                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    try:
+        outputs = [process.communicate(timeout=300) for process in processes]
+    finally:
+        for process in processes:
+            process.kill()
+    for process, (_, stderr) in zip(processes, outputs):
+        assert process.returncode == 0, stderr[-3000:]
+    namespace = {}
+    exec(STEP, namespace)
+    single = namespace["run_cases"](CASES, None)
+    workers = []
+    for index in range(2):
+        with open(tmp_path / f"worker-{index}.pkl", "rb") as file:
+            workers.append(pickle.load(file))
+    for case, (method, block_order, _) in enumerate(CASES):
+        reference_weights, reference_fit, reference_evaluation = single[case]
+        for worker in workers:
+            weights, fit_logs, evaluation = worker[case]
+            for got, expected in zip(weights, reference_weights):
+                np.testing.assert_allclose(got, expected, atol=1e-5, err_msg=f"{method} {block_order}")
+            for key in reference_fit:  # the global batch's metrics, not one worker's half
+                np.testing.assert_allclose(fit_logs[key], reference_fit[key], rtol=1e-4, err_msg=f"{method} {key}")
+            for key in reference_evaluation:
+                np.testing.assert_allclose(evaluation[key], reference_evaluation[key], rtol=1e-4,
+                                           err_msg=f"{method} evaluate {key}")
+        # Both workers hold the same model.
+        for a, b in zip(workers[0][case][0], workers[1][case][0]):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_cluster_descriptions(monkeypatch):
+    configs = [json.loads(text) for text in local_cluster(3)]
+    assert [c["task"]["index"] for c in configs] == [0, 1, 2]
+    assert len(set(configs[0]["cluster"]["worker"])) == 3 and all(
+        address.startswith("127.0.0.1:") for address in configs[0]["cluster"]["worker"])
+    monkeypatch.setenv("TF_CONFIG", json.dumps(configs[1]))
+    assert cluster_config()["task"]["index"] == 1 and not is_chief()
+    monkeypatch.setenv("TF_CONFIG", json.dumps(configs[0]))
+    assert is_chief()
+    monkeypatch.setenv("TF_CONFIG", '{"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 3}}')
+    with pytest.raises(ValueError, match="is not a cluster description"):
+        cluster_config()
+    with pytest.raises(ValueError, match="positive integer, got 0"):
+        local_cluster(0)
