@@ -50,11 +50,13 @@ class RunCheckpoint(keras.callbacks.Callback):
     """Saves the training state every `every` batches (0: only at epoch ends)
     and at every epoch end, under `directory`."""
 
-    def __init__(self, directory, every=100):
+    def __init__(self, directory, every=100, restore_from=None):
         super().__init__()
         if isinstance(every, bool) or not isinstance(every, int) or every < 0:
             raise ValueError(f"every must be an integer >= 0 (0: only at epoch ends), got {every!r}.")
         self.directory, self.every = os.fspath(directory), every
+        # Where `restore` reads (a multi-worker run's workers read the chief's checkpoint, write their own).
+        self.restore_from = self.directory if restore_from is None else os.fspath(restore_from)
         self._epoch, self._batch, self._step = 0, 0, 0  # where training is: epoch, batches done in it, steps
         self._resume_metrics = None  # metric values to put back when the resumed epoch begins
 
@@ -65,22 +67,24 @@ class RunCheckpoint(keras.callbacks.Callback):
     def exists(self):
         return os.path.exists(self._index_path)
 
-    def state(self):
-        """`{"epoch", "batch", "step", "files"}` of the saved checkpoint, or None."""
-        if not self.exists():
+    def state(self, directory=None):
+        """`{"epoch", "batch", "step", "files"}` of the checkpoint saved in
+        `directory` (default: this one's), or None."""
+        path = os.path.join(directory or self.directory, "checkpoint.json")
+        if not os.path.exists(path):
             return None
         try:
-            return read_json(self._index_path)
+            return read_json(path)
         except (OSError, ValueError) as error:
-            raise CheckpointError(f"The checkpoint {self._index_path!r} is unreadable ({error}).") from None
+            raise CheckpointError(f"The checkpoint {path!r} is unreadable ({error}).") from None
 
     def restore(self, model):
         """Loads the saved state into `model` (built, compiled); returns `(epoch,
         batch)`: the epoch to resume and how many of its batches are done."""
-        state = self.state()
+        state = self.state(self.restore_from)
         if state is None:
             return 0, 0
-        weights, metrics = (os.path.join(self.directory, name) for name in state["files"])
+        weights, metrics = (os.path.join(self.restore_from, name) for name in state["files"])
         try:
             model.load_weights(weights)
             with np.load(metrics) as saved:

@@ -3,6 +3,7 @@
     keras-local train                                   # demo on the embedded CIFAR-10 sample
     keras-local train --config recipes/gll_resnet32_cifar10.toml --set epochs=5
     keras-local train --set method=predsim --set architecture=vgg8b --recipe reference --set epochs=2
+    keras-local train --workers 2                       # data parallel: 2 worker processes on 127.0.0.1
     keras-local list                                    # methods, architectures, heads, datasets
     keras-local analyze --model runs/x/model.keras --dataset cifar10_sample --block 3 --plot f.png
     keras-local profile --set architecture=resnet110 --num-blocks 2,4,8,16 --output-dir runs/profile
@@ -27,6 +28,9 @@ def _parser():
                             "batch, epochs, head) under the config file and --set")
     train.add_argument("--overwrite", action="store_true",
                        help="replace the run in --run-dir (finished, interrupted or of another config)")
+    train.add_argument("--workers", type=int, default=None, metavar="N",
+                       help="train data-parallel on N worker processes on this machine (127.0.0.1; "
+                            "MultiWorkerMirroredStrategy); on a real cluster set TF_CONFIG on each machine instead")
     listing = commands.add_parser("list", help="list methods, architectures, heads and datasets")
     listing.add_argument("--data-dir", help="also list the datasets prepared under this TFDS data root")
     analyze = commands.add_parser(
@@ -179,7 +183,21 @@ def _summary_line(summary):
     )
 
 
+def _without_workers(argv):
+    """`argv` without its `--workers N` / `--workers=N`."""
+    kept, skip = [], False
+    for index, item in enumerate(argv):
+        if skip:
+            skip = False
+        elif item == "--workers":
+            skip = True
+        elif not item.startswith("--workers="):
+            kept.append(item)
+    return kept
+
+
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = _parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if args.command == "profile":  # before TensorFlow starts: the CPU allocator's peak statistics
@@ -209,6 +227,8 @@ def main(argv=None):
             return 0
         recipe = [f'recipe="{args.recipe}"'] if args.recipe else []
         config = load_config(args.config, recipe + args.set, method_option_names())
+        if args.workers is not None:
+            return _train_on_local_workers(args, argv)
         summary = train_and_evaluate(config, run_dir=args.run_dir, overwrite=args.overwrite)
     except ValueError as error:  # bad input: nothing was trained
         return _fail(error, 2)
@@ -223,6 +243,18 @@ def main(argv=None):
     prefix = "already finished (--overwrite to train again): " if summary.get("already_finished") else ""
     print(prefix + _summary_line(summary))
     return 0
+
+
+def _train_on_local_workers(args, argv):
+    """`keras-local train --workers N`: the same command as N worker processes on 127.0.0.1."""
+    from keras_local import cluster
+
+    if args.workers < 1:
+        raise ValueError(f"--workers must be a positive integer, got {args.workers}.")
+    if cluster.cluster_config() is not None:
+        raise ValueError("--workers starts its own local cluster; unset TF_CONFIG, or drop --workers to join "
+                         "the cluster TF_CONFIG describes.")
+    return cluster.run_local_workers(_without_workers(argv), args.workers)
 
 
 def _fail(error, code):

@@ -74,6 +74,17 @@ def is_multi_worker(strategy):
             and strategy.num_replicas_in_sync > len(strategy.extended.worker_devices))
 
 
+def shard_by_example(dataset):
+    """`dataset` shared out among the workers example by example (batch by
+    batch, here), so every worker sees as many global batches whatever the
+    number of files behind it; unchanged without a cluster."""
+    if cluster_config() is None:
+        return dataset
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options)
+
+
 def is_chief():
     """Whether this process writes the run's files: no cluster, the `chief`
     task, or worker 0 of a cluster without a chief."""

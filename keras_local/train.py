@@ -4,16 +4,18 @@ Also the glue from a config to Keras objects: `callbacks_from_config` (the
 `[callbacks]` table), `make_learning_rate` and `make_optimizer`.
 """
 
+import contextlib
 import csv
 import os
 import platform
 import shutil
+import tempfile
 import time
 import tomllib
 
 import keras
 
-from keras_local import data
+from keras_local import cluster, data
 from keras_local.builder import build_model_from_config
 from keras_local.callbacks import (
     BlockEarlyStopping,
@@ -258,9 +260,16 @@ def train_and_evaluate(config, run_dir=None, overwrite=False, callbacks=()):
     good checkpoint stays in `backup/`, and `TrainingDiverged` is raised.
     `callbacks` are added to the run's own.
 
+    With `TF_CONFIG` set (see `keras_local.cluster`), this process is one
+    worker of a `MultiWorkerMirroredStrategy` run: `batch_size` is the global
+    batch, each worker trains on its share; the chief writes `run_dir`, the
+    other workers write to temporary folders (deleted at the end) and resume
+    from the chief's checkpoint.
+
     Returns the summary dict (`test_accuracy`, per-block accuracies, ...).
     """
     start = time.time()
+    strategy = cluster.strategy_from_environment()  # before any TensorFlow operation
     run_dir = run_dir or config["run_dir"] or default_run_dir(config)
     config = {**config, "run_dir": run_dir}
     # Everything that can be wrong with the config, the data or the run folder fails here, before training.
@@ -273,33 +282,39 @@ def train_and_evaluate(config, run_dir=None, overwrite=False, callbacks=()):
     if summary is not None:
         return {**summary, "already_finished": True}
     keras.utils.set_random_seed(config["seed"])
-    model = build_model_from_config(config, input_shape, num_classes)
+    with strategy.scope() if strategy else contextlib.nullcontext():
+        model = build_model_from_config(config, input_shape, num_classes)
     epochs = data.TrainingEpochs(config["dataset"], config["train_split"], config["batch_size"], config["data_dir"],
                                  config["train_examples"], config["seed"])
     steps_per_epoch = epochs.steps
     if steps_per_epoch < 1:
         raise ValueError(f"batch_size={config['batch_size']} is larger than the training split: no full batch.")
     learning_rate = make_learning_rate(config, steps_per_epoch)
-    local_callbacks = callbacks_from_config(config["callbacks"], run_dir, learning_rate, len(model.blocks))
+    # A worker other than the chief writes what every worker writes (saving may need them all) to a
+    # temporary folder; it reads the chief's run folder.
+    write_dir = run_dir if cluster.is_chief() else tempfile.mkdtemp(prefix="keras-local-worker-")
+    local_callbacks = callbacks_from_config(config["callbacks"], write_dir, learning_rate, len(model.blocks))
     per_block = any(isinstance(c, BlockLearningRateScheduler) for c in local_callbacks)
     # Per-block schedules set each optimizer's (float) rate at every batch.
-    model.compile(optimizer=make_optimizer(config, steps_per_epoch,
-                                           learning_rate=config["learning_rate"] if per_block else learning_rate))
-    check_writable(run_dir)
-    if overwrite:
+    with strategy.scope() if strategy else contextlib.nullcontext():
+        model.compile(optimizer=make_optimizer(config, steps_per_epoch,
+                                               learning_rate=config["learning_rate"] if per_block else learning_rate))
+    check_writable(write_dir)
+    if overwrite and write_dir == run_dir:
         _clear(run_dir)
-    write_text(os.path.join(run_dir, "config.toml"), to_toml(config))
-    write_json(os.path.join(run_dir, "versions.json"), versions())
-    test = data.load_dataset(
+    write_text(os.path.join(write_dir, "config.toml"), to_toml(config))
+    write_json(os.path.join(write_dir, "versions.json"), versions())
+    test = cluster.shard_by_example(data.load_dataset(
         config["dataset"], config["test_split"], config["eval_batch_size"], data_dir=config["data_dir"],
         num_examples=config["test_examples"],
-    )
-    checkpoint = RunCheckpoint(os.path.join(run_dir, "backup"), every=config["checkpoint_every"])
+    ))
+    checkpoint = RunCheckpoint(os.path.join(write_dir, "backup"), every=config["checkpoint_every"],
+                               restore_from=os.path.join(run_dir, "backup") if not overwrite else None)
     try:
         first_epoch, first_batch = checkpoint.restore(model)
     except CheckpointError as error:
         raise CheckpointError(f"{error} Pass --overwrite to start the run afresh.") from None
-    history = os.path.join(run_dir, "history.csv")
+    history = os.path.join(write_dir, "history.csv")
     _trim_history(history, first_epoch)
     run_callbacks = [
         TerminateOnNonFiniteLoss(),  # first: nothing after it sees a diverged batch
@@ -309,7 +324,7 @@ def train_and_evaluate(config, run_dir=None, overwrite=False, callbacks=()):
         checkpoint,
     ]
     if config["tensorboard"]:
-        run_callbacks.append(keras.callbacks.TensorBoard(os.path.join(run_dir, "tensorboard")))
+        run_callbacks.append(keras.callbacks.TensorBoard(os.path.join(write_dir, "tensorboard")))
     if first_batch:  # the checkpoint puts the resumed epoch's running metrics back: build them all first
         model.evaluate(test.take(1), verbose=0)
     verbose = config["verbose"]
@@ -322,7 +337,7 @@ def train_and_evaluate(config, run_dir=None, overwrite=False, callbacks=()):
     try:
         for epoch in range(first_epoch, config["epochs"]):
             skip = first_batch if epoch == first_epoch else 0
-            model.fit(epochs(epoch, initial_batch=skip), steps_per_epoch=steps_per_epoch - skip, initial_epoch=epoch,
+            model.fit(cluster.shard_by_example(epochs(epoch, initial_batch=skip)), steps_per_epoch=steps_per_epoch - skip, initial_epoch=epoch,
                       epochs=epoch + 1, validation_data=test if validate else None,
                       validation_freq=max(config["validation_freq"], 1), callbacks=run_callbacks, verbose=verbose,
                       shuffle=False)
@@ -334,15 +349,15 @@ def train_and_evaluate(config, run_dir=None, overwrite=False, callbacks=()):
                 if saved else "no checkpoint was saved before it")
         message = f"{describe_loss(error.key)} became {error.value} at step {step} (epoch {error.epoch + 1}, " \
                   f"batch {batch}); {kept}"
-        write_json(os.path.join(run_dir, "summary.json"), {
+        write_json(os.path.join(write_dir, "summary.json"), {
             "status": "diverged", "error": message, "loss": error.key, "step": step, "epoch": error.epoch + 1,
             "checkpoint_step": saved["step"] if saved else None, **_identity(config, model), "run_dir": run_dir,
         })
         raise TrainingDiverged(message) from None
     results = model.evaluate(test, return_dict=True, verbose=0)
-    with atomic_path(os.path.join(run_dir, "model.keras")) as partial:
+    with atomic_path(os.path.join(write_dir, "model.keras")) as partial:
         model.save(partial)
-    with atomic_path(os.path.join(run_dir, "inference.keras")) as partial:
+    with atomic_path(os.path.join(write_dir, "inference.keras")) as partial:
         export_inference_model(model, partial, normalization=data.normalization(config["dataset"]))
     summary = {
         "status": "finished",
@@ -353,8 +368,10 @@ def train_and_evaluate(config, run_dir=None, overwrite=False, callbacks=()):
         "seconds": round(time.time() - start, 1),
         "run_dir": run_dir,
     }
-    write_json(os.path.join(run_dir, "summary.json"), summary)
+    write_json(os.path.join(write_dir, "summary.json"), summary)
     shutil.rmtree(checkpoint.directory, ignore_errors=True)
+    if write_dir != run_dir:
+        shutil.rmtree(write_dir, ignore_errors=True)
     return summary
 
 

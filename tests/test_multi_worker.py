@@ -114,3 +114,31 @@ def test_cluster_descriptions(monkeypatch):
         cluster_config()
     with pytest.raises(ValueError, match="positive integer, got 0"):
         local_cluster(0)
+
+
+def test_the_train_command_runs_on_two_local_workers_and_the_chief_writes_the_run(tmp_path):
+    run_dir = tmp_path / "run"
+    command = [sys.executable, "-m", "keras_local.cli", "train", "--workers", "2", "--run-dir", str(run_dir),
+               "--set", "epochs=1", "--set", "train_examples=256", "--set", "test_examples=200",
+               "--set", 'architecture="resnet8"', "--set", "num_blocks=2", "--set", "verbose=0"]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env.pop("TF_CONFIG", None)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "test accuracy" in result.stdout
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["num_blocks"] == 2
+    assert {"model.keras", "inference.keras", "history.csv", "config.toml"} <= {p.name for p in run_dir.iterdir()}
+    assert not (run_dir / "backup").exists()
+    again = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    assert again.returncode == 0 and "already finished" in again.stdout
+
+
+def test_workers_must_be_positive_and_not_inside_a_cluster(monkeypatch, capsys):
+    from keras_local.cli import main
+
+    assert main(["train", "--workers", "0"]) == 2
+    assert "--workers must be a positive integer, got 0" in capsys.readouterr().err
+    monkeypatch.setenv("TF_CONFIG", local_cluster(2)[0])
+    assert main(["train", "--workers", "2"]) == 2
+    assert "unset TF_CONFIG" in capsys.readouterr().err
