@@ -27,6 +27,7 @@ model.fit(train)   # train: the global batches; each worker takes its share
 ```
 """
 
+import contextlib
 import json
 import os
 import socket
@@ -149,3 +150,68 @@ def run_local_workers(arguments, num_workers, timeout=None, quiet_workers=True):
             if process.poll() is None:
                 process.kill()
                 process.wait()
+
+
+# -- blocks on remote workers ----------------------------------------------------
+
+
+def serve(cluster, index, threads=None):
+    """Runs the TensorFlow server of worker `index` of `cluster` (`{"worker":
+    ["host:port", ...]}`) until the process is stopped: what each machine of a
+    remote-blocks run executes (`keras-local serve`). `threads` bounds its
+    intra-op threads."""
+    config = None
+    if threads:
+        config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=threads, inter_op_parallelism_threads=threads)
+    server = tf.distribute.Server(tf.train.ClusterSpec(cluster), job_name="worker", task_index=index,
+                                  protocol="grpc", config=config, start=True)
+    server.join()
+
+
+def connect(cluster):
+    """Connects this process to the TensorFlow servers of `cluster`; returns
+    the CPU device of each worker (`/job:worker/replica:0/task:i/device:CPU:0`),
+    names `devices=` then accepts: a block's variables, its optimizer's slots
+    and its computation live there, and only the cut activations (and
+    BackLink's link errors) cross the network."""
+    tf.config.experimental_connect_to_cluster(tf.train.ClusterSpec(cluster))
+    return [f"/job:worker/replica:0/task:{index}/device:CPU:0" for index in range(len(cluster["worker"]))]
+
+
+@contextlib.contextmanager
+def local_servers(num_workers, threads=None, timeout=60):
+    """`num_workers` TensorFlow servers on 127.0.0.1, one process each, with
+    this process connected to them; yields their CPU devices and stops the
+    servers on exit.
+
+    Example:
+
+    ```python
+    with kl.cluster.local_servers(2) as devices:
+        model = kl.build_model("resnet8", "gll", num_blocks=2, block_order="pipelined", devices=devices)
+    ```
+    """
+    cluster = json.loads(local_cluster(num_workers)[0])["cluster"]
+    code = "import json, sys; from keras_local.cluster import serve; serve(json.loads(sys.argv[1]), int(sys.argv[2]), " \
+           "int(sys.argv[3]) or None)"
+    processes = [subprocess.Popen([sys.executable, "-c", code, json.dumps(cluster), str(index), str(threads or 0)],
+                                  env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                 for index in range(num_workers)]
+    try:
+        for address in cluster["worker"]:  # wait until every server listens
+            host, port = address.rsplit(":", 1)
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    socket.create_connection((host, int(port)), timeout=1).close()
+                    break
+                except OSError:
+                    if time.monotonic() > deadline or any(p.poll() is not None for p in processes):
+                        raise RuntimeError(f"The TensorFlow server at {address} did not start.") from None
+                    time.sleep(0.2)
+        yield connect(cluster)
+    finally:
+        for process in processes:
+            process.kill()
+            process.wait()

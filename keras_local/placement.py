@@ -19,9 +19,22 @@ model = kl.build_model("resnet20", "gll", num_blocks=4, block_order="pipelined",
 import tensorflow as tf
 
 
+def _key(spec):
+    """(job, task, device type, index) of a `tf.DeviceSpec`; job and task None for this process."""
+    job = None if spec.job in (None, "localhost") else spec.job
+    return job, (spec.task or 0) if job else None, (spec.device_type or "").upper(), spec.device_index or 0
+
+
+def _name(key):
+    job, task, kind, index = key
+    return f"/device:{kind}:{index}" if job is None else f"/job:{job}/replica:0/task:{task}/device:{kind}:{index}"
+
+
 def canonical_device(name):
-    """'/cpu:1', 'CPU:1', '/device:CPU:1' or a full name → '/device:CPU:1',
-    checked against the logical devices TensorFlow has."""
+    """'/cpu:1', 'CPU:1', '/device:CPU:1' or a full name → '/device:CPU:1';
+    a remote one ('/job:worker/task:1/device:CPU:0', once connected to the
+    cluster, see `keras_local.cluster`) → '/job:worker/replica:0/task:1/device:CPU:0'.
+    Checked against the logical devices TensorFlow has."""
     if not isinstance(name, str) or not name.strip():
         raise ValueError(f"A device must be a string like '/cpu:1' or '/gpu:0', got {name!r}.")
     text = name.strip()
@@ -31,15 +44,14 @@ def canonical_device(name):
         spec = tf.DeviceSpec.from_string(text)
     except (ValueError, TypeError):
         spec = None
-    available = {
-        (device.device_type.upper(), tf.DeviceSpec.from_string(device.name).device_index): device.device_type.upper()
-        for device in tf.config.list_logical_devices()
-    }
-    key = None if spec is None or spec.device_type is None else (spec.device_type.upper(), spec.device_index or 0)
+    available = {_key(tf.DeviceSpec.from_string(device.name)) for device in tf.config.list_logical_devices()}
+    key = None if spec is None or spec.device_type is None else _key(spec)
     if key not in available:
-        names = ", ".join(f"/{kind.lower()}:{index}" for kind, index in sorted(available))
-        raise ValueError(f"Unknown device {name!r}. Available logical devices: {names}.")
-    return f"/device:{key[0]}:{key[1]}"
+        names = ", ".join(_name(item) for item in sorted(available, key=lambda k: (k[0] or "", k[1] or 0, k[2], k[3])))
+        remote = "" if spec is None or spec.job in (None, "localhost") else \
+            " A remote device exists once this process is connected to its cluster (keras_local.cluster.connect)."
+        raise ValueError(f"Unknown device {name!r}. Available logical devices: {names}.{remote}")
+    return _name(key)
 
 
 def place_blocks(num_blocks, devices):

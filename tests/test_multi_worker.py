@@ -142,3 +142,60 @@ def test_workers_must_be_positive_and_not_inside_a_cluster(monkeypatch, capsys):
     monkeypatch.setenv("TF_CONFIG", local_cluster(2)[0])
     assert main(["train", "--workers", "2"]) == 2
     assert "unset TF_CONFIG" in capsys.readouterr().err
+
+
+# -- blocks on remote workers ---------------------------------------------------------------
+
+REMOTE_PIPELINE = textwrap.dedent('''
+    import json, sys
+    import numpy as np, keras
+    import keras_local as kl
+
+    def run(devices):
+        keras.utils.set_random_seed(1)
+        model = kl.build_model("mlp", "gll", num_blocks=2, input_shape=(6,), num_classes=5, block_order="pipelined",
+                               devices=devices, architecture_options={"hidden_units": (8, 8)})
+        model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9))
+        rng = np.random.default_rng(0)
+        logs = []
+        for step in range(3):
+            x, y = rng.normal(size=(8, 6)).astype("float32"), rng.integers(0, 5, size=8)
+            logs.append(model.train_on_batch(x, y, return_dict=True))
+        return model, logs
+
+    reference, reference_logs = run(None)
+    with kl.cluster.local_servers(2, threads=1) as devices:
+        remote, remote_logs = run(devices)
+        placed = sorted({v.value.device for v in remote.blocks[1].trainable_variables})
+        weights = [np.asarray(w) for w in remote.get_weights()]
+    difference = max(float(np.abs(a - np.asarray(b)).max()) for a, b in zip(weights, reference.get_weights()))
+    print(json.dumps({"devices": devices, "placed": placed, "difference": difference,
+                      "logs": [remote_logs, reference_logs]}))
+''')
+
+
+def test_a_pipelined_model_with_blocks_on_two_remote_workers_matches_one_process():
+    """Block k's variables live on worker k (a TensorFlow server in its own process); 3 pipelined steps
+    give the weights and logs of the same model in one process."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env.pop("TF_CONFIG", None)
+    result = subprocess.run([sys.executable, "-c", REMOTE_PIPELINE], capture_output=True, text=True, timeout=300,
+                            env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["devices"] == ["/job:worker/replica:0/task:0/device:CPU:0",
+                                 "/job:worker/replica:0/task:1/device:CPU:0"]
+    assert report["placed"] == ["/job:worker/replica:0/task:1/device:CPU:0"]
+    assert report["difference"] < 1e-6
+    remote_logs, reference_logs = report["logs"]
+    for remote, reference in zip(remote_logs, reference_logs):
+        for key in reference:
+            assert remote[key] == pytest.approx(reference[key], rel=1e-5), key
+
+
+def test_remote_device_names_need_a_connected_cluster():
+    from keras_local.placement import canonical_device
+
+    with pytest.raises(ValueError, match="once this process is connected to its cluster"):
+        canonical_device("/job:worker/task:1/device:CPU:0")
+    assert canonical_device("/job:localhost/replica:0/task:0/device:CPU:1") == "/device:CPU:1"
