@@ -28,9 +28,17 @@ def _parser():
                             "batch, epochs, head) under the config file and --set")
     train.add_argument("--overwrite", action="store_true",
                        help="replace the run in --run-dir (finished, interrupted or of another config)")
+    train.add_argument("--block-workers", type=int, default=None, metavar="N",
+                       help="put the blocks on N TensorFlow server processes on this machine (127.0.0.1), "
+                            "block group k on worker k; on a real cluster set remote_workers instead")
     train.add_argument("--workers", type=int, default=None, metavar="N",
                        help="train data-parallel on N worker processes on this machine (127.0.0.1; "
                             "MultiWorkerMirroredStrategy); on a real cluster set TF_CONFIG on each machine instead")
+    serve = commands.add_parser("serve", help="run this machine's TensorFlow server of a remote-blocks cluster")
+    serve.add_argument("--cluster", required=True, metavar="HOST:PORT,...",
+                       help="every worker's address, the same list on every machine and in remote_workers")
+    serve.add_argument("--index", type=int, required=True, help="this machine's position in --cluster")
+    serve.add_argument("--threads", type=int, default=None, help="intra-op threads (default: TensorFlow's)")
     listing = commands.add_parser("list", help="list methods, architectures, heads and datasets")
     listing.add_argument("--data-dir", help="also list the datasets prepared under this TFDS data root")
     analyze = commands.add_parser(
@@ -225,11 +233,16 @@ def main(argv=None):
         if args.command == "tune":
             _tune(args)
             return 0
+        if args.command == "serve":
+            return _serve(args)
         recipe = [f'recipe="{args.recipe}"'] if args.recipe else []
         config = load_config(args.config, recipe + args.set, method_option_names())
         if args.workers is not None:
             return _train_on_local_workers(args, argv)
-        summary = train_and_evaluate(config, run_dir=args.run_dir, overwrite=args.overwrite)
+        if args.block_workers is not None:
+            summary = _train_with_local_block_workers(args, config)
+        else:
+            summary = train_and_evaluate(config, run_dir=args.run_dir, overwrite=args.overwrite)
     except ValueError as error:  # bad input: nothing was trained
         return _fail(error, 2)
     except (OSError, TrainingDiverged) as error:  # a file or data error, a diverged run
@@ -255,6 +268,32 @@ def _train_on_local_workers(args, argv):
         raise ValueError("--workers starts its own local cluster; unset TF_CONFIG, or drop --workers to join "
                          "the cluster TF_CONFIG describes.")
     return cluster.run_local_workers(_without_workers(argv), args.workers)
+
+
+def _train_with_local_block_workers(args, config):
+    """`keras-local train --block-workers N`: the blocks on N local TensorFlow servers."""
+    from keras_local import cluster
+    from keras_local.train import train_and_evaluate
+
+    if args.block_workers < 1:
+        raise ValueError(f"--block-workers must be a positive integer, got {args.block_workers}.")
+    if config["remote_workers"]:
+        raise ValueError("--block-workers starts its own servers; drop remote_workers from the config, or "
+                         "drop --block-workers to use them.")
+    with cluster.local_servers(args.block_workers) as devices:
+        return train_and_evaluate({**config, "devices": config["devices"] or devices}, run_dir=args.run_dir,
+                                  overwrite=args.overwrite)
+
+
+def _serve(args):
+    from keras_local import cluster
+
+    addresses = [address.strip() for address in args.cluster.split(",") if address.strip()]
+    if not 0 <= args.index < len(addresses):
+        raise ValueError(f"--index {args.index} is not a position in --cluster ({len(addresses)} workers).")
+    print(f"serving worker {args.index} of {addresses} (stop with Ctrl-C)", flush=True)
+    cluster.serve({"worker": addresses}, args.index, threads=args.threads)
+    return 0
 
 
 def _fail(error, code):

@@ -36,6 +36,9 @@ DEFAULTS = {
     # block order and placement
     "block_order": "together",
     "devices": None,
+    # ["host:port", ...]: TensorFlow servers (`keras-local serve`) to put blocks on; devices defaults to
+    # one worker per block group (keras_local.cluster)
+    "remote_workers": None,
     # data
     "dataset": "cifar10_sample",
     "data_dir": None,
@@ -97,7 +100,7 @@ _TYPES = {
     "learning_rate": float, "final_learning_rate": float, "momentum": float, "weight_decay": float,
     "nesterov": bool, "tensorboard": bool, "method_options": dict, "architecture_options": dict,
     "lr_boundaries": list, "lr_multipliers": list,
-    "cuts": (list, str), "devices": list, "search": dict, "callbacks": dict,
+    "cuts": (list, str), "devices": list, "remote_workers": list, "search": dict, "callbacks": dict,
 }
 
 
@@ -179,6 +182,11 @@ def resolve(values, method_option_names=()):
                          f"got {config['checkpoint_every']!r}.")
     _check_cuts(config, values)
     _check_method(config)
+    workers = config["remote_workers"]
+    if workers is not None and (not workers or not all(
+            isinstance(w, str) and w.rpartition(":")[0] and w.rpartition(":")[2].isdigit() for w in workers)):
+        raise ValueError(f"remote_workers must list the TensorFlow servers as \"host:port\" strings, "
+                         f"got {workers!r}.")
     if config["validation_freq"] < 0:
         raise ValueError(f"validation_freq must be >= 0 (0: only at the end), got {config['validation_freq']!r}.")
     for key in ("epochs", "batch_size", "eval_batch_size"):

@@ -1,6 +1,7 @@
 """LocalModel: a network of blocks trained block by block with `fit`."""
 
 import contextlib
+import warnings
 
 import keras
 import tensorflow as tf
@@ -9,7 +10,7 @@ from keras_local.block import Block
 from keras_local.block_order import check_block_order
 from keras_local.methods import get_method, list_methods
 from keras_local.optimizers import BlockOptimizers, _inner, resolve_block_optimizers
-from keras_local.placement import place_blocks
+from keras_local.placement import device_exists, place_blocks
 from keras_local.trainer import LocalTrainer
 
 
@@ -285,4 +286,10 @@ class LocalModel(LocalTrainer, keras.Model):
                 config[new] = config.pop(old)
         for key in ("blocks", "extra_blocks"):
             config[key] = [keras.saving.deserialize_keras_object(block) for block in config.get(key, [])]
+        devices = config.get("devices")
+        if devices and any(not device_exists(device) for device in devices):
+            # E.g. saved by a run with blocks on remote workers: the blocks load on this process's device.
+            warnings.warn(f"The model was saved with its blocks on {devices}, which this process does not "
+                          f"have; it loads on the default device.", stacklevel=2)
+            config["devices"] = None
         return cls(**config)

@@ -54,6 +54,15 @@ def canonical_device(name):
     return _name(key)
 
 
+def device_exists(name):
+    """Whether `canonical_device(name)` finds the device."""
+    try:
+        canonical_device(name)
+    except ValueError:
+        return False
+    return True
+
+
 def place_blocks(num_blocks, devices):
     """The device of each of `num_blocks` blocks: contiguous groups, as even as
     possible, in the order of `devices` (at most one device per block)."""

@@ -159,7 +159,8 @@ class TrainingDiverged(RuntimeError):
 RUN_FILES = ("config.toml", "versions.json", "history.csv", "model.keras", "inference.keras", "summary.json",
              "backup", "backup_callbacks", "blocks", "tensorboard")
 # Keys that change how a run reports or saves, not what it computes: a resumed run may change them.
-REPORTING_KEYS = ("run_dir", "verbose", "tensorboard", "checkpoint_every")
+# Keys that change how a run is reported or where it runs, not what it computes.
+REPORTING_KEYS = ("run_dir", "verbose", "tensorboard", "checkpoint_every", "remote_workers")
 
 
 def previous_run(config, run_dir, overwrite=False):
@@ -270,6 +271,12 @@ def train_and_evaluate(config, run_dir=None, overwrite=False, callbacks=()):
     """
     start = time.time()
     strategy = cluster.strategy_from_environment()  # before any TensorFlow operation
+    if config["remote_workers"]:
+        if strategy is not None:
+            raise ValueError("remote_workers puts blocks on other machines' TensorFlow servers; it cannot be "
+                             "combined with a multi-worker run (TF_CONFIG).")
+        devices = cluster.connect({"worker": list(config["remote_workers"])})
+        config = {**config, "devices": config["devices"] or devices}
     run_dir = run_dir or config["run_dir"] or default_run_dir(config)
     config = {**config, "run_dir": run_dir}
     # Everything that can be wrong with the config, the data or the run folder fails here, before training.

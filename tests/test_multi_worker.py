@@ -199,3 +199,34 @@ def test_remote_device_names_need_a_connected_cluster():
     with pytest.raises(ValueError, match="once this process is connected to its cluster"):
         canonical_device("/job:worker/task:1/device:CPU:0")
     assert canonical_device("/job:localhost/replica:0/task:0/device:CPU:1") == "/device:CPU:1"
+
+
+def test_the_train_command_puts_the_blocks_on_local_servers_and_its_model_loads_anywhere(tmp_path):
+    import keras
+
+    run_dir = tmp_path / "run"
+    command = [sys.executable, "-m", "keras_local.cli", "train", "--block-workers", "2", "--run-dir", str(run_dir),
+               "--set", "epochs=1", "--set", "train_examples=256", "--set", "test_examples=200",
+               "--set", 'architecture="resnet8"', "--set", "num_blocks=2", "--set", 'block_order="pipelined"',
+               "--set", "verbose=0"]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env.pop("TF_CONFIG", None)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert 'devices = ["/job:worker/replica:0/task:0/device:CPU:0"' in (run_dir / "config.toml").read_text()
+    with pytest.warns(UserWarning, match="loads on the default device"):
+        model = keras.saving.load_model(run_dir / "model.keras")
+    assert model.block_devices is None and model.predict(np.zeros((2, 32, 32, 3), "float32"), verbose=0).shape == (2, 10)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--block-workers", "0"], "--block-workers must be a positive integer"),
+    (["train", "--set", 'remote_workers=["nowhere"]'], "remote_workers must list the TensorFlow servers"),
+    (["train", "--set", "remote_workers=[]"], "remote_workers must list"),
+    (["serve", "--cluster", "127.0.0.1:1,127.0.0.1:2", "--index", "2"], "--index 2 is not a position"),
+])
+def test_remote_block_options_are_checked_before_anything_starts(argv, message, capsys):
+    from keras_local.cli import main
+
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
