@@ -187,16 +187,20 @@ class LocalTrainer:
                              "which call make_train_function first.")
         num_blocks = len(self.blocks)
         weights = self.method.loss_weights(num_blocks)
-        held = [(x, y)] + [self._pipeline.read(cut, y) for cut in range(active - 1)]  # read before any write
+        # Every op of block k runs on block k's device: only the cut activations (and their labels) cross
+        # from one device to the next, once per step.
+        held = [(x, y)]
+        for cut in range(active - 1):  # read before any write
+            with self.on_device(cut + 1):
+                held.append(self._pipeline.read(cut, y))
         if "idle" in self.block_states:
             active = min(active, self.block_states.index("idle"))
         for index in range(active):
             block, (inputs, labels) = self.blocks[index], held[index]
             if self.block_states[index] == "frozen":
                 with self.on_device(index):
-                    features = block(ops.stop_gradient(inputs), training=False)
-                if index + 1 < num_blocks:
-                    self._pipeline.write(index, ops.stop_gradient(features), labels)
+                    features = ops.stop_gradient(block(ops.stop_gradient(inputs), training=False))
+                self._write_for_next_block(index, features, labels)
                 continue
             # The targets of the labels this block's input came with (extra blocks train at block 0 only).
             targets = self.method.targets(self, None, labels, training=index == 0, update_metrics=index == 0)
@@ -206,12 +210,18 @@ class LocalTrainer:
                     loss_weight=weights[index],
                 )
                 block.optimizer.apply(step.gradients, block.trainable_variables)
+                features = ops.stop_gradient(step.features)
             self._update_block_metrics(index, labels, step.logits, step.loss)
-            if index + 1 < num_blocks:
-                self._pipeline.write(index, ops.stop_gradient(step.features), labels)
+            self._write_for_next_block(index, features, labels)
         if active < num_blocks or self.block_states[-1] != "train":  # warm-up, or no output trained
             return self._no_output_metrics(x, y)
         return self._update_output_metrics(inputs, labels, self.decode(step.logits), step.loss)
+
+    def _write_for_next_block(self, index, features, labels):
+        """Block `index`'s output (and its labels) into the buffer block `index`+1 reads next step."""
+        if index + 1 < len(self.blocks):
+            with self.on_device(index + 1):
+                self._pipeline.write(index, features, labels)
 
     def _end_to_end_step(self, x, y):
         """One tape over the whole network; each block's optimizer applies its
@@ -250,7 +260,8 @@ class LocalTrainer:
                 self.block_accuracies[position].update_state(y, logits)
 
     def _update_output_metrics(self, x, y, logits, loss):
-        self._loss_tracker.update_state(unscale_for_replicas(loss), sample_weight=ops.shape(x)[0])
+        # The batch size from the labels: x may be a large tensor on another device.
+        self._loss_tracker.update_state(unscale_for_replicas(loss), sample_weight=ops.shape(y)[0])
         return self._step_logs(self.compute_metrics(x, y, logits))
 
     def test_step(self, data):
