@@ -119,12 +119,24 @@ def local_cluster(num_workers):
             for index in range(num_workers)]
 
 
+def _die_with_parent():
+    """In a child process (Linux): be killed when the parent dies, even by SIGKILL, so that no worker
+    is left waiting on a collective for ever."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def run_local_workers(arguments, num_workers, timeout=None, quiet_workers=True):
     """Runs `python -m keras_local.cli *arguments` as `num_workers` worker
     processes on 127.0.0.1 (each with its `TF_CONFIG`); returns the first
     non-zero exit code, else 0. When one worker fails, the others (waiting on
-    it in a collective) are stopped. Workers other than the chief print
-    nothing unless `quiet_workers` is False."""
+    it in a collective) are stopped; when this process dies, so do they.
+    Workers other than the chief print nothing unless `quiet_workers` is False."""
     processes = []
     for index, tf_config in enumerate(local_cluster(num_workers)):
         quiet = quiet_workers and index > 0
@@ -132,6 +144,7 @@ def run_local_workers(arguments, num_workers, timeout=None, quiet_workers=True):
             [sys.executable, "-m", "keras_local.cli", *arguments],
             env={**os.environ, "TF_CONFIG": tf_config},
             stdout=subprocess.DEVNULL if quiet else None, stderr=subprocess.DEVNULL if quiet else None,
+            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
         ))
     deadline = None if timeout is None else time.monotonic() + timeout
     try:
@@ -196,7 +209,8 @@ def local_servers(num_workers, threads=None, timeout=60):
            "int(sys.argv[3]) or None)"
     processes = [subprocess.Popen([sys.executable, "-c", code, json.dumps(cluster), str(index), str(threads or 0)],
                                   env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                  preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
                  for index in range(num_workers)]
     try:
         for address in cluster["worker"]:  # wait until every server listens

@@ -230,3 +230,42 @@ def test_remote_block_options_are_checked_before_anything_starts(argv, message, 
 
     assert main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.slow  # three 2-worker runs, about 70 s on 2 cores
+def test_a_killed_two_worker_run_resumes_to_the_uninterrupted_weights(tmp_path):
+    """The launcher is SIGKILLed once the chief has saved a mid-epoch checkpoint (its workers die with
+    it); the same command then resumes every worker from the chief's checkpoint and ends with the
+    weights of an uninterrupted 2-worker run."""
+    import signal
+    import time
+
+    import keras
+
+    def command(run_dir):
+        return [sys.executable, "-m", "keras_local.cli", "train", "--workers", "2", "--run-dir", str(run_dir),
+                "--set", "epochs=2", "--set", "train_examples=512", "--set", "batch_size=64",
+                "--set", "test_examples=200", "--set", "checkpoint_every=3", "--set", 'architecture="resnet8"',
+                "--set", "num_blocks=2", "--set", "verbose=0"]
+
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env.pop("TF_CONFIG", None)
+    uninterrupted = subprocess.run(command(tmp_path / "a"), capture_output=True, text=True, timeout=300, env=env)
+    assert uninterrupted.returncode == 0, uninterrupted.stderr[-3000:]
+
+    launcher = subprocess.Popen(command(tmp_path / "b"), env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+    index = tmp_path / "b" / "backup" / "checkpoint.json"
+    deadline = time.monotonic() + 240
+    while not (index.exists() and json.loads(index.read_text())["step"] >= 6):
+        assert launcher.poll() is None and time.monotonic() < deadline, "no mid-run checkpoint"
+        time.sleep(0.05)
+    launcher.send_signal(signal.SIGKILL)
+    launcher.wait()
+    assert not (tmp_path / "b" / "summary.json").exists()
+    resumed = subprocess.run(command(tmp_path / "b"), capture_output=True, text=True, timeout=300, env=env)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    a = keras.saving.load_model(tmp_path / "a" / "model.keras").get_weights()
+    b = keras.saving.load_model(tmp_path / "b" / "model.keras").get_weights()
+    for x, y in zip(a, b):
+        np.testing.assert_allclose(x, y, atol=1e-6)
