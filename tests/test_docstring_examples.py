@@ -4,9 +4,10 @@ The examples of one module run in order in one namespace (the module's own
 globals plus `kl`, `keras`, `np`, `tf`), the module docstring's first: a
 class's example may use the `model` or `train` the module's example made.
 They run in a temporary folder holding a link to the repository's
-`recipes/`. An example that sets up logical devices runs in its own
-process (TensorFlow is already initialised here); one that reads the shared
-datasets is skipped where they are not present.
+`recipes/`. An example that configures TensorFlow's runtime (logical
+devices, a connection to a cluster) runs in its own process, so the tests
+after it run on an untouched runtime; one that reads the shared datasets is
+skipped where they are not present.
 """
 
 import importlib
@@ -28,6 +29,7 @@ import keras_local as kl
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 FENCE = re.compile(r"```python\n(.*?)```", re.S)
+RUNTIME_SETUP = ("set_logical_device_configuration", "local_servers(", "connect(")
 
 
 def _documented(module):
@@ -75,7 +77,7 @@ def test_the_docstring_examples_run(module_name, tmp_path, monkeypatch):
         codes = [code.replace("../shared/data", str(SHARED_DATA)) for code in codes]
     (tmp_path / "recipes").symlink_to(ROOT / "recipes")
     monkeypatch.chdir(tmp_path)
-    if any("set_logical_device_configuration" in code for code in codes):
+    if any(marker in code for code in codes for marker in RUNTIME_SETUP):
         script = f"import {module_name} as module, keras, numpy as np, tensorflow as tf, keras_local as kl\n" \
                  "namespace = {**vars(module), 'kl': kl, 'keras': keras, 'np': np, 'tf': tf}\n" \
                  f"for code in {codes!r}:\n    exec(code, namespace)\n"
