@@ -33,6 +33,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 import tensorflow as tf
@@ -98,10 +99,17 @@ def is_chief():
     return task["type"] == "worker" and int(task["index"]) == 0 and "chief" not in config["cluster"]
 
 
-def task_name():
-    """`"worker 1"` (the task's type and index), `"single process"` without a cluster."""
-    config = cluster_config()
-    return "single process" if config is None else f"{config['task']['type']} {config['task']['index']}"
+def worker_path(path):
+    """Where this process writes what `path` names: `path` itself on the
+    chief (or without a cluster), a fresh temporary folder on the other
+    workers, which must still run every save (it may read variables all
+    workers hold) but must not write over the chief's files. For
+    `keras.callbacks.ModelCheckpoint(kl.cluster.worker_path("runs/x/ckpt"))`;
+    to resume, `RunCheckpoint(worker_path(folder), restore_from=folder)`
+    makes every worker read the chief's checkpoint."""
+    if is_chief():
+        return os.fspath(path)
+    return tempfile.mkdtemp(prefix="keras-local-worker-")
 
 
 def _free_port():

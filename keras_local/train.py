@@ -9,7 +9,6 @@ import csv
 import os
 import platform
 import shutil
-import tempfile
 import time
 import tomllib
 
@@ -299,7 +298,7 @@ def train_and_evaluate(config, run_dir=None, overwrite=False, callbacks=()):
     learning_rate = make_learning_rate(config, steps_per_epoch)
     # A worker other than the chief writes what every worker writes (saving may need them all) to a
     # temporary folder; it reads the chief's run folder.
-    write_dir = run_dir if cluster.is_chief() else tempfile.mkdtemp(prefix="keras-local-worker-")
+    write_dir = cluster.worker_path(run_dir)
     local_callbacks = callbacks_from_config(config["callbacks"], write_dir, learning_rate, len(model.blocks))
     per_block = any(isinstance(c, BlockLearningRateScheduler) for c in local_callbacks)
     # Per-block schedules set each optimizer's (float) rate at every batch.

@@ -10,7 +10,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from keras_local.cluster import cluster_config, is_chief, local_cluster
+from keras_local.cluster import cluster_config, is_chief, local_cluster, worker_path
 
 # (method, block order, options): what MirroredStrategy is tested with (test_block_order.py).
 CASES = [
@@ -107,8 +107,11 @@ def test_cluster_descriptions(monkeypatch):
         address.startswith("127.0.0.1:") for address in configs[0]["cluster"]["worker"])
     monkeypatch.setenv("TF_CONFIG", json.dumps(configs[1]))
     assert cluster_config()["task"]["index"] == 1 and not is_chief()
+    elsewhere = worker_path("runs/x")
+    assert elsewhere != "runs/x" and os.path.isdir(elsewhere)  # a worker never writes over the chief's files
+    os.rmdir(elsewhere)
     monkeypatch.setenv("TF_CONFIG", json.dumps(configs[0]))
-    assert is_chief()
+    assert is_chief() and worker_path("runs/x") == "runs/x"
     monkeypatch.setenv("TF_CONFIG", '{"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 3}}')
     with pytest.raises(ValueError, match="is not a cluster description"):
         cluster_config()
