@@ -22,6 +22,19 @@ from keras_local.methods import get_method  # noqa: E402
 from keras_local.model import LocalModel  # noqa: E402
 
 
+# (method, block order, options) that a data-parallel strategy must train exactly as one replica
+# does: MirroredStrategy (test_block_order.py) and MultiWorkerMirroredStrategy (test_multi_worker.py).
+DISTRIBUTED_CASES = [
+    ("gll", "together", {}),
+    ("gll", "sequential", {}),
+    ("gll", "pipelined", {}),
+    ("bp", "together", {}),
+    ("backlink", "together", {"alpha": 0.5, "propagation_length": 1}),
+    ("bwbpf", "pipelined", {}),
+    ("associated", "together", {}),
+]
+
+
 def pytest_addoption(parser):
     parser.addoption("--run-slow", action="store_true", help="also run tests marked slow")
 

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import LEARNING_RATE, assert_close, ce, tiny_batch
+from conftest import DISTRIBUTED_CASES, LEARNING_RATE, assert_close, ce, tiny_batch
 
 import keras_local as kl
 from keras_local.placement import canonical_device, place_blocks
@@ -194,15 +194,7 @@ def mirrored():
     return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 
 
-@pytest.mark.parametrize("method, block_order, options", [
-    ("gll", "together", {}),
-    ("gll", "sequential", {}),
-    ("gll", "pipelined", {}),
-    ("bp", "together", {}),
-    ("backlink", "together", {"alpha": 0.5, "propagation_length": 1}),
-    ("bwbpf", "pipelined", {}),
-    ("associated", "together", {}),
-])
+@pytest.mark.parametrize("method, block_order, options", DISTRIBUTED_CASES)
 def test_mirrored_strategy_step_equals_single_replica_step(mirrored, method, block_order, options):
     """Global batch 8 on 2 replicas (4 each) gives the weights of batch 8 on one."""
     data = batches(3 if block_order == "pipelined" else 1)

@@ -9,19 +9,11 @@ import textwrap
 
 import numpy as np
 import pytest
+from conftest import DISTRIBUTED_CASES
 
 from keras_local.cluster import cluster_config, is_chief, local_cluster, worker_path
 
-# (method, block order, options): what MirroredStrategy is tested with (test_block_order.py).
-CASES = [
-    ("gll", "together", {}),
-    ("gll", "sequential", {}),
-    ("gll", "pipelined", {}),
-    ("bp", "together", {}),
-    ("backlink", "together", {"alpha": 0.5, "propagation_length": 1}),
-    ("bwbpf", "pipelined", {}),
-    ("associated", "together", {}),
-]
+CASES = DISTRIBUTED_CASES  # what MirroredStrategy is tested with too (test_block_order.py)
 
 # Builds and trains every case under the strategy (None: this process alone) and returns
 # {case index: (weights, fit logs, evaluate logs)}. Run by each worker and by the test itself.
