@@ -159,8 +159,7 @@ def _analyze(args):
 
     import keras
 
-    import keras_local  # noqa: F401  (registers the model classes)
-    from keras_local import analysis, data, plots
+    from keras_local import analysis, data, plots  # importing the package registers the model classes
 
     if not os.path.exists(args.model):
         raise ValueError(f"--model {args.model!r} does not exist.")
@@ -194,7 +193,7 @@ def _summary_line(summary):
 def _without_workers(argv):
     """`argv` without its `--workers N` / `--workers=N`."""
     kept, skip = [], False
-    for index, item in enumerate(argv):
+    for item in argv:
         if skip:
             skip = False
         elif item == "--workers":

@@ -118,11 +118,16 @@ def _free_port():
         return probe.getsockname()[1]
 
 
-def local_cluster(num_workers):
-    """The `TF_CONFIG` values (JSON text, one per task) of `num_workers` workers on 127.0.0.1."""
+def _loopback_cluster(num_workers):
+    """`{"worker": [...]}`: `num_workers` free addresses on 127.0.0.1."""
     if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 1:
         raise ValueError(f"The number of workers must be a positive integer, got {num_workers!r}.")
-    cluster = {"worker": [f"127.0.0.1:{_free_port()}" for _ in range(num_workers)]}
+    return {"worker": [f"127.0.0.1:{_free_port()}" for _ in range(num_workers)]}
+
+
+def local_cluster(num_workers):
+    """The `TF_CONFIG` values (JSON text, one per task) of `num_workers` workers on 127.0.0.1."""
+    cluster = _loopback_cluster(num_workers)
     return [json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
             for index in range(num_workers)]
 
@@ -139,6 +144,9 @@ def _die_with_parent():
         pass
 
 
+_CHILD_SETUP = _die_with_parent if sys.platform.startswith("linux") else None
+
+
 def run_local_workers(arguments, num_workers, timeout=None, quiet_workers=True):
     """Runs `python -m keras_local.cli *arguments` as `num_workers` worker
     processes on 127.0.0.1 (each with its `TF_CONFIG`); returns the first
@@ -152,7 +160,7 @@ def run_local_workers(arguments, num_workers, timeout=None, quiet_workers=True):
             [sys.executable, "-m", "keras_local.cli", *arguments],
             env={**os.environ, "TF_CONFIG": tf_config},
             stdout=subprocess.DEVNULL if quiet else None, stderr=subprocess.DEVNULL if quiet else None,
-            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+            preexec_fn=_CHILD_SETUP,
         ))
     deadline = None if timeout is None else time.monotonic() + timeout
     try:
@@ -212,13 +220,13 @@ def local_servers(num_workers, threads=None, timeout=60):
         model = kl.build_model("resnet8", "gll", num_blocks=2, block_order="pipelined", devices=devices)
     ```
     """
-    cluster = json.loads(local_cluster(num_workers)[0])["cluster"]
+    cluster = _loopback_cluster(num_workers)
     code = "import json, sys; from keras_local.cluster import serve; serve(json.loads(sys.argv[1]), int(sys.argv[2]), " \
            "int(sys.argv[3]) or None)"
     processes = [subprocess.Popen([sys.executable, "-c", code, json.dumps(cluster), str(index), str(threads or 0)],
                                   env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                  preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
+                                  preexec_fn=_CHILD_SETUP)
                  for index in range(num_workers)]
     try:
         for address in cluster["worker"]:  # wait until every server listens

@@ -47,7 +47,7 @@ def canonical_device(name):
     available = {_key(tf.DeviceSpec.from_string(device.name)) for device in tf.config.list_logical_devices()}
     key = None if spec is None or spec.device_type is None else _key(spec)
     if key not in available:
-        names = ", ".join(_name(item) for item in sorted(available, key=lambda k: (k[0] or "", k[1] or 0, k[2], k[3])))
+        names = ", ".join(sorted(_name(item) for item in available))
         remote = "" if spec is None or spec.job in (None, "localhost") else \
             " A remote device exists once this process is connected to its cluster (keras_local.cluster.connect)."
         raise ValueError(f"Unknown device {name!r}. Available logical devices: {names}.{remote}")

@@ -4,7 +4,6 @@ Also the glue from a config to Keras objects: `callbacks_from_config` (the
 `[callbacks]` table), `make_learning_rate` and `make_optimizer`.
 """
 
-import contextlib
 import csv
 import os
 import platform
@@ -13,6 +12,7 @@ import time
 import tomllib
 
 import keras
+import tensorflow as tf
 
 from keras_local import cluster, data
 from keras_local.builder import build_model_from_config
@@ -269,9 +269,10 @@ def train_and_evaluate(config, run_dir=None, overwrite=False, callbacks=()):
     Returns the summary dict (`test_accuracy`, per-block accuracies, ...).
     """
     start = time.time()
-    strategy = cluster.strategy_from_environment()  # before any TensorFlow operation
+    # Before any TensorFlow operation; the default (no-op) strategy without a cluster.
+    strategy = cluster.strategy_from_environment() or tf.distribute.get_strategy()
     if config["remote_workers"]:
-        if strategy is not None:
+        if cluster.cluster_config() is not None:
             raise ValueError("remote_workers puts blocks on other machines' TensorFlow servers; it cannot be "
                              "combined with a multi-worker run (TF_CONFIG).")
         devices = cluster.connect({"worker": list(config["remote_workers"])})
@@ -288,7 +289,7 @@ def train_and_evaluate(config, run_dir=None, overwrite=False, callbacks=()):
     if summary is not None:
         return {**summary, "already_finished": True}
     keras.utils.set_random_seed(config["seed"])
-    with strategy.scope() if strategy else contextlib.nullcontext():
+    with strategy.scope():
         model = build_model_from_config(config, input_shape, num_classes)
     epochs = data.TrainingEpochs(config["dataset"], config["train_split"], config["batch_size"], config["data_dir"],
                                  config["train_examples"], config["seed"])
@@ -302,7 +303,7 @@ def train_and_evaluate(config, run_dir=None, overwrite=False, callbacks=()):
     local_callbacks = callbacks_from_config(config["callbacks"], write_dir, learning_rate, len(model.blocks))
     per_block = any(isinstance(c, BlockLearningRateScheduler) for c in local_callbacks)
     # Per-block schedules set each optimizer's (float) rate at every batch.
-    with strategy.scope() if strategy else contextlib.nullcontext():
+    with strategy.scope():
         model.compile(optimizer=make_optimizer(config, steps_per_epoch,
                                                learning_rate=config["learning_rate"] if per_block else learning_rate))
     check_writable(write_dir)
