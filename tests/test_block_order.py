@@ -269,3 +269,28 @@ def test_sequential_backlink_orders_block_k_minus_1_link_before_block_k_plus_1(m
     assert link_ops and link_ops <= block_2_waits_for
     # block 1's input waits for block 0's local gradients only (its link needs block 1's error).
     assert not link_ops & set(block_1_input.op.control_inputs)
+
+
+def test_pipelined_buffers_are_read_and_written_on_the_device_of_the_block_that_reads_them(monkeypatch):
+    """Block k's output crosses to block k+1's device once, in the buffer write; nothing of it goes
+    through the default device (which, with remote blocks, is the client)."""
+    from keras_local.block_order import PipelineBuffers
+
+    placed = []
+    read, write = PipelineBuffers.read, PipelineBuffers.write
+
+    def spy_read(self, cut, label_like):
+        placed.append(("read", cut, tf.identity(label_like).device))
+        return read(self, cut, label_like)
+
+    def spy_write(self, cut, features, labels):
+        placed.append(("write", cut, tf.identity(features).device))
+        return write(self, cut, features, labels)
+
+    monkeypatch.setattr(PipelineBuffers, "read", spy_read)
+    monkeypatch.setattr(PipelineBuffers, "write", spy_write)
+    train(mlp(block_order="pipelined", devices=["/cpu:0", "/cpu:1", "/cpu:1"]), batches(3))
+    assert placed and {(kind, cut, device) for kind, cut, device in placed} == {
+        ("write", 0, "/device:CPU:1"), ("read", 0, "/device:CPU:1"),
+        ("write", 1, "/device:CPU:1"), ("read", 1, "/device:CPU:1"),
+    }
