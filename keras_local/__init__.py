@@ -22,9 +22,11 @@ from keras_local import (
     checkpoint,
     cluster,
     data,
+    graph,
     greedy,
     heads,
     losses,
+    own_model,
     placement,
     plots,
     profiling,
@@ -35,6 +37,7 @@ from keras_local.architectures import list_architectures
 from keras_local.block import Block
 from keras_local.builder import build_model
 from keras_local.export import export_inference_model
+from keras_local.graph import cut_points
 from keras_local.heads import list_heads
 from keras_local.methods import Method, get_method, list_methods
 from keras_local.model import LocalModel
@@ -46,9 +49,11 @@ __all__ = [
     "callbacks",
     "checkpoint",
     "cluster",
+    "graph",
     "greedy",
     "heads",
     "losses",
+    "own_model",
     "placement",
     "plots",
     "profiling",
@@ -58,6 +63,7 @@ __all__ = [
     "LocalModel",
     "Method",
     "build_model",
+    "cut_points",
     "data",
     "export_inference_model",
     "get_method",

@@ -4,9 +4,10 @@ import math
 
 from keras_local.architectures import architecture_option_names, get_architecture
 from keras_local.block import Block
-from keras_local.heads import HEADS, get_head
+from keras_local.heads import HEADS, get_head, set_token_pooling
 from keras_local.methods import get_method
 from keras_local.model import LocalModel
+from keras_local.own_model import is_model_spec, load_model_spec, prepare_model
 from keras_local.recipes import check_recipe
 from keras_local.splitting import block_sizes, resolve_cuts, split_units
 
@@ -19,8 +20,8 @@ def build_model(
     cuts=None,
     split=None,
     head=None,
-    input_shape=(32, 32, 3),
-    num_classes=10,
+    input_shape=None,
+    num_classes=None,
     weight_decay=None,
     weight_decay_scope=None,
     architecture_options=None,
@@ -35,11 +36,18 @@ def build_model(
     """Builds a LocalModel: `architecture`'s units cut into blocks, with heads.
 
     Args:
-        architecture: a name from `list_architectures()`.
+        architecture: a name from `list_architectures()`, or the user's own
+            model (`keras_local.own_model`): a functional `keras.Model`
+            (keras.applications, a keras-hub backbone), a `keras.Sequential`,
+            a list of layers, or `"keras.applications.NAME"` /
+            `"module:function"`. Its units are the pieces between its cut
+            points (`kl.cut_points(model)`); its classifier, if it has one,
+            is the output head; the blocks share the model's layers.
         method: a name from `list_methods()` (or a `Method` instance).
         num_blocks: K, for an even split (lower blocks get the extra units).
-        cuts: explicit block boundaries (unit indices, list or "3,7,11");
-            overrides `split`.
+        cuts: explicit block boundaries (unit indices, list or "3,7,11"; for
+            the user's own model also names of cut points, cutting after
+            that layer); overrides `split`.
         split: how `num_blocks` cuts the network: `"even"` (the default: the same number
             of units per block) or `"balanced"` (about the same activation
             memory per block: fewer of the large early units per block), or
@@ -53,8 +61,10 @@ def build_model(
             `model.blocks[-1]`, a block without units. Accepted by every
             method so that a config can switch method freely (`bp` has no
             auxiliary heads and ignores it).
-        input_shape: shape of one example, e.g. (32, 32, 3).
-        num_classes: number of classes.
+        input_shape: shape of one example (default: the model's own, or
+            (32, 32, 3)).
+        num_classes: number of classes (default: the model's classifier's,
+            or 10).
         weight_decay: coupled L2 (PyTorch semantics), see `Block` (default 0).
         weight_decay_scope: `"all"` (default) or `"backbone_kernels"`, see `Block`.
         architecture_options: the architecture's own options, e.g.
@@ -78,11 +88,15 @@ def build_model(
     model = kl.build_model("resnet32", method="gll", num_blocks=4, head="linear",
                            input_shape=(32, 32, 3), num_classes=10)
     [len(block.units) for block in model.blocks]    # [4, 4, 4, 4]
+    resnet = keras.applications.ResNet50(weights=None, input_shape=(32, 32, 3), classes=10,
+                                         classifier_activation=None)
+    model = kl.build_model(resnet, "gll", cuts=["conv2_block3_out", "conv3_block4_out", "conv4_block6_out"])
     ```
     """
     rule = get_method(method, **method_options)
     if recipe is not None and check_recipe(recipe) == "reference":
-        settings = rule.reference_recipe(architecture).model_settings()
+        label = architecture if isinstance(architecture, str) else getattr(architecture, "name", "layers")
+        settings = rule.reference_recipe(label).model_settings()
         if isinstance(method, str):
             rule = get_method(method, **{**settings.get("method_options", {}), **method_options})
         head = settings.get("head") if head is None else head
@@ -95,14 +109,22 @@ def build_model(
     weight_decay_scope = "all" if weight_decay_scope is None else weight_decay_scope
     head = method.default_head if head is None else head
     HEADS.get(head)
-    _check_positive_int("num_classes", num_classes, minimum=2)
-    input_shape = tuple(input_shape)
-    if not input_shape or not all(isinstance(d, int) and d > 0 for d in input_shape):
-        raise ValueError(f"input_shape must be a tuple of positive ints, got {input_shape!r}.")
+    if num_classes is not None:
+        _check_positive_int("num_classes", num_classes, minimum=2)
+    if input_shape is not None:
+        input_shape = tuple(input_shape)
+        if not input_shape or not all(isinstance(d, int) and d > 0 for d in input_shape):
+            raise ValueError(f"input_shape must be a tuple of positive ints, got {input_shape!r}.")
     if num_blocks is not None:
         _check_positive_int("num_blocks", num_blocks)
-    options = _with_method_defaults(architecture, method, architecture_options or {})
-    units = get_architecture(architecture, input_shape=input_shape, **options)
+    own = _own_model(architecture, input_shape, num_classes, architecture_options)
+    if own is None:
+        input_shape, num_classes = input_shape or (32, 32, 3), num_classes or 10
+        options = _with_method_defaults(architecture, method, architecture_options or {})
+        units = get_architecture(architecture, input_shape=input_shape, **options)
+    else:
+        input_shape, num_classes = own.input_shape, num_classes or own.num_classes or 10
+        architecture, units, cuts = own.name, own.units, own.unit_cuts(cuts)
     if num_blocks is None and cuts is None:
         cuts = method.default_cuts(architecture, len(units))
     cuts = resolve_cuts(len(units), num_blocks, cuts, split=split, architecture=architecture,
@@ -117,20 +139,46 @@ def build_model(
     for index, group in enumerate(groups):
         block_head = method.block_head(index, architecture, num_classes)  # the method's own, if it has one
         if block_head is None and index == len(groups) - 1 and not method.separate_output_block:
-            block_head = method.output_head(num_classes, features_shape)
+            block_head = output_head(method, own, num_classes, features_shape)
         elif block_head is None and method.aux_heads:
             block_head = get_head(head, num_classes, name_prefix=f"block{index}_head", image_shape=input_shape,
                                   **(method.head_options() if head == method.default_head else {}))
+        if own is not None:
+            set_token_pooling(block_head, own.token_pooling)
         blocks.append(Block(group, head=block_head, **decay, name=f"block_{index}"))
     if method.separate_output_block:
-        output_head = method.output_head(num_classes, features_shape)
-        blocks.append(Block([], head=output_head, **decay, name="output_block"))
+        blocks.append(Block([], head=output_head(method, own, num_classes, features_shape), **decay,
+                            name="output_block"))
     extra_blocks = method.extra_blocks(architecture, num_classes, len(blocks))
     model = LocalModel(blocks, method=method, extra_blocks=extra_blocks, block_order=block_order, devices=devices,
-                       name=name or f"{architecture}_{method.name}")
+                       backbone_name=None if own is None else own.name, name=name or f"{architecture}_{method.name}")
     if build:
         model.build((None, *input_shape))
     return model
+
+
+def _own_model(architecture, input_shape, num_classes, architecture_options):
+    """The user's own model prepared for cutting (`keras_local.own_model`), or None for a keras_local name."""
+    if isinstance(architecture, str) and not is_model_spec(architecture):
+        return None
+    if is_model_spec(architecture):
+        architecture = load_model_spec(architecture, input_shape or (32, 32, 3), num_classes or 10,
+                                       architecture_options)
+    elif architecture_options:
+        raise ValueError(f"architecture_options={architecture_options!r} are for keras_local's networks and "
+                         f"model factories; a model instance is already built.")
+    return prepare_model(architecture, input_shape, num_classes)
+
+
+def output_head(method, own, num_classes, features_shape):
+    """The network's output layer: the user's model's own classifier where it
+    has one, else the method's output head."""
+    if own is not None and own.classifier is not None:
+        return own.classifier
+    head = method.output_head(num_classes, features_shape)
+    if own is not None:
+        set_token_pooling(head, own.token_pooling)
+    return head
 
 
 def _unit_shapes(units, input_shape):

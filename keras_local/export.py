@@ -3,6 +3,8 @@
 import keras
 import numpy as np
 
+from keras_local.graph import replay_model
+
 
 def export_inference_model(model, filepath=None, normalization=None):
     """A functional Keras model of built-in layers only, sharing `model`'s weights.
@@ -49,16 +51,66 @@ def export_inference_model(model, filepath=None, normalization=None):
             x = _replay(unit, x)
     for layer in model.inference_head:
         x = _replay(layer, x)
-    outputs = keras.layers.Identity(name="logits" if model.method.heads_classify else "label_scores")(x)
-    inference = keras.Model(inputs, outputs, name=f"{model.name}_inference")
+    output_name = "logits" if model.method.heads_classify else "label_scores"
+    inference = keras.Model(inputs, x, name=f"{model.name}_inference")
+    if inference.layers[-1].name != output_name:  # a user's model may already end in a layer of that name
+        taken = output_name in {layer.name for layer in inference.layers}
+        outputs = keras.layers.Identity(name=f"{output_name}_output" if taken else output_name)(x)
+        inference = keras.Model(inputs, outputs, name=f"{model.name}_inference")
     if filepath is not None:
         inference.save(filepath)
     return inference
 
 
+def backbone_model(model, include_top=None):
+    """The network of `model` as a plain functional `keras.Model`, sharing its
+    weights: input → every block's units → (with `include_top`) the output
+    head. For the user's own model (`keras_local.own_model`) its layers are
+    called flat, as in the user's graph, under their own names and the
+    model's name: the user's model back, trained.
+
+    `include_top` defaults to whether the output head came with the network
+    (the user's classifier, or a keras_local network's GAP → Dense); a
+    user's backbone without a classifier comes back without the head the
+    method gave it.
+
+    Example:
+
+    ```python
+    inputs = keras.Input((32, 32, 3), name="pixels")
+    x = keras.layers.Conv2D(8, 3, name="conv_a")(inputs)
+    x = keras.layers.Conv2D(8, 3, name="conv_b")(x)
+    outputs = keras.layers.Dense(10, name="logits")(keras.layers.GlobalAveragePooling2D(name="gap")(x))
+    local = kl.build_model(keras.Model(inputs, outputs, name="mine"), "gll", num_blocks=2)
+    mine = local.backbone_model()
+    mine.name, [layer.name for layer in mine.layers]   # ('mine', ['pixels', 'conv_a', 'conv_b', 'gap', 'logits'])
+    ```
+    """
+    if not model.built:
+        raise ValueError("Build or train the model before taking its backbone.")
+    units = [unit for block in model.blocks for unit in block.units]
+    if include_top is None:
+        include_top = not any(map(_is_graph, units)) or _is_graph(model.output_head)
+    first = units[0] if units else None
+    name = first.layers[0].name if _is_graph(first) else "image"
+    inputs = keras.Input(shape=model.blocks[0].input_shape_without_batch, name=name)
+    x = inputs
+    for layer in units + (model.inference_head if include_top else []):
+        x = replay_model(layer, x) if _is_graph(layer) else layer(x)
+    return keras.Model(inputs, x, name=model.backbone_name or model.name)
+
+
+def _is_graph(layer):
+    """Whether `layer` is a functional model (a piece of a user's model)."""
+    return isinstance(layer, keras.Model) and getattr(layer, "inputs", None) is not None
+
+
 def _replay(layer, x):
-    """Built-in Keras layers are called as they are; this package's layers
-    are replaced by their `call`, which calls only built-in layers."""
+    """Built-in Keras layers are called as they are, a piece of the user's
+    model layer by layer; this package's layers are replaced by their
+    `call`, which calls only built-in layers."""
+    if _is_graph(layer):
+        return replay_model(layer, x)
     if type(layer).__module__.startswith("keras."):
         return layer(x)
     return layer.call(x)

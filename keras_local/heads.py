@@ -2,8 +2,10 @@
 
 `linear` is global average pooling → Dense (the network's own classifier for
 the CIFAR ResNets and VGGs); `conv` is BackLink's "one 3x3 conv + two FC of 128"
-(InfoPro's `1c2f` head). Both accept image features (rank 4) and `linear` also
-accepts vectors (rank 2, e.g. from an MLP).
+(InfoPro's `1c2f` head). Both accept image features (rank 4) and token
+sequences (rank 3, e.g. a ViT block's output: pooled by `token_pooling`,
+the mean or the class token), and `linear` also accepts vectors (rank 2,
+e.g. from an MLP).
 """
 
 import functools
@@ -28,6 +30,28 @@ def logits_of(outputs):
     return outputs["logits"] if isinstance(outputs, dict) else outputs
 
 
+TOKEN_POOLINGS = ("mean", "class")
+
+
+def pool_tokens(tokens, token_pooling):
+    """A token sequence (batch, tokens, width) as one vector per example:
+    the mean of its tokens, or its first (class) token."""
+    return tokens[:, 0] if token_pooling == "class" else keras.ops.mean(tokens, axis=1)
+
+
+def check_token_pooling(token_pooling):
+    if token_pooling not in TOKEN_POOLINGS:
+        raise ValueError(f"Unknown token_pooling {token_pooling!r}. Allowed: {', '.join(TOKEN_POOLINGS)}.")
+    return token_pooling
+
+
+def set_token_pooling(head, token_pooling):
+    """Makes `head` (and a head inside it) pool token sequences by `token_pooling`, where it pools them."""
+    for layer in (head, getattr(head, "aux", None)):
+        if hasattr(layer, "token_pooling"):
+            layer.token_pooling = check_token_pooling(token_pooling)
+
+
 def get_head(name, num_classes, name_prefix="head", image_shape=None, **options):
     """Builds the head registered as `name` (heads that reconstruct the
     image, like InfoPro's, also get `image_shape`)."""
@@ -39,20 +63,23 @@ def get_head(name, num_classes, name_prefix="head", image_shape=None, **options)
 
 @keras.saving.register_keras_serializable(package="keras_local")
 class LinearHead(keras.layers.Layer):
-    """Global average pooling (for image features) → Dense(num_classes) logits.
+    """Global average pooling (for image features; `token_pooling` for
+    token sequences) → Dense(num_classes) logits.
 
     Example:
 
     ```python
     head = LinearHead(10)
     head(keras.ops.zeros((2, 8, 8, 64))).shape   # (2, 10)
+    LinearHead(10, token_pooling="class")(keras.ops.zeros((2, 17, 32))).shape   # (2, 10): the class token's
     ```
     """
 
-    def __init__(self, num_classes, kernel_initializer="glorot_uniform", **kwargs):
+    def __init__(self, num_classes, kernel_initializer="glorot_uniform", token_pooling="mean", **kwargs):
         super().__init__(**kwargs)
         self.num_classes = num_classes
         self.kernel_initializer = kernel_initializer
+        self.token_pooling = check_token_pooling(token_pooling)
         self.pool = keras.layers.GlobalAveragePooling2D(
             name=f"{self.name}_pool", dtype=self.dtype_policy
         )
@@ -64,14 +91,15 @@ class LinearHead(keras.layers.Layer):
         self.dense.build((input_shape[0], input_shape[-1]))
 
     def call(self, inputs, training=None):
-        x = self.pool(inputs) if len(inputs.shape) == 4 else inputs
+        rank = len(inputs.shape)
+        x = self.pool(inputs) if rank == 4 else pool_tokens(inputs, self.token_pooling) if rank == 3 else inputs
         return self.dense(x)
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.num_classes)
 
     def get_config(self):
-        return {**super().get_config(), "num_classes": self.num_classes,
+        return {**super().get_config(), "num_classes": self.num_classes, "token_pooling": self.token_pooling,
                 "kernel_initializer": keras.saving.serialize_keras_object(self.kernel_initializer)}
 
 
@@ -82,7 +110,8 @@ class ConvHead(keras.layers.Layer):
     The conv has `min(2C, 64)` filters for C < 64 input channels and 64
     otherwise, with stride 2 while the feature map is larger than 8x8: for the
     CIFAR ResNets this is exactly InfoPro's / BackLink's `1c2f` head
-    (16→32 s2, 32→64 s2, 64→64 s1).
+    (16→32 s2, 32→64 s2, 64→64 s1). A token sequence (rank 3) has no map to
+    convolve: its tokens are pooled (`token_pooling`) into the two FC layers.
 
     Example:
 
@@ -92,10 +121,11 @@ class ConvHead(keras.layers.Layer):
     ```
     """
 
-    def __init__(self, num_classes, hidden_units=128, **kwargs):
+    def __init__(self, num_classes, hidden_units=128, token_pooling="mean", **kwargs):
         super().__init__(**kwargs)
         self.num_classes = num_classes
         self.hidden_units = hidden_units
+        self.token_pooling = check_token_pooling(token_pooling)
         self.conv = None
         self.bn = batch_norm(f"{self.name}_bn", dtype=self.dtype_policy)
         self.relu = keras.layers.ReLU(name=f"{self.name}_relu", dtype=self.dtype_policy)
@@ -110,9 +140,13 @@ class ConvHead(keras.layers.Layer):
         )
 
     def build(self, input_shape):
+        if len(input_shape) == 3:
+            self.hidden.build((input_shape[0], input_shape[-1]))
+            self.dense.build((input_shape[0], self.hidden_units))
+            return
         if len(input_shape) != 4:
             raise ValueError(
-                f"The 'conv' head needs image features (rank 4), got shape "
+                f"The 'conv' head needs image features (rank 4) or tokens (rank 3), got shape "
                 f"{tuple(input_shape)}. Use head='linear' for vector features."
             )
         channels = input_shape[-1]
@@ -125,6 +159,8 @@ class ConvHead(keras.layers.Layer):
         self.dense.build((input_shape[0], self.hidden_units))
 
     def call(self, inputs, training=None):
+        if len(inputs.shape) == 3:
+            return self.dense(self.hidden(pool_tokens(inputs, self.token_pooling)))
         x = self.relu(self.bn(self.conv(inputs), training=training))
         return self.dense(self.hidden(self.pool(x)))
 
@@ -136,6 +172,7 @@ class ConvHead(keras.layers.Layer):
             **super().get_config(),
             "num_classes": self.num_classes,
             "hidden_units": self.hidden_units,
+            "token_pooling": self.token_pooling,
         }
 
 
@@ -324,6 +361,11 @@ class InfoProHead(keras.layers.Layer):
                                                   name=f"{self.name}_decoder_output", dtype=dtype)
 
     def build(self, input_shape):
+        if len(input_shape) != 4:
+            raise ValueError(
+                f"InfoPro's head reconstructs the image from a feature map (rank 4), but this block gives "
+                f"features of shape {tuple(input_shape)}, which have no spatial layout; use another method."
+            )
         self.aux.build(input_shape)
         upsampled = (input_shape[0], *self.image_shape[:2], input_shape[-1])
         self.decoder_conv.build(upsampled)

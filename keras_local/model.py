@@ -8,6 +8,7 @@ import tensorflow as tf
 
 from keras_local.block import Block
 from keras_local.block_order import check_block_order
+from keras_local.export import backbone_model
 from keras_local.methods import get_method, list_methods
 from keras_local.optimizers import BlockOptimizers, _inner, resolve_block_optimizers
 from keras_local.placement import device_exists, place_blocks
@@ -65,8 +66,10 @@ class LocalModel(LocalTrainer, keras.Model):
     """
 
     def __init__(self, blocks, method="gll", method_options=None, extra_blocks=None,
-                 block_order="together", devices=None, block_states=None, **kwargs):
+                 block_order="together", devices=None, block_states=None, backbone_name=None, **kwargs):
         super().__init__(**kwargs)
+        # The name of the user's own model the blocks were cut from (`backbone_model`), if any.
+        self.backbone_name = backbone_name
         if not blocks or not all(isinstance(block, Block) for block in blocks):
             raise ValueError(f"blocks must be a non-empty list of Block, got {blocks!r}.")
         if blocks[-1].head is None:
@@ -111,6 +114,12 @@ class LocalModel(LocalTrainer, keras.Model):
         the output head, then the method's decoders (Associated Learning's
         h_L … h_1 after the last bridge)."""
         return [self.output_head, *self.method.decoders(self)]
+
+    def backbone_model(self, include_top=None):
+        """The network as a plain functional `keras.Model` sharing the trained
+        weights: for a user's own model, that model's topology and layer
+        names (`keras_local.export.backbone_model`)."""
+        return backbone_model(self, include_top=include_top)
 
     # -- block states and method variables --------------------------------
 
@@ -276,6 +285,7 @@ class LocalModel(LocalTrainer, keras.Model):
             "block_order": self.block_order,
             "devices": self.devices,
             "block_states": list(self.block_states),
+            "backbone_name": self.backbone_name,
         }
 
     @classmethod

@@ -1,0 +1,151 @@
+"""The graph of a user's Keras model: where it can be cut, and its pieces.
+
+A model is traced by calling its own layers, in its own order, on a fresh
+`keras.Input` (a functional model node by node through
+`keras.models.clone_model(..., clone_function=identity)`, a `Sequential` or a
+list of layers one layer after the other). A *cut point* is a call after
+which one tensor, its output, carries everything the rest of the model reads:
+nothing inside a residual block, a concatenation or any skip connection, and
+nothing between two calls of a shared layer. The pieces between consecutive
+cut points are small functional models that share the user's layers (and so
+their weights).
+
+Example:
+
+```python
+inputs = keras.Input((8, 8, 3))
+x = keras.layers.Conv2D(4, 3, padding="same", name="stem")(inputs)
+y = keras.layers.Conv2D(4, 3, padding="same", name="branch")(x)
+x = keras.layers.Add(name="residual")([x, y])
+outputs = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+model = keras.Model(inputs, outputs)
+cut_points(model)   # ['stem', 'residual']: never after 'branch', inside the residual block
+```
+"""
+
+import keras
+
+
+class Call:
+    """One call of a layer in a traced graph: the layer, the arguments it was
+    called with and the KerasTensors it read and returned."""
+
+    def __init__(self, layer, args, kwargs, outputs):
+        self.layer = layer
+        self.args = args
+        self.kwargs = kwargs
+        self.inputs = [t for t in keras.tree.flatten((args, kwargs)) if isinstance(t, keras.KerasTensor)]
+        self.outputs = keras.tree.flatten(outputs)
+
+
+def trace(model, inputs):
+    """Calls the layers of `model` (a functional model, a `Sequential` or a
+    list of layers) on the KerasTensor `inputs`, in the model's order; returns
+    the list of `Call`s. The last call returns the model's output."""
+    calls = []
+
+    def call(layer, *args, **kwargs):
+        outputs = layer(*args, **kwargs)
+        calls.append(Call(layer, args, kwargs, outputs))
+        return outputs
+
+    if isinstance(model, (list, tuple, keras.Sequential)):
+        x = inputs
+        for layer in (model.layers if isinstance(model, keras.Sequential) else model):
+            x = call(layer, x)
+    else:
+        keras.models.clone_model(model, input_tensors=inputs, clone_function=lambda layer: layer,
+                                 call_function=call)
+    return calls
+
+
+def replay(calls, mapping):
+    """Calls the layers of `calls` again, each on the tensors that `mapping`
+    ({id(traced tensor): new tensor}, updated in place) gives for its inputs;
+    returns the new output of the last call."""
+    def substitute(value):
+        return mapping[id(value)] if isinstance(value, keras.KerasTensor) else value
+
+    outputs = None
+    for call in calls:
+        args, kwargs = keras.tree.map_structure(substitute, (call.args, call.kwargs))
+        outputs = call.layer(*args, **kwargs)
+        for old, new in zip(call.outputs, keras.tree.flatten(outputs)):
+            mapping[id(old)] = new
+    return outputs
+
+
+def replay_model(model, x):
+    """`model`'s layers called on the KerasTensor `x`, flat (no nested model):
+    the output tensor."""
+    inputs = keras.Input(batch_shape=x.shape, dtype=x.dtype)
+    calls = trace(model, inputs)
+    return replay(calls, {id(inputs): x})
+
+
+def cut_indices(calls, inputs):
+    """The positions in `calls` after which the graph can be cut (see the
+    module doc); never after the last call."""
+    last_use = {}
+    for index, call in enumerate(calls):
+        for tensor in call.inputs:
+            last_use[id(tensor)] = index
+    last_use[id(calls[-1].outputs[0])] = len(calls)
+    shared = {}
+    for index, call in enumerate(calls):
+        first, _ = shared.get(id(call.layer), (index, index))
+        shared[id(call.layer)] = (first, index)
+    inside_shared = {index for first, last in shared.values() for index in range(first, last)}
+    live = {id(inputs)}
+    cuts = []
+    for index, call in enumerate(calls[:-1]):
+        for tensor in call.inputs:
+            if last_use[id(tensor)] == index:
+                live.discard(id(tensor))
+        for tensor in call.outputs:
+            if last_use.get(id(tensor), -1) > index:
+                live.add(id(tensor))
+        if len(call.outputs) == 1 and live == {id(call.outputs[0])} and index not in inside_shared:
+            cuts.append(index)
+    return cuts
+
+
+def functional_input(model):
+    """The single input of a functional model or a built `Sequential`, or a
+    ValueError that says why `model` has none to trace."""
+    if isinstance(model, keras.Sequential) and not model.built:
+        raise ValueError(
+            f"Sequential model {model.name!r} is not built, so its layers' shapes are unknown: pass "
+            f"input_shape=(height, width, channels) (e.g. input_shape=(32, 32, 3)), or start it with keras.Input."
+        )
+    inputs = getattr(model, "inputs", None)
+    if inputs is None:
+        raise ValueError(
+            f"Model {model.name!r} ({type(model).__name__}) is a subclassed model without a functional graph: "
+            f"keras_local cannot see where it may be cut. Pass its layers as a list (build_model([layer, ...])) "
+            f"or build it with the functional API."
+        )
+    outputs = model.outputs
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise ValueError(
+            f"Model {model.name!r} has {len(inputs)} input(s) and {len(outputs)} output(s); keras_local trains "
+            f"models with one input and one output."
+        )
+    return inputs[0]
+
+
+def cut_points(model):
+    """The names of the layers after which `model` (functional or a built
+    `Sequential`) can be cut, in order (see the module doc).
+
+    Example:
+
+    ```python
+    model = keras.applications.ResNet50(weights=None, input_shape=(32, 32, 3), classes=10)
+    cut_points(model)[6:8]   # ['conv2_block1_out', 'conv2_block2_out']: after whole residual blocks
+    ```
+    """
+    inputs = functional_input(model)
+    traced = keras.Input(batch_shape=inputs.shape, dtype=inputs.dtype)
+    calls = trace(model, traced)
+    return [calls[index].layer.name for index in cut_indices(calls, traced)]
