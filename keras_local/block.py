@@ -6,6 +6,7 @@ from keras import ops
 
 from keras_local.heads import logits_of
 from keras_local.losses import scale_for_replicas, unscale_for_replicas
+from keras_local.own_model import repair_config
 
 
 def unpack_batch(data):
@@ -294,7 +295,7 @@ class Block(keras.Model):
     @classmethod
     def from_config(cls, config):
         config = dict(config)
-        config["units"] = [keras.saving.deserialize_keras_object(unit) for unit in config["units"]]
-        config["head"] = keras.saving.deserialize_keras_object(config["head"])
+        config["units"] = [keras.saving.deserialize_keras_object(repair_config(unit)) for unit in config["units"]]
+        config["head"] = keras.saving.deserialize_keras_object(repair_config(config["head"]))
         config["dtype"] = keras.saving.deserialize_keras_object(config.get("dtype"))
         return cls(**config)

@@ -38,13 +38,44 @@ class Call:
         self.outputs = keras.tree.flatten(outputs)
 
 
+# Layers that hold a chain of layers in one call, by class name: how to open them (layer -> its layers in
+# order). keras-hub's ViT encoder holds all its transformer blocks.
+CHAINS = {
+    "ViTEncoder": lambda layer: [layer.dropout, *layer.encoder_layers, layer.layer_norm],
+}
+
+
+def register_chain(class_name, layers_of):
+    """Lets `trace` open layers of class `class_name` whose call applies
+    `layers_of(layer)` one after the other, so they can be cut inside."""
+    CHAINS[class_name] = layers_of
+
+
+def _opened(layer, args, kwargs):
+    """The layers to call in turn instead of `layer` (a nested model with one
+    input and output, or a registered chain), or None."""
+    if len(args) != 1 or kwargs or not isinstance(args[0], keras.KerasTensor):
+        return None
+    if type(layer).__name__ in CHAINS:
+        return CHAINS[type(layer).__name__](layer)
+    if isinstance(layer, keras.Model) and len(getattr(layer, "inputs", None) or ()) == 1 and len(layer.outputs) == 1:
+        return layer
+    return None
+
+
 def trace(model, inputs):
     """Calls the layers of `model` (a functional model, a `Sequential` or a
     list of layers) on the KerasTensor `inputs`, in the model's order; returns
-    the list of `Call`s. The last call returns the model's output."""
+    the list of `Call`s. The last call returns the model's output. A nested
+    model and a registered chain (`register_chain`) are opened: their own
+    layers are called instead."""
     calls = []
 
     def call(layer, *args, **kwargs):
+        inner = _opened(layer, args, kwargs)
+        if inner is not None:
+            calls.extend(trace(inner, args[0]))
+            return calls[-1].outputs[0]
         outputs = layer(*args, **kwargs)
         calls.append(Call(layer, args, kwargs, outputs))
         return outputs
@@ -53,6 +84,8 @@ def trace(model, inputs):
         x = inputs
         for layer in (model.layers if isinstance(model, keras.Sequential) else model):
             x = call(layer, x)
+        if not calls:
+            raise ValueError("A model with no layers cannot be cut.")
     else:
         keras.models.clone_model(model, input_tensors=inputs, clone_function=lambda layer: layer,
                                  call_function=call)

@@ -441,12 +441,15 @@ class Bridge(keras.layers.Layer):
                                         name=f"{self.name}_dense", dtype=dtype)
 
     def build(self, input_shape):
-        shape = self.reduce.compute_output_shape(input_shape) if len(input_shape) == 4 else input_shape
+        if self.pooled and len(input_shape) != 4:
+            raise ValueError(f"A pooled bridge reads feature maps (rank 4), got features of shape "
+                             f"{tuple(input_shape)}; use pooled=False, which flattens them.")
+        shape = self.reduce.compute_output_shape(input_shape) if len(input_shape) > 2 else input_shape
         self.hidden.build(shape)
         self.dense.build((shape[0], self.expansion * self.width))
 
     def call(self, inputs, training=None):
-        x = self.reduce(inputs) if len(inputs.shape) == 4 else inputs
+        x = self.reduce(inputs) if len(inputs.shape) > 2 else inputs
         return self.dense(self.hidden(x))
 
     def compute_output_shape(self, input_shape):

@@ -160,6 +160,24 @@ def prepare_model(model, input_shape=None, num_classes=None):
                     [calls[index].layer.name for index in cuts])
 
 
+# Keys that a layer's get_config writes but its constructor refuses (a library's bug), by class name:
+# dropped when a piece of a user's model loads (keras-hub 0.32's ViT layers write derived sizes).
+UNLOADABLE_KEYS = {"ViTPatchingAndEmbedding": ("num_patches", "num_positions"), "ViTEncoderBlock": ("key_dim",)}
+
+
+def repair_config(serialized):
+    """A serialized piece of a user's model with the keys of `UNLOADABLE_KEYS` removed, so it loads."""
+    if isinstance(serialized, list):
+        return [repair_config(item) for item in serialized]
+    if not isinstance(serialized, dict):
+        return serialized
+    repaired = {key: repair_config(value) for key, value in serialized.items()}
+    drop = UNLOADABLE_KEYS.get(repaired.get("class_name"), ())
+    if drop and isinstance(repaired.get("config"), dict):
+        repaired["config"] = {key: value for key, value in repaired["config"].items() if key not in drop}
+    return repaired
+
+
 def _input_of(model, input_shape):
     """(name, input layer name, example shape) of `model`, or a ValueError."""
     if isinstance(model, (list, tuple)):
