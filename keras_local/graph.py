@@ -54,7 +54,9 @@ def register_chain(class_name, layers_of):
 def _opened(layer, args, kwargs):
     """The layers to call in turn instead of `layer` (a nested model with one
     input and output, or a registered chain), or None."""
-    if len(args) != 1 or kwargs or not isinstance(args[0], keras.KerasTensor):
+    # (Keras records a call's default `training` and `mask`; a chain's layers get the model's at run time.)
+    if (len(args) != 1 or not isinstance(args[0], keras.KerasTensor) or set(kwargs) - {"training", "mask"}
+            or kwargs.get("mask") is not None):
         return None
     if type(layer).__name__ in CHAINS:
         return CHAINS[type(layer).__name__](layer)

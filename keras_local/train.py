@@ -146,7 +146,7 @@ def versions():
 
 def default_run_dir(config):
     return os.path.join(
-        "runs", f"{config['architecture']}-{config['method']}-k{config['num_blocks']}-{config['dataset']}"
+        "runs", f"{config['architecture'].replace(':', '.')}-{config['method']}-k{config['num_blocks']}-{config['dataset']}"
     )
 
 
