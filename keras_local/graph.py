@@ -177,7 +177,7 @@ def cut_points(model):
 
     ```python
     model = keras.applications.ResNet50(weights=None, input_shape=(32, 32, 3), classes=10)
-    cut_points(model)[6:8]   # ['conv2_block1_out', 'conv2_block2_out']: after whole residual blocks
+    cut_points(model)[6:9]   # ['conv2_block1_add', 'conv2_block1_out', 'conv2_block2_add']: never inside a block
     ```
     """
     inputs = functional_input(model)

@@ -17,7 +17,7 @@ Example:
 model = keras.applications.MobileNetV2(weights=None, input_shape=(32, 32, 3), classes=10,
                                        classifier_activation=None)
 own = prepare_model(model)
-len(own.units), own.classifier.name   # (17, 'mobilenetv2_1.00_224_classifier'): 17 pieces, then GAP → Dense
+len(own.units), own.classifier.name   # (73, 'mobilenetv2_1.00_32_classifier'): then GAP → Dense
 ```
 """
 

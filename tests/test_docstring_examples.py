@@ -88,3 +88,22 @@ def test_the_docstring_examples_run(module_name, tmp_path, monkeypatch):
     namespace = {**vars(importlib.import_module(module_name)), "kl": kl, "keras": keras, "np": np, "tf": tf}
     for index, code in enumerate(codes):
         exec(compile(code, f"<{module_name} example {index}>", "exec"), namespace)
+
+
+README_SECTIONS = ("## Your own model",)  # README sections whose examples run offline, on the embedded sample
+
+
+def readme_examples(heading):
+    text = (ROOT / "README.md").read_text()
+    section = text.split(heading, 1)[1].split("\n## ", 1)[0]
+    return FENCE.findall(section)
+
+
+@pytest.mark.parametrize("heading", README_SECTIONS)
+def test_the_readme_examples_run(heading, tmp_path, monkeypatch):
+    codes = readme_examples(heading)
+    assert codes, f"README section {heading!r} has no python example"
+    monkeypatch.chdir(tmp_path)
+    namespace = {}
+    for index, code in enumerate(codes):
+        exec(compile(code, f"<README {heading} example {index}>", "exec"), namespace)
