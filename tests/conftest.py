@@ -117,6 +117,27 @@ def applied_gradients(model, x, y):
     ]
 
 
+def local_loss_gradients(model, x, y, weight_decay=0.0):
+    """Hand-written reference of greedy local learning: for each block k, the gradient of its own loss
+    (its head's cross-entropy plus ½·weight_decay·‖θ_k‖²) w.r.t. its own variables, from the un-stopped
+    output of the blocks before it; and the summed gradient the later blocks' losses would send it
+    without the cut (None for the last block)."""
+    reference, leaked = [], []
+    with tf.GradientTape(persistent=True) as tape:
+        h, losses = tf.constant(x), []
+        for block in model.blocks:
+            h = block(h, training=True)
+            loss = ce(y, block.head(h, training=True))
+            decay = 0.5 * weight_decay * sum(tf.reduce_sum(v**2) for v in block.trainable_variables)
+            losses.append(loss + decay)
+    for k, block in enumerate(model.blocks):
+        reference.append([g.numpy() for g in tape.gradient(losses[k], block.trainable_variables)])
+        later = [tape.gradient(loss, block.trainable_variables) for loss in losses[k + 1:]]
+        leaked.append([sum(0.0 if g is None else g.numpy() for g in grads)
+                       for grads in zip(*later)] if later else None)
+    return reference, leaked
+
+
 def assert_close(actual, expected, atol=2e-5):
     assert len(actual) == len(expected)
     for a, e in zip(actual, expected):

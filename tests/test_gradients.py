@@ -9,6 +9,7 @@ from conftest import (
     applied_gradients,
     assert_close,
     ce,
+    local_loss_gradients,
     tiny_batch,
     tiny_resnet,
 )
@@ -24,19 +25,7 @@ def test_gll_each_block_gets_only_its_own_local_loss(weight_decay):
 
     # Hand-written reference: block k's loss on its own head, w.r.t. its own
     # variables, from the (un-stopped) output of the blocks before it.
-    reference, leaked = [], []
-    with tf.GradientTape(persistent=True) as tape:
-        h, losses = tf.constant(x), []
-        for block in model.blocks:
-            h = block(h, training=True)
-            loss = ce(y, block.head(h, training=True))
-            decay = 0.5 * weight_decay * sum(tf.reduce_sum(v**2) for v in block.trainable_variables)
-            losses.append(loss + decay)
-    for k, block in enumerate(model.blocks):
-        reference.append([g.numpy() for g in tape.gradient(losses[k], block.trainable_variables)])
-        later = [tape.gradient(loss, block.trainable_variables) for loss in losses[k + 1:]]
-        leaked.append([sum(0.0 if g is None else g.numpy() for g in grads)
-                       for grads in zip(*later)] if later else None)
+    reference, leaked = local_loss_gradients(model, x, y, weight_decay)
     # The reference forward ran BN in training mode like the step will; undo nothing else.
     applied = applied_gradients(model, x, y)
 

@@ -5,8 +5,7 @@ import json
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
-from conftest import applied_gradients, assert_close, ce, tiny_batch
+from conftest import applied_gradients, assert_close, local_loss_gradients, tiny_batch
 from own_models import residual_model, token_model
 
 import keras_local as kl
@@ -51,16 +50,7 @@ def test_gll_block_gets_only_its_own_local_loss_on_a_user_model():
     model = kl.build_model(residual_model(), "gll", cuts=["res1_out", "res2_out"])
     model.compile(optimizer=keras.optimizers.SGD(0.1))
     x, y = tiny_batch()
-    reference, leaked = [], []
-    with tf.GradientTape(persistent=True) as tape:
-        h, losses = tf.constant(x), []
-        for block in model.blocks:
-            h = block(h, training=True)
-            losses.append(ce(y, block.head(h, training=True)))
-    for k, block in enumerate(model.blocks):
-        reference.append([g.numpy() for g in tape.gradient(losses[k], block.trainable_variables)])
-        later = [tape.gradient(loss, block.trainable_variables) for loss in losses[k + 1:]]
-        leaked.append([sum(0.0 if g is None else g.numpy() for g in grads) for grads in zip(*later)] if later else None)
+    reference, leaked = local_loss_gradients(model, x, y)
     applied = applied_gradients(model, x, y)
     for k in range(len(model.blocks)):
         assert_close(applied[k], reference[k])
