@@ -219,7 +219,8 @@ def main(argv=None):
     try:
         if args.command == "list":
             print("methods:       " + ", ".join(list_methods()))
-            print("architectures: " + ", ".join(list_architectures()))
+            print("architectures: " + ", ".join(list_architectures())
+                  + ', or your own: "keras.applications.NAME", "module:function"')
             print("heads:         " + ", ".join(list_heads()))
             print("datasets:      " + ", ".join(data.available_datasets(args.data_dir)))
             return 0

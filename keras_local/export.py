@@ -28,6 +28,10 @@ def export_inference_model(model, filepath=None, normalization=None):
     decoder's sigmoid reconstruction of the one-hot label, in [0, 1]); the
     predicted class is the argmax either way.
 
+    A user's own model (`keras_local.own_model`) is written with its own
+    layers, flat: a model of keras' layers loads anywhere; one with custom
+    layers (e.g. keras-hub's) needs their package imported where it loads.
+
     Example:
 
     ```python
@@ -92,8 +96,8 @@ def backbone_model(model, include_top=None):
     if include_top is None:
         include_top = not any(map(_is_graph, units)) or _is_graph(model.output_head)
     first = units[0] if units else None
-    name = first.layers[0].name if _is_graph(first) else "image"
-    inputs = keras.Input(shape=model.blocks[0].input_shape_without_batch, name=name)
+    name, dtype = (first.layers[0].name, first.inputs[0].dtype) if _is_graph(first) else ("image", None)
+    inputs = keras.Input(shape=model.blocks[0].input_shape_without_batch, name=name, dtype=dtype)
     x = inputs
     for layer in units + (model.inference_head if include_top else []):
         x = replay_model(layer, x) if _is_graph(layer) else layer(x)

@@ -212,7 +212,9 @@ class DGLHead(keras.layers.Layer):
 
     def build(self, input_shape):
         if len(input_shape) != 4:
-            raise ValueError(f"DGL heads need image features (rank 4), got shape {tuple(input_shape)}.")
+            raise ValueError(f"DGL heads need image features (rank 4), got shape {tuple(input_shape)}: they pool "
+                             f"and convolve a feature map, which tokens or vectors do not have; use head='linear' "
+                             f"or 'conv'.")
         size, channels, dtype = input_shape[1], input_shape[-1], self.dtype_policy
         reduced = -(-size // 4)  # ⌈s/4⌉
         counter = itertools.count()

@@ -127,8 +127,8 @@ def prepare_model(model, input_shape=None, num_classes=None):
     for a list of layers). `num_classes`, if given, must agree with the
     model's classifier.
     """
-    name, input_name, shape = _input_of(model, input_shape)
-    inputs = keras.Input(shape, name=input_name)
+    name, input_name, shape, dtype = _input_of(model, input_shape)
+    inputs = keras.Input(shape, name=input_name, dtype=dtype)
     calls = graph.trace(model, inputs)
     cuts = graph.cut_indices(calls, inputs)
     output = calls[-1].outputs[0]
@@ -179,27 +179,27 @@ def repair_config(serialized):
 
 
 def _input_of(model, input_shape):
-    """(name, input layer name, example shape) of `model`, or a ValueError."""
+    """(name, input layer name, example shape, input dtype) of `model`, or a ValueError."""
     if isinstance(model, (list, tuple)):
         if not model or not all(isinstance(layer, keras.layers.Layer) for layer in model):
             raise ValueError(f"A model given as a list must be a non-empty list of keras layers, got {model!r}.")
-        return "layers", "image", tuple(input_shape or (32, 32, 3))
+        return "layers", "image", tuple(input_shape or (32, 32, 3)), None
     if not isinstance(model, keras.Model):
         raise ValueError(f"architecture must be a keras_local name, a keras.Model or a list of layers, "
                          f"got {type(model).__name__}: {model!r}.")
     if isinstance(model, keras.Sequential) and not model.built and input_shape is not None:
-        return model.name, "image", tuple(input_shape)
+        return model.name, "image", tuple(input_shape), None
     inputs = graph.functional_input(model)
     own = tuple(inputs.shape[1:])
     if input_shape is None:
         if None in own:
             raise ValueError(f"Model {model.name!r} takes inputs of shape {own}, with undefined dimensions: pass "
                              f"input_shape, the shape of one example (e.g. input_shape=(32, 32, 3)).")
-        return model.name, inputs.name, own
+        return model.name, inputs.name, own, inputs.dtype
     given = tuple(input_shape)
     if len(given) != len(own) or any(a is not None and a != b for a, b in zip(own, given)):
         raise ValueError(f"input_shape={given} does not fit model {model.name!r}, which takes inputs of shape {own}.")
-    return model.name, inputs.name, given
+    return model.name, inputs.name, given, inputs.dtype
 
 
 def _classifier_start(calls, cuts, output):
