@@ -1,6 +1,7 @@
 """`build_model`: the one entry point from names to a built LocalModel."""
 
 import math
+import warnings
 
 from keras_local.architectures import architecture_option_names, get_architecture
 from keras_local.block import Block
@@ -93,6 +94,7 @@ def build_model(
     model = kl.build_model(resnet, "gll", cuts=["conv2_block3_out", "conv3_block4_out", "conv4_block6_out"])
     ```
     """
+    block_order = _renamed_block_order(block_order, method_options)
     rule = get_method(method, **method_options)
     if recipe is not None and check_recipe(recipe) == "reference":
         label = architecture if isinstance(architecture, str) else getattr(architecture, "name", "layers")
@@ -155,6 +157,20 @@ def build_model(
     if build:
         model.build((None, *input_shape))
     return model
+
+
+def _renamed_block_order(block_order, method_options):
+    """`block_order`, or the value of its old name `schedule` (popped from `method_options`) with a
+    DeprecationWarning; keras_local 0.3 renamed it."""
+    if "schedule" not in method_options:
+        return block_order
+    schedule = method_options.pop("schedule")
+    if block_order != "together":
+        raise ValueError(f"schedule={schedule!r} is the old name of block_order; give only block_order "
+                         f"(got block_order={block_order!r}).")
+    warnings.warn("build_model(schedule=...) is deprecated and will be removed in keras_local 0.4: "
+                  "use block_order=... instead.", DeprecationWarning, stacklevel=3)
+    return schedule
 
 
 def _own_model(architecture, input_shape, num_classes, architecture_options):
