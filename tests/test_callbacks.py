@@ -116,6 +116,14 @@ def test_greedy_fit_on_cached_features_makes_the_updates_of_progressive_freezing
         kl.greedy.fit_greedy(compiled("bp"), dataset(), epochs_per_block=1)
 
 
+def test_greedy_fit_refuses_backward_links_it_cannot_train():
+    with pytest.raises(ValueError, match=r"cannot train method 'backlink': the tails of blocks \[0, 1\]"):
+        kl.greedy.fit_greedy(compiled("backlink", alpha=0.5, propagation_length=1), dataset(), epochs_per_block=1)
+    histories = kl.greedy.fit_greedy(compiled("backlink", alpha=1.0, propagation_length=1), dataset(),
+                                     epochs_per_block=1)  # alpha = 1 is gll: nothing is lost
+    assert len(histories) == 3
+
+
 def test_progressive_freezing_on_a_plateau_of_the_local_loss():
     model = compiled(optimizer=[keras.optimizers.SGD(0.0), keras.optimizers.SGD(0.1), keras.optimizers.SGD(0.1)])
     freezing = klc.ProgressiveFreezing(patience=2)  # block 0 cannot improve (learning rate 0)
