@@ -110,12 +110,15 @@ class OwnModel:
             close = difflib.get_close_matches(item, self._cut_names, n=3)
             hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
             raise ValueError(f"Model {self.name!r} has no cut point {item!r}.{hint} kl.cut_points(model) lists them.")
+        if item in self._cut_names:  # a cut point inside the classifier
+            raise ValueError(f"Layer {item!r} of model {self.name!r} is in its classifier, which stays whole as the "
+                             f"output head; the last cut point before it is {self.unit_ends[-1]!r}.")
         position = self._layer_order.index(item)
         before = [name for name in self._cut_names if self._layer_order.index(name) < position]
         after = [name for name in self._cut_names if self._layer_order.index(name) > position]
         nearest = " and ".join(repr(names[index]) for names, index in ((before, -1), (after, 0)) if names)
-        raise ValueError(f"Layer {item!r} of model {self.name!r} is not a cut point (it is inside a block "
-                         f"that other tensors bypass, or in the classifier); the nearest cut points are {nearest}.")
+        raise ValueError(f"Layer {item!r} of model {self.name!r} is not a cut point (it is inside a block that "
+                         f"other tensors bypass, or in the classifier); the nearest cut points are {nearest}.")
 
 
 def prepare_model(model, input_shape=None, num_classes=None):

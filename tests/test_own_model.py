@@ -145,6 +145,8 @@ class Subclassed(keras.Model):
     (lambda: keras.Sequential([keras.layers.Dense(3)], name="unbuilt"), {}, "pass input_shape="),
     (residual_model, {"cuts": ["res1_conv2"]}, "the nearest cut points are 'stem_relu' and 'res1_add'"),
     (residual_model, {"cuts": ["stem_rel"]}, "Did you mean 'stem_relu'"),
+    (residual_model, {"cuts": ["pool"]}, "is in its classifier, which stays whole as the output head; the last "
+                                         "cut point before it is 'mix_concat'"),
     (lambda: keras.applications.MobileNetV2(weights=None, alpha=0.35, include_top=False), {},
      "with undefined dimensions: pass input_shape"),
     (residual_model, {"input_shape": (16, 16, 3)}, "input_shape=(16, 16, 3) does not fit model 'residual'"),
