@@ -145,12 +145,12 @@ def build_model(
         elif block_head is None and method.aux_heads:
             block_head = get_head(head, num_classes, name_prefix=f"block{index}_head", image_shape=input_shape,
                                   **(method.head_options() if head == method.default_head else {}))
-        if own is not None:
-            set_token_pooling(block_head, own.token_pooling)
         blocks.append(Block(group, head=block_head, **decay, name=f"block_{index}"))
     if method.separate_output_block:
         blocks.append(Block([], head=output_head(method, own, num_classes, features_shape), **decay,
                             name="output_block"))
+    for block in blocks if own is not None else ():
+        set_token_pooling(block.head, own.token_pooling)
     extra_blocks = method.extra_blocks(architecture, num_classes, len(blocks))
     model = LocalModel(blocks, method=method, extra_blocks=extra_blocks, block_order=block_order, devices=devices,
                        backbone_name=None if own is None else own.name, name=name or f"{architecture}_{method.name}")
@@ -191,10 +191,7 @@ def output_head(method, own, num_classes, features_shape):
     has one, else the method's output head."""
     if own is not None and own.classifier is not None:
         return own.classifier
-    head = method.output_head(num_classes, features_shape)
-    if own is not None:
-        set_token_pooling(head, own.token_pooling)
-    return head
+    return method.output_head(num_classes, features_shape)
 
 
 def _unit_shapes(units, input_shape):

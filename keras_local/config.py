@@ -257,16 +257,12 @@ def _check_cuts(config, values):
     """`cuts` fixes K (one more block than cuts): `num_blocks` follows it, or must agree with it.
     A user's own model (`keras_local.own_model`) may name its cut points instead of unit indices."""
     from keras_local.own_model import is_model_spec
-    from keras_local.splitting import parse_cuts
+    from keras_local.splitting import cut_items, parse_cuts
 
     cuts = config["cuts"]
     if cuts is None:
         return
-    if is_model_spec(config["architecture"]):
-        items = cuts.split(",") if isinstance(cuts, str) else cuts
-        count = len([item for item in items if str(item).strip()]) + 1
-    else:
-        count = len(parse_cuts(cuts)) + 1
+    count = len(cut_items(cuts) if is_model_spec(config["architecture"]) else parse_cuts(cuts)) + 1
     if "num_blocks" in values and config["num_blocks"] != count:
         raise ValueError(
             f"cuts={cuts!r} make {count} blocks but num_blocks={config['num_blocks']!r}; "

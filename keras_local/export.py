@@ -3,7 +3,7 @@
 import keras
 import numpy as np
 
-from keras_local.graph import replay_model
+from keras_local.graph import is_functional, replay_model
 
 
 def export_inference_model(model, filepath=None, normalization=None):
@@ -94,26 +94,21 @@ def backbone_model(model, include_top=None):
         raise ValueError("Build or train the model before taking its backbone.")
     units = [unit for block in model.blocks for unit in block.units]
     if include_top is None:
-        include_top = not any(map(_is_graph, units)) or _is_graph(model.output_head)
+        include_top = not any(map(is_functional, units)) or is_functional(model.output_head)
     first = units[0] if units else None
-    name, dtype = (first.layers[0].name, first.inputs[0].dtype) if _is_graph(first) else ("image", None)
+    name, dtype = (first.layers[0].name, first.inputs[0].dtype) if is_functional(first) else ("image", None)
     inputs = keras.Input(shape=model.blocks[0].input_shape_without_batch, name=name, dtype=dtype)
     x = inputs
     for layer in units + (model.inference_head if include_top else []):
-        x = replay_model(layer, x) if _is_graph(layer) else layer(x)
+        x = replay_model(layer, x) if is_functional(layer) else layer(x)
     return keras.Model(inputs, x, name=model.backbone_name or model.name)
-
-
-def _is_graph(layer):
-    """Whether `layer` is a functional model (a piece of a user's model)."""
-    return isinstance(layer, keras.Model) and getattr(layer, "inputs", None) is not None
 
 
 def _replay(layer, x):
     """Built-in Keras layers are called as they are, a piece of the user's
     model layer by layer; this package's layers are replaced by their
     `call`, which calls only built-in layers."""
-    if _is_graph(layer):
+    if is_functional(layer):
         return replay_model(layer, x)
     if type(layer).__module__.startswith("keras."):
         return layer(x)

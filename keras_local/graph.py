@@ -60,9 +60,14 @@ def _opened(layer, args, kwargs):
         return None
     if type(layer).__name__ in CHAINS:
         return CHAINS[type(layer).__name__](layer)
-    if isinstance(layer, keras.Model) and len(getattr(layer, "inputs", None) or ()) == 1 and len(layer.outputs) == 1:
+    if is_functional(layer) and len(layer.inputs) == 1 and len(layer.outputs) == 1:
         return layer
     return None
+
+
+def is_functional(layer):
+    """Whether `layer` is a model with a functional graph (e.g. a piece of a user's model)."""
+    return isinstance(layer, keras.Model) and getattr(layer, "inputs", None) is not None
 
 
 def trace(model, inputs):
@@ -113,9 +118,7 @@ def replay(calls, mapping):
 def replay_model(model, x):
     """`model`'s layers called on the KerasTensor `x`, flat (no nested model):
     the output tensor."""
-    inputs = keras.Input(batch_shape=x.shape, dtype=x.dtype)
-    calls = trace(model, inputs)
-    return replay(calls, {id(inputs): x})
+    return trace(model, x)[-1].outputs[0]
 
 
 def cut_indices(calls, inputs):
@@ -126,11 +129,11 @@ def cut_indices(calls, inputs):
         for tensor in call.inputs:
             last_use[id(tensor)] = index
     last_use[id(calls[-1].outputs[0])] = len(calls)
-    shared = {}
+    first, last = {}, {}
     for index, call in enumerate(calls):
-        first, _ = shared.get(id(call.layer), (index, index))
-        shared[id(call.layer)] = (first, index)
-    inside_shared = {index for first, last in shared.values() for index in range(first, last)}
+        first.setdefault(id(call.layer), index)
+        last[id(call.layer)] = index
+    inside_shared = {index for key in first for index in range(first[key], last[key])}
     live = {id(inputs)}
     cuts = []
     for index, call in enumerate(calls[:-1]):

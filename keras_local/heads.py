@@ -46,10 +46,9 @@ def check_token_pooling(token_pooling):
 
 
 def set_token_pooling(head, token_pooling):
-    """Makes `head` (and a head inside it) pool token sequences by `token_pooling`, where it pools them."""
-    for layer in (head, getattr(head, "aux", None)):
-        if hasattr(layer, "token_pooling"):
-            layer.token_pooling = check_token_pooling(token_pooling)
+    """Makes `head` pool token sequences by `token_pooling`, if it pools them."""
+    if hasattr(head, "token_pooling"):
+        head.token_pooling = check_token_pooling(token_pooling)
 
 
 def get_head(name, num_classes, name_prefix="head", image_shape=None, **options):

@@ -28,6 +28,7 @@ import inspect
 import keras
 
 from keras_local import graph
+from keras_local.splitting import cut_items
 
 APPLICATIONS_PREFIX = "keras.applications."
 
@@ -98,8 +99,7 @@ class OwnModel:
         indices, a list or a comma-separated string, as unit indices."""
         if cuts is None:
             return None
-        items = [part.strip() for part in cuts.split(",") if part.strip()] if isinstance(cuts, str) else list(cuts)
-        return [self._unit_boundary(item) for item in items]
+        return [self._unit_boundary(item) for item in cut_items(cuts)]
 
     def _unit_boundary(self, item):
         if isinstance(item, int) or (isinstance(item, str) and item.isdigit()):

@@ -105,6 +105,13 @@ def balanced_cuts(costs, num_blocks):
     return cuts[::-1]
 
 
+def cut_items(cuts):
+    """The entries of `cuts`: a list as it is, or a comma-separated string's stripped parts."""
+    if isinstance(cuts, str):
+        return [part.strip() for part in cuts.split(",") if part.strip()]
+    return list(cuts)
+
+
 def parse_cuts(cuts):
     """Accepts a list of ints or a comma-separated string (for keras-tuner)."""
     if isinstance(cuts, str):
