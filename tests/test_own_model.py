@@ -228,3 +228,13 @@ def test_keras_hub_backbones_train_block_wise_from_a_config(tmp_path):
     loaded = keras.saving.load_model(tmp_path / "vit.keras")
     np.testing.assert_allclose(loaded.predict(images, verbose=0), vit_model.predict(images, verbose=0), atol=1e-5)
     np.testing.assert_allclose(loaded.backbone_model()(images), vit(images), atol=1e-4)
+
+
+def test_the_models_input_dtype_is_kept():
+    inputs = keras.Input((8, 8, 3), dtype="uint8", name="raw")
+    x = keras.layers.Rescaling(1 / 255, name="scale")(inputs)
+    x = keras.layers.Conv2D(4, 3, name="conv")(x)
+    outputs = keras.layers.Dense(5, name="logits")(keras.layers.GlobalAveragePooling2D(name="pool")(x))
+    model = kl.build_model(keras.Model(inputs, outputs, name="raw_pixels"), "gll", num_blocks=2)
+    assert model.blocks[0].units[0].inputs[0].dtype == "uint8"
+    assert model.backbone_model().inputs[0].dtype == "uint8"
