@@ -101,6 +101,9 @@ class Block(keras.Model):
         self.head = head
         self.weight_decay = float(weight_decay)
         self.weight_decay_scope = weight_decay_scope
+        # The part of the local loss whose error a backward link sends back (None: all of it; set by
+        # `LocalModel.compile` from `Method.sent_loss`).
+        self.sent_loss = None
 
     def build(self, input_shape):
         shape = tuple(input_shape)
@@ -156,6 +159,16 @@ class Block(keras.Model):
             return keras.losses.get(self.loss)(y, outputs)
         return self.compute_loss(y=y, y_pred=outputs, training=training)
 
+    def sent_part(self, y, outputs, loss_weight):
+        """`loss_weight ·` the part of the local loss whose error is sent back
+        (`sent_loss`), scaled for the optimizer (None: the whole loss is sent)."""
+        if self.sent_loss is None:
+            return None
+        sent = self.sent_loss(y, outputs)
+        if not (isinstance(outputs, dict) or isinstance(y, dict)):  # as `local_loss` (Keras' compute_loss) does
+            sent = scale_for_replicas(sent)
+        return self.optimizer.scale_loss(loss_weight * sent)
+
     def compute_local_gradients(self, inputs, y, loss_weight=1.0, linked_units=0, input_gradient=False):
         """Forward through the block and its head, and the gradients of
         `loss_weight · local loss + weight decay` w.r.t. `self.trainable_variables`.
@@ -168,7 +181,8 @@ class Block(keras.Model):
                 wait for the next block's error (`finish_link`); their entries
                 in `gradients` are None until then.
             input_gradient: also return ∂(loss_weight · loss)/∂inputs, the
-                error a backward link sends to the previous block.
+                error a backward link sends to the previous block (of the
+                `sent_loss` part of the loss, when one is set).
 
         Returns a `LocalStep`; its `loss` is the local loss without weight or
         weight decay, as Keras' losses return it (divided by the number of
@@ -176,20 +190,24 @@ class Block(keras.Model):
         the optimizer's loss scale under mixed precision, as `optimizer.apply`
         expects; its `input_gradient` is not.
         """
+        linked_units = min(linked_units, len(self.units))
         if linked_units > 0:
             return self._compute_with_tail(inputs, y, loss_weight, linked_units, input_gradient)
-        with tf.GradientTape() as tape:
+        separate = input_gradient and self.sent_loss is not None
+        with tf.GradientTape(persistent=separate) as tape:
             if input_gradient:
                 tape.watch(inputs)
             features = self(inputs, training=True)
             outputs = self.head(features, training=True)
             logits, loss = logits_of(outputs), self.local_loss(y, outputs)
             scaled = self.optimizer.scale_loss(loss_weight * loss + self.weight_decay_loss())
+            sent = self.sent_part(y, outputs, loss_weight) if separate else None
         variables = list(self.trainable_variables)
-        gradients = tape.gradient(scaled, variables + ([inputs] if input_gradient else []))
+        gradients = tape.gradient(scaled, variables + ([inputs] if input_gradient and not separate else []))
         step = LocalStep(features, logits, loss, gradients[:len(variables)])
         if input_gradient:
-            step.input_gradient = ops.cast(gradients[-1], "float32") / self._loss_scale()
+            error = tape.gradient(sent, inputs) if separate else gradients[-1]
+            step.input_gradient = ops.cast(error, "float32") / self._loss_scale()
         return step
 
     def _loss_scale(self):
@@ -204,7 +222,8 @@ class Block(keras.Model):
         the tail's weight gradients are left for `finish_link`."""
         split = len(self.units) - linked_units
         prefix_units, tail_units = self.units[:split], self.units[split:]
-        with tf.GradientTape() as prefix_tape:
+        separate = input_gradient and self.sent_loss is not None
+        with tf.GradientTape(persistent=separate) as prefix_tape:
             if input_gradient:
                 prefix_tape.watch(inputs)
             hidden = _run(prefix_units, inputs)
@@ -215,11 +234,12 @@ class Block(keras.Model):
         head_inputs = ops.stop_gradient(features)
         tail = {id(v) for v in self.tail_variables(linked_units)}
         local = [v for v in self.trainable_variables if id(v) not in tail]  # the head's and the prefix's
-        with tf.GradientTape() as head_tape:
+        with tf.GradientTape(persistent=separate) as head_tape:
             head_tape.watch(head_inputs)
             outputs = self.head(head_inputs, training=True)
             logits, loss = logits_of(outputs), self.local_loss(y, outputs)
             scaled = self.optimizer.scale_loss(loss_weight * loss + self.weight_decay_loss(local))
+            sent = self.sent_part(y, outputs, loss_weight) if separate else None
         *own, features_gradient = head_tape.gradient(scaled, local + [head_inputs])
         gradients = dict(zip((id(v) for v in local), own))  # the prefix's: weight decay only so far
         hidden_gradient = tail_tape.gradient(features, tail_inputs, output_gradients=features_gradient)
@@ -231,6 +251,11 @@ class Block(keras.Model):
             input_error = through[-1] if input_gradient else None
             for variable, gradient in zip(prefix_variables, through):
                 gradients[id(variable)] = _add(gradients.get(id(variable)), gradient)
+        if separate:  # only the sent part's error goes back: through the tail (and prefix) once more
+            sent_gradient = head_tape.gradient(sent, head_inputs)
+            input_error = tail_tape.gradient(features, tail_inputs, output_gradients=sent_gradient)
+            if prefix_units:
+                input_error = prefix_tape.gradient(hidden, inputs, output_gradients=input_error)
         step = LocalStep(features, logits, loss, [gradients.get(id(v)) for v in self.trainable_variables])
         step.tape = tail_tape
         step.features_gradient = ops.cast(features_gradient, "float32") / self._loss_scale()
@@ -239,7 +264,7 @@ class Block(keras.Model):
         return step
 
     def tail_variables(self, linked_units):
-        """The trainable variables of the last `linked_units` units."""
+        """The trainable variables of the last `linked_units` units (all, if the block has fewer)."""
         if linked_units <= 0:
             return []
         return [v for unit in self.units[-linked_units:] for v in unit.trainable_variables]

@@ -7,6 +7,7 @@ from keras_local.architectures import architecture_option_names, get_architectur
 from keras_local.block import Block
 from keras_local.heads import HEADS, get_head, set_token_pooling
 from keras_local.methods import get_method
+from keras_local.methods.base import Network
 from keras_local.model import LocalModel
 from keras_local.own_model import is_model_spec, load_model_spec, prepare_model
 from keras_local.recipes import check_recipe
@@ -135,7 +136,9 @@ def build_model(
 
     groups = split_units(units, cuts)
     method.configure(architecture=architecture, num_blocks=len(groups), dataset=dataset)
-    features_shape = _unit_shapes(units, input_shape)[-1]
+    unit_shapes = _unit_shapes(units, input_shape)
+    features_shape = unit_shapes[-1]
+    network = Network(groups, unit_shapes, tuple(input_shape), num_classes)
     decay = dict(weight_decay=weight_decay, weight_decay_scope=weight_decay_scope)
     blocks = []
     for index, group in enumerate(groups):
@@ -145,6 +148,7 @@ def build_model(
         elif block_head is None and method.aux_heads:
             block_head = get_head(head, num_classes, name_prefix=f"block{index}_head", image_shape=input_shape,
                                   **(method.head_options() if head == method.default_head else {}))
+            block_head = method.auxiliary_head(index, block_head, network)  # MAN, HPFF, AugLocal
         blocks.append(Block(group, head=block_head, **decay, name=f"block_{index}"))
     if method.separate_output_block:
         blocks.append(Block([], head=output_head(method, own, num_classes, features_shape), **decay,

@@ -221,7 +221,9 @@ class DGLHead(keras.layers.Layer):
         def name(part):
             return f"{self.name}_{part}{next(counter)}"
 
-        def pool(output_size):
+        def pool(output_size, input_size=None):
+            if input_size == 1 and output_size > 1:  # PyTorch's adaptive pooling of a 1x1 map repeats it
+                return keras.layers.UpSampling2D(output_size, name=name("pool"), dtype=dtype)
             if output_size == 1:  # Keras' adaptive pooling to 1x1 fails in graph mode (a 5-wide window on 4x4)
                 return keras.layers.GlobalAveragePooling2D(keepdims=True, name=name("pool"), dtype=dtype)
             return keras.layers.AdaptiveAveragePooling2D(output_size, name=name("pool"), dtype=dtype)
@@ -235,7 +237,7 @@ class DGLHead(keras.layers.Layer):
             layers += [pool(reduced)]
             for _ in range(3):
                 layers += conv_bn_relu(1)
-            layers += [pool(2)]
+            layers += [pool(2, reduced)]
         elif self.variant == "mlp":  # (on maps of 4x4 or less, ⌈s/4⌉ is 1: nothing left to pool)
             layers += [pool(reduced), pool(min(reduced, 2))]
         else:

@@ -247,6 +247,7 @@ class LocalModel(LocalTrainer, keras.Model):
         for index, (block, block_optimizer) in enumerate(zip(self.blocks, optimizers)):
             block.compile(optimizer=block_optimizer, loss=self.method.block_loss(index, len(self.blocks), loss),
                           metrics=["accuracy"] if self.method.heads_classify else [])
+            block.sent_loss = self.method.sent_loss(index, len(self.blocks), loss)
         for block, block_optimizer in zip(self.extra_blocks, optimizers[len(self.blocks):]):
             block.compile(optimizer=block_optimizer, loss=self.method.extra_block_loss)
         # Keras itself only uses the model-level loss to trace the model under a

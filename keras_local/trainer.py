@@ -131,6 +131,7 @@ class LocalTrainer:
                     error = self.method.link(previous_step.features_gradient, ops.cast(step.input_gradient, "float32"))
                     gradients = previous.finish_link(previous_step, error, previous_length)
                     previous.optimizer.apply(gradients, previous.trainable_variables)
+                self.method.after_block_update(self, index - 1)
                 link_gradients = gradients  # the next block's forward also waits for this update
                 waiting = None
             if linked_units > 0:
@@ -138,6 +139,7 @@ class LocalTrainer:
             else:
                 with self.on_device(index):
                     block.optimizer.apply(step.gradients, block.trainable_variables)
+                self.method.after_block_update(self, index)
             self._update_block_metrics(index, y, step.logits, step.loss)
             features, previous_gradients = step.features, step.gradients + link_gradients
             link_gradients = []
@@ -211,6 +213,7 @@ class LocalTrainer:
                 )
                 block.optimizer.apply(step.gradients, block.trainable_variables)
                 features = ops.stop_gradient(step.features)
+            self.method.after_block_update(self, index)
             self._update_block_metrics(index, labels, step.logits, step.loss)
             self._write_for_next_block(index, features, labels)
         if active < num_blocks or self.block_states[-1] != "train":  # warm-up, or no output trained

@@ -2,6 +2,7 @@
 
 # Importing a method's module registers it (`@register_method` at its definition).
 from keras_local.methods.associated import AssociatedLearning
+from keras_local.methods.auglocal import AugLocal
 from keras_local.methods.backlink import BackLink
 from keras_local.methods.base import METHODS, Method, register_method
 from keras_local.methods.bp import Backprop
@@ -11,7 +12,7 @@ from keras_local.methods.gll import GreedyLocal
 from keras_local.methods.infopro import InfoPro
 from keras_local.methods.predsim import PredSim
 
-__all__ = ["METHODS", "AssociatedLearning", "BackLink", "Backprop", "BlockwiseBPFree", "DecoupledGreedy",
+__all__ = ["METHODS", "AssociatedLearning", "AugLocal", "BackLink", "Backprop", "BlockwiseBPFree", "DecoupledGreedy",
            "GreedyLocal", "InfoPro", "Method", "PredSim", "get_method", "list_methods", "method_option_names",
            "register_method"]
 

@@ -1,6 +1,24 @@
 """What a training method is: a small rule the one `LocalModel.train_step` consults."""
 
+import sys
+from dataclasses import dataclass
+
 from keras_local.registry import Registry
+
+# What `Method.linked_units` returns to link a block's every unit (clipped to the block's length).
+WHOLE_BLOCK = sys.maxsize
+
+
+@dataclass(frozen=True)
+class Network:
+    """The cut network an auxiliary head is made for (`Method.auxiliary_head`):
+    the units of each block, every unit's output shape, the example's shape
+    and the number of classes."""
+
+    groups: list
+    unit_shapes: list
+    input_shape: tuple
+    num_classes: int
 
 METHODS = Registry("method")
 
@@ -97,8 +115,13 @@ class Method:
     def linked_units(self, block_index, num_blocks):
         """How many units at the end of block `block_index` (its tail) also
         learn from the next block's error, mixed by `link` (0: none, the block
-        learns from its own loss only)."""
+        learns from its own loss only; `WHOLE_BLOCK`: all of them)."""
         return 0
+
+    def sent_loss(self, index, num_blocks, loss):
+        """The part of block `index`'s loss whose error at the block's input
+        it sends back through a backward link (None: the whole loss)."""
+        return None
 
     def link(self, own_error, next_error):
         """The error a linked tail learns from, given the error of its own
@@ -157,6 +180,16 @@ class Method:
     def block_loss(self, index, num_blocks, loss):
         """The loss of block `index` (default: the compiled one for all)."""
         return loss
+
+    def auxiliary_head(self, index, head, network):
+        """Block `index`'s auxiliary head, given the default one (`head`) and
+        the cut `network` (`Network`): where MAN, HPFF and AugLocal build
+        theirs."""
+        return head
+
+    def after_block_update(self, model, index):
+        """Runs in the training step right after block `index` applied its
+        update (MAN's moving average)."""
 
     def head_options(self):
         """Extra keyword arguments of the auxiliary heads."""

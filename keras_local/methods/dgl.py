@@ -1,7 +1,7 @@
 """Decoupled Greedy Learning (DGL; Belilovsky, Eickenberg and Oyallon)."""
 
 from keras_local.methods.base import register_method
-from keras_local.methods.gll import GreedyLocal
+from keras_local.methods.gll import GreedyLocal, composed_recipe
 
 
 @register_method
@@ -35,6 +35,9 @@ class DecoupledGreedy(GreedyLocal):
 
     def reference_recipe(self, architecture):
         from keras_local.recipes import Recipe, piecewise
+
+        if self.man or self.hpff:
+            return composed_recipe(self, architecture)
 
         return Recipe(
             {"optimizer": "sgd", "learning_rate": 0.1, "momentum": 0.9, "nesterov": False, "weight_decay": 5e-4,

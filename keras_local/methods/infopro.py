@@ -4,7 +4,7 @@ import math
 
 from keras_local.losses import AUX_LOSSES, InfoProLoss
 from keras_local.methods.base import check_number, register_method
-from keras_local.methods.gll import GreedyLocal
+from keras_local.methods.gll import GreedyLocal, composed_recipe
 
 
 @register_method
@@ -36,13 +36,16 @@ class InfoPro(GreedyLocal):
     """
 
     name = "infopro"
-    options = ("aux_loss", "reconstruction_weights", "aux_weights", "temperature", "image_normalization")
+    options = ("aux_loss", "reconstruction_weights", "aux_weights", "temperature", "image_normalization",
+               *GreedyLocal.options)
     default_head = "infopro"
     needs_images = True
 
     def __init__(self, aux_loss="cross_entropy", reconstruction_weights=None, aux_weights=None,
-                 temperature=0.07, image_normalization=None):
+                 temperature=0.07, image_normalization=None, **composed):
         from keras_local.data import NORMALIZATION
+
+        super().__init__(**composed)  # MAN / HPFF
 
         if aux_loss not in AUX_LOSSES:
             raise ValueError(f"Unknown aux_loss {aux_loss!r}. Allowed: {', '.join(AUX_LOSSES)}.")
@@ -82,6 +85,10 @@ class InfoPro(GreedyLocal):
     def reference_recipe(self, architecture):
         from keras_local.recipes import Recipe
 
+        if self.man or self.hpff:  # their READMEs' ResNet-32 K = 16 command: --ixx_1 5 --ixy_1 0.5 --ixx_2 0 --ixy_2 0
+            return composed_recipe(self, architecture, {
+                "aux_loss": "cross_entropy", "reconstruction_weights": [5.0, 0.0], "aux_weights": [0.5, 0.0]})
+
         return Recipe(
             {"optimizer": "sgd", "learning_rate": 0.8, "momentum": 0.9, "nesterov": True, "weight_decay": 1e-4,
              "weight_decay_scope": "all", "batch_size": 1024, "epochs": 160, "lr_schedule": "cosine",
@@ -94,21 +101,27 @@ class InfoPro(GreedyLocal):
             "contrastive loss (τ = 0.07), per-K λ from comand.sh, InfoPro's splits",
         )
 
-    def block_loss(self, index, num_blocks, loss):
+    def _loss(self, reconstruction, aux):
         from keras_local.data import NORMALIZATION
 
         mean, std = NORMALIZATION[self.image_normalization or "cifar10"]
-        common = dict(aux_loss=self.aux_loss, temperature=self.temperature, image_mean=mean, image_std=std)
+        return InfoProLoss(reconstruction, aux, aux_loss=self.aux_loss, temperature=self.temperature,
+                           image_mean=mean, image_std=std)
+
+    def module_loss(self, index, num_blocks, loss):
         if index == num_blocks - 1:  # the network's own head: cross-entropy on the labels
-            return InfoProLoss(0.0, 1.0, **common)
-        reconstruction, aux = self.interpolated_weights(num_blocks)[index]
-        return InfoProLoss(reconstruction, aux, **common)
+            return self._loss(0.0, 1.0)
+        return self._loss(*self.interpolated_weights(num_blocks)[index])
+
+    def independent_loss(self, num_blocks, loss):
+        """HPFF's independent module: the auxiliary term alone (the reference's `net_classifier`)."""
+        return self._loss(0.0, 1.0)
 
     def head_options(self):
         return {"aux_loss": self.aux_loss}
 
     def get_config(self):
-        return {"aux_loss": self.aux_loss,
+        return {**self.composable_config(), "aux_loss": self.aux_loss,
                 "reconstruction_weights": None if self.reconstruction_weights is None else list(
                     self.reconstruction_weights),
                 "aux_weights": None if self.aux_weights is None else list(self.aux_weights),

@@ -35,6 +35,7 @@ class PredSim(GreedyLocal):
 
     name = "predsim"
     options = ("beta", "output_loss")
+    search_defaults = {}
     schedulable = ("beta",)
     default_head = "predsim"
     separate_output_block = True
