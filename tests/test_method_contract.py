@@ -16,13 +16,16 @@ import pytest
 import keras_local as kl
 from keras_local.block_order import BLOCK_ORDERS
 
-METHODS = kl.list_methods()
+# Every registered method, and the rules that compose with the auxiliary-head methods as options.
+COMPOSED = ["dgl+man", "gll+man", "infopro+man", "dgl+hpff", "gll+hpff", "infopro+hpff"]
+METHODS = kl.list_methods() + COMPOSED
 SHAPE, CLASSES = (16, 16, 3), 4
 
 
 def _model(method, block_order="together"):
-    model = kl.build_model("resnet8", method=method, num_blocks=2, input_shape=SHAPE, num_classes=CLASSES,
-                           block_order=block_order)
+    name, _, option = method.partition("+")
+    model = kl.build_model("resnet8", method=name, num_blocks=2, input_shape=SHAPE, num_classes=CLASSES,
+                           block_order=block_order, **({option: True} if option else {}))
     model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9))
     return model
 
@@ -84,7 +87,7 @@ def test_a_frozen_block_is_untouched_or_freezing_is_refused(method):
     try:
         model.set_block_state(0, "frozen")
     except ValueError as error:
-        assert method in str(error) or "backpropagate" in str(error)
+        assert method.partition("+")[0] in str(error) or "backpropagate" in str(error)
         return
     x, y = _batch()
     model.predict(x, verbose=0)  # builds every variable

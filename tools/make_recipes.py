@@ -1,4 +1,5 @@
-"""Writes the paper recipes under `recipes/` (bwbpf, backlink, associated, infopro, dgl, predsim).
+"""Writes the paper recipes under `recipes/` (bwbpf, backlink, associated, infopro, dgl, predsim, and the
+2024 rules: man, hpff, auglocal).
 
 One TOML file per cell of the papers' tables (network × dataset × K, and the
 head for BackLink's Table 2), with the papers' training settings. Re-run after
@@ -296,10 +297,53 @@ def predsim_recipes():
     yield "predsim/vgg8b_cifar10.toml", lines, config
 
 
+# -- The 2024 rules: MAN and HPFF on DGL / InfoPro, AugLocal (their settings: `Method.reference_recipe`) ------
+
+RULES_2024 = {  # cell: (method, options, network, K, paper's test error % on CIFAR-10, BP's)
+    "man/dgl_man_resnet32_k16": ("dgl", {"man": True}, "resnet32", 16, 9.11, 6.37),
+    "man/dgl_man_resnet32_k8": ("dgl", {"man": True}, "resnet32", 8, 8.42, 6.37),
+    "man/infopro_man_resnet32_k16": ("infopro", {"man": True}, "resnet32", 16, 9.65, 6.37),
+    "hpff/dgl_hpff_resnet32_k16": ("dgl", {"hpff": True}, "resnet32", 16, 8.94, 6.37),
+    "hpff/infopro_hpff_resnet32_k16": ("infopro", {"hpff": True}, "resnet32", 16, 8.99, 6.37),
+    "auglocal/auglocal_resnet32_k16": ("auglocal", {}, "resnet32", 16, None, 6.37),
+    "auglocal/auglocal_resnet110_k55": ("auglocal", {}, "resnet110", 55, 6.04, 5.39),
+}
+
+
+def rule_2024_recipe(path, method, options, architecture, num_blocks, error, bp_error):
+    from keras_local.architectures import get_architecture
+    from keras_local.methods import get_method
+
+    rule = get_method(method, **options)
+    recipe = rule.reference_recipe(architecture)
+    config = {"architecture": architecture, "method": method, "dataset": "cifar10", "eval_batch_size": 1000,
+              **{key: value for key, value in recipe.settings.items() if key != "method_options"}}
+    if method == "auglocal":  # the reference's K counts d modules that it folds into the last: K − d blocks
+        depth = recipe.settings["method_options"]["depth"]
+        config.pop("split")
+        config["cuts"] = list(range(1, num_blocks - depth))
+        assert len(get_architecture(architecture)) == num_blocks  # layer-wise: one unit per module
+    else:
+        config["num_blocks"] = num_blocks
+    config["method_options"] = {key: value for key, value in {**recipe.settings["method_options"], **options}.items()
+                                if value is not None}  # None: the dataset's own (TOML has no null)
+    rule_name = {"man": "MAN", "hpff": "HPFF"}.get(next(iter(options), ""), "AugLocal")
+    lines = [f"{rule_name} on {method if options else 'its own auxiliary nets'}, CIFAR-10, {architecture}, "
+             f"K = {num_blocks} (the paper's count).", f"Settings: {recipe.source}."]
+    if error is not None:
+        lines.append(f"Paper: {error} % test error (400-epoch protocol); end-to-end BP {bp_error} %.")
+    return f"{path}.toml", lines, config
+
+
+def rules_2024_recipes():
+    for path, cell in RULES_2024.items():
+        yield rule_2024_recipe(path, *cell)
+
+
 def main():
     count = 0
     for path, lines, config in [*bwbpf_recipes(), *backlink_recipes(), *associated_recipes(), *infopro_recipes(),
-                                *dgl_recipes(), *predsim_recipes()]:
+                                *dgl_recipes(), *predsim_recipes(), *rules_2024_recipes()]:
         lines.append(f"Offline on this project's machines: {OFFLINE[config['dataset']]}")
         target = ROOT / path
         target.parent.mkdir(parents=True, exist_ok=True)

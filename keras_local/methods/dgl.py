@@ -1,7 +1,8 @@
 """Decoupled Greedy Learning (DGL; Belilovsky, Eickenberg and Oyallon)."""
 
 from keras_local.methods.base import register_method
-from keras_local.methods.gll import GreedyLocal, composed_recipe
+from keras_local.methods.composed import composed_recipe
+from keras_local.methods.gll import GreedyLocal
 
 
 @register_method

@@ -4,7 +4,8 @@ import math
 
 from keras_local.losses import AUX_LOSSES, InfoProLoss
 from keras_local.methods.base import check_number, register_method
-from keras_local.methods.gll import GreedyLocal, composed_recipe
+from keras_local.methods.composed import composed_recipe
+from keras_local.methods.gll import GreedyLocal
 
 
 @register_method

@@ -21,7 +21,7 @@ class AugLocal(GreedyLocal):
 
     On the CIFAR ResNets and VGG (units that are residual or conv layers).
     The reference's "K = 16, d = 2" on ResNet-32 has K − d = 14 modules:
-    `cuts=list(range(13))`, one unit per block and the last 3 with the output
+    `cuts=list(range(1, 14))`, one unit per block and the last 3 with the output
     head (`reference_recipe`).
 
     Args:
