@@ -218,7 +218,7 @@ def test_tune_writes_results_and_a_best_recipe_that_trains(tmp_path, capsys):
 @pytest.mark.parametrize("argv, message", [
     (["tune", "--tuner", "grid-ish"], "Unknown tuner 'grid-ish'. Allowed: random, hyperband, bayesian, grid"),
     (["tune", "--max-trials", "0"], "max_trials must be a positive integer, got 0"),
-    (["tune", "--set", "search={depth = [1]}"], "Unknown [search] key(s) ['depth']"),
+    (["tune", "--set", "search={width = [1]}"], "Unknown [search] key(s) ['width']"),
     (["tune", "--validation-examples", "5000"], "validation_examples must be in 1..1999"),
 ])
 def test_tune_bad_input_prints_one_line_and_exits_2(argv, message, tmp_path, capsys):
