@@ -44,7 +44,8 @@ def parse_method(spec):
 
 def make_model(args, spec):
     method, options = parse_method(spec)
-    model = kl.build_model(args.architecture, method=method, num_blocks=args.num_blocks, head=args.head,
+    model = kl.build_model(args.architecture, method=method, num_blocks=args.num_blocks,
+                           head=None if args.head == "default" else args.head,
                            input_shape=(32, 32, 3), num_classes=10, **options)
     model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9))
     return model
@@ -57,7 +58,7 @@ def main():
                         help='method specs, e.g. bp gll "backlink:alpha=0.5,propagation_length=1"')
     parser.add_argument("--reference", default=None, help="a second denominator besides bp (a spec)")
     parser.add_argument("--num-blocks", type=int, default=4)
-    parser.add_argument("--head", default="linear")
+    parser.add_argument("--head", default="linear", help='a head name, or "default": each method\'s own')
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=20, help="timed steps per round and model")
     parser.add_argument("--repeats", type=int, default=3, help="rounds, alternating the models")
