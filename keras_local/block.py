@@ -164,10 +164,8 @@ class Block(keras.Model):
         (`sent_loss`), scaled for the optimizer (None: the whole loss is sent)."""
         if self.sent_loss is None:
             return None
-        sent = self.sent_loss(y, outputs)
-        if not (isinstance(outputs, dict) or isinstance(y, dict)):  # as `local_loss` (Keras' compute_loss) does
-            sent = scale_for_replicas(sent)
-        return self.optimizer.scale_loss(loss_weight * sent)
+        # A Keras Loss divides by the number of replicas itself, as the compiled loss does.
+        return self.optimizer.scale_loss(loss_weight * self.sent_loss(y, outputs))
 
     def compute_local_gradients(self, inputs, y, loss_weight=1.0, linked_units=0, input_gradient=False):
         """Forward through the block and its head, and the gradients of

@@ -32,6 +32,8 @@ DISTRIBUTED_CASES = [
     ("backlink", "together", {"alpha": 0.5, "propagation_length": 1}),
     ("bwbpf", "pipelined", {}),
     ("associated", "together", {}),
+    ("gll", "together", {"man": True}),
+    ("gll", "sequential", {"hpff": True, "hpff_patch_grid": 1}),
 ]
 
 
