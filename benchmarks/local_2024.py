@@ -77,7 +77,8 @@ def main():
             if key in results:
                 continue
             method, options = CELLS[cell]
-            split = "infopro" if args.architecture in ("resnet32", "resnet110") else "even"
+            infopro_split = args.architecture in ("resnet32", "resnet110") and method != "bp"
+            split = "infopro" if infopro_split else "even"
             overrides = [
                 f"architecture={args.architecture}", f"method={method}",
                 f"num_blocks={1 if method == 'bp' else args.num_blocks}", f"split={split}",

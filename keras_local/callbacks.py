@@ -51,6 +51,7 @@ import tensorflow as tf
 
 from keras_local import plots, profiling
 from keras_local.files import read_json, write_json
+from keras_local.optimizers import _inner
 
 
 def _block_keys(model):
@@ -230,39 +231,39 @@ class BlockLearningRateScheduler(keras.callbacks.Callback):
         self.schedule, self.verbose = schedule, verbose
 
     def _optimizers(self):
-        return [getattr(block.optimizer, "inner_optimizer", block.optimizer) for block in self.model.blocks]
+        """(block index, optimizer) of every block, then of each extra block (Associated Learning's
+        label path: extra block k follows block k's schedule at its own learning-rate factor)."""
+        num_blocks = len(self.model.blocks)
+        return [(position % num_blocks, optimizer) for position, optimizer in enumerate(self.model.optimizer.optimizers)]
 
     def on_train_begin(self, logs=None):
         _check_local_model(self, self.model)
         if isinstance(self.schedule, (list, tuple)) and len(self.schedule) != len(self.model.blocks):
             raise ValueError(f"Got {len(self.schedule)} schedules for {len(self.model.blocks)} blocks.")
-        for index, optimizer in enumerate(self._optimizers()):
-            if isinstance(optimizer.get_config()["learning_rate"], dict):  # a serialized LearningRateSchedule
+        for index, optimizer in self._optimizers():
+            if isinstance(_inner(optimizer).get_config()["learning_rate"], dict):  # a serialized schedule
                 raise ValueError(
                     f"Block {index}'s optimizer has a LearningRateSchedule; compile with a float learning rate "
                     f"for BlockLearningRateScheduler to set it."
                 )
 
-    def _set(self, index, optimizer, value):
-        optimizer.learning_rate.assign(float(value))
-
     def on_epoch_begin(self, epoch, logs=None):
         if callable(self.schedule) and not isinstance(self.schedule, (list, tuple)):
-            for index, optimizer in enumerate(self._optimizers()):
+            for position, (index, optimizer) in enumerate(self._optimizers()):
                 value = self.schedule(epoch, index, float(optimizer.learning_rate))
-                self._set(index, optimizer, value)
-                if self.verbose:
+                optimizer.learning_rate = float(value)  # × the optimizer's factor, where it has one
+                if self.verbose and position < len(self.model.blocks):
                     print(f"Epoch {epoch + 1}: block {index} learning rate {float(value):.6g}.")
 
     def on_train_batch_begin(self, batch, logs=None):
         if isinstance(self.schedule, (list, tuple)):
-            for index, (optimizer, schedule) in enumerate(zip(self._optimizers(), self.schedule)):
-                if schedule is not None:
-                    self._set(index, optimizer, schedule(optimizer.iterations))
+            for index, optimizer in self._optimizers():
+                if self.schedule[index] is not None:
+                    optimizer.learning_rate = float(self.schedule[index](optimizer.iterations))
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
-            for index, optimizer in enumerate(self._optimizers()):
+            for index, optimizer in self._optimizers()[:len(self.model.blocks)]:
                 logs[f"lr_{index}"] = float(optimizer.learning_rate)
 
 

@@ -10,7 +10,7 @@ from keras_local.block import Block
 from keras_local.block_order import check_block_order
 from keras_local.export import backbone_model
 from keras_local.methods import get_method, list_methods
-from keras_local.optimizers import BlockOptimizers, _inner, resolve_block_optimizers
+from keras_local.optimizers import BlockOptimizers, _inner, clones_one_optimizer, resolve_block_optimizers
 from keras_local.placement import device_exists, place_blocks
 from keras_local.trainer import LocalTrainer
 
@@ -255,7 +255,9 @@ class LocalModel(LocalTrainer, keras.Model):
         super().compile(optimizer=None, loss=self.method.prediction_loss(loss), metrics=metrics, **kwargs)
         self._block_loss = loss
         devices = None if self.block_devices is None else self.block_devices + self.block_devices[:len(self.extra_blocks)]
-        self.optimizer = BlockOptimizers(all_blocks, devices=devices)
+        # The factors hold where one optimizer was cloned with them (given optimizers keep their own rates).
+        self.optimizer = BlockOptimizers(all_blocks, devices=devices,
+                                         learning_rate_factors=factors if clones_one_optimizer(optimizer) else None)
         if self.built:
             self.optimizer.build()
         self.reset_pipeline()

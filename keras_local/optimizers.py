@@ -4,7 +4,11 @@ Each block owns its optimizer (`model.blocks[k].optimizer`). Keras callbacks
 only know `model.optimizer`; Keras' learning-rate callbacks (LearningRateScheduler,
 ReduceLROnPlateau) and TensorBoard iterate over `model.optimizer.optimizers`
 when it exists, so `BlockOptimizers` exposes exactly that and every callback
-acts on every block.
+acts on every block. An optimizer whose rate is a multiple of the others'
+(Associated Learning's autoencoders: 2x) appears there as a
+`ScaledLearningRateView`: callbacks read and set the shared base rate, and its
+optimizer runs at `factor ×` what they set, so no learning-rate change loses
+the factor.
 """
 
 import keras
@@ -53,6 +57,11 @@ def _scaled_learning_rate(learning_rate, factor):
     return float(learning_rate) * factor
 
 
+def clones_one_optimizer(spec):
+    """Whether `resolve_block_optimizers` clones `spec` (one optimizer) rather than taking one per block."""
+    return not isinstance(spec, (list, tuple)) and not (callable(spec) and not isinstance(spec, keras.optimizers.Optimizer))
+
+
 def resolve_block_optimizers(spec, num_blocks, learning_rate_factors=None):
     """One fresh optimizer per block from `spec`.
 
@@ -61,7 +70,7 @@ def resolve_block_optimizers(spec, num_blocks, learning_rate_factors=None):
     by `learning_rate_factors[k]` when given; a list of `num_blocks`
     optimizers; or a callable `block_index -> optimizer`.
     """
-    if callable(spec) and not isinstance(spec, keras.optimizers.Optimizer):
+    if not clones_one_optimizer(spec) and not isinstance(spec, (list, tuple)):
         optimizers = [spec(index) for index in range(num_blocks)]
     elif isinstance(spec, (list, tuple)):
         if len(spec) != num_blocks:
@@ -88,6 +97,42 @@ def resolve_block_optimizers(spec, num_blocks, learning_rate_factors=None):
     return optimizers
 
 
+class ScaledLearningRateView:
+    """An optimizer whose `learning_rate` reads and sets the base rate: the
+    optimizer's own rate ÷ `factor` (everything else is the optimizer's).
+
+    Example:
+
+    ```python
+    optimizer = keras.optimizers.SGD(0.2)
+    view = ScaledLearningRateView(optimizer, 2.0)
+    view.learning_rate = 0.05     # what a Keras learning-rate callback does
+    float(optimizer.learning_rate)   # 0.1
+    ```
+    """
+
+    def __init__(self, optimizer, factor):
+        object.__setattr__(self, "optimizer", optimizer)
+        object.__setattr__(self, "factor", float(factor))
+
+    @property
+    def learning_rate(self):
+        return self.optimizer.learning_rate / self.factor
+
+    @learning_rate.setter
+    def learning_rate(self, value):
+        self.optimizer.learning_rate = value * self.factor
+
+    def __getattr__(self, name):
+        return getattr(self.optimizer, name)
+
+    def __setattr__(self, name, value):
+        if name == "learning_rate":  # the property above
+            object.__setattr__(self, name, value)
+        else:
+            setattr(self.optimizer, name, value)
+
+
 class BlockOptimizers:
     """`model.optimizer` of a LocalModel: a view over the blocks' optimizers.
 
@@ -97,21 +142,26 @@ class BlockOptimizers:
     model = kl.build_model("resnet8", "gll", num_blocks=2)
     model.compile(optimizer=keras.optimizers.SGD(0.1))
     model.optimizer.optimizers          # [blocks[0].optimizer, ...]
-    model.optimizer.learning_rate = 0.01    # sets every block's learning rate
+    model.optimizer.learning_rate = 0.01    # sets every block's learning rate (× its factor)
     ```
+
+    `learning_rate_factors[k]` (default 1) is block k's rate ÷ the base rate:
+    `optimizers` shows such a block through a `ScaledLearningRateView`.
     """
 
-    def __init__(self, blocks, devices=None):
+    def __init__(self, blocks, devices=None, learning_rate_factors=None):
         self._blocks = list(blocks)
         self._devices = devices or [None] * len(self._blocks)
+        self.learning_rate_factors = [float(f) for f in (learning_rate_factors or [1.0] * len(self._blocks))]
 
     @property
     def optimizers(self):
-        return [block.optimizer for block in self._blocks]
+        return [block.optimizer if factor == 1 else ScaledLearningRateView(block.optimizer, factor)
+                for block, factor in zip(self._blocks, self.learning_rate_factors)]
 
     @property
     def built(self):
-        return all(optimizer.built for optimizer in self.optimizers)
+        return all(block.optimizer.built for block in self._blocks)
 
     def build(self, variables=None):
         """Builds each block's optimizer over its own block's variables, in
@@ -132,13 +182,13 @@ class BlockOptimizers:
 
     @learning_rate.setter
     def learning_rate(self, value):
-        for optimizer in self.optimizers:
+        for optimizer in self.optimizers:  # a view multiplies by its factor
             optimizer.learning_rate = value
 
     @property
     def variables(self):
-        return [variable for optimizer in self.optimizers for variable in optimizer.variables]
+        return [variable for block in self._blocks for variable in block.optimizer.variables]
 
     def __repr__(self):
-        names = ", ".join(type(_inner(optimizer)).__name__ for optimizer in self.optimizers)
+        names = ", ".join(type(_inner(block.optimizer)).__name__ for block in self._blocks)
         return f"BlockOptimizers([{names}])"

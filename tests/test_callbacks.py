@@ -182,6 +182,35 @@ def test_a_block_schedule_changes_only_that_blocks_learning_rate():
     assert [float(b.optimizer.learning_rate) for b in model.blocks] == pytest.approx([0.1, 0.05, 0.1])
 
 
+def _associated(learning_rate=0.1):
+    """Associated Learning on a small MLP: its label path's optimizers run at 2x the blocks' rate."""
+    model = kl.build_model("mlp", "associated", num_blocks=2, input_shape=(8, 8, 3), num_classes=5,
+                           architecture_options={"hidden_units": (16, 16)})
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate))
+    return model
+
+
+def _rates(model):
+    return [float(block.optimizer.learning_rate) for block in model.blocks + model.extra_blocks]
+
+
+@pytest.mark.parametrize("callback", [
+    keras.callbacks.LearningRateScheduler(lambda epoch, lr: 0.05),
+    keras.callbacks.ReduceLROnPlateau(monitor="loss", factor=0.5, patience=0, min_delta=1e9),
+    klc.BlockLearningRateScheduler(lambda epoch, block, lr: 0.05),
+    klc.BlockLearningRateScheduler([keras.optimizers.schedules.ExponentialDecay(0.1, 1, 0.5)] * 2),
+], ids=["keras-scheduler", "keras-plateau", "block-function", "block-schedules"])
+def test_every_learning_rate_change_keeps_each_optimizers_factor(callback):
+    model = _associated()
+    assert _rates(model) == pytest.approx([0.1, 0.1, 0.2, 0.2])
+    model.fit(dataset(), epochs=2, verbose=0, callbacks=[callback])
+    blocks, label_path = _rates(model)[:2], _rates(model)[2:]
+    assert blocks[0] < 0.1 and label_path == pytest.approx([2 * rate for rate in blocks])
+    model.optimizer.learning_rate = 0.01
+    assert _rates(model) == pytest.approx([0.01, 0.01, 0.02, 0.02])
+    assert float(model.optimizer.learning_rate) == pytest.approx(0.01)
+
+
 def test_block_schedule_needs_float_learning_rates():
     model = compiled(optimizer=keras.optimizers.SGD(keras.optimizers.schedules.CosineDecay(0.1, 10)))
     with pytest.raises(ValueError, match="Block 0's optimizer has a LearningRateSchedule"):
