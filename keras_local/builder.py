@@ -33,6 +33,7 @@ def build_model(
     build=True,
     recipe=None,
     dataset=None,
+    sync_batch_norm=False,
     **method_options,
 ):
     """Builds a LocalModel: `architecture`'s units cut into blocks, with heads.
@@ -82,6 +83,11 @@ def build_model(
             `keras_local.recipes`) wherever the call leaves them unset.
         dataset: the dataset's name, for options that follow it (InfoPro's
             `image_normalization`).
+        sync_batch_norm: every batch norm of the network and its heads (a
+            user's model's too) normalises with the statistics of the global
+            batch under a data-parallel strategy (`MirroredStrategy`,
+            `MultiWorkerMirroredStrategy`: Keras' `synchronized=True`), so that
+            N replicas train as one process on the whole batch.
         **method_options: options of the method (e.g. `alpha`).
 
     Example:
@@ -96,6 +102,8 @@ def build_model(
     ```
     """
     block_order = _renamed_block_order(block_order, method_options)
+    if not isinstance(sync_batch_norm, bool):
+        raise ValueError(f"sync_batch_norm must be True or False, got {sync_batch_norm!r}.")
     rule = get_method(method, **method_options)
     if recipe is not None and check_recipe(recipe) == "reference":
         label = architecture if isinstance(architecture, str) else getattr(architecture, "name", "layers")
@@ -157,7 +165,8 @@ def build_model(
         set_token_pooling(block.head, own.token_pooling)
     extra_blocks = method.extra_blocks(architecture, num_classes, len(blocks))
     model = LocalModel(blocks, method=method, extra_blocks=extra_blocks, block_order=block_order, devices=devices,
-                       backbone_name=None if own is None else own.name, name=name or f"{architecture}_{method.name}")
+                       backbone_name=None if own is None else own.name, sync_batch_norm=sync_batch_norm,
+                       name=name or f"{architecture}_{method.name}")
     if build:
         model.build((None, *input_shape))
     return model
@@ -230,6 +239,7 @@ def build_model_from_config(config, input_shape, num_classes, build=True):
         block_order=config["block_order"],
         devices=config["devices"],
         dataset=config["dataset"],
+        sync_batch_norm=config["sync_batch_norm"],
         build=build,
         **config["method_options"],
     )

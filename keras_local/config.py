@@ -59,6 +59,8 @@ DEFAULTS = {
     "weight_decay": 5e-4,
     # "all" (PyTorch's coupled decay on every variable) or "backbone_kernels" (units' kernels only).
     "weight_decay_scope": "all",
+    # Batch norm statistics over the global batch under a data-parallel strategy (build_model's sync_batch_norm).
+    "sync_batch_norm": False,
     "lr_schedule": "cosine",
     "final_learning_rate": 0.0,
     # Linear warm-up from warmup_learning_rate to learning_rate over the first
@@ -98,7 +100,7 @@ _TYPES = {
     "seed": int, "verbose": int, "checkpoint_every": int, "validation_freq": int, "train_examples": int, "test_examples": int, "warmup_epochs": int,
     "warmup_learning_rate": float,
     "learning_rate": float, "final_learning_rate": float, "momentum": float, "weight_decay": float,
-    "nesterov": bool, "tensorboard": bool, "method_options": dict, "architecture_options": dict,
+    "nesterov": bool, "tensorboard": bool, "sync_batch_norm": bool, "method_options": dict, "architecture_options": dict,
     "lr_boundaries": list, "lr_multipliers": list,
     "cuts": (list, str), "devices": list, "remote_workers": list, "search": dict, "callbacks": dict,
 }

@@ -15,6 +15,16 @@ from keras_local.placement import device_exists, place_blocks
 from keras_local.trainer import LocalTrainer
 
 
+def synchronize_batch_norm(blocks):
+    """Makes every BatchNormalization of `blocks` (units and heads) normalise with the global batch's
+    statistics under a data-parallel strategy (Keras' `synchronized=True`)."""
+    for block in blocks:
+        for layer in [layer for layer in (*block.units, block.head) if layer is not None]:
+            for each in [layer, *layer._flatten_layers(include_self=False, recursive=True)]:
+                if isinstance(each, keras.layers.BatchNormalization):
+                    each.synchronized = True
+
+
 def _cutting_methods():
     """The registered methods whose blocks (with default options) are cut from each other."""
     return [name for name in list_methods() if get_method(name).cut_gradients]
@@ -66,8 +76,12 @@ class LocalModel(LocalTrainer, keras.Model):
     """
 
     def __init__(self, blocks, method="gll", method_options=None, extra_blocks=None,
-                 block_order="together", devices=None, block_states=None, backbone_name=None, **kwargs):
+                 block_order="together", devices=None, block_states=None, backbone_name=None,
+                 sync_batch_norm=False, **kwargs):
         super().__init__(**kwargs)
+        # Batch norm over the global batch under a data-parallel strategy (`synchronize_batch_norm`),
+        # also for the layers that units and heads create when they are built.
+        self.sync_batch_norm = bool(sync_batch_norm)
         # The name of the user's own model the blocks were cut from (`backbone_model`), if any.
         self.backbone_name = backbone_name
         if not blocks or not all(isinstance(block, Block) for block in blocks):
@@ -191,6 +205,8 @@ class LocalModel(LocalTrainer, keras.Model):
                 if not block.built:
                     block.build(shape)
             shape = block.compute_output_shape(shape)
+        if self.sync_batch_norm:
+            synchronize_batch_norm(self.blocks + self.extra_blocks)
         if self.compiled:
             self.optimizer.build()
 
@@ -289,6 +305,7 @@ class LocalModel(LocalTrainer, keras.Model):
             "devices": self.devices,
             "block_states": list(self.block_states),
             "backbone_name": self.backbone_name,
+            "sync_batch_norm": self.sync_batch_norm,
         }
 
     @classmethod

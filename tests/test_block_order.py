@@ -194,6 +194,40 @@ def mirrored():
     return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 
 
+@pytest.mark.parametrize("method", ["gll", "dgl"])
+def test_synchronized_batch_norm_makes_two_replicas_train_as_one_process(mirrored, method):
+    """resnet8 (batch norm in every unit, and in DGL's heads) on a global batch of 8: with
+    sync_batch_norm=True two replicas of 4 give one process's weights, moving statistics included;
+    without it each replica normalises its own half and they do not."""
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(8, 8, 8, 3)).astype("float32"), rng.integers(0, NUM_CLASSES, size=8)
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
+
+    def run(strategy, sync):
+        with strategy.scope():
+            keras.utils.set_random_seed(1)
+            model = kl.build_model("resnet8", method, num_blocks=3, input_shape=(8, 8, 3), num_classes=NUM_CLASSES,
+                                   sync_batch_norm=sync)
+            model.compile(optimizer=keras.optimizers.SGD(LEARNING_RATE, momentum=0.9))
+        model.fit(dataset, epochs=1, verbose=0)
+        return [np.asarray(w) for w in model.get_weights()]
+
+    single = run(tf.distribute.get_strategy(), False)
+    assert_close(run(mirrored, True), single, atol=1e-5)
+    unsynchronized = run(mirrored, False)
+    assert max(np.abs(a - b).max() for a, b in zip(unsynchronized, single)) > 1e-3
+
+
+def test_sync_batch_norm_is_checked_and_kept_in_the_saved_model(tmp_path):
+    with pytest.raises(ValueError, match="sync_batch_norm must be True or False, got 'yes'"):
+        kl.build_model("resnet8", "gll", num_blocks=2, sync_batch_norm="yes")
+    model = kl.build_model("resnet8", "gll", num_blocks=2, sync_batch_norm=True)
+    model.save(tmp_path / "model.keras")
+    loaded = keras.models.load_model(tmp_path / "model.keras")
+    norms = [layer for layer in loaded._flatten_layers() if isinstance(layer, keras.layers.BatchNormalization)]
+    assert loaded.sync_batch_norm and norms and all(layer.synchronized for layer in norms)
+
+
 @pytest.mark.parametrize("method, block_order, options", DISTRIBUTED_CASES)
 def test_mirrored_strategy_step_equals_single_replica_step(mirrored, method, block_order, options):
     """Global batch 8 on 2 replicas (4 each) gives the weights of batch 8 on one."""

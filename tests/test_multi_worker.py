@@ -13,7 +13,9 @@ from conftest import DISTRIBUTED_CASES
 
 from keras_local.cluster import cluster_config, is_chief, local_cluster, worker_path
 
-CASES = DISTRIBUTED_CASES  # what MirroredStrategy is tested with too (test_block_order.py)
+# What MirroredStrategy is tested with too (test_block_order.py), and a batch-norm network whose
+# statistics are synchronised across the workers (without it each worker normalises its own half).
+CASES = DISTRIBUTED_CASES + [("gll", "together", {"architecture": "resnet8", "sync_batch_norm": True})]
 
 # Builds and trains every case under the strategy (None: this process alone) and returns
 # {case index: (weights, fit logs, evaluate logs)}. Run by each worker and by the test itself.
@@ -25,14 +27,17 @@ STEP = textwrap.dedent('''
         for index, (method, block_order, options) in enumerate(cases):
             steps = 3 if block_order == "pipelined" else 1
             rng = np.random.default_rng(index)
-            x = rng.normal(size=(8 * steps, 6)).astype("float32")
+            options = dict(options)
+            architecture = options.pop("architecture", "mlp")
+            shape = (6,) if architecture == "mlp" else (8, 8, 3)
+            network = {"architecture_options": {"hidden_units": (8, 8, 8)}} if architecture == "mlp" else {}
+            x = rng.normal(size=(8 * steps, *shape)).astype("float32")
             y = rng.integers(0, 5, size=8 * steps)
             dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)   # global batch 8
             with (strategy or tf.distribute.get_strategy()).scope():
                 keras.utils.set_random_seed(1)
-                model = kl.build_model("mlp", method, num_blocks=3, input_shape=(6,), num_classes=5,
-                                       block_order=block_order, weight_decay=1e-3,
-                                       architecture_options={"hidden_units": (8, 8, 8)}, **options)
+                model = kl.build_model(architecture, method, num_blocks=3, input_shape=shape, num_classes=5,
+                                       block_order=block_order, weight_decay=1e-3, **network, **options)
                 model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9))
             history = model.fit(dataset, epochs=1, verbose=0).history
             evaluation = model.evaluate(dataset, verbose=0, return_dict=True)
