@@ -114,9 +114,10 @@ class LocalModel(LocalTrainer, keras.Model):
         ]
         self._logged_position = {index: position for position, index in enumerate(logged)}
         self.block_losses = [keras.metrics.Mean(name=f"loss_{k}") for k in logged]
-        self.block_accuracies = [
-            keras.metrics.SparseCategoricalAccuracy(name=f"acc_{k}") for k in logged
-        ] if self.method.heads_classify else []
+        # ... and of those, the blocks whose heads score the classes (not an embedding, not a code).
+        classifying = [index for index in logged if self.method.head_classifies(index, len(self.blocks))]
+        self._accuracy_position = {index: position for position, index in enumerate(classifying)}
+        self.block_accuracies = [keras.metrics.SparseCategoricalAccuracy(name=f"acc_{k}") for k in classifying]
 
     @property
     def output_head(self):
@@ -262,7 +263,8 @@ class LocalModel(LocalTrainer, keras.Model):
         optimizers = resolve_block_optimizers(optimizer, len(all_blocks), learning_rate_factors=factors)
         for index, (block, block_optimizer) in enumerate(zip(self.blocks, optimizers)):
             block.compile(optimizer=block_optimizer, loss=self.method.block_loss(index, len(self.blocks), loss),
-                          metrics=["accuracy"] if self.method.heads_classify else [])
+                          metrics=["accuracy"] if self.method.heads_classify and self.method.head_classifies(
+                              index, len(self.blocks)) else [])  # a block alone scores its raw outputs
             block.sent_loss = self.method.sent_loss(index, len(self.blocks), loss)
         for block, block_optimizer in zip(self.extra_blocks, optimizers[len(self.blocks):]):
             block.compile(optimizer=block_optimizer, loss=self.method.extra_block_loss)

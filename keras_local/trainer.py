@@ -259,8 +259,9 @@ class LocalTrainer:
         position = self._logged_position.get(index)
         if position is not None:
             self.block_losses[position].update_state(unscale_for_replicas(loss))
-            if self.block_accuracies:
-                self.block_accuracies[position].update_state(y, logits)
+            if index in self._accuracy_position:
+                scores = self.method.head_prediction(self, index, logits)
+                self.block_accuracies[self._accuracy_position[index]].update_state(y, scores)
 
     def _update_output_metrics(self, x, y, logits, loss):
         # The batch size from the labels: x may be a large tensor on another device.

@@ -111,6 +111,39 @@ def test_associated_learns_a_known_rule_well_above_chance():
     assert accuracy > 0.8, accuracy  # chance is 1/3
 
 
+def test_each_level_logs_the_accuracy_of_its_bridge_decoded_by_its_decoders():
+    model = tiny_associated()
+    x, y = data()
+    model.fit(x, y, batch_size=12, epochs=2, verbose=0)
+    logs = model.evaluate(x, y, return_dict=True, verbose=0)
+    assert sorted(key for key in logs if key.startswith("acc_")) == ["acc_0", "acc_1", "acc_2"]
+    # By hand: level k's prediction is h_0(...h_k(b_k(f_k(...f_0(x))))).
+    features, decoders = x, [block.head for block in model.extra_blocks]
+    for k, block in enumerate(model.blocks):
+        features = block(features, training=False)
+        scores = block.head(features, training=False)
+        for decoder in reversed(decoders[:k + 1]):
+            scores = decoder(scores, training=False)
+        expected = np.mean(np.argmax(scores.numpy(), axis=1) == y)
+        assert logs[f"acc_{k}"] == pytest.approx(expected)
+    assert logs["acc_2"] == pytest.approx(logs["accuracy"])
+
+
+def test_associated_learns_on_a_conv_net_well_above_chance():
+    """AL's vanilla CNN on 8x8 images whose class is the brightest of three quadrants."""
+    rng = np.random.default_rng(2)
+    y = rng.integers(0, 3, size=900)
+    x = rng.normal(scale=0.5, size=(900, 8, 8, 3)).astype("float32")
+    for index, label in enumerate(y):
+        rows, columns = [(slice(0, 4), slice(0, 4)), (slice(0, 4), slice(4, 8)), (slice(4, 8), slice(0, 4))][label]
+        x[index, rows, columns] += 1.5
+    model = kl.build_model("cnn", method="associated", input_shape=(8, 8, 3), num_classes=3, width=32)
+    model.compile(optimizer=keras.optimizers.Adam(2e-3))
+    model.fit(x[:750], y[:750], batch_size=25, epochs=6, verbose=0)
+    accuracy = model.evaluate(x[750:], y[750:], return_dict=True, verbose=0)["accuracy"]
+    assert accuracy > 0.8, accuracy  # chance is 1/3
+
+
 def test_round_trip_keeps_label_blocks_and_their_optimizers(tmp_path):
     model = tiny_associated(autoencoder_learning_rate_factor=3.0)
     x, y = data()

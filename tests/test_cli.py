@@ -23,7 +23,7 @@ def test_config_layers_defaults_recipe_and_overrides(tmp_path):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["train", "--set", "method=magic"], "Unknown method 'magic'. Allowed: associated, backlink, bp, bwbpf, dgl, gll, infopro, predsim"),
+        (["train", "--set", "method=magic"], "Unknown method 'magic'. Allowed: associated, auglocal, backlink, bp, bwbpf, dgl, gll, infopro, predsim"),
         (["train", "--set", "architecture=resnet33"], "Unknown architecture 'resnet33'"),
         (["train", "--set", "num_blocks=99"], "num_blocks=99 is larger than the number of units"),
         (["train", "--set", "learning_rat=0.1"], "Unknown config key 'learning_rat'"),

@@ -316,7 +316,7 @@ def test_a_damaged_checkpoint_gives_one_line(tmp_path, capsys):
     (["verbose=7"], "verbose must be 0 (silent), 1 (progress bar) or 2 (one line per epoch), got 7"),
     (["checkpoint_every=-1"], "checkpoint_every must be >= 0"),
     (["lerning_rate=0.1"], "Unknown config key 'lerning_rate'. Did you mean 'learning_rate' or"),
-    (["alpha=0.5"], "Method 'gll' has no option 'alpha'; its options: none. ('alpha' is an option of backlink.)"),
+    (["alpha=0.5"], "Method 'gll' has no option 'alpha'; its options: man, man_momentum, hpff, hpff_cascade_weight, hpff_patch_grid. ('alpha' is an option of backlink.)"),
 ])
 def test_config_errors_are_caught_before_training(overrides, message):
     with pytest.raises(ValueError) as error:

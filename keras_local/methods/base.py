@@ -141,6 +141,16 @@ class Method:
         builder's default, an auxiliary head or the output head)."""
         return None
 
+    def head_classifies(self, index, num_blocks):
+        """Whether block `index`'s head scores the classes (its accuracy is
+        logged as `acc_k`); `heads_classify` for every block by default."""
+        return self.heads_classify
+
+    def head_prediction(self, model, index, outputs):
+        """The class scores of block `index`'s head, from its `outputs` (logits;
+        Associated Learning decodes a bridge's code)."""
+        return outputs
+
     def extra_blocks(self, architecture, num_classes, num_blocks):
         """Blocks the method trains besides the network's, one per block or
         none (Associated Learning's label path): built, with heads."""

@@ -121,6 +121,10 @@ class InfoPro(GreedyLocal):
     def head_options(self):
         return {"aux_loss": self.aux_loss}
 
+    def head_classifies(self, index, num_blocks):
+        """A contrast head gives a 128-d embedding, not class scores: no `acc_k` for it."""
+        return self.aux_loss != "contrast" or index == num_blocks - 1
+
     def get_config(self):
         return {**self.composable_config(), "aux_loss": self.aux_loss,
                 "reconstruction_weights": None if self.reconstruction_weights is None else list(

@@ -120,6 +120,16 @@ class AssociatedLearning(Method):
     def decoders(self, model):
         return label_path.decoders(model)
 
+    def head_classifies(self, index, num_blocks):
+        return True  # through `head_prediction`
+
+    def head_prediction(self, model, index, outputs):
+        """Level k's prediction: its bridge's code b_k(s_k) decoded by h_k … h_1 (the last level's is
+        the network's output), logged as `acc_k`."""
+        for decoder in label_path.decoders(model)[len(model.blocks) - 1 - index:]:
+            outputs = decoder(outputs, training=False)
+        return outputs
+
     def prediction_loss(self, loss):
         return keras.losses.SparseCategoricalCrossentropy()  # the decoders' sigmoid scores, not logits
 
