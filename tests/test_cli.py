@@ -77,7 +77,7 @@ def test_train_end_to_end_on_the_embedded_sample(tmp_path):
     own = [line for line in bad.stderr.strip().splitlines()
            if not re.match(r"[IWEF]\d{4} |WARNING: All log messages before absl|To enable the following", line)]
     assert bad.returncode == 2 and own == ["keras-local: error: Unknown method 'magic'. Allowed: associated, "
-                                           "backlink, bp, bwbpf, dgl, gll, infopro, predsim."], bad.stderr
+                                           "auglocal, backlink, bp, bwbpf, dgl, gll, infopro, predsim."], bad.stderr
 
 
 @pytest.mark.slow
