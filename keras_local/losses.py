@@ -16,10 +16,6 @@ loss(labels, {"logits": logits, "similarity": features})
 import keras
 from keras import ops
 
-from keras_local.registry import Registry
-
-LOSSES = Registry("loss")
-
 
 def _replicas():
     import tensorflow as tf
@@ -156,7 +152,3 @@ class InfoProLoss(keras.losses.Loss):
         return {**super().get_config(), "reconstruction_weight": self.reconstruction_weight,
                 "aux_weight": self.aux_weight, "aux_loss": self.aux_loss, "temperature": self.temperature,
                 "image_mean": self.image_mean, "image_std": self.image_std}
-
-
-LOSSES.register("predsim")(PredSimLoss)
-LOSSES.register("infopro")(InfoProLoss)

@@ -43,6 +43,3 @@ class Registry:
 
     def names(self):
         return sorted(self._entries)
-
-    def __contains__(self, name):
-        return name in self._entries
