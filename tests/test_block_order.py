@@ -194,7 +194,7 @@ def mirrored():
     return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 
 
-@pytest.mark.parametrize("method", ["gll", "dgl"])
+@pytest.mark.parametrize("method", ["dgl"])  # its heads also create batch norms when they are built
 def test_synchronized_batch_norm_makes_two_replicas_train_as_one_process(mirrored, method):
     """resnet8 (batch norm in every unit, and in DGL's heads) on a global batch of 8: with
     sync_batch_norm=True two replicas of 4 give one process's weights, moving statistics included;

@@ -74,9 +74,9 @@ def test_the_average_after_n_steps_is_the_closed_form_of_the_next_blocks_weights
 def test_a_saved_and_reloaded_run_continues_exactly_as_an_uninterrupted_one(tmp_path):
     batches = [tiny_batch(input_shape=SHAPE, num_classes=CLASSES, seed=seed) for seed in range(3)]
     keras.utils.set_random_seed(1)
-    straight = _model(method="dgl")
+    straight = _model()
     keras.utils.set_random_seed(1)
-    interrupted = _model(method="dgl")
+    interrupted = _model()
     for x, y in batches[:2]:
         straight.train_on_batch(x, y)
         interrupted.train_on_batch(x, y)
