@@ -120,7 +120,7 @@ def _block_step(model, index):
 
 def _validate(model, ticks, buffer_size, max_reuse, slow_block, slowdown, validation_data, validation_every):
     method = model.method
-    if not method.cut_gradients or model.extra_blocks or method.needs_images or any(
+    if not method.blocks_train_alone() or model.extra_blocks or any(
         method.linked_units(index, len(model.blocks)) for index in range(len(model.blocks))
     ):
         raise ValueError(

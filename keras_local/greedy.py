@@ -36,7 +36,7 @@ def fit_greedy(model, dataset, epochs_per_block, validation_data=None, cache_fea
                          f"got {epochs_per_block!r}.")
     if not model.compiled:
         raise ValueError("Compile the model (its block optimizers) before fit_greedy.")
-    if not model.method.cut_gradients or model.extra_blocks or model.method.needs_images:
+    if not model.method.blocks_train_alone() or model.extra_blocks:
         raise ValueError(f"fit_greedy trains each block on its own input and labels; method "
                          f"{model.method.name!r} does not train its blocks that way.")
     linked = [k for k in range(num_blocks) if model.method.linked_units(k, num_blocks)]

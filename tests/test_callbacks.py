@@ -119,6 +119,11 @@ def test_greedy_fit_on_cached_features_makes_the_updates_of_progressive_freezing
 def test_greedy_fit_refuses_backward_links_it_cannot_train():
     with pytest.raises(ValueError, match=r"cannot train method 'backlink': the tails of blocks \[0, 1\]"):
         kl.greedy.fit_greedy(compiled("backlink", alpha=0.5, propagation_length=1), dataset(), epochs_per_block=1)
+    # HPFF's cascade loss links whole blocks; MAN's averages move in the model's step, not a block's.
+    with pytest.raises(ValueError, match=r"cannot train method 'gll': the tails of blocks \[0, 1\]"):
+        kl.greedy.fit_greedy(compiled("gll", hpff=True), dataset(), epochs_per_block=1)
+    with pytest.raises(ValueError, match="method 'dgl' does not train its blocks that way"):
+        kl.greedy.fit_greedy(compiled("dgl", man=True), dataset(), epochs_per_block=1)
     histories = kl.greedy.fit_greedy(compiled("backlink", alpha=1.0, propagation_length=1), dataset(),
                                      epochs_per_block=1)  # alpha = 1 is gll: nothing is lost
     assert len(histories) == 3

@@ -141,6 +141,13 @@ class Method:
         builder's default, an auxiliary head or the output head)."""
         return None
 
+    def blocks_train_alone(self):
+        """Whether a block can train on its own input and labels, outside the
+        model's step (`fit_greedy`, `fit_asynchronous`): not where its loss
+        reads the images, the blocks are not cut, or the step does more (MAN's
+        averages follow the next block; backward links are checked apart)."""
+        return self.cut_gradients and not self.needs_images
+
     def head_classifies(self, index, num_blocks):
         """Whether block `index`'s head scores the classes (its accuracy is
         logged as `acc_k`); `heads_classify` for every block by default."""

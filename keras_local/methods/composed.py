@@ -52,6 +52,9 @@ class ComposedRules(Method):
             return hpff_rule.hilo_head(head, index, self.hpff_patch_grid, network.input_shape)
         return head
 
+    def blocks_train_alone(self):
+        return super().blocks_train_alone() and not self.man  # MAN's average moves in the model's step
+
     def after_block_update(self, model, index):
         if self.man:
             man_rule.update_average(model, index, self.man_momentum)
