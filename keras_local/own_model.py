@@ -168,6 +168,11 @@ def prepare_model(model, input_shape=None, num_classes=None):
 UNLOADABLE_KEYS = {"ViTPatchingAndEmbedding": ("num_patches", "num_positions"), "ViTEncoderBlock": ("key_dim",)}
 
 
+def restore_layer(serialized):
+    """A layer from its serialized config, repaired first (`repair_config`)."""
+    return keras.saving.deserialize_keras_object(repair_config(serialized))
+
+
 def repair_config(serialized):
     """A serialized piece of a user's model with the keys of `UNLOADABLE_KEYS` removed, so it loads."""
     if isinstance(serialized, list):

@@ -4,12 +4,7 @@ import keras
 from keras import ops
 
 from keras_local.heads import logits_of
-
-
-def _restore(config):
-    from keras_local.own_model import repair_config
-
-    return keras.saving.deserialize_keras_object(repair_config(config))
+from keras_local.own_model import restore_layer
 
 
 @keras.saving.register_keras_serializable(package="keras_local")
@@ -86,7 +81,7 @@ class PatchFusion(keras.layers.Layer):
 
     @classmethod
     def from_config(cls, config):
-        return cls(head=_restore(config.pop("head")), **config)
+        return cls(head=restore_layer(config.pop("head")), **config)
 
 
 @keras.saving.register_keras_serializable(package="keras_local")
@@ -131,4 +126,4 @@ class CascadeHead(keras.layers.Layer):
 
     @classmethod
     def from_config(cls, config):
-        return cls(own=_restore(config.pop("own")), cascade=_restore(config.pop("cascade")), **config)
+        return cls(own=restore_layer(config.pop("own")), cascade=restore_layer(config.pop("cascade")), **config)

@@ -69,8 +69,7 @@ class MomentumHead(keras.layers.Layer):
 
     @classmethod
     def from_config(cls, config):
-        from keras_local.own_model import repair_config
+        from keras_local.own_model import restore_layer
 
-        layers = {key: keras.saving.deserialize_keras_object(repair_config(config.pop(key)))
-                  for key in ("head", "local", "average")}
+        layers = {key: restore_layer(config.pop(key)) for key in ("head", "local", "average")}
         return cls(**layers, **config)
