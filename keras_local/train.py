@@ -29,7 +29,7 @@ from keras_local.callbacks import (
     describe_loss,
 )
 from keras_local.checkpoint import CheckpointError, RunCheckpoint
-from keras_local.config import rename_legacy_keys, to_toml
+from keras_local.config import DEFAULTS, rename_legacy_keys, to_toml
 from keras_local.export import export_inference_model
 from keras_local.files import atomic_path, read_json, write_json, write_text
 
@@ -175,6 +175,8 @@ def previous_run(config, run_dir, overwrite=False):
         except tomllib.TOMLDecodeError:
             saved = {}
     current = tomllib.loads(to_toml(config))
+    # A key added to DEFAULTS after the run was written reads as its default (the value the run had).
+    saved = {**{key: value for key, value in DEFAULTS.items() if key in current and key not in saved}, **saved}
     changed = [key for key in sorted(set(saved) | set(current))
                if key not in REPORTING_KEYS and saved.get(key) != current.get(key)]
     if changed:

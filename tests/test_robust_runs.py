@@ -18,7 +18,7 @@ import keras_local as kl
 from keras_local import cli, data
 from keras_local.config import load_config
 from keras_local.files import atomic_path, partial_path, write_json
-from keras_local.train import train_and_evaluate
+from keras_local.train import previous_run, train_and_evaluate
 
 # A small run: 256 examples in batches of 32 (8 steps per epoch), 3 epochs.
 SMALL = ["architecture=resnet8", "num_blocks=2", "train_examples=256", "test_examples=128", "batch_size=32",
@@ -150,6 +150,18 @@ def test_a_run_folder_of_another_config_is_refused_before_anything_is_written(tm
     assert "holds a run of another config (epochs: 3 -> 4; seed: 0 -> 1)" in err and "--overwrite" in err
     assert (run_dir / "config.toml").read_text() == before and sorted(os.listdir(run_dir)) == ["config.toml"]
 
+
+
+def test_a_run_written_before_a_setting_existed_resumes_when_the_setting_is_its_default(tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    config = {**load_config(None, SMALL), "run_dir": str(run_dir)}
+    older = {key: value for key, value in config.items() if key != "sync_batch_norm"}  # as written before it
+    (run_dir / "config.toml").write_text(kl.config.to_toml(older))
+    (run_dir / "summary.json").write_text(json.dumps({"status": "finished"}))
+    assert previous_run(config, str(run_dir)) == {"status": "finished"}
+    with pytest.raises(ValueError, match="sync_batch_norm: False -> True"):
+        previous_run({**config, "sync_batch_norm": True}, str(run_dir))
 
 # -- nan -------------------------------------------------------------------------------
 
