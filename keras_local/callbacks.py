@@ -234,7 +234,9 @@ class BlockLearningRateScheduler(keras.callbacks.Callback):
         """(block index, optimizer) of every block, then of each extra block (Associated Learning's
         label path: extra block k follows block k's schedule at its own learning-rate factor)."""
         num_blocks = len(self.model.blocks)
-        return [(position % num_blocks, optimizer) for position, optimizer in enumerate(self.model.optimizer.optimizers)]
+        return [
+            (position % num_blocks, optimizer) for position, optimizer in enumerate(self.model.optimizer.optimizers)
+        ]
 
     def on_train_begin(self, logs=None):
         _check_local_model(self, self.model)

@@ -54,7 +54,7 @@ def fit_greedy(model, dataset, epochs_per_block, validation_data=None, cache_fea
                 x = earlier(x, training=False)
             return x
 
-        def through_prefix(data):
+        def through_prefix(data, prefix=prefix, frozen_features=frozen_features):
             mapped = data.map(lambda x, y: (frozen_features(x), y))
             return mapped.cache() if cache_features and prefix else mapped
 

@@ -6,7 +6,8 @@
 - `plot_features`: a block's features on their first two principal components (`keras-local analyze`).
 
 They need matplotlib (`pip install 'keras-local[plot]'`): without it they
-raise `MatplotlibMissing` (an `ImportError` and a `ValueError`) saying so. Each writes a PNG atomically and returns its path.
+raise `MatplotlibMissing` (an `ImportError` and a `ValueError`) saying so.
+Each writes a PNG atomically and returns its path.
 
 Example:
 

@@ -31,8 +31,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_local.model import LocalModel
 from keras_local.block_order import BLOCK_ORDERS
+from keras_local.model import LocalModel
 
 
 def memory_device():
@@ -76,12 +76,16 @@ def block_times(model, x, y, repeats=10):
         row = {"block": index, "units": len(block.units), "forward": _median_seconds(forward, (features,), repeats)}
         if block.head is not None and copy.method.cut_gradients:
             head = tf.function(lambda inputs, block=block: block.head(inputs, training=True))
-            local = tf.function(lambda inputs, labels, block=block: block.compute_local_gradients(inputs, labels).gradients)
+            local = tf.function(
+                lambda inputs, labels, block=block: block.compute_local_gradients(inputs, labels).gradients
+            )
             row["head"] = _median_seconds(head, (outputs,), repeats)
             total = _median_seconds(local, (features, labels), repeats)
             row["backward"] = max(total - row["forward"] - row["head"], 0.0)
             gradients = local(features, labels)
-            update = tf.function(lambda block=block: block.optimizer.apply(gradients, block.trainable_variables))
+            update = tf.function(
+                lambda block=block, gradients=gradients: block.optimizer.apply(gradients, block.trainable_variables)
+            )
             row["update"] = _median_seconds(update, (), repeats)
         row["total"] = sum(value for key, value in row.items() if key in ("forward", "head", "backward", "update"))
         rows.append(row)
