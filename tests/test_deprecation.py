@@ -35,7 +35,7 @@ def test_an_old_import_path_warns_with_the_new_one_and_gives_the_same_object(mod
     assert len(caught) == 1 and caught[0].category is DeprecationWarning
     assert f"{module}.{name} moved to {moved.__module__.rsplit('.', 1)[0]}" in str(caught[0].message)
     with pytest.raises(AttributeError, match="has no attribute 'NoSuchHead'"):
-        getattr(old_module, "NoSuchHead")
+        _ = old_module.NoSuchHead
 
 
 def test_a_file_saved_before_the_move_loads(tmp_path):
@@ -69,3 +69,16 @@ def test_a_file_saved_before_the_move_loads(tmp_path):
 def test_a_predsim_loss_saved_with_its_unused_num_classes_loads():
     config = {**predsim.PredSimLoss(0.5).get_config(), "num_classes": 10}  # as saved before 0.4
     assert predsim.PredSimLoss.from_config(config).beta == 0.5
+
+
+def test_a_method_declaring_its_search_the_old_way_warns_and_gets_a_search_space():
+    from keras_local.methods.base import Method, SearchSpace
+
+    with pytest.warns(DeprecationWarning, match="declare search = SearchSpace"):
+
+        class OldStyle(Method):
+            name = "old_style"
+            search_defaults = {"alpha": [0.0, 1.0]}
+            searched_tail_option = "alpha"
+
+    assert OldStyle.search == SearchSpace(options={"alpha": [0.0, 1.0]}, tail_option="alpha")

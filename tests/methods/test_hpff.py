@@ -8,8 +8,8 @@ from conftest import LEARNING_RATE, applied_gradients, assert_close, ce, tiny_ba
 
 import keras_local as kl
 from keras_local.heads import LinearHead
-from keras_local.methods.infopro import InfoProHead
 from keras_local.methods.hpff import CascadeHead, HiLoLoss, PatchFusion
+from keras_local.methods.infopro import InfoProHead
 
 SHAPE, CLASSES, CASCADE = (8, 8, 3), 5, 0.7
 

@@ -2,7 +2,7 @@
 
 import keras
 
-from keras_local.methods.base import check_number, register_method
+from keras_local.methods.base import SearchSpace, check_number, register_method
 from keras_local.methods.gll import GreedyLocal
 from keras_local.methods.predsim.loss import PredSimLoss
 
@@ -35,7 +35,7 @@ class PredSim(GreedyLocal):
 
     name = "predsim"
     options = ("beta", "output_loss")
-    search_defaults = {}
+    search = SearchSpace()  # not gll's MAN / HPFF options
     schedulable = ("beta",)
     default_head = "predsim"
     separate_output_block = True
