@@ -19,7 +19,7 @@ plot_features(features, labels, "features.png", title="block 3")   # returns the
 
 import numpy as np
 
-from keras_local.files import atomic_path
+from keras_local.files import atomic_path, read_block_log
 
 
 class MatplotlibMissing(ImportError, ValueError):
@@ -55,8 +55,6 @@ def plot_block_accuracy(csv_path, path):
     plt = _pyplot()
 
     figure, axis = plt.subplots(figsize=(6, 3.8))
-    from keras_local.callbacks import read_block_log
-
     curves = read_block_log(csv_path)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for number, (block, points) in enumerate(curves.items()):

@@ -26,7 +26,6 @@ from keras_local.callbacks import (
     ProgressiveFreezing,
     StepTimer,
     TerminateOnNonFiniteLoss,
-    describe_loss,
 )
 from keras_local.checkpoint import CheckpointError, RunCheckpoint
 from keras_local.config import DEFAULTS, rename_legacy_keys, to_toml
@@ -363,7 +362,7 @@ def train_and_evaluate(config, run_dir=None, overwrite=False, callbacks=()):
         saved = checkpoint.state()
         kept = (f"the last good checkpoint (step {saved['step']}) is kept in {checkpoint.directory}"
                 if saved else "no checkpoint was saved before it")
-        message = f"{describe_loss(error.key)} became {error.value} at step {step} (epoch {error.epoch + 1}, " \
+        message = f"{error.description} became {error.value} at step {step} (epoch {error.epoch + 1}, " \
                   f"batch {batch}); {kept}"
         write_json(os.path.join(write_dir, "summary.json"), {
             "status": "diverged", "error": message, "loss": error.key, "step": step, "epoch": error.epoch + 1,

@@ -453,3 +453,10 @@ def test_bad_callbacks_table_fails_before_training(table, message, tmp_path, cap
 
 def test_package_exports_callbacks():
     assert kl.callbacks.BlockLogger is klc.BlockLogger
+
+
+def test_a_logged_loss_is_named_in_words_with_the_methods_extra_loss():
+    assert klc.describe_loss("loss") == "the output loss"
+    assert klc.describe_loss("loss_2") == "block 2's loss"
+    assert klc.describe_loss("autoencoder_loss_1", "autoencoder_loss") == "extra block 1's autoencoder loss"
+    assert klc.describe_loss("autoencoder_loss_1") == "'autoencoder_loss_1'"  # without the method's name
