@@ -136,6 +136,29 @@ def peak_memory_mib(model, x, y, block_order="together", steps=3):
     return (peak - before) / 2**20
 
 
+def profile_config(config, ks, x, y, input_shape, num_classes, repeats=10):
+    """`profile_model` of a run configuration's model at each K of `ks`,
+    beside `bp`'s peak memory on the same network: `{"profiles": {K:
+    report}, "bp_peak_memory_mib", "peak_memory_ratio_to_bp": {K: {block
+    order: ratio}}}` (what `keras-local profile` writes)."""
+    from keras_local.builder import build_model_from_config
+
+    reference = build_model_from_config({**config, "method": "bp", "method_options": {}, "block_order": "together",
+                                         "cuts": None, "num_blocks": 1}, input_shape, num_classes)
+    bp_peak = peak_memory_mib(reference, x, y)
+    reports = {}
+    for k in ks:
+        model = build_model_from_config({**config, "num_blocks": k, "cuts": None}, input_shape, num_classes)
+        reports[k] = profile_model(model, x, y, repeats=repeats)
+    ratios = {k: {"bp": 1.0 if bp_peak else None,
+                  **{order: (peak / bp_peak if peak is not None and bp_peak else None)
+                     for order, peak in report["peak_memory_mib"].items()}}
+              for k, report in reports.items()}
+    return {"architecture": config["architecture"], "method": config["method"], "dataset": config["dataset"],
+            "batch_size": int(np.shape(x)[0]), "bp_peak_memory_mib": bp_peak, "peak_memory_ratio_to_bp": ratios,
+            "profiles": reports}
+
+
 def profile_model(model, x, y, block_orders=None, repeats=10):
     """Per-block times, projected pipelined speed-up and peak memory per
     block order (every block order the model's method allows, by default)."""
