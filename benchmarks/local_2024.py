@@ -107,7 +107,9 @@ def main():
         if rule in table and base in table and min(table[rule][2], table[base][2]) >= 3:
             gap = table[base][0] - table[rule][0]
             verdict = "holds" if gap > 0 else "fails"
-            print(f"{rule} below {base}: {verdict} ({gap:+.2f} points, std {table[rule][1]:.2f} / {table[base][1]:.2f})")
+            print(
+                f"{rule} below {base}: {verdict} ({gap:+.2f} points, std {table[rule][1]:.2f} / {table[base][1]:.2f})"
+            )
         else:
             print(f"{rule} below {base}: undecided (fewer than 3 seeds of each)")
 

@@ -117,9 +117,11 @@ def main():
                "cut_bytes_per_step": remote["cut_bytes_per_step"], "cuts": remote["cuts"]}
         rows.append(row)
         sent = "n/a" if row["bytes_per_step"] is None else f"{row['bytes_per_step'] / 2 ** 20:.2f} MiB"
-        print(f"W={workers}: bp ({workers} threads) {bp['step_seconds'] * 1000:.0f} ms/step, pipelined on {workers} "
-              f"workers {remote['step_seconds'] * 1000:.0f} ms/step -> throughput x{row['throughput_ratio_to_bp']:.2f}; "
-              f"loopback {sent}/step for {needed / 2 ** 20:.2f} MiB of input and cut activations")
+        print(
+            f"W={workers}: bp ({workers} threads) {bp['step_seconds'] * 1000:.0f} ms/step, pipelined on {workers} "
+            f"workers {remote['step_seconds'] * 1000:.0f} ms/step -> throughput x{row['throughput_ratio_to_bp']:.2f}; "
+            f"loopback {sent}/step for {needed / 2**20:.2f} MiB of input and cut activations"
+        )
     import keras
     import tensorflow as tf
 

@@ -4,9 +4,10 @@
         --methods bp gll "backlink:alpha=0.5,propagation_length=1" --reference gll
 
 Every model has the same architecture and K blocks (method options after a
-colon, comma-separated; `block_order=sequential` or `split=balanced` too). Steps alternate between the models in rounds so that
-machine noise hits all alike; each step is timed with a callback around
-`train_step` (the tf.function is traced before timing). Then, model by model,
+colon, comma-separated; `block_order=sequential` or `split=balanced` too).
+Steps alternate between the models in rounds so that machine noise hits all
+alike; each step is timed with a callback around `train_step` (the
+tf.function is traced before timing). Then, model by model,
 `keras_local.profiling.peak_memory_mib` gives the allocator's peak above the
 memory in use before a few steps (activations, gradients and temporaries;
 weights and optimizer slots excluded; on CPU this needs
@@ -73,7 +74,9 @@ def main():
     models = {spec: make_model(args, spec) for spec in specs}
     medians = median_step_seconds(models, dataset, steps=args.steps, repeats=args.repeats)
     batch = x[:args.batch_size], y[:args.batch_size]
-    memory = {spec: profiling.peak_memory_mib(model, *batch, block_order=model.block_order) for spec, model in models.items()}
+    memory = {
+        spec: profiling.peak_memory_mib(model, *batch, block_order=model.block_order) for spec, model in models.items()
+    }
     result = {
         "architecture": args.architecture,
         "num_blocks": args.num_blocks,

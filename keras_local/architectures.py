@@ -19,6 +19,7 @@ units = get_architecture("resnet101", input_shape=(64, 64, 3))   # 7x7 stride-2 
 import functools
 import inspect
 
+from keras_local.deprecation import moved_names
 from keras_local.layers import BottleneckUnit, ConvBNReLU, DenseReLU, ResidualUnit
 from keras_local.registry import Registry
 
@@ -68,7 +69,7 @@ def cifar_resnet(depth, input_shape=None, activation="relu", hidden_units=()):
             units.append(ResidualUnit(
                 filters, strides=strides, activation=activation, name=f"stage{stage + 1}_unit{index + 1}"
             ))
-    return _dense_units(units, hidden_units, activation)
+    return dense_units(units, hidden_units, activation)
 
 
 VGG_CONFIGS = {
@@ -81,7 +82,7 @@ VGG_CONFIGS = {
 }
 
 
-def _dense_units(units, hidden_units, activation, dropout=0.0):
+def dense_units(units, hidden_units, activation, dropout=0.0):
     for index, width in enumerate(hidden_units):
         units.append(DenseReLU(width, flatten=index == 0, dropout=dropout, activation=activation,
                                name=f"fc{len(units) + 1}"))
@@ -100,7 +101,7 @@ def vgg(name, input_shape=None, hidden_units=(), dropout=0.5):
             continue
         pool = index + 1 < len(config) and config[index + 1] == "M"
         units.append(ConvBNReLU(item, pool=pool, name=f"conv{len(units) + 1}"))
-    return _dense_units(units, hidden_units, "relu", dropout)
+    return dense_units(units, hidden_units, "relu", dropout)
 
 
 def mlp(hidden_units=(1024, 1024, 1024), input_shape=None, activation="relu"):
@@ -122,57 +123,7 @@ def cnn(input_shape=None, activation="relu", batch_norm=False, hidden_units=()):
         ConvBNReLU(filters, strides=strides, activation=activation, batch_norm=batch_norm, name=f"conv{i + 1}")
         for i, (filters, strides) in enumerate(filters_and_strides)
     ]
-    return _dense_units(units, hidden_units, activation)
-
-
-def associated_vgg(input_shape=None, activation="relu", batch_norm=False, hidden_units=(1024, 1024)):
-    """Associated Learning's VGG (its reference code's VGG_AL, no BN): conv
-    128, 256 (pool), 256, 512 (pool), 512 (pool), 512 (pool), then two
-    Dense(1024) layers: 8 units, two per AL component."""
-    convs = [(128, False), (256, True), (256, False), (512, True), (512, True), (512, True)]
-    units = [
-        ConvBNReLU(filters, pool=pool, activation=activation, batch_norm=batch_norm, name=f"conv{i + 1}")
-        for i, (filters, pool) in enumerate(convs)
-    ]
-    return _dense_units(units, hidden_units, activation)
-
-
-DGL_CNNS = {
-    # DGL's CIFAR networks: (filters, max-pool before the conv) per layer.
-    "dgl_cnn4": [(64, False), (128, True), (128, False), (256, True)],
-    "dgl_cnn6": [(128, False), (256, True), (256, False), (512, True), (512, False), (512, False)],
-}
-
-
-def dgl_cnn(name, input_shape=None):
-    """DGL's CIFAR CNNs (its `Net`): 3x3 conv (with bias, as PyTorch's
-    default) + BN + ReLU layers, 2x2 max-pools before the second and fourth
-    conv. `dgl_cnn6` is the auxiliary-net study's network (feature size 128,
-    downsample at layers 1 and 3), `dgl_cnn4` the learning-curve one (64, 128,
-    128, 256). One unit per layer; `num_blocks=len(units)` is DGL's layer-wise
-    training."""
-    return [
-        ConvBNReLU(filters, pool="before" if pool else False, use_bias=True, name=f"conv{i + 1}")
-        for i, (filters, pool) in enumerate(DGL_CNNS[name])
-    ]
-
-
-def predsim_vgg8b(input_shape=None, dropout=0.2, activation="leaky_relu"):
-    """PredSim's `vgg8b` for CIFAR: 3x3 conv + BN + leaky ReLU (slope 0.01)
-    layers of 128, 256, (pool) 256, 512, (pool) 512, (pool) 512 (pool)
-    filters, then one Dense(1024) + BN + leaky ReLU layer. One unit per
-    layer (PredSim trains every layer locally: `num_blocks=7`, plus the
-    output layer). Channel dropout on every conv's input but the first, so a
-    block's head sees its features before the dropout, as in the reference
-    (the dense layer's dropout is element-wise, after its pool)."""
-    convs = [(128, False), (256, False), (256, True), (512, False), (512, True), (512, True)]
-    units = [
-        ConvBNReLU(filters, pool="before" if pool else False, activation=activation,
-                   dropout=dropout if index else 0.0, name=f"conv{index + 1}")
-        for index, (filters, pool) in enumerate(convs)
-    ]
-    return units + [DenseReLU(1024, flatten=True, pool=True, dropout=dropout, activation=activation,
-                              batch_norm=True, name="dense1")]
+    return dense_units(units, hidden_units, activation)
 
 
 BOTTLENECK_DEPTHS = {"resnet50": (3, 4, 6, 3), "resnet101": (3, 4, 23, 3), "resnet152": (3, 8, 36, 3)}
@@ -219,7 +170,7 @@ def alexnet(input_shape=None, hidden_units=(4096, 4096), dropout=0.5):
         ConvBNReLU(256, name="conv4"),
         ConvBNReLU(256, pool=True, name="conv5"),
     ]
-    return _dense_units(units, hidden_units, "relu", dropout)
+    return dense_units(units, hidden_units, "relu", dropout)
 
 
 for _depth in (8, 14, 20, 32, 56, 110):
@@ -231,7 +182,12 @@ for _name in VGG_CONFIGS:
 ARCHITECTURES.register("mlp")(mlp)
 ARCHITECTURES.register("alexnet")(alexnet)
 ARCHITECTURES.register("cnn")(cnn)
-ARCHITECTURES.register("vgg")(associated_vgg)
-ARCHITECTURES.register("vgg8b")(predsim_vgg8b)
-for _name in DGL_CNNS:
-    ARCHITECTURES.register(_name)(functools.partial(dgl_cnn, _name))
+
+
+# Moved to the method that owns them (keras_local 0.4); the old names warn for a version.
+__getattr__ = moved_names("keras_local.architectures", {
+    "dgl_cnn": "keras_local.methods.dgl.networks",
+    "DGL_CNNS": "keras_local.methods.dgl.networks",
+    "predsim_vgg8b": "keras_local.methods.predsim.networks",
+    "associated_vgg": "keras_local.methods.associated.networks",
+})

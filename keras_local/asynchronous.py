@@ -120,13 +120,10 @@ def _block_step(model, index):
 
 def _validate(model, ticks, buffer_size, max_reuse, slow_block, slowdown, validation_data, validation_every):
     method = model.method
-    if not method.blocks_train_alone() or model.extra_blocks or any(
-        method.linked_units(index, len(model.blocks)) for index in range(len(model.blocks))
-    ):
-        raise ValueError(
-            f"Asynchronous training needs blocks that learn from their own input and labels only; "
-            f"method {method.name!r} does not cut them that way."
-        )
+    reason = method.why_blocks_cannot_train_alone(len(model.blocks))
+    if reason:
+        raise ValueError(f"Asynchronous training needs blocks that learn from their own input and labels only, "
+                         f"and cannot train method {method.name!r}: {reason}.")
     if not model.compiled:
         raise ValueError("Compile the model (its block optimizers) before fit_asynchronous.")
     for name, value in (("ticks", ticks), ("buffer_size", buffer_size)):

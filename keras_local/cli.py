@@ -104,7 +104,6 @@ def _profile(args):
     import tensorflow as tf
 
     from keras_local import data, plots, profiling
-    from keras_local.builder import build_model_from_config
     from keras_local.config import load_config
     from keras_local.files import write_json
     from keras_local.methods import method_option_names
@@ -120,30 +119,16 @@ def _profile(args):
     batch = data.load_dataset(config["dataset"], config["train_split"], batch_size, training=True,
                               data_dir=config["data_dir"])
     x, y = next(iter(batch))
-    reference = build_model_from_config({**config, "method": "bp", "method_options": {}, "block_order": "together",
-                                         "cuts": None, "num_blocks": 1}, input_shape, num_classes)
-    bp_peak = profiling.peak_memory_mib(reference, x, y)
-    memory, reports = {}, {}
-    for k in ks:
-        model = build_model_from_config({**config, "num_blocks": k, "cuts": None}, input_shape, num_classes)
-        reports[k] = profiling.profile_model(model, x, y, repeats=args.repeats)
-        memory[k] = {"bp": bp_peak, **reports[k]["peak_memory_mib"]}
+    result = profiling.profile_config(config, ks, x, y, input_shape, num_classes, repeats=args.repeats)
+    reports = result["profiles"]
+    memory = {k: {"bp": result["bp_peak_memory_mib"], **reports[k]["peak_memory_mib"]} for k in ks}
     os.makedirs(args.output_dir, exist_ok=True)
-    last = reports[ks[-1]]
-    result = {
-        "architecture": config["architecture"], "method": config["method"], "dataset": config["dataset"],
-        "batch_size": batch_size, "bp_peak_memory_mib": bp_peak,
-        "peak_memory_ratio_to_bp": {
-            k: {name: (value / bp_peak if value is not None and bp_peak else None) for name, value in row.items()}
-            for k, row in memory.items()
-        },
-        "profiles": reports,
-    }
     path = os.path.join(args.output_dir, "profile.json")
     write_json(path, result)
     try:
-        plot = plots.plot_profile(memory, last["block_seconds"], os.path.join(args.output_dir, "profile.png"),
-                                      title=f"{config['architecture']} {config['method']}, batch {batch_size}")
+        plot = plots.plot_profile(memory, reports[ks[-1]]["block_seconds"],
+                                  os.path.join(args.output_dir, "profile.png"),
+                                  title=f"{config['architecture']} {config['method']}, batch {batch_size}")
     except ImportError:
         plot = None
     for k in ks:

@@ -221,8 +221,10 @@ def local_servers(num_workers, threads=None, timeout=60):
     ```
     """
     cluster = _loopback_cluster(num_workers)
-    code = "import json, sys; from keras_local.cluster import serve; serve(json.loads(sys.argv[1]), int(sys.argv[2]), " \
-           "int(sys.argv[3]) or None)"
+    code = (
+        "import json, sys; from keras_local.cluster import serve; serve(json.loads(sys.argv[1]), int(sys.argv[2]), "
+        "int(sys.argv[3]) or None)"
+    )
     processes = [subprocess.Popen([sys.executable, "-c", code, json.dumps(cluster), str(index), str(threads or 0)],
                                   env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

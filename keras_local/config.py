@@ -96,13 +96,34 @@ LR_SCHEDULES = ("cosine", "constant", "piecewise")
 
 # The Python types each key accepts (None is accepted where the default is None).
 _TYPES = {
-    "num_blocks": (int, str), "batch_size": int, "eval_batch_size": int, "epochs": int,
-    "seed": int, "verbose": int, "checkpoint_every": int, "validation_freq": int, "train_examples": int, "test_examples": int, "warmup_epochs": int,
+    "num_blocks": (int, str),
+    "batch_size": int,
+    "eval_batch_size": int,
+    "epochs": int,
+    "seed": int,
+    "verbose": int,
+    "checkpoint_every": int,
+    "validation_freq": int,
+    "train_examples": int,
+    "test_examples": int,
+    "warmup_epochs": int,
     "warmup_learning_rate": float,
-    "learning_rate": float, "final_learning_rate": float, "momentum": float, "weight_decay": float,
-    "nesterov": bool, "tensorboard": bool, "sync_batch_norm": bool, "method_options": dict, "architecture_options": dict,
-    "lr_boundaries": list, "lr_multipliers": list,
-    "cuts": (list, str), "devices": list, "remote_workers": list, "search": dict, "callbacks": dict,
+    "learning_rate": float,
+    "final_learning_rate": float,
+    "momentum": float,
+    "weight_decay": float,
+    "nesterov": bool,
+    "tensorboard": bool,
+    "sync_batch_norm": bool,
+    "method_options": dict,
+    "architecture_options": dict,
+    "lr_boundaries": list,
+    "lr_multipliers": list,
+    "cuts": (list, str),
+    "devices": list,
+    "remote_workers": list,
+    "search": dict,
+    "callbacks": dict,
 }
 
 
@@ -247,7 +268,9 @@ def _check_method(config):
         raise ValueError(f"[callbacks] method_schedule name {name!r} is not an option of method "
                          f"{config['method']!r}; its options: {', '.join(type(method).options) or 'none'}.")
     if not isinstance(values, list) or not values:
-        raise ValueError(f"[callbacks] method_schedule values must be a non-empty list (one per epoch), got {values!r}.")
+        raise ValueError(
+            f"[callbacks] method_schedule values must be a non-empty list (one per epoch), got {values!r}."
+        )
     for epoch, value in enumerate(values):
         try:
             get_method(config["method"], **{**config["method_options"], name: value})

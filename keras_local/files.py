@@ -19,6 +19,7 @@ write_json("runs/x/summary.json", {"test_accuracy": float("nan")})   # writes nu
 """
 
 import contextlib
+import csv
 import json
 import math
 import os
@@ -74,3 +75,14 @@ def write_json(path, value):
 def read_json(path):
     with open(path) as file:
         return json.load(file)
+
+
+def read_block_log(path):
+    """`blocks.csv` as `{block: [(epoch, accuracy, val_accuracy), ...]}`."""
+    curves = {}
+    with open(path, newline="") as file:
+        for row in csv.DictReader(file):
+            value = [int(row["epoch"])] + [float(row[k]) if row[k] not in ("", None) else math.nan
+                                           for k in ("accuracy", "val_accuracy")]
+            curves.setdefault(row["block"], {})[value[0]] = tuple(value)  # a resumed epoch replaces its row
+    return {block: [points[epoch] for epoch in sorted(points)] for block, points in curves.items()}

@@ -36,14 +36,10 @@ def fit_greedy(model, dataset, epochs_per_block, validation_data=None, cache_fea
                          f"got {epochs_per_block!r}.")
     if not model.compiled:
         raise ValueError("Compile the model (its block optimizers) before fit_greedy.")
-    if not model.method.blocks_train_alone() or model.extra_blocks:
-        raise ValueError(f"fit_greedy trains each block on its own input and labels; method "
-                         f"{model.method.name!r} does not train its blocks that way.")
-    linked = [k for k in range(num_blocks) if model.method.linked_units(k, num_blocks)]
-    if linked:
-        raise ValueError(f"fit_greedy cannot train method {model.method.name!r}: the tails of blocks {linked} learn "
-                         f"from the next block's error on the same batch, which a block trained alone never "
-                         f"receives; train it with model.fit (or make it gll: alpha=1 or propagation_length=0).")
+    reason = model.method.why_blocks_cannot_train_alone(num_blocks)
+    if reason:
+        raise ValueError(f"fit_greedy trains each block on its own input and labels, and cannot train method "
+                         f"{model.method.name!r}: {reason}; train it with model.fit.")
     histories = []
     for stage, block in enumerate(model.blocks):
         prefix = model.blocks[:stage]
@@ -54,7 +50,7 @@ def fit_greedy(model, dataset, epochs_per_block, validation_data=None, cache_fea
                 x = earlier(x, training=False)
             return x
 
-        def through_prefix(data):
+        def through_prefix(data, prefix=prefix, frozen_features=frozen_features):
             mapped = data.map(lambda x, y: (frozen_features(x), y))
             return mapped.cache() if cache_features and prefix else mapped
 

@@ -101,7 +101,9 @@ class ConvBNReLU(keras.layers.Layer):
                          use_bias=not batch_norm if use_bias is None else use_bias)
         self.bn = _batch_norm(f"{self.name}_bn", dtype=self.dtype_policy) if batch_norm else None
         self.relu = activation_layer(activation, f"{self.name}_relu", self.dtype_policy)
-        self.max_pool = keras.layers.MaxPooling2D(2, name=f"{self.name}_pool", dtype=self.dtype_policy) if pool else None
+        self.max_pool = (
+            keras.layers.MaxPooling2D(2, name=f"{self.name}_pool", dtype=self.dtype_policy) if pool else None
+        )
 
     def build(self, input_shape):
         if self.pool == "before":
@@ -275,15 +277,21 @@ class DenseReLU(keras.layers.Layer):
                  **kwargs):
         super().__init__(**kwargs)
         self.pool = pool
-        self.max_pool = keras.layers.MaxPooling2D(2, name=f"{self.name}_pool", dtype=self.dtype_policy) if pool else None
+        self.max_pool = (
+            keras.layers.MaxPooling2D(2, name=f"{self.name}_pool", dtype=self.dtype_policy) if pool else None
+        )
         self.width = width
         self.flatten = flatten
         self.dropout = dropout
         self.activation = activation
         self.batch_norm = batch_norm
         self.bn = _batch_norm(f"{self.name}_bn", dtype=self.dtype_policy) if batch_norm else None
-        self.activation_layer = activation_layer(activation, f"{self.name}_act", self.dtype_policy) if batch_norm else None
-        self.flatten_layer = keras.layers.Flatten(name=f"{self.name}_flatten", dtype=self.dtype_policy) if flatten else None
+        self.activation_layer = (
+            activation_layer(activation, f"{self.name}_act", self.dtype_policy) if batch_norm else None
+        )
+        self.flatten_layer = (
+            keras.layers.Flatten(name=f"{self.name}_flatten", dtype=self.dtype_policy) if flatten else None
+        )
         self.dropout_layer = (
             keras.layers.Dropout(dropout, name=f"{self.name}_dropout", dtype=self.dtype_policy)
             if dropout else None

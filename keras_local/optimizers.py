@@ -59,7 +59,9 @@ def _scaled_learning_rate(learning_rate, factor):
 
 def clones_one_optimizer(spec):
     """Whether `resolve_block_optimizers` clones `spec` (one optimizer) rather than taking one per block."""
-    return not isinstance(spec, (list, tuple)) and not (callable(spec) and not isinstance(spec, keras.optimizers.Optimizer))
+    return not isinstance(spec, (list, tuple)) and not (
+        callable(spec) and not isinstance(spec, keras.optimizers.Optimizer)
+    )
 
 
 def resolve_block_optimizers(spec, num_blocks, learning_rate_factors=None):

@@ -64,7 +64,9 @@ def load_model_spec(spec, input_shape, num_classes, options=None):
     kwargs = {key: value for key, value in defaults.items() if takes_any or key in parameters}
     model = factory(**{**kwargs, **(options or {})})
     if not isinstance(model, (keras.Model, list, tuple)):
-        raise ValueError(f"architecture {spec!r} returned {type(model).__name__}, not a keras.Model or a list of layers.")
+        raise ValueError(
+            f"architecture {spec!r} returned {type(model).__name__}, not a keras.Model or a list of layers."
+        )
     return model
 
 

@@ -6,7 +6,8 @@
 - `plot_features`: a block's features on their first two principal components (`keras-local analyze`).
 
 They need matplotlib (`pip install 'keras-local[plot]'`): without it they
-raise `MatplotlibMissing` (an `ImportError` and a `ValueError`) saying so. Each writes a PNG atomically and returns its path.
+raise `MatplotlibMissing` (an `ImportError` and a `ValueError`) saying so.
+Each writes a PNG atomically and returns its path.
 
 Example:
 
@@ -18,7 +19,7 @@ plot_features(features, labels, "features.png", title="block 3")   # returns the
 
 import numpy as np
 
-from keras_local.files import atomic_path
+from keras_local.files import atomic_path, read_block_log
 
 
 class MatplotlibMissing(ImportError, ValueError):
@@ -54,8 +55,6 @@ def plot_block_accuracy(csv_path, path):
     plt = _pyplot()
 
     figure, axis = plt.subplots(figsize=(6, 3.8))
-    from keras_local.callbacks import read_block_log
-
     curves = read_block_log(csv_path)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for number, (block, points) in enumerate(curves.items()):

@@ -31,8 +31,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_local.model import LocalModel
 from keras_local.block_order import BLOCK_ORDERS
+from keras_local.model import LocalModel
 
 
 def memory_device():
@@ -76,12 +76,16 @@ def block_times(model, x, y, repeats=10):
         row = {"block": index, "units": len(block.units), "forward": _median_seconds(forward, (features,), repeats)}
         if block.head is not None and copy.method.cut_gradients:
             head = tf.function(lambda inputs, block=block: block.head(inputs, training=True))
-            local = tf.function(lambda inputs, labels, block=block: block.compute_local_gradients(inputs, labels).gradients)
+            local = tf.function(
+                lambda inputs, labels, block=block: block.compute_local_gradients(inputs, labels).gradients
+            )
             row["head"] = _median_seconds(head, (outputs,), repeats)
             total = _median_seconds(local, (features, labels), repeats)
             row["backward"] = max(total - row["forward"] - row["head"], 0.0)
             gradients = local(features, labels)
-            update = tf.function(lambda block=block: block.optimizer.apply(gradients, block.trainable_variables))
+            update = tf.function(
+                lambda block=block, gradients=gradients: block.optimizer.apply(gradients, block.trainable_variables)
+            )
             row["update"] = _median_seconds(update, (), repeats)
         row["total"] = sum(value for key, value in row.items() if key in ("forward", "head", "backward", "update"))
         rows.append(row)
@@ -130,6 +134,29 @@ def peak_memory_mib(model, x, y, block_order="together", steps=3):
     if peak == 0:
         return None
     return (peak - before) / 2**20
+
+
+def profile_config(config, ks, x, y, input_shape, num_classes, repeats=10):
+    """`profile_model` of a run configuration's model at each K of `ks`,
+    beside `bp`'s peak memory on the same network: `{"profiles": {K:
+    report}, "bp_peak_memory_mib", "peak_memory_ratio_to_bp": {K: {block
+    order: ratio}}}` (what `keras-local profile` writes)."""
+    from keras_local.builder import build_model_from_config
+
+    reference = build_model_from_config({**config, "method": "bp", "method_options": {}, "block_order": "together",
+                                         "cuts": None, "num_blocks": 1}, input_shape, num_classes)
+    bp_peak = peak_memory_mib(reference, x, y)
+    reports = {}
+    for k in ks:
+        model = build_model_from_config({**config, "num_blocks": k, "cuts": None}, input_shape, num_classes)
+        reports[k] = profile_model(model, x, y, repeats=repeats)
+    ratios = {k: {"bp": 1.0 if bp_peak else None,
+                  **{order: (peak / bp_peak if peak is not None and bp_peak else None)
+                     for order, peak in report["peak_memory_mib"].items()}}
+              for k, report in reports.items()}
+    return {"architecture": config["architecture"], "method": config["method"], "dataset": config["dataset"],
+            "batch_size": int(np.shape(x)[0]), "bp_peak_memory_mib": bp_peak, "peak_memory_ratio_to_bp": ratios,
+            "profiles": reports}
 
 
 def profile_model(model, x, y, block_orders=None, repeats=10):

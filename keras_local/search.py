@@ -45,7 +45,7 @@ def hypermodel_from_config(config, input_shape, num_classes):
         raise ValueError(f"Unknown [search] key(s) {unknown}. Allowed: {', '.join(search_keys())}.")
     # A searched option not in [search] is fixed at the config's value, else at its method's default.
     option_defaults = {name: get_method(method.name).get_config()[name]
-                       for method in METHODS.values() for name in method.search_defaults}
+                       for method in METHODS.values() for name in method.search.options}
     fixed = {
         "method": config["method"], "num_blocks": config["num_blocks"], "learning_rate": config["learning_rate"],
         "head": config["head"] or "default",

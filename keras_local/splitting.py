@@ -14,6 +14,8 @@ block_sizes(16, [4, 8, 12])      # [4, 4, 4, 4]
 ```
 """
 
+from keras_local.deprecation import moved_names
+
 
 def even_cuts(num_units, num_blocks):
     """Splits evenly; when `num_units` is not divisible, lower blocks get one
@@ -33,44 +35,23 @@ def even_cuts(num_units, num_blocks):
     return cuts
 
 
-SPLITS = ("even", "balanced", "infopro", "infopro_balanced")
-
-# InfoPro's split points (its networks/configs.py): [stage, index] of the
-# residual block after which a module ends (stage 0 is the stem).
-INFOPRO_SPLITS = {
-    "resnet32": {
-        2: [[2, 1]],
-        4: [[1, 2], [2, 1], [3, 0]],
-        8: [[1, 0], [1, 2], [1, 4], [2, 1], [2, 3], [3, 0], [3, 2]],
-        16: [[0, 0], [1, 0], [1, 1], [1, 2], [1, 3], [1, 4], [2, 0], [2, 1], [2, 2], [2, 3], [2, 4],
-             [3, 0], [3, 1], [3, 2], [3, 3]],
-    },
-    "resnet110": {
-        2: [[2, 8]],
-        4: [[1, 11], [2, 7], [3, 3]],
-        8: [[1, 4], [1, 11], [2, 0], [2, 7], [2, 14], [3, 3], [3, 10]],
-        16: [[1, 1], [1, 4], [1, 7], [1, 10], [1, 13], [1, 16], [2, 1], [2, 4], [2, 7], [2, 11], [2, 15],
-             [3, 1], [3, 5], [3, 9], [3, 13]],
-    },
-}
-# InfoPro*'s memory-balanced splits of ResNet-110 (front-light).
-INFOPRO_BALANCED_SPLITS = {"resnet110": {2: [[1, 14]], 3: [[1, 9], [2, 2]], 4: [[1, 6], [1, 14], [2, 8]]}}
-UNITS_PER_STAGE = {"resnet32": 5, "resnet110": 18}
+# Split names: the two computed here, then the tables that methods register (`register_split`).
+SPLITS = ["even", "balanced"]
+SPLIT_TABLES = {}
 
 
-def infopro_cuts(architecture, num_blocks, balanced=False):
-    """InfoPro's cuts for `architecture` at K = `num_blocks`, as unit indices
-    (unit 0 is the stem; [stage, index] ends a module after residual block
-    `index` of `stage`)."""
-    table = (INFOPRO_BALANCED_SPLITS if balanced else INFOPRO_SPLITS).get(architecture)
-    name = "infopro_balanced" if balanced else "infopro"
-    if table is None or num_blocks not in table:
-        known = ", ".join(f"{arch} K={sorted(ks)}" for arch, ks in
-                          (INFOPRO_BALANCED_SPLITS if balanced else INFOPRO_SPLITS).items())
-        raise ValueError(f"split={name!r} has no table for {architecture} with num_blocks={num_blocks}; "
-                         f"it has: {known}.")
-    per_stage = UNITS_PER_STAGE[architecture]
-    return [1 if stage == 0 else 1 + (stage - 1) * per_stage + index + 1 for stage, index in table[num_blocks]]
+def register_split(name):
+    """Registers `function(architecture, num_blocks) -> cuts` as `split=name`
+    (a paper's table of cuts, e.g. InfoPro's: `keras_local.methods.infopro.tables`)."""
+
+    def register(function):
+        if name in SPLITS:
+            raise ValueError(f"split {name!r} is already registered.")
+        SPLITS.append(name)
+        SPLIT_TABLES[name] = function
+        return function
+
+    return register
 
 
 def balanced_cuts(costs, num_blocks):
@@ -154,8 +135,8 @@ def validate_cuts(cuts, num_units):
 
 def resolve_cuts(num_units, num_blocks=None, cuts=None, split="even", costs=None, architecture=None):
     """The cuts from either `num_blocks` (an `"even"` split, `"balanced"` by
-    the units' `costs`, or InfoPro's tables for `architecture`) or explicit
-    `cuts`."""
+    the units' `costs`, or a registered table for `architecture`, such as
+    InfoPro's) or explicit `cuts`."""
     if split not in SPLITS:
         raise ValueError(f"Unknown split {split!r}. Allowed: {', '.join(SPLITS)}.")
     if cuts is not None:
@@ -167,8 +148,8 @@ def resolve_cuts(num_units, num_blocks=None, cuts=None, split="even", costs=None
             )
         return cuts
     num_blocks = 1 if num_blocks is None else num_blocks
-    if split.startswith("infopro"):
-        return infopro_cuts(architecture, num_blocks, balanced=split == "infopro_balanced")
+    if split in SPLIT_TABLES:
+        return SPLIT_TABLES[split](architecture, num_blocks)
     if split == "balanced":
         if costs is None or len(costs) != num_units:
             raise ValueError("split='balanced' needs one cost per unit.")
@@ -186,3 +167,12 @@ def block_sizes(num_units, cuts):
     """Number of units in each block."""
     bounds = [0, *cuts, num_units]
     return [stop - start for start, stop in zip(bounds, bounds[1:])]
+
+
+# Moved to the method that owns them (keras_local 0.4); the old names warn for a version.
+__getattr__ = moved_names("keras_local.splitting", {
+    "INFOPRO_SPLITS": "keras_local.methods.infopro.tables",
+    "INFOPRO_BALANCED_SPLITS": "keras_local.methods.infopro.tables",
+    "UNITS_PER_STAGE": "keras_local.methods.infopro.tables",
+    "infopro_cuts": "keras_local.methods.infopro.tables",
+})

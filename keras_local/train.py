@@ -26,13 +26,11 @@ from keras_local.callbacks import (
     ProgressiveFreezing,
     StepTimer,
     TerminateOnNonFiniteLoss,
-    describe_loss,
 )
 from keras_local.checkpoint import CheckpointError, RunCheckpoint
 from keras_local.config import DEFAULTS, rename_legacy_keys, to_toml
 from keras_local.export import export_inference_model
 from keras_local.files import atomic_path, read_json, write_json, write_text
-
 
 CALLBACKS = ("block_logger", "memory_monitor", "step_timer", "block_early_stopping", "progressive_freezing",
              "block_learning_rate", "method_schedule")
@@ -146,7 +144,8 @@ def versions():
 
 def default_run_dir(config):
     return os.path.join(
-        "runs", f"{config['architecture'].replace(':', '.')}-{config['method']}-k{config['num_blocks']}-{config['dataset']}"
+        "runs",
+        f"{config['architecture'].replace(':', '.')}-{config['method']}-k{config['num_blocks']}-{config['dataset']}",
     )
 
 
@@ -346,17 +345,24 @@ def train_and_evaluate(config, run_dir=None, overwrite=False, callbacks=()):
     try:
         for epoch in range(first_epoch, config["epochs"]):
             skip = first_batch if epoch == first_epoch else 0
-            model.fit(cluster.shard_by_example(epochs(epoch, initial_batch=skip)), steps_per_epoch=steps_per_epoch - skip, initial_epoch=epoch,
-                      epochs=epoch + 1, validation_data=test if validate else None,
-                      validation_freq=max(config["validation_freq"], 1), callbacks=run_callbacks, verbose=verbose,
-                      shuffle=False)
+            model.fit(
+                cluster.shard_by_example(epochs(epoch, initial_batch=skip)),
+                steps_per_epoch=steps_per_epoch - skip,
+                initial_epoch=epoch,
+                epochs=epoch + 1,
+                validation_data=test if validate else None,
+                validation_freq=max(config["validation_freq"], 1),
+                callbacks=run_callbacks,
+                verbose=verbose,
+                shuffle=False,
+            )
     except NonFiniteLossError as error:
         batch = error.batch + 1 + (first_batch if error.epoch == first_epoch else 0)
         step = error.epoch * steps_per_epoch + batch
         saved = checkpoint.state()
         kept = (f"the last good checkpoint (step {saved['step']}) is kept in {checkpoint.directory}"
                 if saved else "no checkpoint was saved before it")
-        message = f"{describe_loss(error.key)} became {error.value} at step {step} (epoch {error.epoch + 1}, " \
+        message = f"{error.description} became {error.value} at step {step} (epoch {error.epoch + 1}, " \
                   f"batch {batch}); {kept}"
         write_json(os.path.join(write_dir, "summary.json"), {
             "status": "diverged", "error": message, "loss": error.key, "step": step, "epoch": error.epoch + 1,

@@ -21,7 +21,6 @@ from keras_local.layers import ConvBNReLU, ResidualUnit  # noqa: E402
 from keras_local.methods import get_method  # noqa: E402
 from keras_local.model import LocalModel  # noqa: E402
 
-
 # (method, block order, options) that a data-parallel strategy must train exactly as one replica
 # does: MirroredStrategy (test_block_order.py) and MultiWorkerMirroredStrategy (test_multi_worker.py).
 DISTRIBUTED_CASES = [

@@ -91,7 +91,7 @@ def test_default_components_follow_the_reference():
     assert sizes("vgg") == [2, 2, 2, 2]
     model = kl.build_model("resnet20", method="associated", build=False)
     assert model.blocks[1].units[0].activation == "elu"
-    assert isinstance(model.blocks[0].head, kl.heads.Bridge) and model.blocks[0].head.width == 300
+    assert isinstance(model.blocks[0].head, kl.methods.associated.Bridge) and model.blocks[0].head.width == 300
     pooled = kl.build_model("resnet20", method="associated", bridge="pooled", input_shape=(8, 8, 3))
     dense = kl.build_model("resnet20", method="associated", input_shape=(8, 8, 3))
     assert pooled.count_params() < dense.count_params()

@@ -7,7 +7,7 @@ import tensorflow as tf
 from conftest import LEARNING_RATE, applied_gradients, assert_close, ce
 
 import keras_local as kl
-from keras_local.heads import DGLHead
+from keras_local.methods.dgl import DGLHead
 
 
 @pytest.mark.parametrize("size", [32, 16, 8])
@@ -119,7 +119,7 @@ def reference_similarity(x):
 
 
 def test_similarity_matrix_of_one_hot_labels():
-    from keras_local.losses import similarity_matrix
+    from keras_local.methods.predsim import similarity_matrix
 
     labels = np.array([0, 1, 1, 3, 0])
     matrix = similarity_matrix(keras.ops.one_hot(labels, 4)).numpy()
@@ -128,7 +128,7 @@ def test_similarity_matrix_of_one_hot_labels():
 
 
 def test_similarity_matrix_of_conv_features_uses_the_spatial_std():
-    from keras_local.losses import similarity_matrix
+    from keras_local.methods.predsim import similarity_matrix
 
     features = np.random.default_rng(0).normal(size=(5, 4, 4, 8)).astype("float32")
     np.testing.assert_allclose(similarity_matrix(features).numpy(), reference_similarity(features), atol=1e-5)
@@ -137,7 +137,7 @@ def test_similarity_matrix_of_conv_features_uses_the_spatial_std():
 
 
 def test_predsim_head_follows_the_reference():
-    from keras_local.heads import PredSimHead, pooled_size
+    from keras_local.methods.predsim import PredSimHead, pooled_size
 
     assert pooled_size(32, 32, 128, 2048) == (4, 4)  # vgg8b's first layer: 128·4·4 = 2048
     assert pooled_size(8, 8, 512, 2048) == (2, 2)
@@ -238,7 +238,8 @@ def test_infopro_lambda_interpolation(num_blocks, expected):
 
 
 def test_infopro_split_tables():
-    from keras_local.splitting import block_sizes, infopro_cuts
+    from keras_local.methods.infopro import infopro_cuts
+    from keras_local.splitting import block_sizes
 
     # Residual blocks per module from InfoPro's configs, plus the stem in the first.
     assert block_sizes(16, infopro_cuts("resnet32", 2)) == [8, 8]
@@ -253,7 +254,7 @@ def test_infopro_split_tables():
 
 
 def test_supervised_contrastive_loss_matches_its_formula():
-    from keras_local.losses import supervised_contrastive
+    from keras_local.methods.infopro import supervised_contrastive
 
     rng = np.random.default_rng(0)
     z = rng.normal(size=(6, 5))
@@ -303,7 +304,7 @@ def test_infopro_blocks_get_their_interpolated_loss():
 
 
 def test_infopro_head_and_options():
-    from keras_local.heads import InfoProHead
+    from keras_local.methods.infopro import InfoProHead
 
     head = InfoProHead(10, image_shape=(32, 32, 3), aux_loss="contrast")
     outputs = head(np.ones((2, 8, 8, 64), "float32"))
@@ -450,7 +451,7 @@ def test_infopro_default_gives_the_local_block_of_k2_a_supervised_term():
 
 def test_infopro_contrast_mode_through_a_model():
     from keras_local.data import NORMALIZATION
-    from keras_local.losses import supervised_contrastive
+    from keras_local.methods.infopro import supervised_contrastive
 
     model = kl.build_model("resnet8", "infopro", cuts=[2], input_shape=(8, 8, 3), num_classes=5,
                            aux_loss="contrast", reconstruction_weights=(1.0, 1.0), aux_weights=(0.5, 0.5))

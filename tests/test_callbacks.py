@@ -112,7 +112,7 @@ def test_greedy_fit_on_cached_features_makes_the_updates_of_progressive_freezing
     assert_close(cached.get_weights(), model.get_weights(), atol=1e-5)
     with pytest.raises(ValueError, match="epochs_per_block must be a positive integer or one per block"):
         kl.greedy.fit_greedy(compiled(), dataset(), epochs_per_block=[1, 2])
-    with pytest.raises(ValueError, match="method 'bp' does not train its blocks that way"):
+    with pytest.raises(ValueError, match="cannot train method 'bp': one loss trains every block end to end"):
         kl.greedy.fit_greedy(compiled("bp"), dataset(), epochs_per_block=1)
 
 
@@ -122,8 +122,12 @@ def test_greedy_fit_refuses_backward_links_it_cannot_train():
     # HPFF's cascade loss links whole blocks; MAN's averages move in the model's step, not a block's.
     with pytest.raises(ValueError, match=r"cannot train method 'gll': the tails of blocks \[0, 1\]"):
         kl.greedy.fit_greedy(compiled("gll", hpff=True), dataset(), epochs_per_block=1)
-    with pytest.raises(ValueError, match="method 'dgl' does not train its blocks that way"):
+    with pytest.raises(ValueError, match="cannot train method 'dgl': MAN's moving average of block k"):
         kl.greedy.fit_greedy(compiled("dgl", man=True), dataset(), epochs_per_block=1)
+    with pytest.raises(ValueError, match="cannot train method 'associated': its label path"):
+        associated = kl.build_model("mlp", "associated", input_shape=(8, 8, 3), num_classes=5)
+        associated.compile(optimizer="sgd")
+        kl.asynchronous.fit_asynchronous(associated, dataset(), ticks=1)
     histories = kl.greedy.fit_greedy(compiled("backlink", alpha=1.0, propagation_length=1), dataset(),
                                      epochs_per_block=1)  # alpha = 1 is gll: nothing is lost
     assert len(histories) == 3
@@ -449,3 +453,10 @@ def test_bad_callbacks_table_fails_before_training(table, message, tmp_path, cap
 
 def test_package_exports_callbacks():
     assert kl.callbacks.BlockLogger is klc.BlockLogger
+
+
+def test_a_logged_loss_is_named_in_words_with_the_methods_extra_loss():
+    assert klc.describe_loss("loss") == "the output loss"
+    assert klc.describe_loss("loss_2") == "block 2's loss"
+    assert klc.describe_loss("autoencoder_loss_1", "autoencoder_loss") == "extra block 1's autoencoder loss"
+    assert klc.describe_loss("autoencoder_loss_1") == "'autoencoder_loss_1'"  # without the method's name

@@ -23,7 +23,10 @@ def test_config_layers_defaults_recipe_and_overrides(tmp_path):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["train", "--set", "method=magic"], "Unknown method 'magic'. Allowed: associated, auglocal, backlink, bp, bwbpf, dgl, gll, infopro, predsim"),
+        (
+            ["train", "--set", "method=magic"],
+            "Unknown method 'magic'. Allowed: associated, auglocal, backlink, bp, bwbpf, dgl, gll, infopro, predsim",
+        ),
         (["train", "--set", "architecture=resnet33"], "Unknown architecture 'resnet33'"),
         (["train", "--set", "num_blocks=99"], "num_blocks=99 is larger than the number of units"),
         (["train", "--set", "learning_rat=0.1"], "Unknown config key 'learning_rat'"),
@@ -31,15 +34,23 @@ def test_config_layers_defaults_recipe_and_overrides(tmp_path):
         (["train", "--set", "dataset=cifar11"], "Unknown dataset 'cifar11'"),
         (["train", "--set", "data_dir=/no/such/dir"], "data_dir='/no/such/dir' does not exist"),
         (["train", "--config", "/no/such.toml"], "Config file '/no/such.toml' does not exist"),
-        (["train", "--set", "block_order=parallel"], "Unknown block_order 'parallel'. Allowed: together, sequential, pipelined"),
-        (["train", "--set", "split=front"], "Unknown split 'front'. Allowed: even, balanced, infopro, infopro_balanced"),
+        (
+            ["train", "--set", "block_order=parallel"],
+            "Unknown block_order 'parallel'. Allowed: together, sequential, pipelined",
+        ),
+        (
+            ["train", "--set", "split=front"],
+            "Unknown split 'front'. Allowed: even, balanced, infopro, infopro_balanced",
+        ),
         (["train", "--set", "method=bp", "--set", "block_order=pipelined"], "method 'bp' backpropagates one loss"),
         (["train", "--set", "devices=['/gpu:3']"], "Unknown device '/gpu:3'"),
         (["profile", "--set", "block_order=parallel"], "Unknown block_order 'parallel'"),
         (["train", "--set", "warmup_epochs=10", "--set", "lr_schedule=constant"], "warmup_epochs=10 needs"),
         (["train", "--set", "validation_freq=-1"], "validation_freq must be >= 0 (0: only at the end), got -1"),
-        (["train", "--set", "weight_decay_scope=heads"],
-         "Unknown weight_decay_scope 'heads'. Allowed: all, backbone_kernels"),
+        (
+            ["train", "--set", "weight_decay_scope=heads"],
+            "Unknown weight_decay_scope 'heads'. Allowed: all, backbone_kernels",
+        ),
         (["train", "--set", "recipe=paper"], "Unknown recipe 'paper'. Allowed: shared, reference"),
         (["train", "--set", "method=predsim", "--set", "output_loss=mean"], "Unknown output_loss 'mean'"),
     ],
@@ -92,7 +103,9 @@ def test_piecewise_schedule_follows_the_reference_steps():
     from keras_local.train import make_optimizer
 
     config = load_config(None, ["lr_schedule=piecewise", "optimizer=adam", "learning_rate=0.001", "epochs=10"])
-    schedule = keras.optimizers.schedules.deserialize(make_optimizer(config, steps_per_epoch=10).get_config()["learning_rate"])
+    schedule = keras.optimizers.schedules.deserialize(
+        make_optimizer(config, steps_per_epoch=10).get_config()["learning_rate"]
+    )
     rates = [float(schedule(step)) for step in (0, 39, 41, 61, 81, 95)]
     assert rates == pytest.approx([1e-3, 1e-3, 1e-4, 1e-5, 1e-6, 5e-7])
     with pytest.raises(ValueError, match="lr_boundaries"):
@@ -103,7 +116,9 @@ def test_warmup_then_cosine_follows_infopro():
     from keras_local.train import make_optimizer
 
     config = load_config(None, ["epochs=160", "warmup_epochs=10", "learning_rate=0.8"])
-    schedule = keras.optimizers.schedules.deserialize(make_optimizer(config, steps_per_epoch=10).get_config()["learning_rate"])
+    schedule = keras.optimizers.schedules.deserialize(
+        make_optimizer(config, steps_per_epoch=10).get_config()["learning_rate"]
+    )
     values = [float(schedule(step)) for step in (0, 50, 100, 850, 1599)]
     assert values[0] == pytest.approx(0.01) and values[1] == pytest.approx(0.405)  # linear warm-up from 0.01
     assert values[2] == pytest.approx(0.8) and values[3] == pytest.approx(0.4, rel=1e-3)  # then cosine over 150

@@ -76,7 +76,11 @@ def test_prepared_dataset_under_a_data_dir(tmp_path):
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(name="cifar11"), "Unknown dataset 'cifar11': it is neither in the catalog nor embedded \\(cifar10, cifar100, cifar10_sample, mnist"),
+        (
+            dict(name="cifar11"),
+            "Unknown dataset 'cifar11': it is neither in the catalog nor embedded "
+            "\\(cifar10, cifar100, cifar10_sample, mnist",
+        ),
         (dict(name="cifar10", data_dir="/no/such/dir"), "data_dir='/no/such/dir' does not exist"),
         (dict(name="cifar10_sample", split="validation"), "Unknown split 'validation'"),
         (dict(name="cifar10_sample", batch_size=0), "batch_size must be a positive integer, got 0"),

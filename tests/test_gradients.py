@@ -34,10 +34,13 @@ def test_gll_each_block_gets_only_its_own_local_loss(weight_decay):
         if leaked[k] is not None:
             # Later losses do reach block k without the cut: the test would see them.
             assert max(np.abs(g).max() for g in leaked[k]) > 1e-4
-            assert not all(np.allclose(a, r + l, atol=1e-5) for a, r, l in zip(applied[k], reference[k], leaked[k]))
+            pairs = zip(applied[k], reference[k], leaked[k])
+            assert not all(np.allclose(a, r + extra, atol=1e-5) for a, r, extra in pairs)
     if weight_decay:
         # The coupled L2 term is really in the update: the gradient without it differs.
-        without = [g - weight_decay * v for g, v in zip(reference[0], [w.numpy() for w in model.blocks[0].trainable_variables])]
+        without = [
+            g - weight_decay * v for g, v in zip(reference[0], [w.numpy() for w in model.blocks[0].trainable_variables])
+        ]
         assert not all(np.allclose(a, b, atol=1e-5) for a, b in zip(applied[0], without))
 
 

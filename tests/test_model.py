@@ -35,15 +35,25 @@ def test_bp_has_the_same_blocks_as_gll_and_no_aux_heads():
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(architecture="resnet33"), "Unknown architecture 'resnet33'. Allowed: alexnet, cnn, dgl_cnn4, dgl_cnn6, mlp, resnet101"),
-        (dict(method="magic"), "Unknown method 'magic'. Allowed: associated, auglocal, backlink, bp, bwbpf, dgl, gll, infopro, predsim"),
+        (
+            dict(architecture="resnet33"),
+            "Unknown architecture 'resnet33'. Allowed: alexnet, cnn, dgl_cnn4, dgl_cnn6, mlp, resnet101",
+        ),
+        (
+            dict(method="magic"),
+            "Unknown method 'magic'. Allowed: associated, auglocal, backlink, bp, bwbpf, dgl, gll, infopro, predsim",
+        ),
         (dict(head="mlp3"), "Unknown head 'mlp3'. Allowed: cnn, conv, infopro, linear, mlp, mlp_sr, predsim"),
         (dict(num_blocks=11), "num_blocks=11 is larger than the number of units \\(10\\)"),
         (dict(num_blocks=0), "num_blocks must be an integer >= 1, got 0"),
         (dict(cuts=[5, 3]), "must be strictly increasing"),
         (dict(cuts=[2, 11]), "out of range"),
         (dict(num_classes=1), "num_classes must be an integer >= 2"),
-        (dict(method="gll", alpha=0.5), "Method 'gll' has no option 'alpha'; its options: man, man_momentum, hpff, hpff_cascade_weight, hpff_patch_grid"),
+        (
+            dict(method="gll", alpha=0.5),
+            "Method 'gll' has no option 'alpha'; its options: man, man_momentum, hpff, hpff_cascade_weight, "
+            "hpff_patch_grid",
+        ),
     ],
 )
 def test_bad_input_raises_value_error_quoting_the_value(kwargs, message):

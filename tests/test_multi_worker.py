@@ -216,7 +216,10 @@ def test_the_train_command_puts_the_blocks_on_local_servers_and_its_model_loads_
     assert 'devices = ["/job:worker/replica:0/task:0/device:CPU:0"' in (run_dir / "config.toml").read_text()
     with pytest.warns(UserWarning, match="loads on the default device"):
         model = keras.saving.load_model(run_dir / "model.keras")
-    assert model.block_devices is None and model.predict(np.zeros((2, 32, 32, 3), "float32"), verbose=0).shape == (2, 10)
+    assert model.block_devices is None and model.predict(np.zeros((2, 32, 32, 3), "float32"), verbose=0).shape == (
+        2,
+        10,
+    )
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -99,7 +99,9 @@ def test_a_run_killed_inside_an_epoch_resumes_to_the_uninterrupted_weights(tmp_p
                     _weights(tmp_path / "uninterrupted" / "model.keras"), strict=True):
         np.testing.assert_array_equal(a, b)  # bit for bit
     # The resumed epoch's row holds all its batches: the running metrics were checkpointed too.
-    assert (tmp_path / "resumed" / "history.csv").read_text() == (tmp_path / "uninterrupted" / "history.csv").read_text()
+    assert (tmp_path / "resumed" / "history.csv").read_text() == (
+        tmp_path / "uninterrupted" / "history.csv"
+    ).read_text()
     assert not (tmp_path / "resumed" / "backup").exists()  # removed once the run finished
 
 
@@ -319,17 +321,28 @@ def test_a_damaged_checkpoint_gives_one_line(tmp_path, capsys):
 # -- validation up front, messages ------------------------------------------------------------
 
 
-@pytest.mark.parametrize("overrides, message", [
-    (["method=backlink", 'callbacks={method_schedule = {name = "alpha", values = [1.0, 2.0]}}'],
-     "method_schedule alpha = 2.0 (epoch 2)"),
-    (["method=backlink", 'callbacks={method_schedule = {name = "beta", values = [0.5]}}'],
-     "method_schedule name 'beta' is not an option of method 'backlink'; its options: alpha, propagation_length"),
-    (["cuts=[3]", "num_blocks=4"], "cuts=[3] make 2 blocks but num_blocks=4"),
-    (["verbose=7"], "verbose must be 0 (silent), 1 (progress bar) or 2 (one line per epoch), got 7"),
-    (["checkpoint_every=-1"], "checkpoint_every must be >= 0"),
-    (["lerning_rate=0.1"], "Unknown config key 'lerning_rate'. Did you mean 'learning_rate' or"),
-    (["alpha=0.5"], "Method 'gll' has no option 'alpha'; its options: man, man_momentum, hpff, hpff_cascade_weight, hpff_patch_grid. ('alpha' is an option of backlink.)"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (
+            ["method=backlink", 'callbacks={method_schedule = {name = "alpha", values = [1.0, 2.0]}}'],
+            "method_schedule alpha = 2.0 (epoch 2)",
+        ),
+        (
+            ["method=backlink", 'callbacks={method_schedule = {name = "beta", values = [0.5]}}'],
+            "method_schedule name 'beta' is not an option of method 'backlink'; its options: alpha, propagation_length",
+        ),
+        (["cuts=[3]", "num_blocks=4"], "cuts=[3] make 2 blocks but num_blocks=4"),
+        (["verbose=7"], "verbose must be 0 (silent), 1 (progress bar) or 2 (one line per epoch), got 7"),
+        (["checkpoint_every=-1"], "checkpoint_every must be >= 0"),
+        (["lerning_rate=0.1"], "Unknown config key 'lerning_rate'. Did you mean 'learning_rate' or"),
+        (
+            ["alpha=0.5"],
+            "Method 'gll' has no option 'alpha'; its options: man, man_momentum, hpff, hpff_cascade_weight, "
+            "hpff_patch_grid. ('alpha' is an option of backlink.)",
+        ),
+    ],
+)
 def test_config_errors_are_caught_before_training(overrides, message):
     with pytest.raises(ValueError) as error:
         load_config(None, overrides, kl.methods.method_option_names())

@@ -43,7 +43,9 @@ def test_explicit_cuts_and_string_form():
     ],
 )
 def test_invalid_splits_raise_value_error_quoting_the_value(kwargs, message):
-    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[").replace("]", r"\]")):
+    with pytest.raises(
+        ValueError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[").replace("]", r"\]")
+    ):
         resolve_cuts(16, **kwargs)
 
 

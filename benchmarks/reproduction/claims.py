@@ -5,7 +5,6 @@ import statistics
 
 from .grid import grid
 
-
 # -- the papers' claims, checked against the records ----------------------------------
 #
 # Each claim is (source, statement, variants, across_k, check). A check takes {variant: {K: mean error %}}

@@ -6,7 +6,6 @@ import pathlib
 from .claims import TEST_EXAMPLES, claims_table, format_errors, mean_std, sigma
 from .grid import BUDGET_OVERRIDES, BUDGETS, END_TO_END, LABELS, RESULTS, VARIANTS, batch_size, budget_text, grid_k
 
-
 # -- the report ------------------------------------------------------------------
 
 
@@ -55,8 +54,15 @@ def render_report(records, out_dir=RESULTS):
                 if any(cell != "–" for cell in row):
                     lines.append(f"| {LABELS[variant]} | " + " | ".join(row) + " |")
             lines.append("")
-            lines += ["Cost of each cell (seed 0; a training step's working memory and the absolute allocator "
-                      "peak, median step time; one process, 2 CPU cores):", ""] + _cost_lines(group, architecture) + [""]
+            lines += (
+                [
+                    "Cost of each cell (seed 0; a training step's working memory and the absolute allocator "
+                    "peak, median step time; one process, 2 CPU cores):",
+                    "",
+                ]
+                + _cost_lines(group, architecture)
+                + [""]
+            )
             lines += ["The papers' claims, checked on this grid (seed 0, the seed every cell has). \"Within test-set "
                       "noise\": the deciding differences are under twice their binomial standard deviation on "
                       f"{TEST_EXAMPLES:,} test images (about 1.4 points at 50% error); seed-to-seed spread is "

@@ -1,6 +1,6 @@
 """BackLink: local training with backward links (Guo et al., IEEE TAI 2023)."""
 
-from keras_local.methods.base import Method, check_number, register_method
+from keras_local.methods.base import Method, SearchSpace, check_number, register_method
 
 
 @register_method
@@ -40,8 +40,8 @@ class BackLink(Method):
     name = "backlink"
     options = ("alpha", "propagation_length")
     schedulable = ("alpha",)
-    search_defaults = {"alpha": [0.0, 0.25, 0.5, 0.75, 1.0], "propagation_length": [1, 2]}
-    searched_tail_option = "propagation_length"
+    search = SearchSpace(options={"alpha": [0.0, 0.25, 0.5, 0.75, 1.0], "propagation_length": [1, 2]},
+                         tail_option="propagation_length")
 
     def __init__(self, alpha=0.5, propagation_length=1):
         self.alpha = check_number("alpha", alpha, 0.0, 1.0)

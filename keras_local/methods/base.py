@@ -1,7 +1,8 @@
 """What a training method is: a small rule the one `LocalModel.train_step` consults."""
 
 import sys
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
 
 from keras_local.registry import Registry
 
@@ -20,6 +21,35 @@ class Network:
     input_shape: tuple
     num_classes: int
 
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """What `keras_local.tuning.LocalHyperModel` may search for a method.
+
+    Args:
+        options: `{option: default choices}`, declared under the method only
+            (BackLink's `alpha`); a `[search]` table may replace the choices.
+        tail_option: the option that sets the linked tail's length
+            (BackLink's `propagation_length`): per K its choices are those
+            that the split candidates admit.
+        cut: False for a method whose network a search never cuts (`bp`: K = 1).
+
+    Example:
+
+    ```python
+    SearchSpace(options={"alpha": [0.0, 0.5, 1.0]}).num_blocks([2, 4])   # [2, 4]
+    ```
+    """
+
+    options: dict = field(default_factory=dict)
+    tail_option: str = None
+    cut: bool = True
+
+    def num_blocks(self, ks):
+        """The K a search may give the method, among `ks`."""
+        return list(ks) if self.cut else [1]
+
+
 METHODS = Registry("method")
 
 
@@ -31,58 +61,69 @@ def register_method(method_class):
 
 
 class Method:
-    """A local-training rule.
+    """A local-training rule: the one `LocalModel.train_step` consults its hooks.
 
-    Attributes:
-        name: the registry name.
-        cut_gradients: whether every block reads `stop_gradient` of the
-            previous block's output (local training) or the whole network is
-            differentiated end to end (backprop).
-        aux_heads: whether blocks other than the last get an auxiliary head
-            and a local loss.
-        separate_output_block: whether the network's output layer is a block
-            of its own (no units) after the K blocks, so that the last block
-            keeps an auxiliary head of its own (BWBPF). Otherwise the last
-            block's head is the output layer.
-        heads_classify: whether the blocks' heads score the classes (their
-            accuracy is logged as `acc_k`); Associated Learning's bridges
-            regress codes instead.
-        extra_block_loss: the loss of the extra blocks' heads (`extra_blocks`).
-        extra_loss_name: the logged name of extra block k's loss (`<name>_k`).
-        default_loss: the loss of every block's head when `compile` gets none
-            (None: sparse categorical cross-entropy on logits).
-        default_head: the auxiliary head when `build_model` gets none.
-        needs_images: whether the blocks' losses also read the input images
-            (their target is then `{"labels": y, "images": x}`).
-        schedulable: the numeric options that `LocalModel.method_variable`
-            can turn into variables (changed during training by
-            `keras_local.callbacks.MethodHyperparameterScheduler`).
+    A subclass sets the attributes and overrides the hooks its paper needs;
+    every default is greedy local learning's. The contract in five groups:
 
-    Subclasses take their options (e.g. `alpha`) as keyword arguments,
-    validate them in `__init__` and return them from `get_config`.
+    1. **Building** the network: `default_head`, `aux_heads`,
+       `separate_output_block`, `configure`, `architecture_defaults`,
+       `default_cuts`, `output_head`, `block_head`, `auxiliary_head`,
+       `head_options`, `extra_blocks` (a label path).
+    2. **Objective**: `default_loss`, `needs_images`, `block_loss`,
+       `loss_weights`, `targets`, `decoders`, `prediction_loss`,
+       `heads_classify`, `head_classifies`, `head_prediction`,
+       `extra_block_loss`, `extra_loss_name`, `extra_learning_rate_factor`.
+    3. **Gradient flow**: `cut_gradients`, `linked_units`, `link`,
+       `sent_loss` (backward links), `after_block_update`.
+    4. **Constraints**: `validate`, `check_block_order`,
+       `why_blocks_cannot_train_alone`; `schedulable`, `check_variable`,
+       `bind_variable` (options changed during training).
+    5. **Recipe and search**: `reference_recipe`, `search` (`SearchSpace`).
+
+    Subclasses take their options (e.g. `alpha`) as keyword arguments, list
+    their names in `options`, validate them in `__init__` and return them
+    from `get_config`.
+
+    Example:
+
+    ```python
+    class HalfLastLoss(Method):   # gll (every default) with the last block's loss halved
+        name = "half_last"
+
+        def loss_weights(self, num_blocks):
+            return [1.0] * (num_blocks - 1) + [0.5]
+
+    model = kl.build_model("resnet8", HalfLastLoss(), num_blocks=2)   # @register_method: by its name
+    ```
     """
 
     name = None
     options = ()  # names of the keyword arguments the method accepts
-    cut_gradients = True
+
+    # -- 1. building --------------------------------------------------------
+    # default_head: the auxiliary head when `build_model` gets none. aux_heads: whether blocks other
+    # than the last get an auxiliary head and a local loss. separate_output_block: whether the output
+    # layer is a block of its own (no units) after the K blocks, so the last block keeps an auxiliary
+    # head (BWBPF); otherwise the last block's head is the output layer.
+    default_head = "linear"
     aux_heads = True
     separate_output_block = False
-    heads_classify = True
-    # What `keras_local.tuning.LocalHyperModel` may search: options declared once per method, with
-    # their default choices, and an option that sets the linked tail's length (declared per K; the
-    # cut candidates of each K are then filtered to blocks at least that long).
-    search_defaults = {}
-    searched_tail_option = None
-    extra_block_loss = None
-    extra_loss_name = "extra_loss"
-    default_loss = None
-    default_head = "linear"
-    needs_images = False
-    schedulable = ()
 
     def configure(self, architecture=None, num_blocks=None, dataset=None):
         """Called by `build_model` once the network, its number of blocks and
-        the dataset are known: options left to them (None) are resolved here."""
+        the dataset are known: options left to them (None) are resolved here
+        (InfoPro's λ per network and K)."""
+
+    def architecture_defaults(self):
+        """Architecture options the method prefers (the user's options win;
+        Associated Learning's hidden layers)."""
+        return {}
+
+    def default_cuts(self, architecture, num_units):
+        """Where to cut when neither `num_blocks` nor `cuts` is given (None:
+        one block; Associated Learning: its components)."""
+        return None
 
     def output_head(self, num_classes, features_shape):
         """The network's output layer (the last block's head, or the output
@@ -91,81 +132,47 @@ class Method:
 
         return LinearHead(num_classes, name="output_head")
 
-    def reference_recipe(self, architecture):
-        """The training recipe of the method's paper / reference code for
-        `architecture` (`keras_local.recipes.Recipe`)."""
-        raise NotImplementedError(f"Method {self.name!r} has no reference recipe.")
-
-    def default_cuts(self, architecture, num_units):
-        """Where to cut when neither `num_blocks` nor `cuts` is given (None: one block)."""
-        return None
-
-    def architecture_defaults(self):
-        """Architecture options the method prefers (the user's options win)."""
-        return {}
-
-    def validate(self, block_sizes):
-        """Checks options against the split (number of units per block)."""
-
-    def loss_weights(self, num_blocks):
-        """The weight of each block's loss (`num_blocks` counts every block
-        of the model, the output block included)."""
-        return [1.0] * num_blocks
-
-    def linked_units(self, block_index, num_blocks):
-        """How many units at the end of block `block_index` (its tail) also
-        learn from the next block's error, mixed by `link` (0: none, the block
-        learns from its own loss only; `WHOLE_BLOCK`: all of them)."""
-        return 0
-
-    def sent_loss(self, index, num_blocks, loss):
-        """The part of block `index`'s loss whose error at the block's input
-        it sends back through a backward link (None: the whole loss)."""
-        return None
-
-    def link(self, own_error, next_error):
-        """The error a linked tail learns from, given the error of its own
-        loss and the next block's error at the tail's output."""
-        raise NotImplementedError(f"Method {self.name!r} has no backward links.")
-
-    def check_block_order(self, block_order):
-        """Raises a `ValueError` if the method cannot train with this block order."""
-        if block_order == "pipelined" and self.needs_images:
-            raise ValueError(
-                f"block_order='pipelined' cannot run {self.name!r} yet: its blocks' losses read the input "
-                f"images, which the pipeline's buffers do not carry. Use block_order='together' or 'sequential'."
-            )
-
     def block_head(self, index, architecture, num_classes):
         """Block `index`'s head when the method dictates it (None: the
-        builder's default, an auxiliary head or the output head)."""
+        builder's default, an auxiliary head or the output head; Associated
+        Learning: its bridges)."""
         return None
 
-    def blocks_train_alone(self):
-        """Whether a block can train on its own input and labels, outside the
-        model's step (`fit_greedy`, `fit_asynchronous`): not where its loss
-        reads the images, the blocks are not cut, or the step does more (MAN's
-        averages follow the next block; backward links are checked apart)."""
-        return self.cut_gradients and not self.needs_images
+    def auxiliary_head(self, index, head, network):
+        """Block `index`'s auxiliary head, given the default one (`head`) and
+        the cut `network` (`Network`): where MAN, HPFF and AugLocal build
+        theirs."""
+        return head
 
-    def head_classifies(self, index, num_blocks):
-        """Whether block `index`'s head scores the classes (its accuracy is
-        logged as `acc_k`); `heads_classify` for every block by default."""
-        return self.heads_classify
-
-    def head_prediction(self, model, index, outputs):
-        """The class scores of block `index`'s head, from its `outputs` (logits;
-        Associated Learning decodes a bridge's code)."""
-        return outputs
+    def head_options(self):
+        """Extra keyword arguments of the auxiliary heads (InfoPro's `aux_loss`)."""
+        return {}
 
     def extra_blocks(self, architecture, num_classes, num_blocks):
         """Blocks the method trains besides the network's, one per block or
         none (Associated Learning's label path): built, with heads."""
         return []
 
-    def extra_learning_rate_factor(self):
-        """The extra blocks' learning rate ÷ the blocks' learning rate."""
-        return 1.0
+    # -- 2. objective -------------------------------------------------------
+    # default_loss: every block head's loss when `compile` gets none (None: sparse categorical
+    # cross-entropy on logits). needs_images: whether the losses also read the input images (their
+    # target is then `{"labels": y, "images": x}`). heads_classify: whether the heads score the classes
+    # (logged as `acc_k`; Associated Learning's bridges regress codes). extra_block_loss /
+    # extra_loss_name: the loss of the extra blocks' heads and its logged name (`<name>_k`).
+    default_loss = None
+    needs_images = False
+    heads_classify = True
+    extra_block_loss = None
+    extra_loss_name = "extra_loss"
+
+    def block_loss(self, index, num_blocks, loss):
+        """The loss of block `index` (default: the compiled one for all)."""
+        return loss
+
+    def loss_weights(self, num_blocks):
+        """The weight of each block's loss (`num_blocks` counts every block
+        of the model, the output block included)."""
+        return [1.0] * num_blocks
 
     def targets(self, model, x, y, training=True, update_metrics=True):
         """What each block's loss compares with, one entry per block: the
@@ -182,10 +189,78 @@ class Method:
         """The loss of the network's prediction (default: the blocks' loss)."""
         return loss
 
-    @classmethod
-    def searchable_num_blocks(cls, ks):
-        """The K a search may give this method, among `ks`."""
-        return list(ks)
+    def head_classifies(self, index, num_blocks):
+        """Whether block `index`'s head scores the classes (its accuracy is
+        logged as `acc_k`); `heads_classify` for every block by default."""
+        return self.heads_classify
+
+    def head_prediction(self, model, index, outputs):
+        """The class scores of block `index`'s head, from its `outputs` (logits;
+        Associated Learning decodes a bridge's code)."""
+        return outputs
+
+    def extra_learning_rate_factor(self):
+        """The extra blocks' learning rate ÷ the blocks' learning rate."""
+        return 1.0
+
+    # -- 3. gradient flow ---------------------------------------------------
+    # cut_gradients: whether every block reads `stop_gradient` of the previous block's output (local
+    # training) or the whole network is differentiated end to end (backprop).
+    cut_gradients = True
+
+    def linked_units(self, block_index, num_blocks):
+        """How many units at the end of block `block_index` (its tail) also
+        learn from the next block's error, mixed by `link` (0: none, the block
+        learns from its own loss only; `WHOLE_BLOCK`: all of them)."""
+        return 0
+
+    def link(self, own_error, next_error):
+        """The error a linked tail learns from, given the error of its own
+        loss and the next block's error at the tail's output."""
+        raise NotImplementedError(f"Method {self.name!r} has no backward links.")
+
+    def sent_loss(self, index, num_blocks, loss):
+        """The part of block `index`'s loss whose error at the block's input
+        it sends back through a backward link (None: the whole loss)."""
+        return None
+
+    def after_block_update(self, model, index):
+        """Runs in the training step right after block `index` applied its
+        update (MAN's moving average)."""
+
+    # -- 4. constraints -----------------------------------------------------
+    # schedulable: the numeric options `LocalModel.method_variable` can turn into variables (changed
+    # during training by `keras_local.callbacks.MethodHyperparameterScheduler`).
+    schedulable = ()
+
+    def validate(self, block_sizes):
+        """Checks options against the split (number of units per block)."""
+
+    def check_block_order(self, block_order):
+        """Raises a `ValueError` if the method cannot train with this block order."""
+        if block_order == "pipelined" and self.needs_images:
+            raise ValueError(
+                f"block_order='pipelined' cannot run {self.name!r} yet: its blocks' losses read the input "
+                f"images, which the pipeline's buffers do not carry. Use block_order='together' or 'sequential'."
+            )
+
+    def why_blocks_cannot_train_alone(self, num_blocks):
+        """Why a block cannot train on its own input and labels outside the
+        model's step (`fit_greedy`, `fit_asynchronous`), in a sentence; None
+        if it can."""
+        if not self.cut_gradients:
+            return "one loss trains every block end to end"
+        if self.needs_images:
+            return "its blocks' losses read the input images, which a block trained alone does not get"
+        linked = [index for index in range(num_blocks) if self.linked_units(index, num_blocks)]
+        if linked:
+            return (f"the tails of blocks {linked} learn from the next block's error on the same batch, which a "
+                    f"block trained alone never receives")
+        return None
+
+    def blocks_train_alone(self, num_blocks):
+        """Whether `why_blocks_cannot_train_alone` has no reason."""
+        return self.why_blocks_cannot_train_alone(num_blocks) is None
 
     def check_variable(self, name, block_order):
         """Raises a `ValueError` if option `name` cannot be scheduled with this block order."""
@@ -194,23 +269,24 @@ class Method:
         """Makes the option `name` read `variable` from now on."""
         setattr(self, name, variable)
 
-    def block_loss(self, index, num_blocks, loss):
-        """The loss of block `index` (default: the compiled one for all)."""
-        return loss
+    # -- 5. recipe and search -----------------------------------------------
+    search = SearchSpace()
 
-    def auxiliary_head(self, index, head, network):
-        """Block `index`'s auxiliary head, given the default one (`head`) and
-        the cut `network` (`Network`): where MAN, HPFF and AugLocal build
-        theirs."""
-        return head
+    def reference_recipe(self, architecture):
+        """The training recipe of the method's paper / reference code for
+        `architecture` (`keras_local.recipes.Recipe`)."""
+        raise NotImplementedError(f"Method {self.name!r} has no reference recipe.")
 
-    def after_block_update(self, model, index):
-        """Runs in the training step right after block `index` applied its
-        update (MAN's moving average)."""
-
-    def head_options(self):
-        """Extra keyword arguments of the auxiliary heads."""
-        return {}
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        old = {name: cls.__dict__[name] for name in ("search_defaults", "searched_tail_option") if name in cls.__dict__}
+        if old:  # the declarations before 0.4
+            warnings.warn(f"{cls.__name__}: search_defaults and searched_tail_option are deprecated; declare "
+                          f"search = SearchSpace(options=..., tail_option=...) instead.", DeprecationWarning,
+                          stacklevel=2)
+            cls.search = SearchSpace(options=dict(old.get("search_defaults", cls.search.options)),
+                                     tail_option=old.get("searched_tail_option", cls.search.tail_option),
+                                     cut=cls.search.cut)
 
     def get_config(self):
         return {}

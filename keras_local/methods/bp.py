@@ -1,6 +1,6 @@
 """End-to-end backpropagation: the baseline every table compares with."""
 
-from keras_local.methods.base import Method, register_method
+from keras_local.methods.base import Method, SearchSpace, register_method
 
 
 @register_method
@@ -15,9 +15,7 @@ class Backprop(Method):
     cut_gradients = False
     aux_heads = False
 
-    @classmethod
-    def searchable_num_blocks(cls, ks):
-        return [1]  # one network: a search gives bp no cuts
+    search = SearchSpace(cut=False)  # one network: a search gives bp no cuts
 
     def reference_recipe(self, architecture):
         from keras_local.recipes import Recipe, piecewise

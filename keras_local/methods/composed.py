@@ -19,14 +19,14 @@ model = kl.build_model("resnet20", "dgl", num_blocks=4, hpff=True)
 
 from keras_local.methods import hpff as hpff_rule
 from keras_local.methods import man as man_rule
-from keras_local.methods.base import WHOLE_BLOCK, Method, check_number
+from keras_local.methods.base import WHOLE_BLOCK, Method, SearchSpace, check_number
 
 
 class ComposedRules(Method):
     """A local method whose auxiliary heads MAN or HPFF may replace (the options above)."""
 
     options = ("man", "man_momentum", "hpff", "hpff_cascade_weight", "hpff_patch_grid")
-    search_defaults = {"man": [False], "hpff": [False]}
+    search = SearchSpace(options={"man": [False], "hpff": [False]})
     man = hpff = False
     man_momentum = man_rule.DEFAULT_MOMENTUM
     hpff_cascade_weight = hpff_rule.DEFAULT_CASCADE_WEIGHT
@@ -52,8 +52,10 @@ class ComposedRules(Method):
             return hpff_rule.hilo_head(head, index, self.hpff_patch_grid, network.input_shape)
         return head
 
-    def blocks_train_alone(self):
-        return super().blocks_train_alone() and not self.man  # MAN's average moves in the model's step
+    def why_blocks_cannot_train_alone(self, num_blocks):
+        if self.man:
+            return "MAN's moving average of block k+1 follows that block's updates in the model's step"
+        return super().why_blocks_cannot_train_alone(num_blocks)
 
     def after_block_update(self, model, index):
         if self.man:

@@ -7,8 +7,9 @@ import tensorflow as tf
 from conftest import LEARNING_RATE, applied_gradients, assert_close, ce, tiny_batch
 
 import keras_local as kl
-from keras_local.heads import InfoProHead, LinearHead
+from keras_local.heads import LinearHead
 from keras_local.methods.hpff import CascadeHead, HiLoLoss, PatchFusion
+from keras_local.methods.infopro import InfoProHead
 
 SHAPE, CLASSES, CASCADE = (8, 8, 3), 5, 0.7
 

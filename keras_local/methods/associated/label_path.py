@@ -14,8 +14,8 @@ import keras
 from keras import ops
 
 from keras_local.block import Block
-from keras_local.heads import Bridge
 from keras_local.losses import unscale_for_replicas
+from keras_local.methods.associated.bridge import Bridge
 
 
 def bridge(method, width, index):

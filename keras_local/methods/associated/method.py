@@ -111,6 +111,9 @@ class AssociatedLearning(Method):
     def extra_blocks(self, architecture, num_classes, num_blocks):
         return label_path.label_blocks(self, self.width_for(architecture), num_classes, num_blocks)
 
+    def why_blocks_cannot_train_alone(self, num_blocks):
+        return "its label path (the extra blocks) trains with the network's blocks in the model's step"
+
     def extra_learning_rate_factor(self):
         return self.autoencoder_learning_rate_factor
 

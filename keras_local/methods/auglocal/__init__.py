@@ -1,7 +1,7 @@
 """AugLocal (Ma et al., "Scaling Supervised Local Learning with Augmented Auxiliary Networks", ICLR 2024)."""
 
 from keras_local.methods.auglocal.head import AugmentedHead, augmented_units, pyramid_depth, sampled_layers
-from keras_local.methods.base import check_number, register_method
+from keras_local.methods.base import SearchSpace, check_number, register_method
 from keras_local.methods.gll import GreedyLocal
 
 
@@ -40,7 +40,7 @@ class AugLocal(GreedyLocal):
 
     name = "auglocal"
     options = ("depth", "tau")
-    search_defaults = {"depth": [1, 2, 3]}
+    search = SearchSpace(options={"depth": [1, 2, 3]})
 
     def __init__(self, depth=2, tau=0.5):
         self.depth = check_number("depth", depth, 1, integer=True)

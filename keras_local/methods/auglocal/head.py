@@ -4,7 +4,8 @@ import math
 
 import keras
 
-from keras_local.layers import ConvBNReLU, ResidualUnit, batch_norm as make_batch_norm
+from keras_local.layers import ConvBNReLU, ResidualUnit
+from keras_local.layers import batch_norm as make_batch_norm
 
 
 def sampled_layers(layer, num_layers, depth):

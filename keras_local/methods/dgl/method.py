@@ -2,6 +2,7 @@
 
 from keras_local.methods.base import register_method
 from keras_local.methods.composed import composed_recipe
+from keras_local.methods.dgl.head import DGLHead
 from keras_local.methods.gll import GreedyLocal
 
 
@@ -12,7 +13,7 @@ class DecoupledGreedy(GreedyLocal):
     The gradients are gll's (block k reads stop_gradient(x_{k−1}); θ(B_k) and
     its auxiliary net get ∇L_k only); what DGL adds is the auxiliary net,
     `mlp_sr` by default (`head="mlp"` or `"cnn"` for its study's others, see
-    `keras_local.heads.DGLHead`). DGL's reference trains the modules one
+    `keras_local.methods.dgl.DGLHead`). DGL's reference trains the modules one
     after the other on each batch, which is the `"sequential"` block order.
 
     Example:
@@ -28,8 +29,6 @@ class DecoupledGreedy(GreedyLocal):
     def output_head(self, num_classes, features_shape):
         """The reference's last module: pool to 2x2 → two [Dense(4F) + BN +
         ReLU] → Dense (`auxillary_classifier2(n_lin=0, mlp_layers=2)`)."""
-        from keras_local.heads import DGLHead
-
         if len(features_shape) != 4:  # a dense network: nothing to pool
             return super().output_head(num_classes, features_shape)
         return DGLHead(num_classes, variant="mlp", mlp_layers=2, name="output_head")

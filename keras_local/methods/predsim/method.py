@@ -2,9 +2,9 @@
 
 import keras
 
-from keras_local.losses import PredSimLoss
-from keras_local.methods.base import check_number, register_method
+from keras_local.methods.base import SearchSpace, check_number, register_method
 from keras_local.methods.gll import GreedyLocal
+from keras_local.methods.predsim.loss import PredSimLoss
 
 
 @register_method
@@ -13,7 +13,7 @@ class PredSim(GreedyLocal):
 
     Each block's head (`predsim`: a zero-initialised prediction layer and the
     similarity branch's 3x3 conv) is trained on
-    `(1 − β)·CE + β·MSE(S(h'), S(y))` (`keras_local.losses.PredSimLoss`);
+    `(1 − β)·CE + β·MSE(S(h'), S(y))` (`keras_local.methods.predsim.PredSimLoss`);
     the network's output layer, a zero-initialised Dense (as the reference's)
     in a block of its own reading stop_gradient of the last block (like
     BWBPF's), on plain CE (`output_loss="plain"`, what SEDONA, BWBPF's
@@ -35,7 +35,7 @@ class PredSim(GreedyLocal):
 
     name = "predsim"
     options = ("beta", "output_loss")
-    search_defaults = {}
+    search = SearchSpace()  # not gll's MAN / HPFF options
     schedulable = ("beta",)
     default_head = "predsim"
     separate_output_block = True

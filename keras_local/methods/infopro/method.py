@@ -1,11 +1,10 @@
 """InfoPro (Wang et al., "Revisiting Locally Supervised Learning", ICLR 2021)."""
 
-import math
-
-from keras_local.losses import AUX_LOSSES, InfoProLoss
 from keras_local.methods.base import check_number, register_method
 from keras_local.methods.composed import composed_recipe
 from keras_local.methods.gll import GreedyLocal
+from keras_local.methods.infopro.loss import AUX_LOSSES, InfoProLoss
+from keras_local.methods.infopro.tables import reference_weights
 
 
 @register_method
@@ -19,7 +18,7 @@ class InfoPro(GreedyLocal):
     ratio = k / (K − 2) (0 when K = 2), λ1 = r1·(1 − ratio) + r2·ratio with
     `reconstruction_weights = (r1, r2)`, and λ2 likewise from `aux_weights`.
     Left at None, both pairs are the reference's for the network and K
-    (`REFERENCE_WEIGHTS`, from InfoPro-Pytorch's `comand.sh`; networks
+    (`tables.REFERENCE_WEIGHTS`, from InfoPro-Pytorch's `comand.sh`; networks
     without an entry take resnet32's, K without one the nearest K's).
     The reconstruction target is the un-normalised image, with the mean and
     std of `image_normalization` (a dataset name of `keras_local.data`; None:
@@ -131,27 +130,6 @@ class InfoPro(GreedyLocal):
                     self.reconstruction_weights),
                 "aux_weights": None if self.aux_weights is None else list(self.aux_weights),
                 "temperature": self.temperature, "image_normalization": self.image_normalization}
-
-
-# (λ1 of the first local block, its λ2, λ1 of the last, its λ2) per network and K: InfoPro-Pytorch's
-# `comand.sh` (--ixx_1 --ixy_1 --ixx_2 --ixy_2), CIFAR-10, contrast mode. "resnet110_balanced" is InfoPro*.
-REFERENCE_WEIGHTS = {
-    "resnet32": {2: (5.0, 1.0, 0.0, 0.0), 4: (6.0, 0.0, 1.0, 2.0), 8: (5.0, 0.0, 0.0, 2.0),
-                 16: (5.0, 0.05, 0.2, 0.5)},
-    "resnet110": {2: (5.0, 0.5, 0.0, 0.0), 4: (1.0, 0.0, 0.0, 1.0), 8: (5.0, 0.0, 0.0, 1.0),
-                  16: (5.0, 0.0, 0.5, 1.0)},
-    "resnet110_balanced": {2: (5.0, 0.1, 0.0, 0.0), 3: (5.0, 0.0, 5.0, 0.1), 4: (5.0, 0.0, 5.0, 0.1)},
-}
-
-
-def reference_weights(architecture, num_blocks):
-    """The reference's `(reconstruction_weights, aux_weights)` pairs (first, last local block) for
-    `architecture` at K = `num_blocks` (resnet32's for other networks; the nearest K's, on a log
-    scale, for other K)."""
-    table = REFERENCE_WEIGHTS.get(architecture, REFERENCE_WEIGHTS["resnet32"])
-    nearest = min(table, key=lambda k: (abs(math.log(k) - math.log(max(num_blocks, 2))), k))
-    first_x, first_y, last_x, last_y = table[nearest]
-    return (first_x, last_x), (first_y, last_y)
 
 
 def _pair(name, value):

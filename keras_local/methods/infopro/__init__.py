@@ -1,0 +1,10 @@
+"""InfoPro: the rule (`method.py`), its head (`head.py`), its loss (`loss.py`) and its tables of splits
+and loss weights (`tables.py`)."""
+
+from keras_local.methods.infopro.head import InfoProHead
+from keras_local.methods.infopro.loss import AUX_LOSSES, InfoProLoss, supervised_contrastive
+from keras_local.methods.infopro.method import InfoPro
+from keras_local.methods.infopro.tables import infopro_cuts, reference_weights
+
+__all__ = ["AUX_LOSSES", "InfoPro", "InfoProHead", "InfoProLoss", "infopro_cuts", "reference_weights",
+           "supervised_contrastive"]
