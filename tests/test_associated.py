@@ -129,6 +129,7 @@ def test_each_level_logs_the_accuracy_of_its_bridge_decoded_by_its_decoders():
     assert logs["acc_2"] == pytest.approx(logs["accuracy"])
 
 
+@pytest.mark.large  # trains to an accuracy
 def test_associated_learns_on_a_conv_net_well_above_chance():
     """AL's vanilla CNN on 8x8 images whose class is the brightest of three quadrants."""
     rng = np.random.default_rng(2)
@@ -186,6 +187,7 @@ def test_class_distance_ratio_matches_a_hand_computed_example():
         kl.analysis.class_distance_ratio(features, np.zeros(4))
 
 
+@pytest.mark.large  # a whole run of the CLI
 def test_analyze_command_reports_the_ratio_and_writes_a_plot(tmp_path, capsys):
     import json
 

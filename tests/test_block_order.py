@@ -194,6 +194,7 @@ def mirrored():
     return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 
 
+@pytest.mark.large  # several epochs under MirroredStrategy
 @pytest.mark.parametrize("method", ["dgl"])  # its heads also create batch norms when they are built
 def test_synchronized_batch_norm_makes_two_replicas_train_as_one_process(mirrored, method):
     """resnet8 (batch norm in every unit, and in DGL's heads) on a global batch of 8: with
@@ -228,6 +229,7 @@ def test_sync_batch_norm_is_checked_and_kept_in_the_saved_model(tmp_path):
     assert loaded.sync_batch_norm and norms and all(layer.synchronized for layer in norms)
 
 
+@pytest.mark.large  # data-parallel replicas, as tests/test_multi_worker.py
 @pytest.mark.parametrize("method, block_order, options", DISTRIBUTED_CASES)
 def test_mirrored_strategy_step_equals_single_replica_step(mirrored, method, block_order, options):
     """Global batch 8 on 2 replicas (4 each) gives the weights of batch 8 on one."""

@@ -298,6 +298,7 @@ def test_lambda_and_beta_schedules_reach_the_losses():
 # -- BackupAndRestore and .keras round trips -------------------------------------------
 
 
+@pytest.mark.large  # an interrupted and resumed fit
 @pytest.mark.parametrize("make", [
     lambda path: klc.BlockEarlyStopping(patience=1, backup_dir=path),
     lambda path: klc.ProgressiveFreezing(epochs_per_block=2, backup_dir=path),
@@ -323,6 +324,7 @@ def test_stateful_callbacks_resume_after_backup_and_restore(make, tmp_path):
     assert not (state_dir / f"{type(callback).__name__}.json").exists()  # deleted once training ended
 
 
+@pytest.mark.large  # an interrupted and resumed fit
 def test_stateless_callbacks_give_the_same_epochs_after_a_resume(tmp_path):
     def run(directory, stop=None):
         model = compiled("backlink", alpha=0.5, propagation_length=1)
@@ -416,6 +418,7 @@ def test_memory_monitor_measures_the_training_steps_working_memory():
 # -- TOML recipes ----------------------------------------------------------------------
 
 
+@pytest.mark.large  # a whole run of the CLI
 def test_callbacks_table_in_a_recipe(tmp_path):
     recipe = tmp_path / "r.toml"
     recipe.write_text(

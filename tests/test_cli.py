@@ -64,6 +64,7 @@ def test_bad_input_prints_one_line_and_exits_2(argv, message, capsys, tmp_path):
     assert not (tmp_path / "run").exists()  # failed before anything was written or trained
 
 
+@pytest.mark.large  # a whole run of the CLI
 def test_train_end_to_end_on_the_embedded_sample(tmp_path):
     run_dir = tmp_path / "run"
     command = [sys.executable, "-m", "keras_local.cli", "train", "--run-dir", str(run_dir),

@@ -26,6 +26,8 @@ import tensorflow as tf
 
 import keras_local as kl
 
+pytestmark = pytest.mark.large  # docstring examples: whole training runs, some in their own process
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 FENCE = re.compile(r"```python\n(.*?)```", re.S)

@@ -18,7 +18,8 @@ from keras_local.block_order import BLOCK_ORDERS
 
 # Every registered method, and the rules that compose with the auxiliary-head methods as options (each rule
 # on one base here; tests/methods/ checks them on gll, dgl and infopro).
-COMPOSED = ["dgl+man", "infopro+hpff"]
+# The composed rules run with the large tests (CI); tests/methods/ covers them in the quick ones.
+COMPOSED = [pytest.param(name, marks=pytest.mark.large, id=name) for name in ("dgl+man", "infopro+hpff")]
 METHODS = kl.list_methods() + COMPOSED
 SHAPE, CLASSES = (16, 16, 3), 4
 
@@ -43,17 +44,28 @@ def _optimizer_state(model):
 @pytest.mark.parametrize("method", METHODS)
 def test_keras_round_trip_keeps_weights_predictions_and_optimizer_state(method, tmp_path):
     model = _model(method)
+    # Build the optimizers in reverse block order: slots must still land on the right variables.
+    for block in reversed(model.blocks):
+        block.optimizer.build(block.trainable_variables)
     x, y = _batch()
     model.fit(x, y, epochs=2, batch_size=4, verbose=0)
     model.save(tmp_path / "model.keras")
     loaded = keras.models.load_model(tmp_path / "model.keras")
     assert type(loaded.method) is type(model.method) and loaded.method.get_config() == model.method.get_config()
+    assert [int(block.optimizer.iterations) for block in loaded.blocks] == [4] * len(model.blocks)
     for a, b in zip(model.get_weights(), loaded.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
     for a, b in zip(_optimizer_state(model), _optimizer_state(loaded), strict=True):
         for slot_a, slot_b in zip(a, b, strict=True):
             np.testing.assert_array_equal(slot_a, slot_b)
+    momentum_slots = [v for v in loaded.blocks[-1].optimizer.variables if "momentum" in v.path]
+    assert momentum_slots and any(np.abs(v.numpy()).max() > 0 for v in momentum_slots)
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
+    # Training continues identically from the restored state.
+    model.fit(x, y, epochs=1, batch_size=4, verbose=0, shuffle=False)
+    loaded.fit(x, y, epochs=1, batch_size=4, verbose=0, shuffle=False)
+    for a, b in zip(model.get_weights(), loaded.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-5)
 
 
 @pytest.mark.parametrize("block_order", BLOCK_ORDERS)

@@ -13,6 +13,8 @@ from conftest import DISTRIBUTED_CASES
 
 from keras_local.cluster import cluster_config, is_chief, local_cluster, worker_path
 
+pytestmark = pytest.mark.large  # worker processes
+
 # What MirroredStrategy is tested with too (test_block_order.py), and a batch-norm network whose
 # statistics are synchronised across the workers (without it each worker normalises its own half).
 CASES = DISTRIBUTED_CASES + [("gll", "together", {"architecture": "resnet8", "sync_batch_norm": True})]

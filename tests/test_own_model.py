@@ -73,12 +73,11 @@ def test_backbone_model_is_the_users_model_with_the_trained_weights():
     assert np.abs(before - model.predict(x, verbose=0)).max() > 1e-4
 
 
-@pytest.mark.parametrize("method, block_order, options", [
-    ("backlink", "sequential", {"propagation_length": 1, "alpha": 0.5}),
-    ("gll", "together", {}),
-])
-def test_round_trip_keeps_every_blocks_optimizer_state(tmp_path, method, block_order, options):
-    model = kl.build_model(residual_model(), method, num_blocks=3, block_order=block_order, **options)
+def test_a_user_models_round_trip_keeps_its_graph_and_every_blocks_optimizer_state(tmp_path):
+    """What a user's model adds to the method contract's round trip (tests/test_method_contract.py):
+    its replayed graph, a backward link into one of its blocks, its export."""
+    model = kl.build_model(residual_model(), "backlink", num_blocks=3, block_order="sequential",
+                           propagation_length=1, alpha=0.5)
     model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9))
     x, y = tiny_batch(16)
     model.fit(x, y, batch_size=8, epochs=2, verbose=0, shuffle=False)
@@ -180,6 +179,7 @@ def test_a_list_of_layers_and_a_nested_model_are_cut_like_a_sequential():
     assert kl.cut_points(wrapped) == kl.cut_points(inner)  # the nested model opens into its layers
 
 
+@pytest.mark.large  # a whole run of the CLI
 def test_cli_trains_a_model_named_by_module_and_function(tmp_path):
     argv = ["train", "--run-dir", str(tmp_path), "--set", 'architecture="own_models:residual_model"',
             "--set", "cuts=[\"res1_out\"]", "--set", "train_examples=64", "--set", "test_examples=64",
@@ -190,6 +190,7 @@ def test_cli_trains_a_model_named_by_module_and_function(tmp_path):
     assert cli.main(["train", "--run-dir", str(tmp_path / "bad"), "--set", 'architecture="own_models:nothing"']) == 2
 
 
+@pytest.mark.large  # a keras.applications network
 def test_keras_applications_model_trains_block_wise_on_cifar10_sample():
     train = kl.data.load_dataset("cifar10_sample", "train", batch_size=32, training=True, num_examples=64)
     model = kl.build_model("keras.applications.MobileNetV2", "gll", num_blocks=3, split="balanced",
@@ -202,6 +203,7 @@ def test_keras_applications_model_trains_block_wise_on_cifar10_sample():
     np.testing.assert_allclose(model.backbone_model()(images), model(images), atol=1e-5)
 
 
+@pytest.mark.large  # keras-hub backbones, whole runs
 def test_keras_hub_backbones_train_block_wise_from_a_config(tmp_path):
     keras_hub = pytest.importorskip("keras_hub")
     train = kl.data.load_dataset("cifar10_sample", "train", batch_size=32, training=True, num_examples=64)

@@ -60,6 +60,7 @@ def test_profile_model_reports_every_block_and_leaves_the_model_untouched():
         profiling.profile_model(model, x, y, block_orders=["fast"])
 
 
+@pytest.mark.large  # the profile command over several K
 def test_profile_command_writes_json_and_plot(tmp_path, capsys):
     keras.utils.set_random_seed(0)
     code = cli.main(["profile", "--set", "architecture=mlp", "--set", "architecture_options={hidden_units=[64, 64]}",

@@ -56,6 +56,7 @@ def test_recipe_resolves_and_its_model_assembles(recipe):
     "backlink/alexnet_cifar10_k8_linear.toml",    # dense units, output layer alone in the last block
     "bwbpf/resnet50_cifar10_k4.toml",             # bottleneck units, separate output block
 ])
+@pytest.mark.large  # whole runs of the paper recipes
 def test_recipe_trains_one_epoch_on_the_embedded_sample(recipe, tmp_path, capsys):
     assert cli.main(["train", "--config", str(ROOT / recipe), "--run-dir", str(tmp_path), *TINY]) == 0
     summary = json.loads((tmp_path / "summary.json").read_text())
@@ -119,6 +120,7 @@ def test_build_model_takes_the_model_keys_of_the_reference_recipe():
         == 5e-4
 
 
+@pytest.mark.large  # a whole run of the CLI
 def test_cli_applies_the_reference_recipe(tmp_path, capsys):
     code = cli.main(["train", "--recipe", "reference", "--set", 'method="dgl"', "--set", 'architecture="dgl_cnn4"',
                      "--set", "num_blocks=2", *TINY, "--set", "batch_size=32", "--set", "validation_freq=0",

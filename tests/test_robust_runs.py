@@ -20,6 +20,8 @@ from keras_local.config import load_config
 from keras_local.files import atomic_path, partial_path, write_json
 from keras_local.train import previous_run, train_and_evaluate
 
+pytestmark = pytest.mark.large  # whole runs, killed and resumed in subprocesses
+
 # A small run: 256 examples in batches of 32 (8 steps per epoch), 3 epochs.
 SMALL = ["architecture=resnet8", "num_blocks=2", "train_examples=256", "test_examples=128", "batch_size=32",
          "epochs=3", "verbose=0", "checkpoint_every=3"]

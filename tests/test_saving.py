@@ -25,37 +25,7 @@ def assert_same_state(a, b):
             np.testing.assert_array_equal(x, y)
 
 
-@pytest.mark.parametrize("method, options", [
-    ("gll", {}),
-    ("bwbpf", {"lambda_global": 2.0, "lambda_local": 0.5}),
-    ("backlink", {"alpha": 0.25, "propagation_length": 1}),
-])
-def test_keras_round_trip_restores_each_blocks_optimizer_state(tmp_path, method, options):
-    model = tiny_resnet(method, **options)
-    model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9))
-    # Build the optimizers in reverse block order: slots must still land on the right variables.
-    for block in reversed(model.blocks):
-        block.optimizer.build(block.trainable_variables)
-    x, y = tiny_batch(16)
-    model.fit(x, y, batch_size=8, epochs=2, verbose=0)
-    path = str(tmp_path / "model.keras")
-    model.save(path)
-    loaded = keras.saving.load_model(path)
-
-    assert isinstance(loaded, kl.LocalModel) and loaded.method.name == method
-    assert loaded.method.get_config() == model.method.get_config()
-    assert [int(b.optimizer.iterations) for b in loaded.blocks] == [4] * len(model.blocks)
-    assert_same_state(optimizer_state(model), optimizer_state(loaded))
-    momentum_slots = [v for v in loaded.blocks[1].optimizer.variables if "momentum" in v.path]
-    assert momentum_slots and any(np.abs(v.numpy()).max() > 0 for v in momentum_slots)
-    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
-    # Training continues identically from the restored state.
-    model.fit(x, y, batch_size=8, epochs=1, verbose=0, shuffle=False)
-    loaded.fit(x, y, batch_size=8, epochs=1, verbose=0, shuffle=False)
-    for a, b in zip(model.get_weights(), loaded.get_weights()):
-        np.testing.assert_allclose(a, b, atol=1e-5)
-
-
+@pytest.mark.large  # an interrupted and resumed fit
 def test_backup_and_restore_resumes_with_every_blocks_optimizer_state(tmp_path):
     x, y = tiny_batch(16)
     dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
@@ -86,6 +56,7 @@ def test_backup_and_restore_resumes_with_every_blocks_optimizer_state(tmp_path):
         np.testing.assert_allclose(a, b, atol=1e-5)
 
 
+@pytest.mark.large  # fit with Keras' callbacks over several epochs
 def test_stock_callbacks_work_with_per_block_optimizers(tmp_path):
     model = tiny_resnet()
     model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9))
@@ -131,6 +102,7 @@ def test_mixed_precision_scales_the_loss_in_the_custom_step(method, options, uni
     assert 0.5 < mixed_update / full_update < 2.0
 
 
+@pytest.mark.large  # loads in a new process
 def test_exported_model_loads_without_keras_local(tmp_path):
     model = kl.build_model("resnet20", method="gll", num_blocks=3, head="conv",
                            input_shape=(16, 16, 3), num_classes=4)

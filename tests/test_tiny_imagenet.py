@@ -8,6 +8,8 @@ import tensorflow_datasets as tfds
 import keras_local as kl
 from keras_local.datasets.tiny_imagenet import Builder
 
+pytestmark = pytest.mark.large  # the real Tiny-ImageNet copy
+
 SHARED = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "tfds"
 
 

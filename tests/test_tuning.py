@@ -16,6 +16,8 @@ from keras_local.config import load_config
 from keras_local.methods import method_option_names
 from keras_local.splitting import block_sizes, validate_cuts
 
+pytestmark = pytest.mark.large  # keras-tuner searches of several trials
+
 TINY = {"architecture": "mlp", "input_shape": (6,), "num_classes": 3,
         "architecture_options": {"hidden_units": (8, 8, 8, 8)}}
 

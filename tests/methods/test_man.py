@@ -71,6 +71,7 @@ def test_the_average_after_n_steps_is_the_closed_form_of_the_next_blocks_weights
     assert not np.allclose(head.average.weights[0].numpy(), start[0])
 
 
+@pytest.mark.large  # an interrupted and resumed fit
 def test_a_saved_and_reloaded_run_continues_exactly_as_an_uninterrupted_one(tmp_path):
     batches = [tiny_batch(input_shape=SHAPE, num_classes=CLASSES, seed=seed) for seed in range(3)]
     keras.utils.set_random_seed(1)
