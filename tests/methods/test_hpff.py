@@ -90,3 +90,10 @@ def test_hpff_refuses_the_pipeline_and_an_indivisible_patch_grid_in_one_line():
         kl.build_model("resnet8", "gll", num_blocks=2, hpff=True, block_order="pipelined")
     with pytest.raises(ValueError, match=r"hpff_patch_grid=3 .* divisible by 3"):
         kl.build_model("resnet8", "gll", num_blocks=2, hpff=True, hpff_patch_grid=3, input_shape=(16, 16, 3))
+
+
+def test_a_cascade_heads_readout_is_its_cascade_net_the_one_trained_with_the_large_weight():
+    head = CascadeHead(LinearHead(CLASSES, name="own"), LinearHead(CLASSES, name="cascade"))
+    outputs = head(np.random.default_rng(0).normal(size=(2, 4, 4, 8)).astype("float32"))
+    np.testing.assert_array_equal(outputs["logits"], outputs["cascade"])
+    assert not np.allclose(outputs["logits"], outputs["own"])

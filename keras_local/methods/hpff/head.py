@@ -88,8 +88,9 @@ class PatchFusion(keras.layers.Layer):
 class CascadeHead(keras.layers.Layer):
     """HiLo's two auxiliary nets on one block's features: `own` (the
     independent module's) and `cascade` (the cascade module's, whose loss
-    also trains the previous block). Returns `{"logits": own's logits,
-    "own": ..., "cascade": ...}` for `HiLoLoss`.
+    also trains the previous block). Returns `{"logits": the cascade net's
+    logits (the block's readout, `acc_k`: the net trained with weight
+    `cascade_weight`), "own": ..., "cascade": ...}` for `HiLoLoss`.
 
     Example:
 
@@ -112,13 +113,12 @@ class CascadeHead(keras.layers.Layer):
                 head.build(input_shape)
 
     def call(self, inputs, training=None):
-        own = self.own(inputs, training=training)
-        return {"logits": logits_of(own), "own": own, "cascade": self.cascade(inputs, training=training)}
+        own, cascade = self.own(inputs, training=training), self.cascade(inputs, training=training)
+        return {"logits": logits_of(cascade), "own": own, "cascade": cascade}
 
     def compute_output_shape(self, input_shape):
-        own = self.own.compute_output_shape(input_shape)
-        return {"logits": own["logits"] if isinstance(own, dict) else own, "own": own,
-                "cascade": self.cascade.compute_output_shape(input_shape)}
+        own, cascade = self.own.compute_output_shape(input_shape), self.cascade.compute_output_shape(input_shape)
+        return {"logits": cascade["logits"] if isinstance(cascade, dict) else cascade, "own": own, "cascade": cascade}
 
     def get_config(self):
         return {**super().get_config(), "own": keras.saving.serialize_keras_object(self.own),
