@@ -49,7 +49,9 @@ def _documented(module):
 
 
 def module_examples():
-    """{module name: [example code, ...]} for every module with examples."""
+    """{module name: [example code, ...]} for every module with examples. A
+    module whose own docstring has none starts from its package's module
+    example (the callbacks' modules share `keras_local.callbacks`' setup)."""
     names = [kl.__name__] + [info.name for info in pkgutil.walk_packages(kl.__path__, kl.__name__ + ".")]
     examples = {}
     for name in names:
@@ -57,6 +59,9 @@ def module_examples():
         # Each object's own docstring (inspect.getdoc would inherit a base class's examples).
         codes = [inspect.cleandoc("\n" + code) for obj in _documented(module)
                  for code in FENCE.findall(obj.__doc__ or "")]
+        package = importlib.import_module(name.rpartition(".")[0]) if "." in name else None
+        if codes and package is not None and not FENCE.findall(module.__doc__ or ""):
+            codes = [inspect.cleandoc("\n" + code) for code in FENCE.findall(package.__doc__ or "")] + codes
         if codes:
             examples[name] = codes
     return examples

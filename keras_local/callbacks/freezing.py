@@ -1,14 +1,7 @@
 """Blocks that stop training: `ProgressiveFreezing` (one block after the other) and `BlockEarlyStopping`
 (each on its own plateau).
 
-Example (the classes' examples below reuse its `model`, `train` and `test`):
-
-```python
-model = kl.build_model("resnet8", "gll", num_blocks=2)
-model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9))
-train = kl.data.load_dataset("cifar10_sample", "train", batch_size=128, training=True, num_examples=512)
-test = kl.data.load_dataset("cifar10_sample", "test", batch_size=500, num_examples=500)
-```
+The classes' examples reuse the `model`, `train` and `test` of `keras_local.callbacks`' example.
 """
 
 

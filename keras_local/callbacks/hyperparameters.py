@@ -1,12 +1,6 @@
 """`MethodHyperparameterScheduler`: a method's option (BackLink's α, BWBPF's λ, PredSim's β) changed during training.
 
-Example (the classes' examples below reuse its `model`, `train`):
-
-```python
-model = kl.build_model("resnet8", "backlink", num_blocks=2, alpha=0.5)
-model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9))
-train = kl.data.load_dataset("cifar10_sample", "train", batch_size=128, training=True, num_examples=512)
-```
+The classes' examples reuse the `model`, `train` and `test` of `keras_local.callbacks`' example.
 """
 
 import keras

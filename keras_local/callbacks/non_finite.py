@@ -1,12 +1,6 @@
 """`TerminateOnNonFiniteLoss`: stop at the first batch where any logged loss is nan or infinite.
 
-Example (the classes' examples below reuse its `model`, `train`):
-
-```python
-model = kl.build_model("resnet8", "gll", num_blocks=2)
-model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9))
-train = kl.data.load_dataset("cifar10_sample", "train", batch_size=128, training=True, num_examples=512)
-```
+The classes' examples reuse the `model`, `train` and `test` of `keras_local.callbacks`' example.
 """
 
 import math

@@ -1,12 +1,6 @@
 """What a training step costs: `MemoryMonitor` (memory) and `StepTimer` (time), per epoch in the logs.
 
-Example (the classes' examples below reuse its `model`, `train`):
-
-```python
-model = kl.build_model("resnet8", "gll", num_blocks=2)
-model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9))
-train = kl.data.load_dataset("cifar10_sample", "train", batch_size=128, training=True, num_examples=512)
-```
+The classes' examples reuse the `model`, `train` and `test` of `keras_local.callbacks`' example.
 """
 
 import statistics
