@@ -12,12 +12,17 @@ schedule (SGD Nesterov 0.9, cosine, weight decay 5e-4) through
 full 10,000-image test set. Each finished cell is written to `--output` at
 once, so the grid resumes where it stopped (across sessions); a cell already
 there is skipped. Prints the table (mean ± std over seeds, and the seed
-spread of bp) and the claims' verdicts: each 2024 rule below its base's
-error at the same K.
+spread of bp) and the claims' verdicts, and writes them next to `--output`
+as Markdown (`.md`): each 2024 rule below its base's error at the same K,
+and their papers' order (HPFF below MAN on each base, ResNet-32 K=16:
+DGL+HPFF 8.94 < DGL+MAN 9.11, InfoPro+HPFF 8.99 < InfoPro+MAN 9.65). A claim
+holds when the gap of the means exceeds two standard errors of the gap,
+fails when it is as far the other way, and is within seed noise otherwise.
 """
 
 import argparse
 import json
+import math
 import os
 import statistics
 import sys
@@ -31,8 +36,11 @@ CELLS = {  # name: (method, options)
     "infopro+man": ("infopro", {"man": True}), "infopro+hpff": ("infopro", {"hpff": True}),
     "auglocal": ("auglocal", {"depth": 2, "tau": 0.5}),
 }
-CLAIMS = [("dgl+man", "dgl"), ("dgl+hpff", "dgl"), ("infopro+man", "infopro"), ("infopro+hpff", "infopro"),
-          ("auglocal", "gll")]
+CLAIMS = [  # (cell, cell it should be below)
+    ("dgl+man", "dgl"), ("dgl+hpff", "dgl"), ("infopro+man", "infopro"), ("infopro+hpff", "infopro"),
+    ("auglocal", "gll"),
+    ("dgl+hpff", "dgl+man"), ("infopro+hpff", "infopro+man"),
+]
 
 
 def summarize(results):
@@ -44,6 +52,35 @@ def summarize(results):
             table[cell] = (statistics.mean(errors), statistics.stdev(errors) if len(errors) > 1 else 0.0,
                            len(errors))
     return table
+
+
+def verdict(table, lower, higher):
+    """One line: does `lower`'s mean error lie below `higher`'s beyond the seeds' noise?"""
+    if lower not in table or higher not in table or min(table[lower][2], table[higher][2]) < 3:
+        return f"{lower} below {higher}: undecided (fewer than 3 seeds of each)"
+    (mean_low, std_low, n_low), (mean_high, std_high, n_high) = table[lower], table[higher]
+    gap = mean_high - mean_low
+    standard_error = math.sqrt(std_low**2 / n_low + std_high**2 / n_high)
+    if gap > 2 * standard_error:
+        word = "holds"
+    elif gap < -2 * standard_error:
+        word = "fails"
+    else:
+        word = "within seed noise"
+    return f"{lower} below {higher}: {word} (gap {gap:+.2f} points, 2 standard errors {2 * standard_error:.2f})"
+
+
+def report(table, heading):
+    """The Markdown report: table, bp's spread, every claim's verdict."""
+    lines = [heading, "", "| cell | test error % (mean ± std) | seeds |", "|---|---|---|"]
+    lines += [f"| {cell} | {mean:.2f} ± {std:.2f} | {count} |" for cell, (mean, std, count) in table.items()]
+    spread = table.get("bp", (None, None, 0))
+    if spread[2]:
+        lines += ["", f"bp's seed spread (std): {spread[1]:.2f} points over {spread[2]} seeds"]
+    lines += [""] + [f"- {verdict(table, lower, higher)}" for lower, higher in CLAIMS]
+    ranking = sorted(table, key=lambda cell: table[cell][0])
+    lines += ["", "Order by mean error: " + " < ".join(ranking)]
+    return "\n".join(lines) + "\n"
 
 
 def main():
@@ -96,22 +133,15 @@ def main():
                 json.dump(results, file, indent=2)
             print(f"{key}: test accuracy {summary['test_accuracy']:.4f} in {summary['seconds']:.0f} s", flush=True)
     table = summarize(results)
-    print(f"\n{args.architecture}, K={args.num_blocks}, {args.train_examples} training images, {args.epochs} epochs "
-          f"({' '.join(sys.argv[1:]) or 'defaults'}):")
-    print("| cell | test error % (mean ± std) | seeds |\n|---|---|---|")
-    for cell, (mean, std, count) in table.items():
-        print(f"| {cell} | {mean:.2f} ± {std:.2f} | {count} |")
-    spread = table.get("bp", (None, None, 0))
-    print(f"\nbp's seed spread (std): {spread[1]:.2f} points over {spread[2]} seeds" if spread[2] else "")
-    for rule, base in CLAIMS:
-        if rule in table and base in table and min(table[rule][2], table[base][2]) >= 3:
-            gap = table[base][0] - table[rule][0]
-            verdict = "holds" if gap > 0 else "fails"
-            print(
-                f"{rule} below {base}: {verdict} ({gap:+.2f} points, std {table[rule][1]:.2f} / {table[base][1]:.2f})"
-            )
-        else:
-            print(f"{rule} below {base}: undecided (fewer than 3 seeds of each)")
+    text = report(
+        table,
+        f"{args.architecture}, K={args.num_blocks}, {args.train_examples} training images, {args.epochs} epochs "
+        f"(`python benchmarks/local_2024.py {' '.join(a for a in sys.argv[1:] if a != '--report-only')}`):",
+    )
+    print("\n" + text)
+    if not args.report_only or os.path.exists(args.output):
+        with open(os.path.splitext(args.output)[0] + ".md", "w") as file:
+            file.write(text)
 
 
 if __name__ == "__main__":
