@@ -303,7 +303,8 @@ def _reference_settings(values):
     method = values.get("method", DEFAULTS["method"])
     architecture = values.get("architecture", DEFAULTS["architecture"])
     try:
-        return dict(get_method(method).reference_recipe(architecture).settings)
+        recipe = get_method(method).reference_recipe(architecture)
+        return dict(recipe.for_dataset(values.get("dataset", DEFAULTS["dataset"])).settings)
     except NotImplementedError as error:
         raise ValueError(str(error)) from None
 

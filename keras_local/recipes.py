@@ -15,6 +15,7 @@ Example:
 recipe = kl.get_method("predsim").reference_recipe("vgg8b")
 recipe.settings["optimizer"], recipe.settings["learning_rate"]   # ("adam", 0.0005)
 print(recipe.source)
+recipe.for_dataset("cifar100").settings["weight_decay"]
 ```
 """
 
@@ -28,11 +29,18 @@ MODEL_KEYS = ("head", "split", "weight_decay", "weight_decay_scope", "method_opt
 
 @dataclasses.dataclass(frozen=True)
 class Recipe:
-    """A method's training recipe: `settings` (config keys) and `source`
-    (where each comes from: paper section or reference-code file)."""
+    """A method's training recipe: `settings` (config keys), `source` (where
+    each comes from: paper section or reference-code file) and
+    `dataset_settings`, the keys that differ on a dataset (`for_dataset`)."""
 
     settings: dict
     source: str
+    dataset_settings: dict = dataclasses.field(default_factory=dict)
+
+    def for_dataset(self, dataset):
+        """The recipe on `dataset` (its `dataset_settings` over `settings`)."""
+        return dataclasses.replace(self, settings={**self.settings, **self.dataset_settings.get(dataset, {})},
+                                   dataset_settings={})
 
     def model_settings(self):
         """The keys `build_model` takes (head, split, weight decay, method options)."""
@@ -43,7 +51,7 @@ def piecewise(boundaries, factor):
     """`lr_boundaries` / `lr_multipliers` for a learning rate multiplied by
     `factor` at each boundary (fractions of training)."""
     return {"lr_schedule": "piecewise", "lr_boundaries": list(boundaries),
-            "lr_multipliers": [factor ** index for index in range(len(boundaries) + 1)]}
+            "lr_multipliers": [round(factor**index, 12) for index in range(len(boundaries) + 1)]}
 
 
 def check_recipe(recipe):

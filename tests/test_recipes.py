@@ -95,6 +95,73 @@ def test_every_method_carries_a_reference_recipe_that_is_a_valid_config(method):
     build_model_from_config(config, (32, 32, 3), 10, build=False)
 
 
+def _make_recipes():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_recipes", ROOT.parent / "tools" / "make_recipes.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_generated_recipes_are_what_make_recipes_writes():
+    make_recipes = _make_recipes()
+    texts = make_recipes.generate()
+    committed = {r for r in RECIPES if r.split("/")[0] in make_recipes.GENERATED}
+    assert set(texts) == committed, "re-run python tools/make_recipes.py"
+    stale = [path for path, text in texts.items() if (ROOT / path).read_text() != text]
+    assert not stale, f"re-run python tools/make_recipes.py: {stale[:3]}"
+
+
+CELL_KEYS = ("head", "split", "num_blocks", "method_options")  # what a table's cell sets itself
+
+
+def _owner_recipe(folder, raw):
+    """The recipe a generated TOML must carry, found from the TOML alone."""
+    import keras_local as kl
+    from keras_local.methods.associated.recipes import backprop_baseline_recipe
+
+    method, architecture = raw["method"], raw["architecture"]
+    if folder == "associated" and method == "bp":
+        return backprop_baseline_recipe(architecture), False
+    if folder in (method, "man", "hpff", "auglocal"):
+        return kl.get_method(method, **raw.get("method_options", {})).reference_recipe(architecture), True
+    return kl.get_method(folder).reference_recipe(architecture), False  # a baseline trained with its settings
+
+
+@pytest.mark.parametrize("recipe", [r for r in RECIPES if r.split("/")[0] in
+                                    ("bwbpf", "backlink", "associated", "infopro", "dgl", "predsim", "man", "hpff",
+                                     "auglocal")])
+def test_a_generated_recipe_carries_its_methods_reference_settings(recipe):
+    import tomllib
+
+    raw = tomllib.loads((ROOT / recipe).read_text())
+    reference, own_method = _owner_recipe(recipe.split("/")[0], raw)
+    settings = reference.for_dataset(raw["dataset"]).settings
+    for key, value in settings.items():
+        if key not in CELL_KEYS:
+            assert raw.get(key) == value, (key, raw.get(key), value)
+    if own_method:
+        options = {name: value for name, value in settings.get("method_options", {}).items() if value is not None}
+        assert options.items() <= raw.get("method_options", {}).items()
+
+
+def test_recipe_for_dataset_overrides_only_that_dataset():
+    import keras_local as kl
+
+    bwbpf = kl.get_method("bwbpf").reference_recipe("resnet50")
+    assert (bwbpf.settings["batch_size"], bwbpf.settings["epochs"]) == (128, 400)
+    tiny = bwbpf.for_dataset("tiny_imagenet")
+    assert (tiny.settings["batch_size"], tiny.settings["epochs"], tiny.settings["weight_decay"]) == (32, 200, 5e-4)
+    assert bwbpf.for_dataset("cifar10").settings == bwbpf.settings
+    associated = kl.get_method("associated").reference_recipe("resnet32")
+    assert associated.for_dataset("cifar100").settings["weight_decay"] == 5e-4
+    assert associated.settings["weight_decay"] == 1e-4
+    config = load_config(None, ['method="associated"', 'architecture="resnet32"', 'dataset="cifar100"',
+                                'recipe="reference"'], method_option_names())
+    assert config["weight_decay"] == 5e-4  # the config's reference recipe is the dataset's
+
+
 def test_reference_recipe_sits_under_the_file_and_the_overrides():
     config = load_config(None, ['method="predsim"', 'recipe="reference"', "learning_rate=0.001",
                                 'output_loss="plain"'], method_option_names())

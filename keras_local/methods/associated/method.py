@@ -79,21 +79,9 @@ class AssociatedLearning(Method):
         )
 
     def reference_recipe(self, architecture):
-        from keras_local.recipes import Recipe
+        from keras_local.methods.associated.recipes import associated_recipe
 
-        resnet = architecture in RESNET_DEPTHS
-        return Recipe(
-            {"optimizer": "adam", "learning_rate": 1e-4, "batch_size": 32, "epochs": 200, "warmup_epochs": 0,
-             "weight_decay": {"vgg": 1e-5}.get(architecture, 1e-4 if resnet else 0.0),
-             "weight_decay_scope": "backbone_kernels", "lr_schedule": "piecewise",
-             "lr_boundaries": [0.4, 0.6, 0.8, 0.9], "lr_multipliers": [1.0, 0.1, 0.01, 0.001, 0.0005],
-             "num_blocks": "auto",
-             "method_options": {"bridge": "dense", "autoencoder_learning_rate_factor": 2.0}},
-            "Associated Learning reference code (SamYWK/Associated_Learning CIFAR10/main.py, models.py): Adam "
-            "per component, lr 1e-4 (autoencoders 2e-4), batch 32, 200 epochs (~312k steps), lr × 0.1 at "
-            "40/60/80 % of the steps and × 0.5 at 90 %; L2 1e-4 on the ResNets' kernels (VGG 1e-5, MLP/CNN "
-            "none), none on bridges; bridges on the full feature map; the reference's components",
-        )
+        return associated_recipe(architecture, {"bridge": "dense", "autoencoder_learning_rate_factor": 2.0})
 
     def width_for(self, architecture):
         return self.width or DEFAULT_WIDTHS.get(architecture, 300)
