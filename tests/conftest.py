@@ -96,11 +96,16 @@ class StopAtEpoch(keras.callbacks.Callback):
             raise RuntimeError("interrupted")
 
 
-def tiny_batch(batch_size=6, num_classes=5, input_shape=(8, 8, 3), seed=0):
+def tiny_batches(count, batch_size=6, num_classes=5, input_shape=(8, 8, 3), seed=0):
+    """`count` random (x, y) batches: x standard normal, y uniform over the classes, from one seed."""
     rng = np.random.default_rng(seed)
-    x = rng.normal(size=(batch_size, *input_shape)).astype("float32")
-    y = rng.integers(0, num_classes, size=batch_size)
-    return x, y
+    return [(rng.normal(size=(batch_size, *input_shape)).astype("float32"),
+             rng.integers(0, num_classes, size=batch_size)) for _ in range(count)]
+
+
+def tiny_batch(batch_size=6, num_classes=5, input_shape=(8, 8, 3), seed=0):
+    """One random (x, y) batch (`tiny_batches`' first)."""
+    return tiny_batches(1, batch_size, num_classes, input_shape, seed)[0]
 
 
 LEARNING_RATE = 0.1
@@ -137,6 +142,22 @@ def local_loss_gradients(model, x, y, weight_decay=0.0):
         leaked.append([sum(0.0 if g is None else g.numpy() for g in grads)
                        for grads in zip(*later)] if later else None)
     return reference, leaked
+
+
+def grads(tape, target, variables):
+    """`target`'s gradients w.r.t. `variables` as arrays (zeros where it does not reach)."""
+    return [np.zeros(v.shape) if g is None else g.numpy() for g, v in zip(tape.gradient(target, variables), variables)]
+
+
+def l2_penalty(weight_decay, variables):
+    """½·weight_decay·‖θ‖², the coupled weight decay a block adds to its loss."""
+    return 0.5 * weight_decay * sum(tf.reduce_sum(v**2) for v in variables)
+
+
+def compiled(model):
+    """`model` compiled with plain SGD at LEARNING_RATE (what `applied_gradients` divides by)."""
+    model.compile(optimizer=keras.optimizers.SGD(LEARNING_RATE))
+    return model
 
 
 def assert_close(actual, expected, atol=2e-5):

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import DISTRIBUTED_CASES, LEARNING_RATE, assert_close, ce, tiny_batch
+from conftest import DISTRIBUTED_CASES, LEARNING_RATE, assert_close, ce, tiny_batch, tiny_batches
 
 import keras_local as kl
 from keras_local.placement import canonical_device, place_blocks
@@ -20,11 +20,7 @@ def mlp(method="gll", num_blocks=3, **kwargs):
 
 
 def batches(count, batch_size=8, seed=0):
-    rng = np.random.default_rng(seed)
-    return [
-        (rng.normal(size=(batch_size, 6)).astype("float32"), rng.integers(0, NUM_CLASSES, size=batch_size))
-        for _ in range(count)
-    ]
+    return tiny_batches(count, batch_size, NUM_CLASSES, (6,), seed)
 
 
 def train(model, data, optimizer=None, **compile_options):

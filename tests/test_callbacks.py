@@ -239,7 +239,7 @@ def test_an_alpha_schedule_gives_the_tail_the_mix_of_each_epochs_alpha_without_r
     assert record.functions[1] is record.functions[2]  # the new alpha is an assignment, not a new trace
 
     # The reference: one step at a fixed alpha of 0.25, then steps at 0.75 from those weights. Fixed-alpha
-    # backlink is checked against the closed-form mix α·∂L_k + (1−α)·∂L_{k+1} in test_gradients_bwbpf_backlink.
+    # backlink is checked against the closed-form mix α·∂L_k + (1−α)·∂L_{k+1} in tests/methods/test_backlink.py.
     reference = compiled("backlink", alpha=0.25, propagation_length=1)
     reference.train_on_batch(x, y)
     assert_close(record.weights[0][0], [w for w in weights(reference.blocks[0])])

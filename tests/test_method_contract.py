@@ -12,6 +12,7 @@ a new method is tested by registering it.
 import keras
 import numpy as np
 import pytest
+from conftest import tiny_batch
 
 import keras_local as kl
 from keras_local.block_order import BLOCK_ORDERS
@@ -33,8 +34,7 @@ def _model(method, block_order="together"):
 
 
 def _batch(size=8, seed=0):
-    rng = np.random.default_rng(seed)
-    return rng.normal(size=(size, *SHAPE)).astype("float32"), rng.integers(0, CLASSES, size=size)
+    return tiny_batch(size, CLASSES, SHAPE, seed)
 
 
 def _optimizer_state(model):

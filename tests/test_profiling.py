@@ -6,6 +6,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import tiny_batch
 
 import keras_local as kl
 from keras_local import cli, profiling
@@ -17,8 +18,7 @@ def deep_mlp(method, num_blocks=4, depth=4):
 
 
 def batch(size=2048):
-    rng = np.random.default_rng(0)
-    return rng.normal(size=(size, 64)).astype("float32"), rng.integers(0, 10, size=size)
+    return tiny_batch(size, num_classes=10, input_shape=(64,))
 
 
 def test_cpu_memory_statistics_are_available():

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import LEARNING_RATE, assert_close
+from conftest import LEARNING_RATE, assert_close, grads, tiny_batch
 
 import keras_local as kl
 
@@ -18,19 +18,10 @@ def tiny_associated(**options):
     return model
 
 
-def data(n=12, seed=0):
-    rng = np.random.default_rng(seed)
-    return rng.normal(size=(n, 6)).astype("float32"), rng.integers(0, 3, size=n)
-
-
-def grads(tape, target, variables):
-    return [g.numpy() for g in tape.gradient(target, variables)]
-
-
 def test_each_part_gets_only_its_own_loss():
     model = tiny_associated()
     assert len(model.blocks) == len(model.extra_blocks) == 3  # one component per dense layer
-    x, y = data()
+    x, y = tiny_batch(12, num_classes=3, input_shape=(6,))
     with tf.GradientTape(persistent=True) as tape:
         code, codes, autoencoder = tf.one_hot(y, 3), [], []
         for block in model.extra_blocks:
@@ -63,7 +54,7 @@ def test_each_part_gets_only_its_own_loss():
 
 def test_inference_is_the_composition_of_features_last_bridge_and_decoders(tmp_path):
     model = tiny_associated()
-    x, _ = data()
+    x, _ = tiny_batch(12, num_classes=3, input_shape=(6,))
     s = tf.constant(x)
     for block in model.blocks:
         s = block(s)
@@ -113,7 +104,7 @@ def test_associated_learns_a_known_rule_well_above_chance():
 
 def test_each_level_logs_the_accuracy_of_its_bridge_decoded_by_its_decoders():
     model = tiny_associated()
-    x, y = data()
+    x, y = tiny_batch(12, num_classes=3, input_shape=(6,))
     model.fit(x, y, batch_size=12, epochs=2, verbose=0)
     logs = model.evaluate(x, y, return_dict=True, verbose=0)
     assert sorted(key for key in logs if key.startswith("acc_")) == ["acc_0", "acc_1", "acc_2"]
@@ -147,7 +138,7 @@ def test_associated_learns_on_a_conv_net_well_above_chance():
 
 def test_round_trip_keeps_label_blocks_and_their_optimizers(tmp_path):
     model = tiny_associated(autoencoder_learning_rate_factor=3.0)
-    x, y = data()
+    x, y = tiny_batch(12, num_classes=3, input_shape=(6,))
     model.fit(x, y, epochs=1, batch_size=6, verbose=0)
     path = str(tmp_path / "al.keras")
     model.save(path)

@@ -1,14 +1,12 @@
-"""Each method's parameter gradients against a hand-written GradientTape."""
+"""Greedy local learning (`gll`): each block's gradient against a hand-written tape."""
 
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 from conftest import (
     LEARNING_RATE,
     applied_gradients,
     assert_close,
-    ce,
     local_loss_gradients,
     tiny_batch,
     tiny_resnet,
@@ -50,43 +48,3 @@ def test_gll_last_block_uses_the_output_head():
     assert model.output_head is model.blocks[-1].head
     assert isinstance(model.output_head, kl.heads.LinearHead)
     assert all(isinstance(block.head, kl.heads.ConvHead) for block in model.blocks[:-1])
-
-
-def test_bp_step_equals_a_plain_keras_model_step():
-    model = tiny_resnet("bp")
-    twin = tiny_resnet("bp")
-    twin.set_weights(model.get_weights())
-    plain = kl.export_inference_model(twin)  # the same layers as `twin`, as a plain model
-    optimizer = keras.optimizers.SGD(LEARNING_RATE, momentum=0.9)
-    model.compile(optimizer=optimizer)
-    plain.compile(optimizer=keras.optimizers.SGD(LEARNING_RATE, momentum=0.9), loss=ce)
-    assert not model.method.aux_heads and model.blocks[0].head is None
-    x, y = tiny_batch()
-    for _ in range(2):  # the second step exercises the momentum slots
-        model.train_step((tf.constant(x), tf.constant(y)))
-        plain.train_on_batch(x, y)
-    for a, b in zip(model.get_weights(), twin.get_weights()):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
-    moved = [np.abs(a - b).max() for a, b in zip(model.get_weights(), tiny_resnet("bp").get_weights())]
-    assert max(moved) > 1e-3
-
-
-def test_bp_gradient_reaches_the_first_block():
-    model = tiny_resnet("bp")
-    model.compile(optimizer=keras.optimizers.SGD(LEARNING_RATE))
-    x, y = tiny_batch()
-    with tf.GradientTape() as tape:
-        loss = ce(y, model(tf.constant(x), training=True))
-    reference = [g.numpy() for g in tape.gradient(loss, model.blocks[0].trainable_variables)]
-    assert_close(applied_gradients(model, x, y)[0], reference)
-
-
-def test_conv_head_follows_infopro_widths_and_strides():
-    head = kl.heads.ConvHead(10)
-    head.build((None, 32, 32, 16))
-    assert head.conv.filters == 32 and head.conv.strides == (2, 2)
-    head = kl.heads.ConvHead(10)
-    head.build((None, 8, 8, 64))
-    assert head.conv.filters == 64 and head.conv.strides == (1, 1)
-    with pytest.raises(ValueError, match="image features"):
-        kl.heads.ConvHead(10).build((None, 128))
