@@ -30,6 +30,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_local.block import unpack_batch
+from keras_local.validation import check_number
 
 
 class ReplayBuffer:
@@ -126,17 +127,11 @@ def _validate(model, ticks, buffer_size, max_reuse, slow_block, slowdown, valida
                          f"and cannot train method {method.name!r}: {reason}.")
     if not model.compiled:
         raise ValueError("Compile the model (its block optimizers) before fit_asynchronous.")
-    for name, value in (("ticks", ticks), ("buffer_size", buffer_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}.")
-    if max_reuse is not None and (not isinstance(max_reuse, int) or max_reuse < 1):
-        raise ValueError(f"max_reuse must be a positive integer or None, got {max_reuse!r}.")
+    check_number("ticks", ticks, 1, integer=True)
+    check_number("buffer_size", buffer_size, 1, integer=True)
+    check_number("max_reuse", max_reuse, 1, integer=True, optional=True)
     if slow_block is not None and not (isinstance(slow_block, int) and 0 <= slow_block < len(model.blocks)):
         raise ValueError(f"slow_block must be a block index in 0..{len(model.blocks) - 1}, got {slow_block!r}.")
-    if not isinstance(slowdown, (int, float)) or slowdown < 1:
-        raise ValueError(f"slowdown must be a number >= 1, got {slowdown!r}.")
-    if validation_every is not None:
-        if isinstance(validation_every, bool) or not isinstance(validation_every, int) or validation_every < 1:
-            raise ValueError(f"validation_every must be a positive integer or None, got {validation_every!r}.")
-        if validation_data is None:
-            raise ValueError("validation_every needs validation_data to evaluate on.")
+    check_number("slowdown", slowdown, 1)
+    if check_number("validation_every", validation_every, 1, integer=True, optional=True) and validation_data is None:
+        raise ValueError("validation_every needs validation_data to evaluate on.")

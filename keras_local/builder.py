@@ -12,6 +12,7 @@ from keras_local.model import LocalModel
 from keras_local.own_model import is_model_spec, load_model_spec, prepare_model
 from keras_local.recipes import check_recipe
 from keras_local.splitting import block_sizes, resolve_cuts, split_units
+from keras_local.validation import check_number
 
 
 def build_model(
@@ -121,13 +122,13 @@ def build_model(
     head = method.default_head if head is None else head
     HEADS.get(head)
     if num_classes is not None:
-        _check_positive_int("num_classes", num_classes, minimum=2)
+        check_number("num_classes", num_classes, 2, integer=True)
     if input_shape is not None:
         input_shape = tuple(input_shape)
         if not input_shape or not all(isinstance(d, int) and d > 0 for d in input_shape):
             raise ValueError(f"input_shape must be a tuple of positive ints, got {input_shape!r}.")
     if num_blocks is not None:
-        _check_positive_int("num_blocks", num_blocks)
+        check_number("num_blocks", num_blocks, 1, integer=True)
     own = _own_model(architecture, input_shape, num_classes, architecture_options)
     if own is None:
         input_shape, num_classes = input_shape or (32, 32, 3), num_classes or 10
@@ -251,8 +252,3 @@ def _with_method_defaults(architecture, method, options):
     accepted = architecture_option_names(architecture)
     defaults = {key: value for key, value in method.architecture_defaults().items() if key in accepted}
     return {**defaults, **options}
-
-
-def _check_positive_int(name, value, minimum=1):
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")

@@ -40,6 +40,7 @@ import keras
 import numpy as np
 
 from keras_local.files import atomic_path, read_json, write_json
+from keras_local.validation import check_number
 
 
 class CheckpointError(ValueError):
@@ -52,8 +53,7 @@ class RunCheckpoint(keras.callbacks.Callback):
 
     def __init__(self, directory, every=100, restore_from=None):
         super().__init__()
-        if isinstance(every, bool) or not isinstance(every, int) or every < 0:
-            raise ValueError(f"every must be an integer >= 0 (0: only at epoch ends), got {every!r}.")
+        check_number("every", every, 0, integer=True, note=" (0: only at epoch ends)")
         self.directory, self.every = os.fspath(directory), every
         # Where `restore` reads (a multi-worker run's workers read the chief's checkpoint, write their own).
         self.restore_from = self.directory if restore_from is None else os.fspath(restore_from)

@@ -14,6 +14,8 @@ import argparse
 import os
 import sys
 
+from keras_local.validation import check_number
+
 
 def _parser():
     parser = argparse.ArgumentParser(prog="keras-local", description="Block-wise local training with Keras.")
@@ -247,8 +249,7 @@ def _train_on_local_workers(args, argv):
     """`keras-local train --workers N`: the same command as N worker processes on 127.0.0.1."""
     from keras_local import cluster
 
-    if args.workers < 1:
-        raise ValueError(f"--workers must be a positive integer, got {args.workers}.")
+    check_number("--workers", args.workers, 1, integer=True)
     if cluster.cluster_config() is not None:
         raise ValueError("--workers starts its own local cluster; unset TF_CONFIG, or drop --workers to join "
                          "the cluster TF_CONFIG describes.")
@@ -260,8 +261,7 @@ def _train_with_local_block_workers(args, config):
     from keras_local import cluster
     from keras_local.train import train_and_evaluate
 
-    if args.block_workers < 1:
-        raise ValueError(f"--block-workers must be a positive integer, got {args.block_workers}.")
+    check_number("--block-workers", args.block_workers, 1, integer=True)
     if config["remote_workers"]:
         raise ValueError("--block-workers starts its own servers; drop remote_workers from the config, or "
                          "drop --block-workers to use them.")

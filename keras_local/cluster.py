@@ -38,6 +38,8 @@ import time
 
 import tensorflow as tf
 
+from keras_local.validation import check_number
+
 
 def cluster_config():
     """The parsed `TF_CONFIG` (None if unset or empty); a clear error if malformed."""
@@ -120,8 +122,7 @@ def _free_port():
 
 def _loopback_cluster(num_workers):
     """`{"worker": [...]}`: `num_workers` free addresses on 127.0.0.1."""
-    if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 1:
-        raise ValueError(f"The number of workers must be a positive integer, got {num_workers!r}.")
+    check_number("num_workers", num_workers, 1, integer=True)
     return {"worker": [f"127.0.0.1:{_free_port()}" for _ in range(num_workers)]}
 
 

@@ -37,6 +37,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 import keras_local.datasets.tiny_imagenet  # noqa: F401  (registers the TFDS builder)
+from keras_local.validation import check_number
 
 EMBEDDED_DATA_DIR = pathlib.Path(__file__).parent / "datasets"
 CATALOG_DATASETS = ("cifar10", "cifar100", "mnist", "tiny_imagenet")
@@ -237,8 +238,7 @@ class TrainingEpochs:
         )
 
     def __call__(self, epoch, initial_batch=0):
-        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
-            raise ValueError(f"epoch must be an integer >= 0, got {epoch!r}.")
+        check_number("epoch", epoch, 0, integer=True)
         if not 0 <= initial_batch < max(self.steps, 1):
             raise ValueError(f"initial_batch must be in 0..{self.steps - 1}, got {initial_batch!r}.")
         epoch_seed = int(np.random.SeedSequence([self.seed, epoch]).generate_state(1)[0])
@@ -248,14 +248,12 @@ class TrainingEpochs:
 
 
 def _check_batch_size(batch_size):
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
+    check_number("batch_size", batch_size, 1, integer=True)
 
 
 def _read(name, split, data_dir, num_examples, seed, training, download):
     """The split's `(image, label)` examples, decoded once and cached."""
-    if num_examples is not None and (not isinstance(num_examples, int) or num_examples < 1):
-        raise ValueError(f"num_examples must be a positive integer or None, got {num_examples!r}.")
+    check_number("num_examples", num_examples, 1, integer=True, optional=True)
     builder = get_builder(name, data_dir)
     base_split = split.split("[", 1)[0]
     if builder.info.splits and base_split not in builder.info.splits:

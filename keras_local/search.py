@@ -26,6 +26,7 @@ from keras_local import plots
 from keras_local.files import write_json, write_text
 from keras_local.methods import METHODS, get_method
 from keras_local.tuning import LocalHyperModel, objective, score_splits, searched_options
+from keras_local.validation import check_number
 
 TUNERS = ("random", "hyperband", "bayesian", "grid")
 GENERAL_KEYS = ("method", "num_blocks", "head", "learning_rate")
@@ -105,8 +106,7 @@ def tune(config, *, tuner="random", max_trials=10, objective_name="val_accuracy"
     from keras_local import data
     from keras_local.config import to_toml
 
-    if isinstance(max_trials, bool) or not isinstance(max_trials, int) or max_trials < 1:
-        raise ValueError(f"max_trials must be a positive integer, got {max_trials!r}.")
+    check_number("max_trials", max_trials, 1, integer=True)
     if tuner not in TUNERS:
         raise ValueError(f"Unknown tuner {tuner!r}. Allowed: {', '.join(TUNERS)}.")
     goal = objective(objective_name, direction)

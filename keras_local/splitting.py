@@ -15,13 +15,13 @@ block_sizes(16, [4, 8, 12])      # [4, 4, 4, 4]
 """
 
 from keras_local.deprecation import moved_names
+from keras_local.validation import check_number
 
 
 def even_cuts(num_units, num_blocks):
     """Splits evenly; when `num_units` is not divisible, lower blocks get one
     more unit (BackLink's rule: ResNet-110's 55 units at K = 16 → 4×7 + 3×9)."""
-    if isinstance(num_blocks, bool) or not isinstance(num_blocks, int) or num_blocks < 1:
-        raise ValueError(f"num_blocks must be a positive integer, got {num_blocks!r}.")
+    check_number("num_blocks", num_blocks, 1, integer=True)
     if num_blocks > num_units:
         raise ValueError(
             f"num_blocks={num_blocks} is larger than the number of units ({num_units}); "

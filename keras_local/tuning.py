@@ -51,6 +51,7 @@ from keras_local.architectures import get_architecture
 from keras_local.builder import activation_sizes, build_model
 from keras_local.methods import METHODS, get_method
 from keras_local.splitting import balanced_cuts, block_sizes, even_cuts, validate_cuts
+from keras_local.validation import check_number
 
 DEFAULT_SPACE = {
     "method": ["gll", "backlink"],
@@ -360,8 +361,7 @@ def score_splits(architecture, num_blocks, train, validation, *, candidates=None
     if candidates is None:
         candidates = cut_candidates(len(units), num_blocks, limit, costs=activation_sizes(units, input_shape),
                                     seed=seed)
-    if isinstance(probe_steps, bool) or not isinstance(probe_steps, int) or probe_steps < 1:
-        raise ValueError(f"probe_steps must be a positive integer, got {probe_steps!r}.")
+    check_number("probe_steps", probe_steps, 1, integer=True)
     rows = []
     for text in candidates:
         keras.utils.set_random_seed(seed)

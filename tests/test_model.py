@@ -45,7 +45,7 @@ def test_bp_has_the_same_blocks_as_gll_and_no_aux_heads():
         ),
         (dict(head="mlp3"), "Unknown head 'mlp3'. Allowed: cnn, conv, infopro, linear, mlp, mlp_sr, predsim"),
         (dict(num_blocks=11), "num_blocks=11 is larger than the number of units \\(10\\)"),
-        (dict(num_blocks=0), "num_blocks must be an integer >= 1, got 0"),
+        (dict(num_blocks=0), "num_blocks must be a positive integer, got 0"),
         (dict(cuts=[5, 3]), "must be strictly increasing"),
         (dict(cuts=[2, 11]), "out of range"),
         (dict(num_classes=1), "num_classes must be an integer >= 2"),

@@ -6,6 +6,7 @@ The classes' examples reuse the `model`, `train` and `test` of `keras_local.call
 
 
 from keras_local.callbacks.base import Plateau, StatefulCallback, block_keys, check_local_model, monitored
+from keras_local.validation import check_number
 
 
 class ProgressiveFreezing(StatefulCallback):
@@ -38,8 +39,7 @@ class ProgressiveFreezing(StatefulCallback):
             if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in values):
                 raise ValueError(f"epochs_per_block must be a positive integer or a list of them, "
                                  f"got {epochs_per_block!r}.")
-        if patience is not None and (isinstance(patience, bool) or not isinstance(patience, int) or patience < 1):
-            raise ValueError(f"patience must be a positive integer, got {patience!r}.")
+        check_number("patience", patience, 1, integer=True, optional=True)
         self.epochs_per_block, self.patience = epochs_per_block, patience
         self.monitor, self.min_delta = monitor, float(min_delta)
         self.stage, self.stage_start, self.best, self.wait, self.stages = 0, 0, None, 0, []
@@ -119,8 +119,7 @@ class BlockEarlyStopping(StatefulCallback):
 
     def __init__(self, monitor="val_loss", patience=3, min_delta=0.0, backup_dir=None, verbose=0):
         super().__init__(backup_dir)
-        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
-            raise ValueError(f"patience must be a positive integer, got {patience!r}.")
+        check_number("patience", patience, 1, integer=True)
         self.monitor, self.patience, self.min_delta, self.verbose = monitor, patience, float(min_delta), verbose
         self._reset()
 

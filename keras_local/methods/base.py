@@ -5,6 +5,7 @@ import warnings
 from dataclasses import dataclass, field
 
 from keras_local.registry import Registry
+from keras_local.validation import check_number  # noqa: F401 (the methods' import)
 
 # What `Method.linked_units` returns to link a block's every unit (clipped to the block's length).
 WHOLE_BLOCK = sys.maxsize
@@ -294,13 +295,3 @@ class Method:
     def __repr__(self):
         options = ", ".join(f"{key}={value!r}" for key, value in self.get_config().items())
         return f"{type(self).__name__}({options})"
-
-
-def check_number(name, value, minimum, maximum=None, integer=False):
-    """Validates a numeric method option; returns it as int or float."""
-    kind = "an integer" if integer else "a number"
-    valid_type = isinstance(value, int) if integer else isinstance(value, (int, float))
-    upper = "" if maximum is None else f" and <= {maximum}"
-    if isinstance(value, bool) or not valid_type or value < minimum or (maximum is not None and value > maximum):
-        raise ValueError(f"{name} must be {kind} >= {minimum}{upper}, got {value!r}.")
-    return int(value) if integer else float(value)

@@ -49,7 +49,7 @@ def test_vgg_gets_conv_copies_and_other_units_are_refused_in_one_line():
     assert all(isinstance(unit, ConvBNReLU) for unit in head.units) and head.norm is not None
     with pytest.raises(ValueError, match="residual or conv units"):
         kl.build_model("mlp", "auglocal", num_blocks=2, input_shape=(8,), build=False)
-    with pytest.raises(ValueError, match="depth must be an integer >= 1, got 0"):
+    with pytest.raises(ValueError, match="depth must be a positive integer, got 0"):
         kl.build_model("resnet8", "auglocal", num_blocks=2, depth=0)
 
 

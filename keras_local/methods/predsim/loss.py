@@ -13,6 +13,8 @@ loss(labels, {"logits": logits, "similarity": features})
 import keras
 from keras import ops
 
+from keras_local.validation import check_number
+
 
 def similarity_matrix(x):
     """PredSim's similarity matrix S(x) (its reference `similarity_matrix`).
@@ -47,9 +49,7 @@ class PredSimLoss(keras.losses.Loss):
 
     def __init__(self, beta=0.99, name="predsim", **kwargs):
         super().__init__(name=name, **kwargs)
-        if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not 0 <= beta <= 1:
-            raise ValueError(f"beta must be a number in [0, 1], got {beta!r}.")
-        self.beta = float(beta)
+        self.beta = check_number("beta", beta, 0, 1)
 
     def call(self, y_true, y_pred):
         logits = y_pred["logits"] if isinstance(y_pred, dict) else y_pred
