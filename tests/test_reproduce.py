@@ -202,3 +202,26 @@ def test_the_power_report_uses_seed_noise_and_marks_unconverged_cells(tmp_path):
     assert "| GLL (linear) | 50.00 ± 1.00 (n=3) | 55.33 ± 0.58 (n=3) † |" in text
     assert power_report.not_converged(record("power-resnet8-bp-k1-s0", 0.5, falling))
     assert not power_report.not_converged(record("power-resnet8-bp-k1-s0", 0.5, flat))
+
+
+def test_convergence_judges_the_epochs_before_the_rate_cut_and_knows_a_cell_at_chance(tmp_path):
+    cells = {cell["id"]: cell for cell in grid.grid("power")}
+    piecewise = ['lr_schedule="piecewise"', "lr_boundaries=[0.4, 0.6, 0.8, 0.9]", "epochs=10",
+                 "lr_multipliers=[1.0, 0.1, 0.01, 0.001, 0.0005]"]
+    # Falling 10 % an epoch until the cut at 40 %, then frozen: the frozen tail must not pass for convergence.
+    frozen = [{"loss": 2.0 * 0.9 ** min(epoch, 3), "accuracy": 0.5} for epoch in range(10)]
+    record = {**fake_record(cells["power-resnet8-bp-k1-s0"], 0.5), "history": frozen, "overrides": piecewise}
+    assert power_report.convergence(record) == "still learning"
+    assert power_report.convergence({**record, "overrides": []}) is None  # judged on its last epochs: flat
+    # A collapsed loss at chance accuracy (Associated Learning's codes) has not converged either.
+    collapsed = [{"loss": 0.0, "accuracy": 0.101} for _ in range(10)]
+    assert power_report.convergence({**record, "history": collapsed}) == "at chance"
+    # The claim that reads such cells is not decided by them, and says which optimizer its cell used.
+    records = []
+    for seed in range(3):
+        records += [{**fake_record(cells[f"power-resnet8-bp-k1-s{seed}"], 0.5 + 0.01 * seed),
+                     "history": [{"loss": 1.0, "accuracy": 0.5}]},
+                    {**fake_record(cells[f"power-resnet8-associated-kauto-s{seed}"], 0.1), "history": collapsed}]
+    table = "\n".join(power_report._power_claims_table(records, "shared"))
+    assert ("Associated Learning (with the shared SGD recipe) is comparable to BP (within 2 points) | K=4: +41.00"
+            " | undecided: a cell it reads is at chance" in table)
