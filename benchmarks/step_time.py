@@ -14,7 +14,13 @@ weights and optimizer slots excluded; on CPU this needs
 `TF_CPU_ALLOCATOR_USE_BFC=true`, which the script sets before importing
 TensorFlow). The peaks share one process: a first estimate;
 `benchmarks/memory.py` measures each model in its own. Prints and writes a JSON with the
-median ratios to `bp` and to `--reference`.
+median ratios to `bp` and to `--reference`. Each local method is also
+compared with `gll` under the same block order and split where that row is
+there ("/ its gll"), in time and in work: `keras_local.profiling.step_flops`,
+the FLOPs of the convolutions and matrix products the traced step runs, the
+floor under the time ratio that no implementation of the rule goes below.
+The default rows are BackLink's (l = 1, α = 0.5) against gll in the
+together and sequential block orders.
 """
 
 import argparse
@@ -43,6 +49,23 @@ def parse_method(spec):
     return name, {key: parse_value(value) for key, value in pairs}
 
 
+DEFAULT_METHODS = ["gll", "backlink:alpha=0.5,propagation_length=1", "gll:block_order=sequential",
+                   "backlink:alpha=0.5,propagation_length=1,block_order=sequential"]
+ORDER_KEYS = ("block_order", "split")  # what a method's gll row shares with it
+
+
+def gll_of(spec, specs):
+    """The spec in `specs` that is gll with `spec`'s block order and split (None if absent)."""
+    method, options = parse_method(spec)
+    if method == "bp":
+        return None
+    for other in specs:
+        other_method, other_options = parse_method(other)
+        if other_method == "gll" and other_options == {k: v for k, v in options.items() if k in ORDER_KEYS}:
+            return other if method != "gll" or other != spec else None
+    return None
+
+
 def make_model(args, spec):
     method, options = parse_method(spec)
     model = kl.build_model(args.architecture, method=method, num_blocks=args.num_blocks,
@@ -55,7 +78,7 @@ def make_model(args, spec):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--architecture", default="resnet32")
-    parser.add_argument("--methods", nargs="+", default=["bp", "gll"],
+    parser.add_argument("--methods", nargs="+", default=DEFAULT_METHODS,
                         help='method specs, e.g. bp gll "backlink:alpha=0.5,propagation_length=1"')
     parser.add_argument("--reference", default=None, help="a second denominator besides bp (a spec)")
     parser.add_argument("--num-blocks", type=int, default=4)
@@ -77,6 +100,8 @@ def main():
     memory = {
         spec: profiling.peak_memory_mib(model, *batch, block_order=model.block_order) for spec, model in models.items()
     }
+    work = {spec: profiling.step_flops(model, args.batch_size) for spec, model in models.items()}
+    bases = {spec: gll_of(spec, specs) for spec in specs}
     result = {
         "architecture": args.architecture,
         "num_blocks": args.num_blocks,
@@ -87,6 +112,9 @@ def main():
         "step_time_ratio_to_bp": {spec: medians[spec] / medians["bp"] for spec in specs},
         "peak_memory_mib": memory,
         "peak_memory_ratio_to_bp": {spec: memory[spec] / memory["bp"] for spec in specs},
+        "step_flops": work,
+        "ratio_to_its_gll": {spec: {"step_time": medians[spec] / medians[base], "step_flops": work[spec] / work[base]}
+                             for spec, base in bases.items() if base},
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
         "versions": {"keras": keras.__version__, "tensorflow": tf.__version__},
     }
@@ -99,7 +127,11 @@ def main():
     print(f"{args.architecture}, K={args.num_blocks}, {args.head} heads, batch {args.batch_size}:")
     for spec in specs:
         versus = f", / {args.reference} {medians[spec] / medians[args.reference]:.3f}" if args.reference else ""
-        print(f"  {spec:45s} step {medians[spec] * 1000:6.0f} ms, / bp {medians[spec] / medians['bp']:.3f}{versus}; "
+        base = bases[spec]
+        own = (f"; / its gll {medians[spec] / medians[base]:.3f} (work {work[spec] / work[base]:.3f})" if base
+               else "")
+        print(f"  {spec:45s} step {medians[spec] * 1000:6.0f} ms, / bp {medians[spec] / medians['bp']:.3f}"
+              f"{versus}{own}; "
               f"peak memory {memory[spec]:7.1f} MiB, / bp {memory[spec] / memory['bp']:.3f}")
 
 

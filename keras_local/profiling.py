@@ -136,6 +136,41 @@ def peak_memory_mib(model, x, y, block_order="together", steps=3):
     return (peak - before) / 2**20
 
 
+def _matmul_like_flops(op):
+    """Multiply-adds ×2 of a convolution, its two gradients, or a matrix product; 0 for other ops."""
+    if op.type in ("Conv2D", "Conv2DBackpropInput", "Conv2DBackpropFilter"):
+        conv_output = op.outputs[0] if op.type == "Conv2D" else op.inputs[2]
+        kernel = op.outputs[0] if op.type == "Conv2DBackpropFilter" else op.inputs[1]
+        kernel_height, kernel_width, in_channels = kernel.shape[:3]
+        return 2 * int(np.prod(conv_output.shape)) * kernel_height * kernel_width * in_channels
+    if op.type == "MatMul":
+        a, b = op.inputs[0].shape, op.inputs[1].shape
+        rows = a[1] if op.get_attr("transpose_a") else a[0]
+        inner = a[0] if op.get_attr("transpose_a") else a[1]
+        columns = b[0] if op.get_attr("transpose_b") else b[1]
+        return 2 * rows * inner * columns
+    return 0
+
+
+def step_flops(model, batch_size):
+    """The floating-point work of one training step of `model`: the FLOPs of
+    the convolutions, their gradients and the matrix products that the traced
+    step runs (ops no output or update depends on are pruned by TensorFlow,
+    so they are not counted). Machine-independent: the floor under a ratio
+    of step times. Traces `model.train_step` on a batch of `batch_size`."""
+    input_shape = model.blocks[0].input_shape_without_batch
+    step = tf.function(fresh_copy(model).train_step, autograph=False)
+    graph = step.get_concrete_function(
+        (tf.TensorSpec((batch_size, *input_shape)), tf.TensorSpec((batch_size,), tf.int64))).graph
+    needed, stack = set(), [op for op in graph.get_operations() if op._is_stateful] + [t.op for t in graph.outputs]
+    while stack:  # what the outputs and the variable updates depend on
+        op = stack.pop()
+        if op.name not in needed:
+            needed.add(op.name)
+            stack += [tensor.op for tensor in op.inputs] + list(op.control_inputs)
+    return sum(_matmul_like_flops(op) for op in graph.get_operations() if op.name in needed)
+
+
 def profile_config(config, ks, x, y, input_shape, num_classes, repeats=10):
     """`profile_model` of a run configuration's model at each K of `ks`,
     beside `bp`'s peak memory on the same network: `{"profiles": {K:

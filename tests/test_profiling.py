@@ -78,3 +78,30 @@ def test_time_balanced_cuts_are_valid_cuts_of_the_network():
     cuts = profiling.time_balanced_cuts("mlp", 3, x, y, repeats=1, num_classes=10,
                                         architecture_options={"hidden_units": (32, 256, 256, 32)})
     assert len(cuts) == 2 and 0 < cuts[0] < cuts[1] < 4
+
+
+def test_step_flops_counts_the_products_each_rule_runs():
+    """Hand-counted work of a three-layer MLP (192 → 16 → 12 → 8, 5 classes, batch 4): a product
+    of m×n weights on B rows costs 2·B·m·n forward, as much for its weight gradient, and as much
+    again for its input gradient only where an earlier trained layer needs it."""
+    batch, sizes, classes = 4, [8 * 8 * 3, 16, 12, 8], 5
+    layers = list(zip(sizes[:-1], sizes[1:]))
+    heads = [(width, classes) for width in sizes[1:]]
+
+    def flops(products):
+        return sum(2 * batch * m * n for m, n in products)
+
+    def model(method, num_blocks, **options):
+        return kl.build_model("mlp", method, num_blocks=num_blocks, input_shape=(8, 8, 3), num_classes=classes,
+                              head="linear", architecture_options={"hidden_units": sizes[1:]}, **options)
+
+    # bp: forward and weight gradients of every product, input gradients of all but the first layer.
+    bp = flops(layers + heads[-1:]) * 2 + flops(layers[1:] + heads[-1:])
+    assert profiling.step_flops(model("bp", 1), batch) == bp
+    # gll, one layer a block: each block's input gradient is cut, its head's is needed.
+    gll = flops(layers + heads) * 2 + flops(heads)
+    assert profiling.step_flops(model("gll", 3), batch) == gll
+    # backlink l = 1: blocks 1 and 2 send their input's error back (one more input gradient each);
+    # the tail (the whole block) learns from the mixed error with its one weight gradient.
+    backlink = model("backlink", 3, alpha=0.5, propagation_length=1)
+    assert profiling.step_flops(backlink, batch) == gll + flops(layers[1:])
