@@ -16,8 +16,10 @@ spread of bp) and the claims' verdicts, and writes them next to `--output`
 as Markdown (`.md`): each 2024 rule below its base's error at the same K,
 and their papers' order (HPFF below MAN on each base, ResNet-32 K=16:
 DGL+HPFF 8.94 < DGL+MAN 9.11, InfoPro+HPFF 8.99 < InfoPro+MAN 9.65). A claim
-holds when the gap of the means exceeds two standard errors of the gap,
-fails when it is as far the other way, and is within seed noise otherwise.
+holds when the mean gap exceeds two standard errors of the gap,
+fails when it is as far the other way, and is within seed noise otherwise;
+the gap is paired by seed (a seed fixes the order of the training images
+and the random draws in both cells).
 """
 
 import argparse
@@ -43,41 +45,55 @@ CLAIMS = [  # (cell, cell it should be below)
 ]
 
 
+def seed_errors(results):
+    """{cell: {seed: test error %}} of the cells done."""
+    errors = {}
+    for key, row in results.items():
+        cell, seed = key.rsplit("/", 1)
+        errors.setdefault(cell, {})[int(seed)] = 100 * (1 - row["test_accuracy"])
+    return errors
+
+
 def summarize(results):
     """{cell: (mean error %, std, n)} over the seeds done."""
     table = {}
+    errors = seed_errors(results)
     for cell in CELLS:
-        errors = [100 * (1 - row["test_accuracy"]) for key, row in results.items() if key.rsplit("/", 1)[0] == cell]
-        if errors:
-            table[cell] = (statistics.mean(errors), statistics.stdev(errors) if len(errors) > 1 else 0.0,
-                           len(errors))
+        values = list(errors.get(cell, {}).values())
+        if values:
+            table[cell] = (statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0,
+                           len(values))
     return table
 
 
-def verdict(table, lower, higher):
-    """One line: does `lower`'s mean error lie below `higher`'s beyond the seeds' noise?"""
-    if lower not in table or higher not in table or min(table[lower][2], table[higher][2]) < 3:
-        return f"{lower} below {higher}: undecided (fewer than 3 seeds of each)"
-    (mean_low, std_low, n_low), (mean_high, std_high, n_high) = table[lower], table[higher]
-    gap = mean_high - mean_low
-    standard_error = math.sqrt(std_low**2 / n_low + std_high**2 / n_high)
+def verdict(errors, lower, higher):
+    """One line: does `lower`'s error lie below `higher`'s beyond the seeds' noise? Paired by seed (a
+    seed fixes the order of the training images for both cells) over the seeds both
+    have: the mean gap against two standard errors of the per-seed gaps."""
+    seeds = sorted(set(errors.get(lower, {})) & set(errors.get(higher, {})))
+    if len(seeds) < 3:
+        return f"{lower} below {higher}: undecided (fewer than 3 seeds of both)"
+    gaps = [errors[higher][seed] - errors[lower][seed] for seed in seeds]
+    gap, standard_error = statistics.mean(gaps), statistics.stdev(gaps) / math.sqrt(len(gaps))
     if gap > 2 * standard_error:
         word = "holds"
     elif gap < -2 * standard_error:
         word = "fails"
     else:
         word = "within seed noise"
-    return f"{lower} below {higher}: {word} (gap {gap:+.2f} points, 2 standard errors {2 * standard_error:.2f})"
+    return (f"{lower} below {higher}: {word} (gap {gap:+.2f} points over {len(seeds)} paired seeds, "
+            f"2 standard errors {2 * standard_error:.2f}; below on {sum(g > 0 for g in gaps)} of {len(seeds)})")
 
 
-def report(table, heading):
+def report(results, heading):
     """The Markdown report: table, bp's spread, every claim's verdict."""
+    table, errors = summarize(results), seed_errors(results)
     lines = [heading, "", "| cell | test error % (mean ± std) | seeds |", "|---|---|---|"]
     lines += [f"| {cell} | {mean:.2f} ± {std:.2f} | {count} |" for cell, (mean, std, count) in table.items()]
     spread = table.get("bp", (None, None, 0))
     if spread[2]:
         lines += ["", f"bp's seed spread (std): {spread[1]:.2f} points over {spread[2]} seeds"]
-    lines += [""] + [f"- {verdict(table, lower, higher)}" for lower, higher in CLAIMS]
+    lines += [""] + [f"- {verdict(errors, lower, higher)}" for lower, higher in CLAIMS]
     ranking = sorted(table, key=lambda cell: table[cell][0])
     lines += ["", "Order by mean error: " + " < ".join(ranking)]
     return "\n".join(lines) + "\n"
@@ -132,9 +148,8 @@ def main():
             with open(args.output, "w") as file:
                 json.dump(results, file, indent=2)
             print(f"{key}: test accuracy {summary['test_accuracy']:.4f} in {summary['seconds']:.0f} s", flush=True)
-    table = summarize(results)
     text = report(
-        table,
+        results,
         f"{args.architecture}, K={args.num_blocks}, {args.train_examples} training images, {args.epochs} epochs "
         f"(`python benchmarks/local_2024.py {' '.join(a for a in sys.argv[1:] if a != '--report-only')}`):",
     )
