@@ -57,13 +57,10 @@ ORDER_KEYS = ("block_order", "split")  # what a method's gll row shares with it
 def gll_of(spec, specs):
     """The spec in `specs` that is gll with `spec`'s block order and split (None if absent)."""
     method, options = parse_method(spec)
-    if method == "bp":
+    if method in ("bp", "gll"):
         return None
-    for other in specs:
-        other_method, other_options = parse_method(other)
-        if other_method == "gll" and other_options == {k: v for k, v in options.items() if k in ORDER_KEYS}:
-            return other if method != "gll" or other != spec else None
-    return None
+    wanted = ("gll", {key: value for key, value in options.items() if key in ORDER_KEYS})
+    return next((other for other in specs if parse_method(other) == wanted), None)
 
 
 def make_model(args, spec):

@@ -294,10 +294,8 @@ def _record_batch(record):
 def _power_claims_table(records, recipe):
     verdicts = {(True, True): "holds here", (True, False): "holds, within noise",
                 (False, True): "**contradicted here**", (False, False): "contradicted, within noise"}
-    at_chance = {POWER_ALIASES.get(variant, variant) for variant in VARIANTS}
-    at_chance = {variant for variant in at_chance if any(
-        convergence(record) == "at chance" for (cell_recipe, name, _), group in _power_cells(records).items()
-        if cell_recipe == recipe and name == variant for record in group)}
+    at_chance = {variant for (cell_recipe, variant, _), group in _power_cells(records).items()
+                 if cell_recipe == recipe and any(convergence(record) == "at chance" for record in group)}
     reads = {_statement(statement, recipe): variants for _, statement, variants, _, _ in CLAIMS}
     lines = ["| source | claim | evidence (differences of mean test error, points) | verdict |",
              "|---|---|---|---|"]
