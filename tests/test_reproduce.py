@@ -225,3 +225,17 @@ def test_convergence_judges_the_epochs_before_the_rate_cut_and_knows_a_cell_at_c
     table = "\n".join(power_report._power_claims_table(records, "shared"))
     assert ("Associated Learning (with the shared SGD recipe) is comparable to BP (within 2 points) | K=4: +41.00"
             " | undecided: a cell it reads is at chance" in table)
+
+
+def test_the_2024_grid_decides_a_claim_on_gaps_paired_by_seed():
+    import local_2024
+
+    # The rule is 1 point below its base on every seed while the seeds themselves spread 10 points:
+    # unpaired the gap would drown in that spread, paired it holds.
+    base = {seed: 60.0 + 5 * seed for seed in range(3)}
+    errors = {"dgl": base, "dgl+man": {seed: error - 1.0 + 0.1 * seed for seed, error in base.items()}}
+    assert local_2024.verdict(errors, "dgl+man", "dgl").startswith("dgl+man below dgl: holds (gap +0.90")
+    assert "fails" in local_2024.verdict(errors, "dgl", "dgl+man")
+    mixed = {"dgl": base, "dgl+man": {0: 59.0, 1: 66.0, 2: 70.0}}
+    assert "within seed noise" in local_2024.verdict(mixed, "dgl+man", "dgl")
+    assert "undecided" in local_2024.verdict({"dgl": base, "dgl+man": {0: 50.0, 1: 50.0}}, "dgl+man", "dgl")
