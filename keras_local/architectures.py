@@ -126,6 +126,7 @@ def cnn(input_shape=None, activation="relu", batch_norm=False, hidden_units=()):
     return dense_units(units, hidden_units, activation)
 
 
+CIFAR_RESNET_DEPTHS = {f"resnet{depth}": depth for depth in (8, 14, 20, 32, 56, 110)}
 BOTTLENECK_DEPTHS = {"resnet50": (3, 4, 6, 3), "resnet101": (3, 4, 23, 3), "resnet152": (3, 8, 36, 3)}
 STEMS = ("cifar", "tiny_imagenet")
 
@@ -173,8 +174,8 @@ def alexnet(input_shape=None, hidden_units=(4096, 4096), dropout=0.5):
     return dense_units(units, hidden_units, "relu", dropout)
 
 
-for _depth in (8, 14, 20, 32, 56, 110):
-    ARCHITECTURES.register(f"resnet{_depth}")(functools.partial(cifar_resnet, _depth))
+for _name, _depth in CIFAR_RESNET_DEPTHS.items():
+    ARCHITECTURES.register(_name)(functools.partial(cifar_resnet, _depth))
 for _name in BOTTLENECK_DEPTHS:
     ARCHITECTURES.register(_name)(functools.partial(bottleneck_resnet, _name))
 for _name in VGG_CONFIGS:

@@ -3,13 +3,14 @@ label path and bridges are in `label_path.py`."""
 
 import keras
 
+from keras_local.architectures import CIFAR_RESNET_DEPTHS
 from keras_local.methods.associated import label_path
+from keras_local.methods.associated.recipes import associated_recipe
 from keras_local.methods.base import Method, check_number, register_method
 
 BRIDGES = ("dense", "pooled")
 # The reference code's bridge width n per network (CIFAR-10; CIFAR-100 uses 500).
 DEFAULT_WIDTHS = {"mlp": 1024, "cnn": 256, "vgg": 300}
-RESNET_DEPTHS = {"resnet8": 8, "resnet14": 14, "resnet20": 20, "resnet32": 32, "resnet56": 56, "resnet110": 110}
 
 
 @register_method
@@ -79,16 +80,14 @@ class AssociatedLearning(Method):
         )
 
     def reference_recipe(self, architecture):
-        from keras_local.methods.associated.recipes import associated_recipe
-
         return associated_recipe(architecture, {"bridge": "dense", "autoencoder_learning_rate_factor": 2.0})
 
     def width_for(self, architecture):
         return self.width or DEFAULT_WIDTHS.get(architecture, 300)
 
     def default_cuts(self, architecture, num_units):
-        if architecture in RESNET_DEPTHS:
-            per_stage = (RESNET_DEPTHS[architecture] - 2) // 6
+        if architecture in CIFAR_RESNET_DEPTHS:
+            per_stage = (CIFAR_RESNET_DEPTHS[architecture] - 2) // 6
             return [1, 1 + per_stage, 1 + 2 * per_stage]
         step = 2 if architecture in ("cnn", "vgg") else 1
         return list(range(step, num_units, step))

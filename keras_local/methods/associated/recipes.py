@@ -9,7 +9,7 @@ backprop_baseline_recipe("resnet20").settings["learning_rate"]   # 0.001
 ```
 """
 
-from keras_local.methods.associated.method import RESNET_DEPTHS
+from keras_local.architectures import CIFAR_RESNET_DEPTHS
 from keras_local.recipes import Recipe
 
 SCHEDULE = {"lr_schedule": "piecewise", "lr_boundaries": [0.4, 0.6, 0.8, 0.9],
@@ -23,7 +23,7 @@ SOURCE = ("Associated Learning reference code (SamYWK/Associated_Learning CIFAR1
 
 def _weight_decay(architecture, vgg_decay):
     """(CIFAR-10 weight decay, dataset overrides): ResNets 1e-4 (5e-4 on CIFAR-100), VGG `vgg_decay`, else 0."""
-    if architecture in RESNET_DEPTHS:
+    if architecture in CIFAR_RESNET_DEPTHS:
         return 1e-4, {"cifar100": {"weight_decay": 5e-4}}
     return (vgg_decay if architecture == "vgg" else 0.0), {}
 
@@ -43,7 +43,7 @@ def backprop_baseline_recipe(architecture):
     (commit ecd05d8) and L2 5e-4 on the VGG."""
     weight_decay, dataset_settings = _weight_decay(architecture, vgg_decay=5e-4)
     return Recipe(
-        {"optimizer": "adam", "learning_rate": 1e-3 if architecture in RESNET_DEPTHS else 1e-4, "batch_size": 32,
+        {"optimizer": "adam", "learning_rate": 1e-3 if architecture in CIFAR_RESNET_DEPTHS else 1e-4, "batch_size": 32,
          "epochs": 200, "warmup_epochs": 0, "weight_decay": weight_decay, "weight_decay_scope": "all", **SCHEDULE},
         "Associated Learning reference code's backprop networks (CIFAR10/main.py, models.py): Adam, lr 1e-4 "
         "(1e-3 for the ResNets, commit ecd05d8 'initial learning rate 1e-3 only for ResNet_XX'), batch 32, "
