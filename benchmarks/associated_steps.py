@@ -36,14 +36,18 @@ def curve(method, args):
     """[(step, test accuracy)] for one method."""
     width = args.width
     hidden = [width, width] if method == "associated" else [width, width, 5 * width, width, width]
-    config = load_config(ROOT / "recipes" / "associated" / f"mlp_cifar10_{method}.toml",
-                         [f"architecture_options={{hidden_units = {hidden}}}", f"seed={args.seed}"]
-                         + ([f"width={width}"] if method == "associated" else []), method_option_names())
+    config = load_config(
+        ROOT / "recipes" / "associated" / f"mlp_cifar10_{method}.toml",
+        [f"architecture_options={{hidden_units = {hidden}}}", f"seed={args.seed}"]
+        + ([f"width={width}"] if method == "associated" else []),
+        method_option_names(),
+    )
     keras.utils.set_random_seed(args.seed)
     model = build_model_from_config(config, (32, 32, 3), 10)
     model.compile(optimizer=keras.optimizers.Adam(args.learning_rate))
-    train = data.load_dataset("cifar10_jpeg", "train", 32, training=True, data_dir=args.data_dir,
-                              seed=args.seed).repeat()
+    train = data.load_dataset(
+        "cifar10_jpeg", "train", 32, training=True, data_dir=args.data_dir, seed=args.seed
+    ).repeat()
     test = data.load_dataset("cifar10_jpeg", "test", 500, data_dir=args.data_dir)
     points, start = [], time.time()
     for step in range(args.every, args.steps + 1, args.every):
@@ -70,9 +74,15 @@ def main(argv=None):
         results[method] = {"points": points, "training_parameters": parameters}
     target = results["bp"]["points"][-1][1]
     reached = next((step for step, accuracy in results["associated"]["points"] if accuracy >= target), None)
-    result = {"command": "python " + " ".join(["benchmarks/associated_steps.py", *(argv or sys.argv[1:])]),
-              "width": args.width, "batch_size": 32, "learning_rate": args.learning_rate, "results": results,
-              "bp_final_accuracy": target, "associated_reaches_bp_at_step": reached}
+    result = {
+        "command": "python " + " ".join(["benchmarks/associated_steps.py", *(argv or sys.argv[1:])]),
+        "width": args.width,
+        "batch_size": 32,
+        "learning_rate": args.learning_rate,
+        "results": results,
+        "bp_final_accuracy": target,
+        "associated_reaches_bp_at_step": reached,
+    }
     pathlib.Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     pathlib.Path(args.output).write_text(json.dumps(result, indent=2))
     _plot(results, pathlib.Path(args.output).with_suffix(".png"))

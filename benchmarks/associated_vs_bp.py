@@ -35,8 +35,12 @@ def main():
     parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data" / "tfds"))
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--train-examples", type=int, default=10000)
-    parser.add_argument("--learning-rate", type=float, default=1e-3,
-                        help="Adam learning rate of both (the recipes' 1e-4 is for 200 epochs)")
+    parser.add_argument(
+        "--learning-rate",
+        type=float,
+        default=1e-3,
+        help="Adam learning rate of both (the recipes' 1e-4 is for 200 epochs)",
+    )
     parser.add_argument("--lr-schedule", default="cosine")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
@@ -44,9 +48,15 @@ def main():
     args = parser.parse_args()
 
     overrides = [
-        "dataset=cifar10_jpeg", f"data_dir={args.data_dir!r}".replace("'", '"'), f"epochs={args.epochs}",
-        f"train_examples={args.train_examples}", f"learning_rate={args.learning_rate}",
-        f"lr_schedule={args.lr_schedule}", f"batch_size={args.batch_size}", f"seed={args.seed}", "verbose=2",
+        "dataset=cifar10_jpeg",
+        f"data_dir={args.data_dir!r}".replace("'", '"'),
+        f"epochs={args.epochs}",
+        f"train_examples={args.train_examples}",
+        f"learning_rate={args.learning_rate}",
+        f"lr_schedule={args.lr_schedule}",
+        f"batch_size={args.batch_size}",
+        f"seed={args.seed}",
+        "verbose=2",
     ]
     test = data.load_dataset("cifar10_jpeg", "test", 500, data_dir=args.data_dir)
     results = {}
@@ -65,16 +75,22 @@ def main():
             "metafeatures": analysis.class_distance_ratio(features, labels),
             "recipe": str(recipe.relative_to(ROOT)),
         }
-    result = {"architecture": args.architecture, "overrides": overrides, "results": results,
-              "data": "CIFAR-10 (JPEG q75), full 10,000-image test set"}
+    result = {
+        "architecture": args.architecture,
+        "overrides": overrides,
+        "results": results,
+        "data": "CIFAR-10 (JPEG q75), full 10,000-image test set",
+    }
     output = ROOT / "benchmarks" / "results" / f"associated_vs_bp_{args.architecture}.json"
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(result, indent=2))
     print(f"{args.architecture}, CIFAR-10 (JPEG q75), {args.train_examples} training images, {args.epochs} epochs:")
     for method, row in results.items():
-        print(f"  {method:10s} test accuracy {row['test_accuracy']:.4f}, inference parameters "
-              f"{row['inference_parameters']:,}, inter/intra-class distance ratio "
-              f"{row['metafeatures']['ratio']:.3f}, {row['seconds']:.0f} s")
+        print(
+            f"  {method:10s} test accuracy {row['test_accuracy']:.4f}, inference parameters "
+            f"{row['inference_parameters']:,}, inter/intra-class distance ratio "
+            f"{row['metafeatures']['ratio']:.3f}, {row['seconds']:.0f} s"
+        )
 
 
 if __name__ == "__main__":

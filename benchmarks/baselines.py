@@ -49,10 +49,20 @@ def main():
             print(f"{method}: done already ({results[method]['test_accuracy']:.4f})")
             continue
         overrides = [
-            f"architecture={args.architecture}", f"method={method}", f"num_blocks={args.num_blocks}",
-            f"dataset={args.dataset}", f"data_dir={args.data_dir}", f"train_examples={args.train_examples}",
-            f"epochs={args.epochs}", f"batch_size={args.batch_size}", f"learning_rate={args.learning_rate}",
-            "momentum=0.9", "nesterov=true", "weight_decay=5e-4", "lr_schedule=cosine", "verbose=0",
+            f"architecture={args.architecture}",
+            f"method={method}",
+            f"num_blocks={args.num_blocks}",
+            f"dataset={args.dataset}",
+            f"data_dir={args.data_dir}",
+            f"train_examples={args.train_examples}",
+            f"epochs={args.epochs}",
+            f"batch_size={args.batch_size}",
+            f"learning_rate={args.learning_rate}",
+            "momentum=0.9",
+            "nesterov=true",
+            "weight_decay=5e-4",
+            "lr_schedule=cosine",
+            "verbose=0",
         ]
         if method == "bp":
             overrides[2] = "num_blocks=1"
@@ -64,8 +74,10 @@ def main():
         with open(args.output, "w") as file:
             json.dump(results, file, indent=2)
         print(f"{method}: test accuracy {summary['test_accuracy']:.4f} in {summary['seconds']:.0f} s", flush=True)
-    print(f"\n{args.architecture}, K={args.num_blocks}, {args.train_examples} training images, {args.epochs} epochs "
-          f"({' '.join(sys.argv[1:]) or 'defaults'}):")
+    print(
+        f"\n{args.architecture}, K={args.num_blocks}, {args.train_examples} training images, {args.epochs} epochs "
+        f"({' '.join(sys.argv[1:]) or 'defaults'}):"
+    )
     print("| method | test accuracy | seconds |\n|---|---|---|")
     for method, row in results.items():
         print(f"| {method} | {row['test_accuracy']:.4f} | {row['seconds']:.0f} |")

@@ -33,8 +33,9 @@ def main():
     parser.add_argument("--every", type=int, nargs="+", default=[1, 10, 100])
     args = parser.parse_args()
 
-    model = kl.build_model(args.architecture, method=args.method, num_blocks=args.num_blocks,
-                           input_shape=(32, 32, 3), num_classes=10)
+    model = kl.build_model(
+        args.architecture, method=args.method, num_blocks=args.num_blocks, input_shape=(32, 32, 3), num_classes=10
+    )
     model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9))
     rng = np.random.default_rng(0)
     x = rng.normal(size=(args.batch_size, 32, 32, 3)).astype("float32")
@@ -55,8 +56,10 @@ def main():
             saves.append(time.perf_counter() - start)
         size = sum(os.path.getsize(os.path.join(directory, name)) for name in os.listdir(directory))
     step, save = statistics.median(steps), statistics.median(saves)
-    print(f"{args.architecture} {args.method} K={args.num_blocks}, batch {args.batch_size}: "
-          f"step {step * 1000:.0f} ms, save {save * 1000:.0f} ms ({size / 2**20:.1f} MiB), save/step {save / step:.2f}")
+    print(
+        f"{args.architecture} {args.method} K={args.num_blocks}, batch {args.batch_size}: "
+        f"step {step * 1000:.0f} ms, save {save * 1000:.0f} ms ({size / 2**20:.1f} MiB), save/step {save / step:.2f}"
+    )
     for every in args.every:
         print(f"  checkpoint_every={every}: +{100 * save / (every * step):.1f} % training time")
 

@@ -32,16 +32,25 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 CELLS = {  # name: (method, options)
-    "bp": ("bp", {}), "gll": ("gll", {}), "dgl": ("dgl", {}), "infopro": ("infopro", {}),
+    "bp": ("bp", {}),
+    "gll": ("gll", {}),
+    "dgl": ("dgl", {}),
+    "infopro": ("infopro", {}),
     "backlink": ("backlink", {"alpha": 0.5, "propagation_length": 1}),
-    "dgl+man": ("dgl", {"man": True}), "dgl+hpff": ("dgl", {"hpff": True}),
-    "infopro+man": ("infopro", {"man": True}), "infopro+hpff": ("infopro", {"hpff": True}),
+    "dgl+man": ("dgl", {"man": True}),
+    "dgl+hpff": ("dgl", {"hpff": True}),
+    "infopro+man": ("infopro", {"man": True}),
+    "infopro+hpff": ("infopro", {"hpff": True}),
     "auglocal": ("auglocal", {"depth": 2, "tau": 0.5}),
 }
 CLAIMS = [  # (cell, cell it should be below)
-    ("dgl+man", "dgl"), ("dgl+hpff", "dgl"), ("infopro+man", "infopro"), ("infopro+hpff", "infopro"),
+    ("dgl+man", "dgl"),
+    ("dgl+hpff", "dgl"),
+    ("infopro+man", "infopro"),
+    ("infopro+hpff", "infopro"),
     ("auglocal", "gll"),
-    ("dgl+hpff", "dgl+man"), ("infopro+hpff", "infopro+man"),
+    ("dgl+hpff", "dgl+man"),
+    ("infopro+hpff", "infopro+man"),
 ]
 
 
@@ -61,8 +70,7 @@ def summarize(results):
     for cell in CELLS:
         values = list(errors.get(cell, {}).values())
         if values:
-            table[cell] = (statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0,
-                           len(values))
+            table[cell] = (statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0, len(values))
     return table
 
 
@@ -81,8 +89,10 @@ def verdict(errors, lower, higher):
         word = "fails"
     else:
         word = "within seed noise"
-    return (f"{lower} below {higher}: {word} (gap {gap:+.2f} points over {len(seeds)} paired seeds, "
-            f"2 standard errors {2 * standard_error:.2f}; below on {sum(g > 0 for g in gaps)} of {len(seeds)})")
+    return (
+        f"{lower} below {higher}: {word} (gap {gap:+.2f} points over {len(seeds)} paired seeds, "
+        f"2 standard errors {2 * standard_error:.2f}; below on {sum(g > 0 for g in gaps)} of {len(seeds)})"
+    )
 
 
 def report(results, heading):
@@ -133,12 +143,23 @@ def main():
             infopro_split = args.architecture in ("resnet32", "resnet110") and method != "bp"
             split = "infopro" if infopro_split else "even"
             overrides = [
-                f"architecture={args.architecture}", f"method={method}",
-                f"num_blocks={1 if method == 'bp' else args.num_blocks}", f"split={split}",
-                f"dataset={args.dataset}", f"data_dir={args.data_dir}", f"train_examples={args.train_examples}",
-                f"epochs={args.epochs}", f"batch_size={args.batch_size}", f"learning_rate={args.learning_rate}",
-                "momentum=0.9", "nesterov=true", "weight_decay=5e-4", "lr_schedule=cosine", "verbose=0",
-                f"seed={seed}", *(f"{name}={json.dumps(value)}" for name, value in options.items()),
+                f"architecture={args.architecture}",
+                f"method={method}",
+                f"num_blocks={1 if method == 'bp' else args.num_blocks}",
+                f"split={split}",
+                f"dataset={args.dataset}",
+                f"data_dir={args.data_dir}",
+                f"train_examples={args.train_examples}",
+                f"epochs={args.epochs}",
+                f"batch_size={args.batch_size}",
+                f"learning_rate={args.learning_rate}",
+                "momentum=0.9",
+                "nesterov=true",
+                "weight_decay=5e-4",
+                "lr_schedule=cosine",
+                "verbose=0",
+                f"seed={seed}",
+                *(f"{name}={json.dumps(value)}" for name, value in options.items()),
             ]
             config = load_config(None, overrides, method_option_names())
             summary = train_and_evaluate(config, run_dir=os.path.join(args.run_root, args.architecture, key))

@@ -44,15 +44,33 @@ def measure(args, variant, block_order, num_blocks, split):
     from keras_local import profiling
 
     method, options = parse_variant(variant)
-    model = kl.build_model(args.architecture, method, num_blocks=num_blocks, split=split, block_order=block_order,
-                           head=args.head, input_shape=(32, 32, 3), num_classes=10, **options)
+    model = kl.build_model(
+        args.architecture,
+        method,
+        num_blocks=num_blocks,
+        split=split,
+        block_order=block_order,
+        head=args.head,
+        input_shape=(32, 32, 3),
+        num_classes=10,
+        **options,
+    )
     rng = np.random.default_rng(0)
     x = rng.normal(size=(args.batch_size, 32, 32, 3)).astype("float32")
     y = rng.integers(0, 10, size=args.batch_size)
     peak = profiling.peak_memory_mib(model, x, y, block_order=block_order)
-    print(json.dumps({"method": variant, "block_order": block_order, "num_blocks": num_blocks, "split": split,
-                      "cuts": [sum(len(b.units) for b in model.blocks[:k]) for k in range(1, len(model.blocks))],
-                      "peak_mib": peak}))
+    print(
+        json.dumps(
+            {
+                "method": variant,
+                "block_order": block_order,
+                "num_blocks": num_blocks,
+                "split": split,
+                "cuts": [sum(len(b.units) for b in model.blocks[:k]) for k in range(1, len(model.blocks))],
+                "peak_mib": peak,
+            }
+        )
+    )
 
 
 def invalid(args, variant, num_blocks, split):
@@ -61,16 +79,30 @@ def invalid(args, variant, num_blocks, split):
 
     method, options = parse_variant(variant)
     try:
-        kl.build_model(args.architecture, method, num_blocks=num_blocks, split=split, head=args.head,
-                       build=False, **options)
+        kl.build_model(
+            args.architecture, method, num_blocks=num_blocks, split=split, head=args.head, build=False, **options
+        )
     except ValueError as error:
         return str(error)
     return None
 
 
 def run_child(args, method, block_order, num_blocks, split):
-    command = [sys.executable, __file__, "--child", method, block_order, str(num_blocks), split,
-               "--architecture", args.architecture, "--batch-size", str(args.batch_size), "--head", args.head]
+    command = [
+        sys.executable,
+        __file__,
+        "--child",
+        method,
+        block_order,
+        str(num_blocks),
+        split,
+        "--architecture",
+        args.architecture,
+        "--batch-size",
+        str(args.batch_size),
+        "--head",
+        args.head,
+    ]
     environment = {**os.environ, "TF_CPU_ALLOCATOR_USE_BFC": "true", "TF_CPP_MIN_LOG_LEVEL": "2"}
     output = subprocess.run(command, check=True, capture_output=True, text=True, env=environment).stdout
     return json.loads(output.strip().splitlines()[-1])
@@ -84,8 +116,12 @@ def main():
     parser.add_argument("--num-blocks", type=int, nargs="+", default=[2, 4, 8, 16])
     parser.add_argument("--splits", nargs="+", default=["even", "balanced"])
     parser.add_argument("--block-orders", nargs="+", default=["sequential"])
-    parser.add_argument("--methods", nargs="+", default=["gll"],
-                        help="methods to measure, each `name` or `name:key=value,...` (method options)")
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        default=["gll"],
+        help="methods to measure, each `name` or `name:key=value,...` (method options)",
+    )
     parser.add_argument("--output", default="benchmarks/results/memory.json")
     parser.add_argument("--child", nargs=4, metavar=("METHOD", "SCHEDULE", "K", "SPLIT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -107,17 +143,30 @@ def main():
                     row = run_child(args, variant, block_order, num_blocks, split)
                     row["ratio_to_bp"] = row["peak_mib"] / bp["peak_mib"]
                     rows.append(row)
-                    print(f"{variant} {block_order:10s} {split:8s} K={num_blocks:2d}: {row['peak_mib']:7.1f} MiB, "
-                          f"/ bp {row['ratio_to_bp']:.3f}  (cuts {row['cuts']})", flush=True)
+                    print(
+                        f"{variant} {block_order:10s} {split:8s} K={num_blocks:2d}: {row['peak_mib']:7.1f} MiB, "
+                        f"/ bp {row['ratio_to_bp']:.3f}  (cuts {row['cuts']})",
+                        flush=True,
+                    )
     for row in rows:  # against gll on the same split, block_order and K, where measured
-        gll = next((other for other in rows if other["method"] == "gll" and all(
-            other[key] == row[key] for key in ("block_order", "num_blocks", "split"))), None)
+        gll = next(
+            (
+                other
+                for other in rows
+                if other["method"] == "gll"
+                and all(other[key] == row[key] for key in ("block_order", "num_blocks", "split"))
+            ),
+            None,
+        )
         if gll:
             row["ratio_to_gll"] = row["peak_mib"] / gll["peak_mib"]
             print(f"{row['method']} K={row['num_blocks']}: / gll {row['ratio_to_gll']:.3f}")
     result = {
-        "architecture": args.architecture, "batch_size": args.batch_size, "head": args.head,
-        "bp_peak_mib": bp["peak_mib"], "rows": rows,
+        "architecture": args.architecture,
+        "batch_size": args.batch_size,
+        "head": args.head,
+        "bp_peak_mib": bp["peak_mib"],
+        "rows": rows,
         "command": "python " + " ".join(sys.argv),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
     }

@@ -49,8 +49,15 @@ def _peak(function, repeats=3):
 
 
 def _model(args, method, num_blocks, split):
-    model = kl.build_model(args.architecture, method, num_blocks=num_blocks, split=split, block_order="sequential"
-                           if method != "bp" else "together", input_shape=(32, 32, 3), num_classes=10)
+    model = kl.build_model(
+        args.architecture,
+        method,
+        num_blocks=num_blocks,
+        split=split,
+        block_order="sequential" if method != "bp" else "together",
+        input_shape=(32, 32, 3),
+        num_classes=10,
+    )
     model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9))
     return model
 
@@ -95,8 +102,14 @@ def breakdown(args, split, num_blocks, x, y, bp_peak):
             row[name] = _peak(lambda function=function, index=index: function(inputs[index], y))
         blocks.append(row)
     largest = max(range(len(blocks)), key=lambda index: blocks[index]["update"])
-    result = {"split": split, "num_blocks": num_blocks, "step_mib": step, "minimal_mib": _peak(minimal),
-              "largest_block": largest, "blocks": blocks}
+    result = {
+        "split": split,
+        "num_blocks": num_blocks,
+        "step_mib": step,
+        "minimal_mib": _peak(minimal),
+        "largest_block": largest,
+        "blocks": blocks,
+    }
     result["step_ratio_to_bp"] = step / bp_peak
     result["minimal_ratio_to_bp"] = result["minimal_mib"] / bp_peak
     return result
@@ -120,15 +133,26 @@ def main():
         result = breakdown(args, split, int(k), x, y, bp_peak)
         results.append(result)
         big = result["blocks"][result["largest_block"]]
-        print(f"{split} K={k}: step {result['step_mib']:.1f} MiB = {result['step_ratio_to_bp']:.3f} x bp "
-              f"({bp_peak:.1f} MiB); minimal {result['minimal_mib']:.1f} MiB = {result['minimal_ratio_to_bp']:.3f}"
-              f" x bp; largest block {result['largest_block']} ({big['units']} units): forward alone "
-              f"{big['forward']:.1f}, forward + backward {big['backward']:.1f}, "
-              f"+ update {big['update'] - big['backward']:.1f}; the step holds "
-              f"{result['step_mib'] - result['minimal_mib']:+.1f} MiB over the minimal")
+        print(
+            f"{split} K={k}: step {result['step_mib']:.1f} MiB = {result['step_ratio_to_bp']:.3f} x bp "
+            f"({bp_peak:.1f} MiB); minimal {result['minimal_mib']:.1f} MiB = {result['minimal_ratio_to_bp']:.3f}"
+            f" x bp; largest block {result['largest_block']} ({big['units']} units): forward alone "
+            f"{big['forward']:.1f}, forward + backward {big['backward']:.1f}, "
+            f"+ update {big['update'] - big['backward']:.1f}; the step holds "
+            f"{result['step_mib'] - result['minimal_mib']:+.1f} MiB over the minimal"
+        )
     with open(args.output, "w") as file:
-        json.dump({"architecture": args.architecture, "batch_size": args.batch_size, "bp_peak_mib": bp_peak,
-                   "machine": platform.platform(), "results": results}, file, indent=2)
+        json.dump(
+            {
+                "architecture": args.architecture,
+                "batch_size": args.batch_size,
+                "bp_peak_mib": bp_peak,
+                "machine": platform.platform(),
+                "results": results,
+            },
+            file,
+            indent=2,
+        )
     print(f"wrote {args.output}")
 
 

@@ -65,16 +65,25 @@ def main():
     dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(args.batch_size).cache().repeat()
     cuts = None
     if args.split == "time" and not args.bp_only:
-        cuts = kl.profiling.time_balanced_cuts(args.architecture, args.devices, x[:args.batch_size],
-                                               y[:args.batch_size], num_classes=10)
+        cuts = kl.profiling.time_balanced_cuts(
+            args.architecture, args.devices, x[: args.batch_size], y[: args.batch_size], num_classes=10
+        )
 
     def make(method, block_order="together", num_blocks=1, placed=False):
         if cuts and num_blocks > 1:
             split = {"cuts": cuts}
         else:
             split = {"num_blocks": num_blocks, "split": "even" if args.split == "time" else args.split}
-        model = kl.build_model(args.architecture, method, head=args.head, block_order=block_order,
-                               devices=devices if placed else None, input_shape=(32, 32, 3), num_classes=10, **split)
+        model = kl.build_model(
+            args.architecture,
+            method,
+            head=args.head,
+            block_order=block_order,
+            devices=devices if placed else None,
+            input_shape=(32, 32, 3),
+            num_classes=10,
+            **split,
+        )
         model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9), jit_compile=False)
         return model
 
@@ -82,22 +91,43 @@ def main():
     if not args.bp_only:
         models[f"gll together K={args.devices}, 1 device"] = make("gll", num_blocks=args.devices)
         models[f"gll pipelined K={args.devices}, {args.devices} devices"] = make(
-            "gll", "pipelined", num_blocks=args.devices, placed=True)
-    medians = median_step_seconds(models, dataset, steps=args.steps, repeats=args.repeats,
-                                  warmup_steps=args.devices + 2)
+            "gll", "pipelined", num_blocks=args.devices, placed=True
+        )
+    medians = median_step_seconds(
+        models, dataset, steps=args.steps, repeats=args.repeats, warmup_steps=args.devices + 2
+    )
     if args.bp_only:
         print(json.dumps(medians["bp"]))
         return
     one_core = subprocess.run(
-        [sys.executable, __file__, "--bp-only", "--devices", str(args.devices), "--inter-op", "1",
-         "--architecture", args.architecture, "--batch-size", str(args.batch_size),
-         "--steps", str(args.steps), "--repeats", str(args.repeats)],
-        check=True, capture_output=True, text=True,
+        [
+            sys.executable,
+            __file__,
+            "--bp-only",
+            "--devices",
+            str(args.devices),
+            "--inter-op",
+            "1",
+            "--architecture",
+            args.architecture,
+            "--batch-size",
+            str(args.batch_size),
+            "--steps",
+            str(args.steps),
+            "--repeats",
+            str(args.repeats),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
     bp_one_core = json.loads(one_core.strip().splitlines()[-1])
     result = {
-        "architecture": args.architecture, "batch_size": args.batch_size, "devices": args.devices,
-        "split": args.split, "cuts": cuts,
+        "architecture": args.architecture,
+        "batch_size": args.batch_size,
+        "devices": args.devices,
+        "split": args.split,
+        "cuts": cuts,
         "threads": {"intra_op": 1, "inter_op": inter_op},
         "median_step_seconds": medians,
         "throughput_ratio_to_bp": {name: medians["bp"] / value for name, value in medians.items()},
@@ -113,8 +143,10 @@ def main():
         json.dump(result, file, indent=2)
     print(f"cuts: {cuts or args.split}; bp on one core (1 inter-op thread): {bp_one_core * 1000:.0f} ms")
     for name, value in medians.items():
-        print(f"{name:40s} step {value * 1000:7.0f} ms, throughput / bp {medians['bp'] / value:.2f}, "
-              f"/ bp on one core {bp_one_core / value:.2f}")
+        print(
+            f"{name:40s} step {value * 1000:7.0f} ms, throughput / bp {medians['bp'] / value:.2f}, "
+            f"/ bp on one core {bp_one_core / value:.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -61,29 +61,52 @@ def child(args):
     if args.child == "bp":
         model = kl.build_model(args.architecture, "bp", input_shape=(32, 32, 3), num_classes=10)
         model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9), jit_compile=False)
-        print(json.dumps({"step_seconds": median_step_seconds({"bp": model}, dataset, steps=args.steps,
-                                                              repeats=args.repeats)["bp"]}))
+        print(
+            json.dumps(
+                {
+                    "step_seconds": median_step_seconds({"bp": model}, dataset, steps=args.steps, repeats=args.repeats)[
+                        "bp"
+                    ]
+                }
+            )
+        )
         return
-    cuts = kl.profiling.time_balanced_cuts(args.architecture, workers, x[:args.batch_size], y[:args.batch_size],
-                                           num_classes=10)
+    cuts = kl.profiling.time_balanced_cuts(
+        args.architecture, workers, x[: args.batch_size], y[: args.batch_size], num_classes=10
+    )
     with kl.cluster.local_servers(workers, threads=1) as devices:
-        model = kl.build_model(args.architecture, "gll", cuts=cuts, head="linear", block_order="pipelined",
-                               devices=devices, input_shape=(32, 32, 3), num_classes=10)
+        model = kl.build_model(
+            args.architecture,
+            "gll",
+            cuts=cuts,
+            head="linear",
+            block_order="pipelined",
+            devices=devices,
+            input_shape=(32, 32, 3),
+            num_classes=10,
+        )
         model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9))
         median_step_seconds({"remote": model}, dataset, steps=2, repeats=1, warmup_steps=workers + 2)
         before = loopback_bytes()
-        seconds = median_step_seconds({"remote": model}, dataset, steps=args.steps, repeats=args.repeats,
-                                      warmup_steps=1)["remote"]
+        seconds = median_step_seconds(
+            {"remote": model}, dataset, steps=args.steps, repeats=args.repeats, warmup_steps=1
+        )["remote"]
         after = loopback_bytes()
         # timed steps: per round steps + 1 (the first is dropped from the times) + the warm-up step
         steps = args.repeats * (args.steps + 1) + 1
         cut_bytes = [args.batch_size * (int(np.prod(block.features_shape[1:])) + 1) * 4 for block in model.blocks[:-1]]
-        print(json.dumps({
-            "step_seconds": seconds, "cuts": cuts, "devices": devices,
-            "bytes_per_step": None if before is None else (after - before) / steps,
-            "input_bytes_per_step": x[:args.batch_size].nbytes + y[:args.batch_size].nbytes,
-            "cut_bytes_per_step": cut_bytes,
-        }))
+        print(
+            json.dumps(
+                {
+                    "step_seconds": seconds,
+                    "cuts": cuts,
+                    "devices": devices,
+                    "bytes_per_step": None if before is None else (after - before) / steps,
+                    "input_bytes_per_step": x[: args.batch_size].nbytes + y[: args.batch_size].nbytes,
+                    "cut_bytes_per_step": cut_bytes,
+                }
+            )
+        )
 
 
 def main():
@@ -102,21 +125,39 @@ def main():
     for workers in args.workers:
         measured = {}
         for kind in ("bp", "remote"):
-            command = [sys.executable, __file__, "--child", kind, "--workers", str(workers), "--architecture",
-                       args.architecture, "--batch-size", str(args.batch_size), "--steps", str(args.steps),
-                       "--repeats", str(args.repeats)]
+            command = [
+                sys.executable,
+                __file__,
+                "--child",
+                kind,
+                "--workers",
+                str(workers),
+                "--architecture",
+                args.architecture,
+                "--batch-size",
+                str(args.batch_size),
+                "--steps",
+                str(args.steps),
+                "--repeats",
+                str(args.repeats),
+            ]
             output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
             measured[kind] = json.loads(output.strip().splitlines()[-1])
         remote, bp = measured["remote"], measured["bp"]
         needed = remote["input_bytes_per_step"] + sum(remote["cut_bytes_per_step"])
-        row = {"workers": workers, "bp_step_seconds": bp["step_seconds"],
-               "remote_pipelined_step_seconds": remote["step_seconds"],
-               "throughput_ratio_to_bp": bp["step_seconds"] / remote["step_seconds"],
-               "bytes_per_step": remote["bytes_per_step"], "activation_bytes_per_step": needed,
-               "input_bytes_per_step": remote["input_bytes_per_step"],
-               "cut_bytes_per_step": remote["cut_bytes_per_step"], "cuts": remote["cuts"]}
+        row = {
+            "workers": workers,
+            "bp_step_seconds": bp["step_seconds"],
+            "remote_pipelined_step_seconds": remote["step_seconds"],
+            "throughput_ratio_to_bp": bp["step_seconds"] / remote["step_seconds"],
+            "bytes_per_step": remote["bytes_per_step"],
+            "activation_bytes_per_step": needed,
+            "input_bytes_per_step": remote["input_bytes_per_step"],
+            "cut_bytes_per_step": remote["cut_bytes_per_step"],
+            "cuts": remote["cuts"],
+        }
         rows.append(row)
-        sent = "n/a" if row["bytes_per_step"] is None else f"{row['bytes_per_step'] / 2 ** 20:.2f} MiB"
+        sent = "n/a" if row["bytes_per_step"] is None else f"{row['bytes_per_step'] / 2**20:.2f} MiB"
         print(
             f"W={workers}: bp ({workers} threads) {bp['step_seconds'] * 1000:.0f} ms/step, pipelined on {workers} "
             f"workers {remote['step_seconds'] * 1000:.0f} ms/step -> throughput x{row['throughput_ratio_to_bp']:.2f}; "
@@ -125,9 +166,14 @@ def main():
     import keras
     import tensorflow as tf
 
-    result = {"architecture": args.architecture, "batch_size": args.batch_size, "rows": rows,
-              "command": "python " + " ".join(sys.argv), "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
-              "versions": {"keras": keras.__version__, "tensorflow": tf.__version__}}
+    result = {
+        "architecture": args.architecture,
+        "batch_size": args.batch_size,
+        "rows": rows,
+        "command": "python " + " ".join(sys.argv),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+        "versions": {"keras": keras.__version__, "tensorflow": tf.__version__},
+    }
     os.makedirs(os.path.dirname(args.output), exist_ok=True)
     with open(args.output, "w") as file:
         json.dump(result, file, indent=2)

@@ -26,9 +26,15 @@ import keras_local as kl  # noqa: E402
 
 
 def measure(args, method, num_blocks, x, y):
-    model = kl.build_model(args.architecture, method, num_blocks=num_blocks, head=args.head,
-                           block_order=args.block_order if method != "bp" else "together",
-                           input_shape=(32, 32, 3), num_classes=10)
+    model = kl.build_model(
+        args.architecture,
+        method,
+        num_blocks=num_blocks,
+        head=args.head,
+        block_order=args.block_order if method != "bp" else "together",
+        input_shape=(32, 32, 3),
+        num_classes=10,
+    )
     model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9), jit_compile=False)
     start = time.perf_counter()
     model.train_on_batch(x, y)
@@ -38,8 +44,12 @@ def measure(args, method, num_blocks, x, y):
         start = time.perf_counter()
         model.train_on_batch(x, y)
         times.append(time.perf_counter() - start)
-    return {"method": method, "num_blocks": num_blocks, "first_step_seconds": first,
-            "median_step_seconds": statistics.median(times)}
+    return {
+        "method": method,
+        "num_blocks": num_blocks,
+        "first_step_seconds": first,
+        "median_step_seconds": statistics.median(times),
+    }
 
 
 def main():
@@ -56,20 +66,28 @@ def main():
     x = tf.constant(rng.normal(size=(args.batch_size, 32, 32, 3)).astype("float32"))
     y = tf.constant(rng.integers(0, 10, size=args.batch_size))
     bp = measure(args, "bp", 1, x, y)
-    print(f"bp: first step {bp['first_step_seconds']:.1f} s, step {bp['median_step_seconds'] * 1000:.0f} ms",
-          flush=True)
+    print(
+        f"bp: first step {bp['first_step_seconds']:.1f} s, step {bp['median_step_seconds'] * 1000:.0f} ms", flush=True
+    )
     rows = []
     for num_blocks in args.num_blocks:
         row = measure(args, "gll", num_blocks, x, y)
         row["step_ratio_to_bp"] = row["median_step_seconds"] / bp["median_step_seconds"]
         row["first_step_ratio_to_bp"] = row["first_step_seconds"] / bp["first_step_seconds"]
         rows.append(row)
-        print(f"gll K={num_blocks:2d}: first step {row['first_step_seconds']:5.1f} s "
-              f"(/ bp {row['first_step_ratio_to_bp']:.2f}), step {row['median_step_seconds'] * 1000:5.0f} ms "
-              f"(/ bp {row['step_ratio_to_bp']:.3f})", flush=True)
+        print(
+            f"gll K={num_blocks:2d}: first step {row['first_step_seconds']:5.1f} s "
+            f"(/ bp {row['first_step_ratio_to_bp']:.2f}), step {row['median_step_seconds'] * 1000:5.0f} ms "
+            f"(/ bp {row['step_ratio_to_bp']:.3f})",
+            flush=True,
+        )
     result = {
-        "architecture": args.architecture, "batch_size": args.batch_size, "head": args.head,
-        "block_order": args.block_order, "bp": bp, "rows": rows,
+        "architecture": args.architecture,
+        "batch_size": args.batch_size,
+        "head": args.head,
+        "block_order": args.block_order,
+        "bp": bp,
+        "rows": rows,
         "command": "python " + " ".join(sys.argv),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
         "versions": {"keras": keras.__version__, "tensorflow": tf.__version__},

@@ -43,14 +43,18 @@ from keras_local.config import parse_value  # noqa: E402
 
 
 def parse_method(spec):
-    """"backlink:alpha=0.5,propagation_length=1" → ("backlink", {"alpha": 0.5, ...})."""
+    """ "backlink:alpha=0.5,propagation_length=1" → ("backlink", {"alpha": 0.5, ...})."""
     name, _, options = spec.partition(":")
     pairs = [item.split("=", 1) for item in options.split(",") if item]
     return name, {key: parse_value(value) for key, value in pairs}
 
 
-DEFAULT_METHODS = ["gll", "backlink:alpha=0.5,propagation_length=1", "gll:block_order=sequential",
-                   "backlink:alpha=0.5,propagation_length=1,block_order=sequential"]
+DEFAULT_METHODS = [
+    "gll",
+    "backlink:alpha=0.5,propagation_length=1",
+    "gll:block_order=sequential",
+    "backlink:alpha=0.5,propagation_length=1,block_order=sequential",
+]
 ORDER_KEYS = ("block_order", "split")  # what a method's gll row shares with it
 
 
@@ -65,9 +69,15 @@ def gll_of(spec, specs):
 
 def make_model(args, spec):
     method, options = parse_method(spec)
-    model = kl.build_model(args.architecture, method=method, num_blocks=args.num_blocks,
-                           head=None if args.head == "default" else args.head,
-                           input_shape=(32, 32, 3), num_classes=10, **options)
+    model = kl.build_model(
+        args.architecture,
+        method=method,
+        num_blocks=args.num_blocks,
+        head=None if args.head == "default" else args.head,
+        input_shape=(32, 32, 3),
+        num_classes=10,
+        **options,
+    )
     model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9))
     return model
 
@@ -75,8 +85,12 @@ def make_model(args, spec):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--architecture", default="resnet32")
-    parser.add_argument("--methods", nargs="+", default=DEFAULT_METHODS,
-                        help='method specs, e.g. bp gll "backlink:alpha=0.5,propagation_length=1"')
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        default=DEFAULT_METHODS,
+        help='method specs, e.g. bp gll "backlink:alpha=0.5,propagation_length=1"',
+    )
     parser.add_argument("--reference", default=None, help="a second denominator besides bp (a spec)")
     parser.add_argument("--num-blocks", type=int, default=4)
     parser.add_argument("--head", default="linear", help='a head name, or "default": each method\'s own')
@@ -93,7 +107,7 @@ def main():
     dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(args.batch_size).cache().repeat()
     models = {spec: make_model(args, spec) for spec in specs}
     medians = median_step_seconds(models, dataset, steps=args.steps, repeats=args.repeats)
-    batch = x[:args.batch_size], y[:args.batch_size]
+    batch = x[: args.batch_size], y[: args.batch_size]
     memory = {
         spec: profiling.peak_memory_mib(model, *batch, block_order=model.block_order) for spec, model in models.items()
     }
@@ -110,8 +124,11 @@ def main():
         "peak_memory_mib": memory,
         "peak_memory_ratio_to_bp": {spec: memory[spec] / memory["bp"] for spec in specs},
         "step_flops": work,
-        "ratio_to_its_gll": {spec: {"step_time": medians[spec] / medians[base], "step_flops": work[spec] / work[base]}
-                             for spec, base in bases.items() if base},
+        "ratio_to_its_gll": {
+            spec: {"step_time": medians[spec] / medians[base], "step_flops": work[spec] / work[base]}
+            for spec, base in bases.items()
+            if base
+        },
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
         "versions": {"keras": keras.__version__, "tensorflow": tf.__version__},
     }
@@ -125,11 +142,12 @@ def main():
     for spec in specs:
         versus = f", / {args.reference} {medians[spec] / medians[args.reference]:.3f}" if args.reference else ""
         base = bases[spec]
-        own = (f"; / its gll {medians[spec] / medians[base]:.3f} (work {work[spec] / work[base]:.3f})" if base
-               else "")
-        print(f"  {spec:45s} step {medians[spec] * 1000:6.0f} ms, / bp {medians[spec] / medians['bp']:.3f}"
-              f"{versus}{own}; "
-              f"peak memory {memory[spec]:7.1f} MiB, / bp {memory[spec] / memory['bp']:.3f}")
+        own = f"; / its gll {medians[spec] / medians[base]:.3f} (work {work[spec] / work[base]:.3f})" if base else ""
+        print(
+            f"  {spec:45s} step {medians[spec] * 1000:6.0f} ms, / bp {medians[spec] / medians['bp']:.3f}"
+            f"{versus}{own}; "
+            f"peak memory {memory[spec]:7.1f} MiB, / bp {memory[spec] / memory['bp']:.3f}"
+        )
 
 
 if __name__ == "__main__":

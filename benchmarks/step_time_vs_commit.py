@@ -79,8 +79,14 @@ def main():
                 keras.utils.set_random_seed(0)
                 architecture = ARCHITECTURES.get(method, args.architecture)
                 cut = {} if method == "associated" else {"num_blocks": args.num_blocks}
-                model = build(architecture, method=method, input_shape=(32, 32, 3), num_classes=10,
-                              **cut, **OPTIONS.get(method, {}))
+                model = build(
+                    architecture,
+                    method=method,
+                    input_shape=(32, 32, 3),
+                    num_classes=10,
+                    **cut,
+                    **OPTIONS.get(method, {}),
+                )
                 model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9))
                 model.train_on_batch(x, y)  # trace
                 models.append(model)
@@ -89,8 +95,10 @@ def main():
                 new = timed_steps(models[0], x, y, args.steps)
                 old = timed_steps(models[1], x, y, args.steps)
                 ratios.append(new / old)
-            print(f"{method:>10} {architecture}: step time new/old median {statistics.median(ratios):.3f} "
-                  f"(rounds {min(ratios):.3f}..{max(ratios):.3f}; new {new * 1000:.0f} ms, old {old * 1000:.0f} ms)")
+            print(
+                f"{method:>10} {architecture}: step time new/old median {statistics.median(ratios):.3f} "
+                f"(rounds {min(ratios):.3f}..{max(ratios):.3f}; new {new * 1000:.0f} ms, old {old * 1000:.0f} ms)"
+            )
 
 
 if __name__ == "__main__":

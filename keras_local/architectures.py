@@ -48,8 +48,7 @@ def get_architecture(name, input_shape=(32, 32, 3), **options):
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         raise ValueError(
-            f"Unknown option(s) {unknown} for architecture {name!r}. "
-            f"Allowed: {', '.join(allowed) or 'none'}."
+            f"Unknown option(s) {unknown} for architecture {name!r}. Allowed: {', '.join(allowed) or 'none'}."
         )
     return factory(input_shape=tuple(input_shape), **options)
 
@@ -66,26 +65,25 @@ def cifar_resnet(depth, input_shape=None, activation="relu", hidden_units=()):
     for stage, filters in enumerate((16, 32, 64)):
         for index in range(blocks_per_stage):
             strides = 2 if stage > 0 and index == 0 else 1
-            units.append(ResidualUnit(
-                filters, strides=strides, activation=activation, name=f"stage{stage + 1}_unit{index + 1}"
-            ))
+            units.append(
+                ResidualUnit(filters, strides=strides, activation=activation, name=f"stage{stage + 1}_unit{index + 1}")
+            )
     return dense_units(units, hidden_units, activation)
 
 
 VGG_CONFIGS = {
     "vgg11": [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
     "vgg13": [64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
-    "vgg16": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M",
-              512, 512, 512, "M"],
-    "vgg19": [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M",
-              512, 512, 512, 512, "M"],
+    "vgg16": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"],
+    "vgg19": [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M"],
 }
 
 
 def dense_units(units, hidden_units, activation, dropout=0.0):
     for index, width in enumerate(hidden_units):
-        units.append(DenseReLU(width, flatten=index == 0, dropout=dropout, activation=activation,
-                               name=f"fc{len(units) + 1}"))
+        units.append(
+            DenseReLU(width, flatten=index == 0, dropout=dropout, activation=activation, name=f"fc{len(units) + 1}")
+        )
     return units
 
 
@@ -152,9 +150,7 @@ def bottleneck_resnet(name, input_shape=(32, 32, 3), stem=None):
     for stage, (count, filters) in enumerate(zip(BOTTLENECK_DEPTHS[name], (64, 128, 256, 512))):
         for index in range(count):
             strides = 2 if stage > 0 and index == 0 else 1
-            units.append(
-                BottleneckUnit(filters, strides=strides, name=f"stage{stage + 1}_unit{index + 1}")
-            )
+            units.append(BottleneckUnit(filters, strides=strides, name=f"stage{stage + 1}_unit{index + 1}"))
     return units
 
 
@@ -186,9 +182,12 @@ ARCHITECTURES.register("cnn")(cnn)
 
 
 # Moved to the method that owns them (keras_local 0.4); the old names warn for a version.
-__getattr__ = moved_names("keras_local.architectures", {
-    "dgl_cnn": "keras_local.methods.dgl.networks",
-    "DGL_CNNS": "keras_local.methods.dgl.networks",
-    "predsim_vgg8b": "keras_local.methods.predsim.networks",
-    "associated_vgg": "keras_local.methods.associated.networks",
-})
+__getattr__ = moved_names(
+    "keras_local.architectures",
+    {
+        "dgl_cnn": "keras_local.methods.dgl.networks",
+        "DGL_CNNS": "keras_local.methods.dgl.networks",
+        "predsim_vgg8b": "keras_local.methods.predsim.networks",
+        "associated_vgg": "keras_local.methods.associated.networks",
+    },
+)

@@ -61,8 +61,18 @@ class ReplayBuffer:
         return len(self.entries)
 
 
-def fit_asynchronous(model, dataset, ticks, buffer_size=50, max_reuse=None, slow_block=None, slowdown=1.0,
-                     seed=0, validation_data=None, validation_every=None):
+def fit_asynchronous(
+    model,
+    dataset,
+    ticks,
+    buffer_size=50,
+    max_reuse=None,
+    slow_block=None,
+    slowdown=1.0,
+    seed=0,
+    validation_data=None,
+    validation_every=None,
+):
     """Runs `ticks` worker draws on a compiled `model` (see the module doc).
 
     Returns `{"updates": [...], "idle": [...], "history": [...]}`: updates
@@ -123,8 +133,10 @@ def _validate(model, ticks, buffer_size, max_reuse, slow_block, slowdown, valida
     method = model.method
     reason = method.why_blocks_cannot_train_alone(len(model.blocks))
     if reason:
-        raise ValueError(f"Asynchronous training needs blocks that learn from their own input and labels only, "
-                         f"and cannot train method {method.name!r}: {reason}.")
+        raise ValueError(
+            f"Asynchronous training needs blocks that learn from their own input and labels only, "
+            f"and cannot train method {method.name!r}: {reason}."
+        )
     if not model.compiled:
         raise ValueError("Compile the model (its block optimizers) before fit_asynchronous.")
     check_number("ticks", ticks, 1, integer=True)

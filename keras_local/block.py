@@ -95,8 +95,9 @@ class Block(keras.Model):
         if weight_decay < 0:
             raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}.")
         if weight_decay_scope not in self.WEIGHT_DECAY_SCOPES:
-            raise ValueError(f"Unknown weight_decay_scope {weight_decay_scope!r}. "
-                             f"Allowed: {', '.join(self.WEIGHT_DECAY_SCOPES)}.")
+            raise ValueError(
+                f"Unknown weight_decay_scope {weight_decay_scope!r}. Allowed: {', '.join(self.WEIGHT_DECAY_SCOPES)}."
+            )
         self.units = list(units)
         self.head = head
         self.weight_decay = float(weight_decay)
@@ -202,7 +203,7 @@ class Block(keras.Model):
             sent = self.sent_part(y, outputs, loss_weight) if separate else None
         variables = list(self.trainable_variables)
         gradients = tape.gradient(scaled, variables + ([inputs] if input_gradient and not separate else []))
-        step = LocalStep(features, logits, loss, gradients[:len(variables)])
+        step = LocalStep(features, logits, loss, gradients[: len(variables)])
         if input_gradient:
             error = tape.gradient(sent, inputs) if separate else gradients[-1]
             step.input_gradient = ops.cast(error, "float32") / self._loss_scale()
@@ -244,8 +245,9 @@ class Block(keras.Model):
         prefix_variables = [v for unit in prefix_units for v in unit.trainable_variables]
         input_error = hidden_gradient
         if prefix_units:
-            through = prefix_tape.gradient(hidden, prefix_variables + ([inputs] if input_gradient else []),
-                                           output_gradients=hidden_gradient)
+            through = prefix_tape.gradient(
+                hidden, prefix_variables + ([inputs] if input_gradient else []), output_gradients=hidden_gradient
+            )
             input_error = through[-1] if input_gradient else None
             for variable, gradient in zip(prefix_variables, through):
                 gradients[id(variable)] = _add(gradients.get(id(variable)), gradient)

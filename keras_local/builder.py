@@ -139,8 +139,14 @@ def build_model(
         architecture, units, cuts = own.name, own.units, own.unit_cuts(cuts)
     if num_blocks is None and cuts is None:
         cuts = method.default_cuts(architecture, len(units))
-    cuts = resolve_cuts(len(units), num_blocks, cuts, split=split, architecture=architecture,
-                        costs=activation_sizes(units, input_shape) if split == "balanced" else None)
+    cuts = resolve_cuts(
+        len(units),
+        num_blocks,
+        cuts,
+        split=split,
+        architecture=architecture,
+        costs=activation_sizes(units, input_shape) if split == "balanced" else None,
+    )
     method.validate(block_sizes(len(units), cuts))
 
     groups = split_units(units, cuts)
@@ -155,19 +161,32 @@ def build_model(
         if block_head is None and index == len(groups) - 1 and not method.separate_output_block:
             block_head = output_head(method, own, num_classes, features_shape)
         elif block_head is None and method.aux_heads:
-            block_head = get_head(head, num_classes, name_prefix=f"block{index}_head", image_shape=input_shape,
-                                  **(method.head_options() if head == method.default_head else {}))
+            block_head = get_head(
+                head,
+                num_classes,
+                name_prefix=f"block{index}_head",
+                image_shape=input_shape,
+                **(method.head_options() if head == method.default_head else {}),
+            )
             block_head = method.auxiliary_head(index, block_head, network)  # MAN, HPFF, AugLocal
         blocks.append(Block(group, head=block_head, **decay, name=f"block_{index}"))
     if method.separate_output_block:
-        blocks.append(Block([], head=output_head(method, own, num_classes, features_shape), **decay,
-                            name="output_block"))
+        blocks.append(
+            Block([], head=output_head(method, own, num_classes, features_shape), **decay, name="output_block")
+        )
     for block in blocks if own is not None else ():
         set_token_pooling(block.head, own.token_pooling)
     extra_blocks = method.extra_blocks(architecture, num_classes, len(blocks))
-    model = LocalModel(blocks, method=method, extra_blocks=extra_blocks, block_order=block_order, devices=devices,
-                       backbone_name=None if own is None else own.name, sync_batch_norm=sync_batch_norm,
-                       name=name or f"{architecture}_{method.name}")
+    model = LocalModel(
+        blocks,
+        method=method,
+        extra_blocks=extra_blocks,
+        block_order=block_order,
+        devices=devices,
+        backbone_name=None if own is None else own.name,
+        sync_batch_norm=sync_batch_norm,
+        name=name or f"{architecture}_{method.name}",
+    )
     if build:
         model.build((None, *input_shape))
     return model
@@ -180,10 +199,15 @@ def _renamed_block_order(block_order, method_options):
         return block_order
     schedule = method_options.pop("schedule")
     if block_order != "together":
-        raise ValueError(f"schedule={schedule!r} is the old name of block_order; give only block_order "
-                         f"(got block_order={block_order!r}).")
-    warnings.warn("build_model(schedule=...) is deprecated and will be removed in keras_local 0.4: "
-                  "use block_order=... instead.", DeprecationWarning, stacklevel=3)
+        raise ValueError(
+            f"schedule={schedule!r} is the old name of block_order; give only block_order "
+            f"(got block_order={block_order!r})."
+        )
+    warnings.warn(
+        "build_model(schedule=...) is deprecated and will be removed in keras_local 0.4: use block_order=... instead.",
+        DeprecationWarning,
+        stacklevel=3,
+    )
     return schedule
 
 
@@ -192,11 +216,14 @@ def _own_model(architecture, input_shape, num_classes, architecture_options):
     if isinstance(architecture, str) and not is_model_spec(architecture):
         return None
     if is_model_spec(architecture):
-        architecture = load_model_spec(architecture, input_shape or (32, 32, 3), num_classes or 10,
-                                       architecture_options)
+        architecture = load_model_spec(
+            architecture, input_shape or (32, 32, 3), num_classes or 10, architecture_options
+        )
     elif architecture_options:
-        raise ValueError(f"architecture_options={architecture_options!r} are for keras_local's networks and "
-                         f"model factories; a model instance is already built.")
+        raise ValueError(
+            f"architecture_options={architecture_options!r} are for keras_local's networks and "
+            f"model factories; a model instance is already built."
+        )
     return prepare_model(architecture, input_shape, num_classes)
 
 

@@ -1,13 +1,13 @@
 """The `keras-local` command line.
 
-    keras-local train                                   # demo on the embedded CIFAR-10 sample
-    keras-local train --config recipes/gll_resnet32_cifar10.toml --set epochs=5
-    keras-local train --set method=predsim --set architecture=vgg8b --recipe reference --set epochs=2
-    keras-local train --workers 2                       # data parallel: 2 worker processes on 127.0.0.1
-    keras-local list                                    # methods, architectures, heads, datasets
-    keras-local analyze --model runs/x/model.keras --dataset cifar10_sample --block 3 --plot f.png
-    keras-local profile --set architecture=resnet110 --num-blocks 2,4,8,16 --output-dir runs/profile
-    keras-local tune --config recipes/tuning/backlink_resnet20_alpha_l.toml --max-trials 10
+keras-local train                                   # demo on the embedded CIFAR-10 sample
+keras-local train --config recipes/gll_resnet32_cifar10.toml --set epochs=5
+keras-local train --set method=predsim --set architecture=vgg8b --recipe reference --set epochs=2
+keras-local train --workers 2                       # data parallel: 2 worker processes on 127.0.0.1
+keras-local list                                    # methods, architectures, heads, datasets
+keras-local analyze --model runs/x/model.keras --dataset cifar10_sample --block 3 --plot f.png
+keras-local profile --set architecture=resnet110 --num-blocks 2,4,8,16 --output-dir runs/profile
+keras-local tune --config recipes/tuning/backlink_resnet20_alpha_l.toml --max-trials 10
 """
 
 import argparse
@@ -22,23 +22,48 @@ def _parser():
     commands = parser.add_subparsers(dest="command", required=True)
     train = commands.add_parser("train", help="train and evaluate a model from a config")
     train.add_argument("--config", help="TOML recipe (see recipes/); defaults give the quick demo")
-    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                       help="override a config key, e.g. --set epochs=5 (repeatable)")
+    train.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. --set epochs=5 (repeatable)",
+    )
     train.add_argument("--run-dir", help="where outputs go (default: runs/<architecture>-<method>-k<K>-<dataset>)")
-    train.add_argument("--recipe", choices=("shared", "reference"),
-                       help="reference: the method's own training recipe (optimizer, schedule, weight decay, "
-                            "batch, epochs, head) under the config file and --set")
-    train.add_argument("--overwrite", action="store_true",
-                       help="replace the run in --run-dir (finished, interrupted or of another config)")
-    train.add_argument("--block-workers", type=int, default=None, metavar="N",
-                       help="put the blocks on N TensorFlow server processes on this machine (127.0.0.1), "
-                            "block group k on worker k; on a real cluster set remote_workers instead")
-    train.add_argument("--workers", type=int, default=None, metavar="N",
-                       help="train data-parallel on N worker processes on this machine (127.0.0.1; "
-                            "MultiWorkerMirroredStrategy); on a real cluster set TF_CONFIG on each machine instead")
+    train.add_argument(
+        "--recipe",
+        choices=("shared", "reference"),
+        help="reference: the method's own training recipe (optimizer, schedule, weight decay, "
+        "batch, epochs, head) under the config file and --set",
+    )
+    train.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the run in --run-dir (finished, interrupted or of another config)",
+    )
+    train.add_argument(
+        "--block-workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="put the blocks on N TensorFlow server processes on this machine (127.0.0.1), "
+        "block group k on worker k; on a real cluster set remote_workers instead",
+    )
+    train.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="train data-parallel on N worker processes on this machine (127.0.0.1; "
+        "MultiWorkerMirroredStrategy); on a real cluster set TF_CONFIG on each machine instead",
+    )
     serve = commands.add_parser("serve", help="run this machine's TensorFlow server of a remote-blocks cluster")
-    serve.add_argument("--cluster", required=True, metavar="HOST:PORT,...",
-                       help="every worker's address, the same list on every machine and in remote_workers")
+    serve.add_argument(
+        "--cluster",
+        required=True,
+        metavar="HOST:PORT,...",
+        help="every worker's address, the same list on every machine and in remote_workers",
+    )
     serve.add_argument("--index", type=int, required=True, help="this machine's position in --cluster")
     serve.add_argument("--threads", type=int, default=None, help="intra-op threads (default: TensorFlow's)")
     listing = commands.add_parser("list", help="list methods, architectures, heads and datasets")
@@ -59,8 +84,9 @@ def _parser():
     )
     profile.add_argument("--config", help="TOML recipe for the model (defaults: the demo's resnet20 gll)")
     profile.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
-    profile.add_argument("--num-blocks", default=None,
-                         help="comma-separated K values for the memory curve (default: the config's K)")
+    profile.add_argument(
+        "--num-blocks", default=None, help="comma-separated K values for the memory curve (default: the config's K)"
+    )
     profile.add_argument("--batch-size", type=int, default=None, help="default: the config's batch_size")
     profile.add_argument("--repeats", type=int, default=10, help="timed calls per block part")
     profile.add_argument("--output-dir", default="runs/profile", help="where profile.json and profile.png go")
@@ -69,13 +95,23 @@ def _parser():
     tune.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
     tune.add_argument("--max-trials", type=int, default=10)
     tune.add_argument("--tuner", default="random", help="random, hyperband, bayesian or grid")
-    tune.add_argument("--objective", default="val_accuracy",
-                      help="a logged metric: val_accuracy, val_acc_<k>, val_loss_<k>, ...")
+    tune.add_argument(
+        "--objective", default="val_accuracy", help="a logged metric: val_accuracy, val_acc_<k>, val_loss_<k>, ..."
+    )
     tune.add_argument("--direction", choices=("max", "min"), help="default: max for accuracies, min for losses")
-    tune.add_argument("--validation-examples", type=int, default=None,
-                      help="held out from the end of the training split (default: 10%%, at most 5000)")
-    tune.add_argument("--probe-splits", type=int, default=0, metavar="STEPS",
-                      help="first rank each K's cut candidates by a STEPS-step local-training probe")
+    tune.add_argument(
+        "--validation-examples",
+        type=int,
+        default=None,
+        help="held out from the end of the training split (default: 10%%, at most 5000)",
+    )
+    tune.add_argument(
+        "--probe-splits",
+        type=int,
+        default=0,
+        metavar="STEPS",
+        help="first rank each K's cut candidates by a STEPS-step local-training probe",
+    )
     tune.add_argument("--output-dir", default="runs/tune")
     tune.add_argument("--overwrite", action="store_true", help="start afresh instead of resuming")
     return parser
@@ -87,10 +123,17 @@ def _tune(args):
     from keras_local.methods import method_option_names
 
     config = load_config(args.config, args.set, method_option_names())
-    result = search.tune(config, tuner=args.tuner, max_trials=args.max_trials, objective_name=args.objective,
-                         direction=args.direction, output_dir=args.output_dir,
-                         validation_examples=args.validation_examples, probe_steps=args.probe_splits,
-                         overwrite=args.overwrite)
+    result = search.tune(
+        config,
+        tuner=args.tuner,
+        max_trials=args.max_trials,
+        objective_name=args.objective,
+        direction=args.direction,
+        output_dir=args.output_dir,
+        validation_examples=args.validation_examples,
+        probe_steps=args.probe_splits,
+        overwrite=args.overwrite,
+    )
     print(f"| trial | {result['objective']['name']} | config |\n|---|---|---|")
     for trial in result["trials"]:
         keys = trial["config"]
@@ -98,8 +141,10 @@ def _tune(args):
         score = "-" if trial["score"] is None else f"{trial['score']:.4f}"
         print(f"| {trial['trial_id']} | {score} | {shown} {keys['method_options'] or ''} |")
     best = result["best"]
-    print(f"best: trial {best['trial_id']} ({best['score']:.4f}) -> {args.output_dir}/best.toml"
-          + (f", {result['plot']}" if result["plot"] else ""))
+    print(
+        f"best: trial {best['trial_id']} ({best['score']:.4f}) -> {args.output_dir}/best.toml"
+        + (f", {result['plot']}" if result["plot"] else "")
+    )
 
 
 def _profile(args):
@@ -118,8 +163,9 @@ def _profile(args):
         raise ValueError(f"--num-blocks must list positive integers, got {args.num_blocks!r}.")
     batch_size = args.batch_size or config["batch_size"]
     input_shape, num_classes = data.dataset_info(config["dataset"], config["data_dir"])
-    batch = data.load_dataset(config["dataset"], config["train_split"], batch_size, training=True,
-                              data_dir=config["data_dir"])
+    batch = data.load_dataset(
+        config["dataset"], config["train_split"], batch_size, training=True, data_dir=config["data_dir"]
+    )
     x, y = next(iter(batch))
     result = profiling.profile_config(config, ks, x, y, input_shape, num_classes, repeats=args.repeats)
     reports = result["profiles"]
@@ -128,16 +174,24 @@ def _profile(args):
     path = os.path.join(args.output_dir, "profile.json")
     write_json(path, result)
     try:
-        plot = plots.plot_profile(memory, reports[ks[-1]]["block_seconds"],
-                                  os.path.join(args.output_dir, "profile.png"),
-                                  title=f"{config['architecture']} {config['method']}, batch {batch_size}")
+        plot = plots.plot_profile(
+            memory,
+            reports[ks[-1]]["block_seconds"],
+            os.path.join(args.output_dir, "profile.png"),
+            title=f"{config['architecture']} {config['method']}, batch {batch_size}",
+        )
     except ImportError:
         plot = None
     for k in ks:
-        ratios = ", ".join(f"{name} {value:.2f}" for name, value in result["peak_memory_ratio_to_bp"][k].items()
-                           if value is not None and name != "bp")
-        print(f"K={k}: projected pipelined speed-up {reports[k]['projected_speedup']:.2f}; "
-              f"peak memory / bp: {ratios or 'not measured (allocator keeps no statistics)'}")
+        ratios = ", ".join(
+            f"{name} {value:.2f}"
+            for name, value in result["peak_memory_ratio_to_bp"][k].items()
+            if value is not None and name != "bp"
+        )
+        print(
+            f"K={k}: projected pipelined speed-up {reports[k]['projected_speedup']:.2f}; "
+            f"peak memory / bp: {ratios or 'not measured (allocator keeps no statistics)'}"
+        )
     print(f"wrote {path}" + (f" and {plot}" if plot else ""))
 
 
@@ -155,11 +209,17 @@ def _analyze(args):
     except Exception as error:  # zipfile, h5py and Keras each raise their own
         message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ValueError(f"--model {args.model!r} is not a readable .keras file ({message}).") from None
-    dataset = data.load_dataset(args.dataset, args.split, batch_size=250, data_dir=args.data_dir,
-                                num_examples=args.examples)
+    dataset = data.load_dataset(
+        args.dataset, args.split, batch_size=250, data_dir=args.data_dir, num_examples=args.examples
+    )
     features, labels = analysis.block_features(model, dataset, block=args.block, head=args.head)
-    result = {"model": args.model, "block": args.block, "head": args.head, "examples": len(labels),
-              **analysis.class_distance_ratio(features, labels)}
+    result = {
+        "model": args.model,
+        "block": args.block,
+        "head": args.head,
+        "examples": len(labels),
+        **analysis.class_distance_ratio(features, labels),
+    }
     if args.plot:
         result["plot"] = plots.plot_features(
             features, labels, args.plot, title=f"{model.name}, block {args.block}{' head' if args.head else ''}"
@@ -206,8 +266,11 @@ def main(argv=None):
     try:
         if args.command == "list":
             print("methods:       " + ", ".join(list_methods()))
-            print("architectures: " + ", ".join(list_architectures())
-                  + ', or your own: "keras.applications.NAME", "module:function"')
+            print(
+                "architectures: "
+                + ", ".join(list_architectures())
+                + ', or your own: "keras.applications.NAME", "module:function"'
+            )
             print("heads:         " + ", ".join(list_heads()))
             print("datasets:      " + ", ".join(data.available_datasets(args.data_dir)))
             return 0
@@ -251,8 +314,10 @@ def _train_on_local_workers(args, argv):
 
     check_number("--workers", args.workers, 1, integer=True)
     if cluster.cluster_config() is not None:
-        raise ValueError("--workers starts its own local cluster; unset TF_CONFIG, or drop --workers to join "
-                         "the cluster TF_CONFIG describes.")
+        raise ValueError(
+            "--workers starts its own local cluster; unset TF_CONFIG, or drop --workers to join "
+            "the cluster TF_CONFIG describes."
+        )
     return cluster.run_local_workers(_without_workers(argv), args.workers)
 
 
@@ -263,11 +328,14 @@ def _train_with_local_block_workers(args, config):
 
     check_number("--block-workers", args.block_workers, 1, integer=True)
     if config["remote_workers"]:
-        raise ValueError("--block-workers starts its own servers; drop remote_workers from the config, or "
-                         "drop --block-workers to use them.")
+        raise ValueError(
+            "--block-workers starts its own servers; drop remote_workers from the config, or "
+            "drop --block-workers to use them."
+        )
     with cluster.local_servers(args.block_workers) as devices:
-        return train_and_evaluate({**config, "devices": config["devices"] or devices}, run_dir=args.run_dir,
-                                  overwrite=args.overwrite)
+        return train_and_evaluate(
+            {**config, "devices": config["devices"] or devices}, run_dir=args.run_dir, overwrite=args.overwrite
+        )
 
 
 def _serve(args):

@@ -68,14 +68,16 @@ def strategy_from_environment():
     try:
         return tf.distribute.MultiWorkerMirroredStrategy()
     except RuntimeError as error:  # collective ops must be configured before the runtime starts
-        raise RuntimeError(f"MultiWorkerMirroredStrategy could not start: {error} "
-                           f"(create it before TensorFlow runs any operation).") from None
+        raise RuntimeError(
+            f"MultiWorkerMirroredStrategy could not start: {error} (create it before TensorFlow runs any operation)."
+        ) from None
 
 
 def is_multi_worker(strategy):
     """Whether `strategy`'s replicas span more than one process."""
-    return (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
-            and strategy.num_replicas_in_sync > len(strategy.extended.worker_devices))
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and strategy.num_replicas_in_sync > len(
+        strategy.extended.worker_devices
+    )
 
 
 def shard_by_example(dataset):
@@ -129,8 +131,9 @@ def _loopback_cluster(num_workers):
 def local_cluster(num_workers):
     """The `TF_CONFIG` values (JSON text, one per task) of `num_workers` workers on 127.0.0.1."""
     cluster = _loopback_cluster(num_workers)
-    return [json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
-            for index in range(num_workers)]
+    return [
+        json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}) for index in range(num_workers)
+    ]
 
 
 def _die_with_parent():
@@ -157,12 +160,15 @@ def run_local_workers(arguments, num_workers, timeout=None, quiet_workers=True):
     processes = []
     for index, tf_config in enumerate(local_cluster(num_workers)):
         quiet = quiet_workers and index > 0
-        processes.append(subprocess.Popen(
-            [sys.executable, "-m", "keras_local.cli", *arguments],
-            env={**os.environ, "TF_CONFIG": tf_config},
-            stdout=subprocess.DEVNULL if quiet else None, stderr=subprocess.DEVNULL if quiet else None,
-            preexec_fn=_CHILD_SETUP,
-        ))
+        processes.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "keras_local.cli", *arguments],
+                env={**os.environ, "TF_CONFIG": tf_config},
+                stdout=subprocess.DEVNULL if quiet else None,
+                stderr=subprocess.DEVNULL if quiet else None,
+                preexec_fn=_CHILD_SETUP,
+            )
+        )
     deadline = None if timeout is None else time.monotonic() + timeout
     try:
         while True:
@@ -193,8 +199,9 @@ def serve(cluster, index, threads=None):
     config = None
     if threads:
         config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=threads, inter_op_parallelism_threads=threads)
-    server = tf.distribute.Server(tf.train.ClusterSpec(cluster), job_name="worker", task_index=index,
-                                  protocol="grpc", config=config, start=True)
+    server = tf.distribute.Server(
+        tf.train.ClusterSpec(cluster), job_name="worker", task_index=index, protocol="grpc", config=config, start=True
+    )
     server.join()
 
 
@@ -226,11 +233,16 @@ def local_servers(num_workers, threads=None, timeout=60):
         "import json, sys; from keras_local.cluster import serve; serve(json.loads(sys.argv[1]), int(sys.argv[2]), "
         "int(sys.argv[3]) or None)"
     )
-    processes = [subprocess.Popen([sys.executable, "-c", code, json.dumps(cluster), str(index), str(threads or 0)],
-                                  env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                  preexec_fn=_CHILD_SETUP)
-                 for index in range(num_workers)]
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, json.dumps(cluster), str(index), str(threads or 0)],
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=_CHILD_SETUP,
+        )
+        for index in range(num_workers)
+    ]
     try:
         for address in cluster["worker"]:  # wait until every server listens
             host, port = address.rsplit(":", 1)

@@ -193,23 +193,31 @@ def resolve(values, method_option_names=()):
             config[key] = value = float(value)
         if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
             raise ValueError(f"Config key {key!r} has the wrong type: got {value!r}.")
-    for key, allowed in (("optimizer", OPTIMIZERS), ("lr_schedule", LR_SCHEDULES),
-                         ("block_order", BLOCK_ORDERS), ("split", SPLITS), ("weight_decay_scope", WEIGHT_DECAY_SCOPES)):
+    for key, allowed in (
+        ("optimizer", OPTIMIZERS),
+        ("lr_schedule", LR_SCHEDULES),
+        ("block_order", BLOCK_ORDERS),
+        ("split", SPLITS),
+        ("weight_decay_scope", WEIGHT_DECAY_SCOPES),
+    ):
         if config[key] not in allowed:
             raise ValueError(f"Unknown {key} {config[key]!r}. Allowed: {', '.join(allowed)}.")
     if config["verbose"] not in (0, 1, 2):
-        raise ValueError(f"verbose must be 0 (silent), 1 (progress bar) or 2 (one line per epoch), "
-                         f"got {config['verbose']!r}.")
+        raise ValueError(
+            f"verbose must be 0 (silent), 1 (progress bar) or 2 (one line per epoch), got {config['verbose']!r}."
+        )
     if config["checkpoint_every"] < 0:
-        raise ValueError(f"checkpoint_every must be >= 0 batches (0: at epoch ends only), "
-                         f"got {config['checkpoint_every']!r}.")
+        raise ValueError(
+            f"checkpoint_every must be >= 0 batches (0: at epoch ends only), got {config['checkpoint_every']!r}."
+        )
     _check_cuts(config, values)
     _check_method(config)
     workers = config["remote_workers"]
-    if workers is not None and (not workers or not all(
-            isinstance(w, str) and w.rpartition(":")[0] and w.rpartition(":")[2].isdigit() for w in workers)):
-        raise ValueError(f"remote_workers must list the TensorFlow servers as \"host:port\" strings, "
-                         f"got {workers!r}.")
+    if workers is not None and (
+        not workers
+        or not all(isinstance(w, str) and w.rpartition(":")[0] and w.rpartition(":")[2].isdigit() for w in workers)
+    ):
+        raise ValueError(f'remote_workers must list the TensorFlow servers as "host:port" strings, got {workers!r}.')
     if config["validation_freq"] < 0:
         raise ValueError(f"validation_freq must be >= 0 (0: only at the end), got {config['validation_freq']!r}.")
     for key in ("epochs", "batch_size", "eval_batch_size"):
@@ -219,20 +227,24 @@ def resolve(values, method_option_names=()):
         raise ValueError(f"learning_rate must be > 0, got {config['learning_rate']!r}.")
     if isinstance(config["num_blocks"], str) and config["num_blocks"] != "auto":
         raise ValueError(
-            f"num_blocks must be a positive integer or \"auto\" (the method's default split), "
+            f'num_blocks must be a positive integer or "auto" (the method\'s default split), '
             f"got {config['num_blocks']!r}."
         )
     boundaries, multipliers = config["lr_boundaries"], config["lr_multipliers"]
-    if (len(multipliers) != len(boundaries) + 1
-            or any(not 0 < b < 1 for b in boundaries) or sorted(boundaries) != boundaries):
+    if (
+        len(multipliers) != len(boundaries) + 1
+        or any(not 0 < b < 1 for b in boundaries)
+        or sorted(boundaries) != boundaries
+    ):
         raise ValueError(
             f"lr_boundaries={boundaries} must be increasing fractions of training in (0, 1), with "
             f"one more lr_multipliers (got {len(multipliers)})."
         )
-    if config["warmup_epochs"] and (config["lr_schedule"] != "cosine"
-                                    or not 0 < config["warmup_epochs"] < config["epochs"]):
+    if config["warmup_epochs"] and (
+        config["lr_schedule"] != "cosine" or not 0 < config["warmup_epochs"] < config["epochs"]
+    ):
         raise ValueError(
-            f"warmup_epochs={config['warmup_epochs']!r} needs lr_schedule=\"cosine\" and 0 < warmup_epochs < "
+            f'warmup_epochs={config["warmup_epochs"]!r} needs lr_schedule="cosine" and 0 < warmup_epochs < '
             f"epochs ({config['epochs']})."
         )
     if not 0 <= config["final_learning_rate"] <= config["learning_rate"]:
@@ -249,8 +261,10 @@ def _unknown_key_message(key, method_option_names):
 
     known = sorted(set(DEFAULTS) | set(method_option_names))
     close = difflib.get_close_matches(key, known, n=3, cutoff=0.6)
-    hint = f" Did you mean {' or '.join(repr(name) for name in close)}?" if close else (
-        " Run settings are listed in keras_local.config.DEFAULTS; method options with `keras-local list`."
+    hint = (
+        f" Did you mean {' or '.join(repr(name) for name in close)}?"
+        if close
+        else (" Run settings are listed in keras_local.config.DEFAULTS; method options with `keras-local list`.")
     )
     return f"Unknown config key {key!r}.{hint}"
 
@@ -265,8 +279,10 @@ def _check_method(config):
         return  # callbacks_from_config says what a method_schedule needs
     name, values = schedule["name"], schedule.get("values")
     if name not in type(method).options:
-        raise ValueError(f"[callbacks] method_schedule name {name!r} is not an option of method "
-                         f"{config['method']!r}; its options: {', '.join(type(method).options) or 'none'}.")
+        raise ValueError(
+            f"[callbacks] method_schedule name {name!r} is not an option of method "
+            f"{config['method']!r}; its options: {', '.join(type(method).options) or 'none'}."
+        )
     if not isinstance(values, list) or not values:
         raise ValueError(
             f"[callbacks] method_schedule values must be a non-empty list (one per epoch), got {values!r}."
@@ -338,8 +354,11 @@ def to_toml(config):
             return "{" + ", ".join(f"{key} = {literal(item)}" for key, item in value.items()) + "}"
         return repr(value)
 
-    lines = [f"{key} = {literal(value)}" for key, value in config.items()
-             if value is not None and not isinstance(value, dict)]
+    lines = [
+        f"{key} = {literal(value)}"
+        for key, value in config.items()
+        if value is not None and not isinstance(value, dict)
+    ]
     for key, value in config.items():
         if isinstance(value, dict) and value:
             lines += ["", f"[{key}]"] + [f"{name} = {literal(item)}" for name, item in value.items()]

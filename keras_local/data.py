@@ -62,7 +62,8 @@ def _prepared_names(root):
     if not root.is_dir():
         return []
     return sorted(
-        path.name for path in root.iterdir()
+        path.name
+        for path in root.iterdir()
         if path.is_dir() and any((version / "dataset_info.json").exists() for version in path.iterdir())
     )
 
@@ -94,7 +95,7 @@ def get_builder(name, data_dir=None):
         raise ValueError(
             f"Unknown dataset {name!r}: it is neither in the catalog nor embedded "
             f"({', '.join(available_datasets())}); a prepared dataset needs data_dir, the TFDS data root "
-            f"holding {name}/<version>/ (e.g. data_dir=\"../shared/data/tfds\")."
+            f'holding {name}/<version>/ (e.g. data_dir="../shared/data/tfds").'
         )
     raise ValueError(
         f"Unknown dataset {name!r} under data_dir={data_dir!r}. Allowed: {', '.join(available_datasets(data_dir))}."
@@ -202,8 +203,10 @@ def load_dataset(
         raise ValueError(f"epoch={epoch!r} needs training=True.")
     examples = _read(name, split, data_dir, num_examples, seed, training, download)
     if not training:
-        return examples.map(normalizer(name), num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size).prefetch(
-            tf.data.AUTOTUNE
+        return (
+            examples.map(normalizer(name), num_parallel_calls=tf.data.AUTOTUNE)
+            .batch(batch_size)
+            .prefetch(tf.data.AUTOTUNE)
         )
     if epoch is None:  # a new order at every iteration, drawn from the seed's stream
         examples = examples.shuffle(10_000, seed=seed, reshuffle_each_iteration=True)
@@ -228,13 +231,22 @@ class TrainingEpochs:
     ```
     """
 
-    def __init__(self, name, split="train", batch_size=128, data_dir=None, num_examples=None, seed=0,
-                 download=True, examples=None):
+    def __init__(
+        self,
+        name,
+        split="train",
+        batch_size=128,
+        data_dir=None,
+        num_examples=None,
+        seed=0,
+        download=True,
+        examples=None,
+    ):
         _check_batch_size(batch_size)
         self.name, self.batch_size, self.seed = name, batch_size, seed
         self.steps = steps_per_epoch(name, split, batch_size, data_dir, num_examples)
-        self._examples = examples if examples is not None else _read(
-            name, split, data_dir, num_examples, seed, True, download
+        self._examples = (
+            examples if examples is not None else _read(name, split, data_dir, num_examples, seed, True, download)
         )
 
     def __call__(self, epoch, initial_batch=0):
@@ -257,9 +269,7 @@ def _read(name, split, data_dir, num_examples, seed, training, download):
     builder = get_builder(name, data_dir)
     base_split = split.split("[", 1)[0]
     if builder.info.splits and base_split not in builder.info.splits:
-        raise ValueError(
-            f"Unknown split {split!r} of dataset {name!r}. Allowed: {', '.join(builder.info.splits)}."
-        )
+        raise ValueError(f"Unknown split {split!r} of dataset {name!r}. Allowed: {', '.join(builder.info.splits)}.")
     if num_examples is not None and base_split != split:
         raise ValueError(f"num_examples={num_examples} needs a whole split, got the slice {split!r}.")
     if download:

@@ -23,8 +23,12 @@ def moved_names(module, new_homes):
         if name not in new_homes:
             raise AttributeError(f"module {module!r} has no attribute {name!r}")
         home = new_homes[name]
-        warnings.warn(f"{module}.{name} moved to {home}.{name}; import it from there ({module}.{name} will be "
-                      f"removed in keras_local 0.5).", DeprecationWarning, stacklevel=2)
+        warnings.warn(
+            f"{module}.{name} moved to {home}.{name}; import it from there ({module}.{name} will be "
+            f"removed in keras_local 0.5).",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         return getattr(importlib.import_module(home), name)
 
     return __getattr__

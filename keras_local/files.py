@@ -82,7 +82,8 @@ def read_block_log(path):
     curves = {}
     with open(path, newline="") as file:
         for row in csv.DictReader(file):
-            value = [int(row["epoch"])] + [float(row[k]) if row[k] not in ("", None) else math.nan
-                                           for k in ("accuracy", "val_accuracy")]
+            value = [int(row["epoch"])] + [
+                float(row[k]) if row[k] not in ("", None) else math.nan for k in ("accuracy", "val_accuracy")
+            ]
             curves.setdefault(row["block"], {})[value[0]] = tuple(value)  # a resumed epoch replaces its row
     return {block: [points[epoch] for epoch in sorted(points)] for block, points in curves.items()}

@@ -55,8 +55,12 @@ def _opened(layer, args, kwargs):
     """The layers to call in turn instead of `layer` (a nested model with one
     input and output, or a registered chain), or None."""
     # (Keras records a call's default `training` and `mask`; a chain's layers get the model's at run time.)
-    if (len(args) != 1 or not isinstance(args[0], keras.KerasTensor) or set(kwargs) - {"training", "mask"}
-            or kwargs.get("mask") is not None):
+    if (
+        len(args) != 1
+        or not isinstance(args[0], keras.KerasTensor)
+        or set(kwargs) - {"training", "mask"}
+        or kwargs.get("mask") is not None
+    ):
         return None
     if type(layer).__name__ in CHAINS:
         return CHAINS[type(layer).__name__](layer)
@@ -89,13 +93,12 @@ def trace(model, inputs):
 
     if isinstance(model, (list, tuple, keras.Sequential)):
         x = inputs
-        for layer in (model.layers if isinstance(model, keras.Sequential) else model):
+        for layer in model.layers if isinstance(model, keras.Sequential) else model:
             x = call(layer, x)
         if not calls:
             raise ValueError("A model with no layers cannot be cut.")
     else:
-        keras.models.clone_model(model, input_tensors=inputs, clone_function=lambda layer: layer,
-                                 call_function=call)
+        keras.models.clone_model(model, input_tensors=inputs, clone_function=lambda layer: layer, call_function=call)
     return calls
 
 
@@ -103,6 +106,7 @@ def replay(calls, mapping):
     """Calls the layers of `calls` again, each on the tensors that `mapping`
     ({id(traced tensor): new tensor}, updated in place) gives for its inputs;
     returns the new output of the last call."""
+
     def substitute(value):
         return mapping[id(value)] if isinstance(value, keras.KerasTensor) else value
 

@@ -30,16 +30,18 @@ def fit_greedy(model, dataset, epochs_per_block, validation_data=None, cache_fea
     `History` per block."""
     num_blocks = len(model.blocks)
     epochs = list(epochs_per_block) if isinstance(epochs_per_block, (list, tuple)) else [epochs_per_block] * num_blocks
-    if len(epochs) != num_blocks or not all(isinstance(e, int) and not isinstance(e, bool) and e >= 1
-                                            for e in epochs):
-        raise ValueError(f"epochs_per_block must be a positive integer or one per block ({num_blocks}), "
-                         f"got {epochs_per_block!r}.")
+    if len(epochs) != num_blocks or not all(isinstance(e, int) and not isinstance(e, bool) and e >= 1 for e in epochs):
+        raise ValueError(
+            f"epochs_per_block must be a positive integer or one per block ({num_blocks}), got {epochs_per_block!r}."
+        )
     if not model.compiled:
         raise ValueError("Compile the model (its block optimizers) before fit_greedy.")
     reason = model.method.why_blocks_cannot_train_alone(num_blocks)
     if reason:
-        raise ValueError(f"fit_greedy trains each block on its own input and labels, and cannot train method "
-                         f"{model.method.name!r}: {reason}; train it with model.fit.")
+        raise ValueError(
+            f"fit_greedy trains each block on its own input and labels, and cannot train method "
+            f"{model.method.name!r}: {reason}; train it with model.fit."
+        )
     histories = []
     for stage, block in enumerate(model.blocks):
         prefix = model.blocks[:stage]
@@ -55,8 +57,9 @@ def fit_greedy(model, dataset, epochs_per_block, validation_data=None, cache_fea
             return mapped.cache() if cache_features and prefix else mapped
 
         validation = None if validation_data is None else through_prefix(validation_data)
-        histories.append(block.fit(through_prefix(dataset), validation_data=validation, epochs=epochs[stage],
-                                   verbose=verbose))
+        histories.append(
+            block.fit(through_prefix(dataset), validation_data=validation, epochs=epochs[stage], verbose=verbose)
+        )
         if stage < num_blocks - 1:
             model.set_block_state(stage, "frozen")
     return histories

@@ -8,7 +8,6 @@ the mean or the class token), and `linear` also accepts vectors (rank 2,
 e.g. from an MLP).
 """
 
-
 import keras
 
 from keras_local.deprecation import moved_names
@@ -77,9 +76,7 @@ class LinearHead(keras.layers.Layer):
         self.num_classes = num_classes
         self.kernel_initializer = kernel_initializer
         self.token_pooling = check_token_pooling(token_pooling)
-        self.pool = keras.layers.GlobalAveragePooling2D(
-            name=f"{self.name}_pool", dtype=self.dtype_policy
-        )
+        self.pool = keras.layers.GlobalAveragePooling2D(name=f"{self.name}_pool", dtype=self.dtype_policy)
         self.dense = keras.layers.Dense(
             num_classes, kernel_initializer=kernel_initializer, name=f"{self.name}_dense", dtype=self.dtype_policy
         )
@@ -96,8 +93,12 @@ class LinearHead(keras.layers.Layer):
         return (input_shape[0], self.num_classes)
 
     def get_config(self):
-        return {**super().get_config(), "num_classes": self.num_classes, "token_pooling": self.token_pooling,
-                "kernel_initializer": keras.saving.serialize_keras_object(self.kernel_initializer)}
+        return {
+            **super().get_config(),
+            "num_classes": self.num_classes,
+            "token_pooling": self.token_pooling,
+            "kernel_initializer": keras.saving.serialize_keras_object(self.kernel_initializer),
+        }
 
 
 @keras.saving.register_keras_serializable(package="keras_local")
@@ -126,15 +127,11 @@ class ConvHead(keras.layers.Layer):
         self.conv = None
         self.bn = batch_norm(f"{self.name}_bn", dtype=self.dtype_policy)
         self.relu = keras.layers.ReLU(name=f"{self.name}_relu", dtype=self.dtype_policy)
-        self.pool = keras.layers.GlobalAveragePooling2D(
-            name=f"{self.name}_pool", dtype=self.dtype_policy
-        )
+        self.pool = keras.layers.GlobalAveragePooling2D(name=f"{self.name}_pool", dtype=self.dtype_policy)
         self.hidden = keras.layers.Dense(
             hidden_units, activation="relu", name=f"{self.name}_hidden", dtype=self.dtype_policy
         )
-        self.dense = keras.layers.Dense(
-            num_classes, name=f"{self.name}_dense", dtype=self.dtype_policy
-        )
+        self.dense = keras.layers.Dense(num_classes, name=f"{self.name}_dense", dtype=self.dtype_policy)
 
     def build(self, input_shape):
         if len(input_shape) == 3:
@@ -178,10 +175,13 @@ HEADS.register("conv")(ConvHead)
 
 
 # Moved to the method that owns them (keras_local 0.4); the old names warn for a version.
-__getattr__ = moved_names("keras_local.heads", {
-    "DGLHead": "keras_local.methods.dgl",
-    "PredSimHead": "keras_local.methods.predsim",
-    "InfoProHead": "keras_local.methods.infopro",
-    "Bridge": "keras_local.methods.associated",
-    "pooled_size": "keras_local.methods.predsim",
-})
+__getattr__ = moved_names(
+    "keras_local.heads",
+    {
+        "DGLHead": "keras_local.methods.dgl",
+        "PredSimHead": "keras_local.methods.predsim",
+        "InfoProHead": "keras_local.methods.infopro",
+        "Bridge": "keras_local.methods.associated",
+        "pooled_size": "keras_local.methods.predsim",
+    },
+)

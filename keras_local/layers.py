@@ -14,9 +14,7 @@ BN_EPSILON = 1e-5
 
 
 def batch_norm(name, dtype=None):
-    return keras.layers.BatchNormalization(
-        momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name, dtype=dtype
-    )
+    return keras.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name, dtype=dtype)
 
 
 _batch_norm = batch_norm  # for classes with a `batch_norm` argument
@@ -82,8 +80,18 @@ class ConvBNReLU(keras.layers.Layer):
     ```
     """
 
-    def __init__(self, filters, kernel_size=3, strides=1, pool=False, activation="relu",
-                 batch_norm=True, use_bias=None, dropout=0.0, **kwargs):
+    def __init__(
+        self,
+        filters,
+        kernel_size=3,
+        strides=1,
+        pool=False,
+        activation="relu",
+        batch_norm=True,
+        use_bias=None,
+        dropout=0.0,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if pool not in (False, True, "after", "before"):
             raise ValueError(f"pool must be False, True / 'after' or 'before', got {pool!r}.")
@@ -95,10 +103,19 @@ class ConvBNReLU(keras.layers.Layer):
         self.batch_norm = batch_norm
         self.use_bias = use_bias
         self.dropout = dropout
-        self.dropout_layer = (keras.layers.SpatialDropout2D(dropout, name=f"{self.name}_dropout",
-                                                            dtype=self.dtype_policy) if dropout else None)
-        self.conv = conv(filters, kernel_size, strides, name=f"{self.name}_conv", dtype=self.dtype_policy,
-                         use_bias=not batch_norm if use_bias is None else use_bias)
+        self.dropout_layer = (
+            keras.layers.SpatialDropout2D(dropout, name=f"{self.name}_dropout", dtype=self.dtype_policy)
+            if dropout
+            else None
+        )
+        self.conv = conv(
+            filters,
+            kernel_size,
+            strides,
+            name=f"{self.name}_conv",
+            dtype=self.dtype_policy,
+            use_bias=not batch_norm if use_bias is None else use_bias,
+        )
         self.bn = _batch_norm(f"{self.name}_bn", dtype=self.dtype_policy) if batch_norm else None
         self.relu = activation_layer(activation, f"{self.name}_relu", self.dtype_policy)
         self.max_pool = (
@@ -192,7 +209,9 @@ class ResidualUnit(keras.layers.Layer):
 
     def get_config(self):
         return {
-            **super().get_config(), "filters": self.filters, "strides": self.strides,
+            **super().get_config(),
+            "filters": self.filters,
+            "strides": self.strides,
             "activation": self.activation,
         }
 
@@ -250,7 +269,9 @@ class BottleneckUnit(keras.layers.Layer):
 
     def get_config(self):
         return {
-            **super().get_config(), "filters": self.filters, "strides": self.strides,
+            **super().get_config(),
+            "filters": self.filters,
+            "strides": self.strides,
             "expansion": self.expansion,
         }
 
@@ -273,8 +294,7 @@ class DenseReLU(keras.layers.Layer):
     ```
     """
 
-    def __init__(self, width, flatten=False, dropout=0.0, activation="relu", batch_norm=False, pool=False,
-                 **kwargs):
+    def __init__(self, width, flatten=False, dropout=0.0, activation="relu", batch_norm=False, pool=False, **kwargs):
         super().__init__(**kwargs)
         self.pool = pool
         self.max_pool = (
@@ -293,12 +313,14 @@ class DenseReLU(keras.layers.Layer):
             keras.layers.Flatten(name=f"{self.name}_flatten", dtype=self.dtype_policy) if flatten else None
         )
         self.dropout_layer = (
-            keras.layers.Dropout(dropout, name=f"{self.name}_dropout", dtype=self.dtype_policy)
-            if dropout else None
+            keras.layers.Dropout(dropout, name=f"{self.name}_dropout", dtype=self.dtype_policy) if dropout else None
         )
         self.dense = keras.layers.Dense(
-            width, activation=None if batch_norm else activation, kernel_initializer="he_normal",
-            name=f"{self.name}_dense", dtype=self.dtype_policy,
+            width,
+            activation=None if batch_norm else activation,
+            kernel_initializer="he_normal",
+            name=f"{self.name}_dense",
+            dtype=self.dtype_policy,
         )
 
     def build(self, input_shape):
@@ -325,8 +347,13 @@ class DenseReLU(keras.layers.Layer):
 
     def get_config(self):
         return {
-            **super().get_config(), "width": self.width, "flatten": self.flatten, "dropout": self.dropout,
-            "activation": self.activation, "batch_norm": self.batch_norm, "pool": self.pool,
+            **super().get_config(),
+            "width": self.width,
+            "flatten": self.flatten,
+            "dropout": self.dropout,
+            "activation": self.activation,
+            "batch_norm": self.batch_norm,
+            "pool": self.pool,
         }
 
     @classmethod
@@ -335,4 +362,3 @@ class DenseReLU(keras.layers.Layer):
         if "units" in config:  # its name in files saved by keras_local 0.2 and earlier
             config["width"] = config.pop("units")
         return cls(**config)
-

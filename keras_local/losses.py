@@ -38,10 +38,13 @@ def unscale_for_replicas(value):
 
 
 # Moved to the method that owns them (keras_local 0.4); the old names warn for a version.
-__getattr__ = moved_names("keras_local.losses", {
-    "PredSimLoss": "keras_local.methods.predsim",
-    "similarity_matrix": "keras_local.methods.predsim",
-    "InfoProLoss": "keras_local.methods.infopro",
-    "supervised_contrastive": "keras_local.methods.infopro",
-    "AUX_LOSSES": "keras_local.methods.infopro",
-})
+__getattr__ = moved_names(
+    "keras_local.losses",
+    {
+        "PredSimLoss": "keras_local.methods.predsim",
+        "similarity_matrix": "keras_local.methods.predsim",
+        "InfoProLoss": "keras_local.methods.infopro",
+        "supervised_contrastive": "keras_local.methods.infopro",
+        "AUX_LOSSES": "keras_local.methods.infopro",
+    },
+)

@@ -75,9 +75,19 @@ class LocalModel(LocalTrainer, keras.Model):
     ```
     """
 
-    def __init__(self, blocks, method="gll", method_options=None, extra_blocks=None,
-                 block_order="together", devices=None, block_states=None, backbone_name=None,
-                 sync_batch_norm=False, **kwargs):
+    def __init__(
+        self,
+        blocks,
+        method="gll",
+        method_options=None,
+        extra_blocks=None,
+        block_order="together",
+        devices=None,
+        block_states=None,
+        backbone_name=None,
+        sync_batch_norm=False,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         # Batch norm over the global batch under a data-parallel strategy (`synchronize_batch_norm`),
         # also for the layers that units and heads create when they are built.
@@ -93,8 +103,9 @@ class LocalModel(LocalTrainer, keras.Model):
         # Blocks the method trains besides the network's (Method.extra_blocks), one per block or none.
         self.extra_blocks = list(extra_blocks or [])
         if self.extra_blocks and len(self.extra_blocks) != len(self.blocks):
-            raise ValueError(f"extra_blocks must be one per block ({len(self.blocks)}) or none, "
-                             f"got {len(self.extra_blocks)}.")
+            raise ValueError(
+                f"extra_blocks must be one per block ({len(self.blocks)}) or none, got {len(self.extra_blocks)}."
+            )
         self.block_order = check_block_order(block_order, self.method)
         self.devices = None if devices is None else list(devices)
         self.block_devices = None if devices is None else place_blocks(len(self.blocks), self.devices)
@@ -108,10 +119,7 @@ class LocalModel(LocalTrainer, keras.Model):
             keras.metrics.Mean(name=f"{self.method.extra_loss_name}_{k}") for k in range(len(self.extra_blocks))
         ]
         # Blocks whose head accuracy is logged as acc_k (none for bp: only the output).
-        logged = [
-            index for index, block in enumerate(self.blocks)
-            if block.head is not None and self.method.aux_heads
-        ]
+        logged = [index for index, block in enumerate(self.blocks) if block.head is not None and self.method.aux_heads]
         self._logged_position = {index: position for position, index in enumerate(logged)}
         self.block_losses = [keras.metrics.Mean(name=f"loss_{k}") for k in logged]
         # ... and of those, the blocks whose heads score the classes (not an embedding, not a code).
@@ -157,8 +165,10 @@ class LocalModel(LocalTrainer, keras.Model):
         states[index] = state
         idle = [k for k, value in enumerate(states) if value == "idle"]
         if idle and idle != list(range(idle[0], len(states))):
-            raise ValueError(f"Block states {states}: only a run of last blocks can be idle "
-                             f"(a block after an idle one would have no input).")
+            raise ValueError(
+                f"Block states {states}: only a run of last blocks can be idle "
+                f"(a block after an idle one would have no input)."
+            )
         if states == self.block_states:
             return
         self.block_states = states
@@ -167,8 +177,10 @@ class LocalModel(LocalTrainer, keras.Model):
 
     def method_options(self):
         """The method's options as plain values (a scheduled option's current value)."""
-        return {key: float(value) if isinstance(value, tf.Variable) else value
-                for key, value in self.method.get_config().items()}
+        return {
+            key: float(value) if isinstance(value, tf.Variable) else value
+            for key, value in self.method.get_config().items()
+        }
 
     def method_variable(self, name):
         """A non-trainable variable holding the method's numeric option
@@ -262,11 +274,15 @@ class LocalModel(LocalTrainer, keras.Model):
         factors = [1.0] * len(self.blocks) + [self.method.extra_learning_rate_factor()] * len(self.extra_blocks)
         optimizers = resolve_block_optimizers(optimizer, len(all_blocks), learning_rate_factors=factors)
         for index, (block, block_optimizer) in enumerate(zip(self.blocks, optimizers)):
-            block.compile(optimizer=block_optimizer, loss=self.method.block_loss(index, len(self.blocks), loss),
-                          metrics=["accuracy"] if self.method.heads_classify and self.method.head_classifies(
-                              index, len(self.blocks)) else [])  # a block alone scores its raw outputs
+            block.compile(
+                optimizer=block_optimizer,
+                loss=self.method.block_loss(index, len(self.blocks), loss),
+                metrics=["accuracy"]
+                if self.method.heads_classify and self.method.head_classifies(index, len(self.blocks))
+                else [],
+            )  # a block alone scores its raw outputs
             block.sent_loss = self.method.sent_loss(index, len(self.blocks), loss)
-        for block, block_optimizer in zip(self.extra_blocks, optimizers[len(self.blocks):]):
+        for block, block_optimizer in zip(self.extra_blocks, optimizers[len(self.blocks) :]):
             block.compile(optimizer=block_optimizer, loss=self.method.extra_block_loss)
         # Keras itself only uses the model-level loss to trace the model under a
         # distribution strategy (the method's output may score differently from its blocks).
@@ -276,8 +292,9 @@ class LocalModel(LocalTrainer, keras.Model):
             None if self.block_devices is None else self.block_devices + self.block_devices[: len(self.extra_blocks)]
         )
         # The factors hold where one optimizer was cloned with them (given optimizers keep their own rates).
-        self.optimizer = BlockOptimizers(all_blocks, devices=devices,
-                                         learning_rate_factors=factors if clones_one_optimizer(optimizer) else None)
+        self.optimizer = BlockOptimizers(
+            all_blocks, devices=devices, learning_rate_factors=factors if clones_one_optimizer(optimizer) else None
+        )
         if self.built:
             self.optimizer.build()
         self.reset_pipeline()
@@ -288,8 +305,7 @@ class LocalModel(LocalTrainer, keras.Model):
             return None
         config["loss"] = keras.saving.serialize_keras_object(self._block_loss)
         config["optimizer"] = [
-            keras.saving.serialize_keras_object(_inner(block.optimizer))
-            for block in self.blocks + self.extra_blocks
+            keras.saving.serialize_keras_object(_inner(block.optimizer)) for block in self.blocks + self.extra_blocks
         ]
         return config
 
@@ -323,7 +339,10 @@ class LocalModel(LocalTrainer, keras.Model):
         devices = config.get("devices")
         if devices and any(not device_exists(device) for device in devices):
             # E.g. saved by a run with blocks on remote workers: the blocks load on this process's device.
-            warnings.warn(f"The model was saved with its blocks on {devices}, which this process does not "
-                          f"have; it loads on the default device.", stacklevel=2)
+            warnings.warn(
+                f"The model was saved with its blocks on {devices}, which this process does not "
+                f"have; it loads on the default device.",
+                stacklevel=2,
+            )
             config["devices"] = None
         return cls(**config)

@@ -86,11 +86,13 @@ def resolve_block_optimizers(spec, num_blocks, learning_rate_factors=None):
         config = template.get_config()
         factors = learning_rate_factors or [1.0] * num_blocks
         optimizers = [
-            template.__class__.from_config({
-                **config,
-                "name": f"{config['name']}_block_{index}",
-                "learning_rate": _scaled_learning_rate(config["learning_rate"], factors[index]),
-            })
+            template.__class__.from_config(
+                {
+                    **config,
+                    "name": f"{config['name']}_block_{index}",
+                    "learning_rate": _scaled_learning_rate(config["learning_rate"], factors[index]),
+                }
+            )
             for index in range(num_blocks)
         ]
     optimizers = [keras.optimizers.get(item) for item in optimizers]
@@ -158,8 +160,10 @@ class BlockOptimizers:
 
     @property
     def optimizers(self):
-        return [block.optimizer if factor == 1 else ScaledLearningRateView(block.optimizer, factor)
-                for block, factor in zip(self._blocks, self.learning_rate_factors)]
+        return [
+            block.optimizer if factor == 1 else ScaledLearningRateView(block.optimizer, factor)
+            for block, factor in zip(self._blocks, self.learning_rate_factors)
+        ]
 
     @property
     def built(self):

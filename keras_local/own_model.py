@@ -43,11 +43,15 @@ def load_model_spec(spec, input_shape, num_classes, options=None):
     `"module:function"`), called with the run's shape and classes where the
     factory takes them, then `options` (the config's `architecture_options`)."""
     if spec.startswith(APPLICATIONS_PREFIX):
-        name = spec[len(APPLICATIONS_PREFIX):]
+        name = spec[len(APPLICATIONS_PREFIX) :]
         factory = getattr(keras.applications, name, None)
         where = "keras.applications"
-        defaults = {"weights": None, "input_shape": tuple(input_shape), "classes": num_classes,
-                    "classifier_activation": None}
+        defaults = {
+            "weights": None,
+            "input_shape": tuple(input_shape),
+            "classes": num_classes,
+            "classifier_activation": None,
+        }
     else:
         module_name, _, name = spec.partition(":")
         try:
@@ -57,8 +61,10 @@ def load_model_spec(spec, input_shape, num_classes, options=None):
         factory, where = getattr(module, name, None), f"module {module_name!r}"
         defaults = {"input_shape": tuple(input_shape), "num_classes": num_classes}
     if not callable(factory):
-        raise ValueError(f"architecture {spec!r}: {where} has no model factory {name!r}; give "
-                         f"\"keras.applications.NAME\" or \"module:function\" (a function that returns a keras.Model).")
+        raise ValueError(
+            f"architecture {spec!r}: {where} has no model factory {name!r}; give "
+            f'"keras.applications.NAME" or "module:function" (a function that returns a keras.Model).'
+        )
     parameters = inspect.signature(factory).parameters
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
     kwargs = {key: value for key, value in defaults.items() if takes_any or key in parameters}
@@ -113,14 +119,18 @@ class OwnModel:
             hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
             raise ValueError(f"Model {self.name!r} has no cut point {item!r}.{hint} kl.cut_points(model) lists them.")
         if item in self._cut_names:  # a cut point inside the classifier
-            raise ValueError(f"Layer {item!r} of model {self.name!r} is in its classifier, which stays whole as the "
-                             f"output head; the last cut point before it is {self.unit_ends[-1]!r}.")
+            raise ValueError(
+                f"Layer {item!r} of model {self.name!r} is in its classifier, which stays whole as the "
+                f"output head; the last cut point before it is {self.unit_ends[-1]!r}."
+            )
         position = self._layer_order.index(item)
         before = [name for name in self._cut_names if self._layer_order.index(name) < position]
         after = [name for name in self._cut_names if self._layer_order.index(name) > position]
         nearest = " and ".join(repr(names[index]) for names, index in ((before, -1), (after, 0)) if names)
-        raise ValueError(f"Layer {item!r} of model {self.name!r} is not a cut point (it is inside a block that "
-                         f"other tensors bypass, or in the classifier); the nearest cut points are {nearest}.")
+        raise ValueError(
+            f"Layer {item!r} of model {self.name!r} is not a cut point (it is inside a block that "
+            f"other tensors bypass, or in the classifier); the nearest cut points are {nearest}."
+        )
 
 
 def prepare_model(model, input_shape=None, num_classes=None):
@@ -144,11 +154,14 @@ def prepare_model(model, input_shape=None, num_classes=None):
     def piece(first, last, piece_name, source_name):
         source = inputs if first < 0 else calls[first].outputs[0]
         piece_input = keras.Input(batch_shape=source.shape, dtype=source.dtype, name=source_name)
-        return keras.Model(piece_input, graph.replay(calls[first + 1:last + 1], {id(source): piece_input}),
-                           name=piece_name)
+        return keras.Model(
+            piece_input, graph.replay(calls[first + 1 : last + 1], {id(source): piece_input}), name=piece_name
+        )
 
-    units = [piece(first, last, f"{name}_unit{index}", input_name if first < 0 else f"{name}_unit{index}_input")
-             for index, (first, last) in enumerate(zip(bounds, bounds[1:]))]
+    units = [
+        piece(first, last, f"{name}_unit{index}", input_name if first < 0 else f"{name}_unit{index}_input")
+        for index, (first, last) in enumerate(zip(bounds, bounds[1:]))
+    ]
     classifier = None
     if start is not None:
         _check_logits(name, calls[-1].layer)
@@ -156,13 +169,20 @@ def prepare_model(model, input_shape=None, num_classes=None):
         if num_classes is not None and output.shape[-1] != num_classes:
             raise ValueError(
                 f"Model {name!r} ends in a classifier of {output.shape[-1]} classes "
-                f"({', '.join(call.layer.name for call in calls[start + 1:])}) but num_classes={num_classes}: "
+                f"({', '.join(call.layer.name for call in calls[start + 1 :])}) but num_classes={num_classes}: "
                 f"build it for {num_classes} classes, or pass the backbone without its top."
             )
     has_class_token = any(getattr(call.layer, "use_class_token", False) for call in calls)
-    return OwnModel(units, [calls[last].layer.name for last in bounds[1:]], classifier, shape, name,
-                    "class" if has_class_token else "mean", [call.layer.name for call in calls],
-                    [calls[index].layer.name for index in cuts])
+    return OwnModel(
+        units,
+        [calls[last].layer.name for last in bounds[1:]],
+        classifier,
+        shape,
+        name,
+        "class" if has_class_token else "mean",
+        [call.layer.name for call in calls],
+        [calls[index].layer.name for index in cuts],
+    )
 
 
 # Keys that a layer's get_config writes but its constructor refuses (a library's bug), by class name:
@@ -195,16 +215,20 @@ def _input_of(model, input_shape):
             raise ValueError(f"A model given as a list must be a non-empty list of keras layers, got {model!r}.")
         return "layers", "image", tuple(input_shape or (32, 32, 3)), None
     if not isinstance(model, keras.Model):
-        raise ValueError(f"architecture must be a keras_local name, a keras.Model or a list of layers, "
-                         f"got {type(model).__name__}: {model!r}.")
+        raise ValueError(
+            f"architecture must be a keras_local name, a keras.Model or a list of layers, "
+            f"got {type(model).__name__}: {model!r}."
+        )
     if isinstance(model, keras.Sequential) and not model.built and input_shape is not None:
         return model.name, "image", tuple(input_shape), None
     inputs = graph.functional_input(model)
     own = tuple(inputs.shape[1:])
     if input_shape is None:
         if None in own:
-            raise ValueError(f"Model {model.name!r} takes inputs of shape {own}, with undefined dimensions: pass "
-                             f"input_shape, the shape of one example (e.g. input_shape=(32, 32, 3)).")
+            raise ValueError(
+                f"Model {model.name!r} takes inputs of shape {own}, with undefined dimensions: pass "
+                f"input_shape, the shape of one example (e.g. input_shape=(32, 32, 3))."
+            )
         return model.name, inputs.name, own, inputs.dtype
     given = tuple(input_shape)
     if len(given) != len(own) or any(a is not None and a != b for a, b in zip(own, given)):
@@ -220,11 +244,13 @@ def _classifier_start(calls, cuts, output):
         return None
     maps = [index for index in cuts if len(calls[index].outputs[0].shape) >= 3]
     start = maps[-1] if maps else cuts[-1]
-    return start if any(call.layer.trainable_weights for call in calls[start + 1:]) else None
+    return start if any(call.layer.trainable_weights for call in calls[start + 1 :]) else None
 
 
 def _check_logits(name, layer):
     activation = getattr(layer, "activation", None)
     if isinstance(layer, keras.layers.Softmax) or activation is keras.activations.softmax:
-        raise ValueError(f"Model {name!r} ends in a softmax ({layer.name!r}); keras_local's losses read logits: "
-                         f"build it with classifier_activation=None (keras.applications) or a linear last layer.")
+        raise ValueError(
+            f"Model {name!r} ends in a softmax ({layer.name!r}); keras_local's losses read logits: "
+            f"build it with classifier_activation=None (keras.applications) or a linear last layer."
+        )

@@ -48,8 +48,11 @@ def canonical_device(name):
     key = None if spec is None or spec.device_type is None else _key(spec)
     if key not in available:
         names = ", ".join(sorted(_name(item) for item in available))
-        remote = "" if spec is None or spec.job in (None, "localhost") else \
-            " A remote device exists once this process is connected to its cluster (keras_local.cluster.connect)."
+        remote = (
+            ""
+            if spec is None or spec.job in (None, "localhost")
+            else " A remote device exists once this process is connected to its cluster (keras_local.cluster.connect)."
+        )
         raise ValueError(f"Unknown device {name!r}. Available logical devices: {names}.{remote}")
     return _name(key)
 
@@ -73,7 +76,6 @@ def place_blocks(num_blocks, devices):
         raise ValueError("devices must name at least one device, got an empty list.")
     if len(devices) > num_blocks:
         raise ValueError(
-            f"{len(devices)} devices for {num_blocks} blocks: give at most one device per block "
-            f"(devices={devices})."
+            f"{len(devices)} devices for {num_blocks} blocks: give at most one device per block (devices={devices})."
         )
     return [devices[index * len(devices) // num_blocks] for index in range(num_blocks)]

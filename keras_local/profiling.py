@@ -161,7 +161,8 @@ def step_flops(model, batch_size):
     input_shape = model.blocks[0].input_shape_without_batch
     step = tf.function(fresh_copy(model).train_step, autograph=False)
     graph = step.get_concrete_function(
-        (tf.TensorSpec((batch_size, *input_shape)), tf.TensorSpec((batch_size,), tf.int64))).graph
+        (tf.TensorSpec((batch_size, *input_shape)), tf.TensorSpec((batch_size,), tf.int64))
+    ).graph
     needed, stack = set(), [op for op in graph.get_operations() if op._is_stateful] + [t.op for t in graph.outputs]
     while stack:  # what the outputs and the variable updates depend on
         op = stack.pop()
@@ -178,20 +179,35 @@ def profile_config(config, ks, x, y, input_shape, num_classes, repeats=10):
     order: ratio}}}` (what `keras-local profile` writes)."""
     from keras_local.builder import build_model_from_config
 
-    reference = build_model_from_config({**config, "method": "bp", "method_options": {}, "block_order": "together",
-                                         "cuts": None, "num_blocks": 1}, input_shape, num_classes)
+    reference = build_model_from_config(
+        {**config, "method": "bp", "method_options": {}, "block_order": "together", "cuts": None, "num_blocks": 1},
+        input_shape,
+        num_classes,
+    )
     bp_peak = peak_memory_mib(reference, x, y)
     reports = {}
     for k in ks:
         model = build_model_from_config({**config, "num_blocks": k, "cuts": None}, input_shape, num_classes)
         reports[k] = profile_model(model, x, y, repeats=repeats)
-    ratios = {k: {"bp": 1.0 if bp_peak else None,
-                  **{order: (peak / bp_peak if peak is not None and bp_peak else None)
-                     for order, peak in report["peak_memory_mib"].items()}}
-              for k, report in reports.items()}
-    return {"architecture": config["architecture"], "method": config["method"], "dataset": config["dataset"],
-            "batch_size": int(np.shape(x)[0]), "bp_peak_memory_mib": bp_peak, "peak_memory_ratio_to_bp": ratios,
-            "profiles": reports}
+    ratios = {
+        k: {
+            "bp": 1.0 if bp_peak else None,
+            **{
+                order: (peak / bp_peak if peak is not None and bp_peak else None)
+                for order, peak in report["peak_memory_mib"].items()
+            },
+        }
+        for k, report in reports.items()
+    }
+    return {
+        "architecture": config["architecture"],
+        "method": config["method"],
+        "dataset": config["dataset"],
+        "batch_size": int(np.shape(x)[0]),
+        "bp_peak_memory_mib": bp_peak,
+        "peak_memory_ratio_to_bp": ratios,
+        "profiles": reports,
+    }
 
 
 def profile_model(model, x, y, block_orders=None, repeats=10):

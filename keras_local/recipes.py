@@ -39,8 +39,9 @@ class Recipe:
 
     def for_dataset(self, dataset):
         """The recipe on `dataset` (its `dataset_settings` over `settings`)."""
-        return dataclasses.replace(self, settings={**self.settings, **self.dataset_settings.get(dataset, {})},
-                                   dataset_settings={})
+        return dataclasses.replace(
+            self, settings={**self.settings, **self.dataset_settings.get(dataset, {})}, dataset_settings={}
+        )
 
     def model_settings(self):
         """The keys `build_model` takes (head, split, weight decay, method options)."""
@@ -50,12 +51,17 @@ class Recipe:
 def piecewise(boundaries, factor):
     """`lr_boundaries` / `lr_multipliers` for a learning rate multiplied by
     `factor` at each boundary (fractions of training)."""
-    return {"lr_schedule": "piecewise", "lr_boundaries": list(boundaries),
-            "lr_multipliers": [round(factor**index, 12) for index in range(len(boundaries) + 1)]}
+    return {
+        "lr_schedule": "piecewise",
+        "lr_boundaries": list(boundaries),
+        "lr_multipliers": [round(factor**index, 12) for index in range(len(boundaries) + 1)],
+    }
 
 
 def check_recipe(recipe):
     if recipe not in RECIPES:
-        raise ValueError(f"Unknown recipe {recipe!r}. Allowed: {', '.join(RECIPES)} "
-                         f"(\"shared\": the config as given; \"reference\": the method's own).")
+        raise ValueError(
+            f"Unknown recipe {recipe!r}. Allowed: {', '.join(RECIPES)} "
+            f'("shared": the config as given; "reference": the method\'s own).'
+        )
     return recipe

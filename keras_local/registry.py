@@ -33,9 +33,7 @@ class Registry:
 
     def get(self, name):
         if name not in self._entries:
-            raise ValueError(
-                f"Unknown {self.kind} {name!r}. Allowed: {', '.join(self.names())}."
-            )
+            raise ValueError(f"Unknown {self.kind} {name!r}. Allowed: {', '.join(self.names())}.")
         return self._entries[name]
 
     def values(self):

@@ -45,10 +45,15 @@ def hypermodel_from_config(config, input_shape, num_classes):
     if unknown:
         raise ValueError(f"Unknown [search] key(s) {unknown}. Allowed: {', '.join(search_keys())}.")
     # A searched option not in [search] is fixed at the config's value, else at its method's default.
-    option_defaults = {name: get_method(method.name).get_config()[name]
-                       for method in METHODS.values() for name in method.search.options}
+    option_defaults = {
+        name: get_method(method.name).get_config()[name]
+        for method in METHODS.values()
+        for name in method.search.options
+    }
     fixed = {
-        "method": config["method"], "num_blocks": config["num_blocks"], "learning_rate": config["learning_rate"],
+        "method": config["method"],
+        "num_blocks": config["num_blocks"],
+        "learning_rate": config["learning_rate"],
         "head": config["head"] or "default",
         **{key: config["method_options"].get(key, default) for key, default in option_defaults.items()},
     }
@@ -60,10 +65,19 @@ def hypermodel_from_config(config, input_shape, num_classes):
         raise ValueError('num_blocks = "auto" cannot be tuned; give K values in [search] or in the config.')
     method_options = {k: v for k, v in config["method_options"].items() if k not in option_defaults}
     return LocalHyperModel(
-        config["architecture"], input_shape, num_classes, **space, cuts=cuts,
-        max_cut_candidates=search.get("max_cut_candidates", 8), optimizer=config["optimizer"],
-        momentum=config["momentum"], nesterov=config["nesterov"], weight_decay=config["weight_decay"],
-        method_options=method_options, architecture_options=config["architecture_options"], seed=config["seed"],
+        config["architecture"],
+        input_shape,
+        num_classes,
+        **space,
+        cuts=cuts,
+        max_cut_candidates=search.get("max_cut_candidates", 8),
+        optimizer=config["optimizer"],
+        momentum=config["momentum"],
+        nesterov=config["nesterov"],
+        weight_decay=config["weight_decay"],
+        method_options=method_options,
+        architecture_options=config["architecture_options"],
+        seed=config["seed"],
     )
 
 
@@ -72,8 +86,13 @@ def make_tuner(name, hypermodel, objective, max_trials, directory, max_epochs, s
     search found in `directory`."""
     if name not in TUNERS:
         raise ValueError(f"Unknown tuner {name!r}. Allowed: {', '.join(TUNERS)}.")
-    common = {"objective": objective, "directory": directory, "project_name": "tuner", "seed": seed,
-              "overwrite": overwrite}
+    common = {
+        "objective": objective,
+        "directory": directory,
+        "project_name": "tuner",
+        "seed": seed,
+        "overwrite": overwrite,
+    }
     if name == "hyperband":
         return kt.Hyperband(hypermodel, max_epochs=max_epochs, factor=3, hyperband_iterations=1, **common)
     if name == "bayesian":
@@ -83,8 +102,18 @@ def make_tuner(name, hypermodel, objective, max_trials, directory, max_epochs, s
     return kt.RandomSearch(hypermodel, max_trials=max_trials, **common)
 
 
-def tune(config, *, tuner="random", max_trials=10, objective_name="val_accuracy", direction=None,
-         output_dir="runs/tune", validation_examples=None, probe_steps=0, overwrite=False):
+def tune(
+    config,
+    *,
+    tuner="random",
+    max_trials=10,
+    objective_name="val_accuracy",
+    direction=None,
+    output_dir="runs/tune",
+    validation_examples=None,
+    probe_steps=0,
+    overwrite=False,
+):
     """Runs a search from a resolved config and writes its results.
 
     The data: the last `validation_examples` (default: 10%, at most 5,000)
@@ -118,33 +147,54 @@ def tune(config, *, tuner="random", max_trials=10, objective_name="val_accuracy"
         keep = max(2, config["search"].get("max_cut_candidates", 8) // 2)
         for k in list(hypermodel.candidates):
             if len(hypermodel.candidates[k]) > keep:
-                ranked = score_splits(config["architecture"], k, hypermodel.training_data, validation,
-                                      candidates=hypermodel.candidates[k], probe_steps=probe_steps,
-                                      learning_rate=config["learning_rate"], input_shape=input_shape,
-                                      num_classes=num_classes, weight_decay=config["weight_decay"],
-                                      seed=config["seed"])
+                ranked = score_splits(
+                    config["architecture"],
+                    k,
+                    hypermodel.training_data,
+                    validation,
+                    candidates=hypermodel.candidates[k],
+                    probe_steps=probe_steps,
+                    learning_rate=config["learning_rate"],
+                    input_shape=input_shape,
+                    num_classes=num_classes,
+                    weight_decay=config["weight_decay"],
+                    seed=config["seed"],
+                )
                 hypermodel.candidates[k] = [row["cuts"] for row in ranked[:keep]]
     os.makedirs(output_dir, exist_ok=True)
-    search = make_tuner(tuner, hypermodel, goal, max_trials, output_dir, config["epochs"], seed=config["seed"],
-                        overwrite=overwrite)
+    search = make_tuner(
+        tuner, hypermodel, goal, max_trials, output_dir, config["epochs"], seed=config["seed"], overwrite=overwrite
+    )
     search.search(train, validation_data=validation, epochs=config["epochs"], verbose=min(config["verbose"], 1))
 
     trials = []
     for trial in search.oracle.trials.values():
-        trials.append({"trial_id": trial.trial_id, "status": trial.status, "score": trial.score,
-                       "values": dict(trial.hyperparameters.values),
-                       "config": hypermodel.config_from(trial.hyperparameters)})
+        trials.append(
+            {
+                "trial_id": trial.trial_id,
+                "status": trial.status,
+                "score": trial.score,
+                "values": dict(trial.hyperparameters.values),
+                "config": hypermodel.config_from(trial.hyperparameters),
+            }
+        )
     best_trial = search.oracle.get_best_trials(1)[0]
     best = {key: value for key, value in config.items() if key not in ("search", "run_dir")}
     best.update(hypermodel.config_from(best_trial.hyperparameters))
     if "cuts" not in best or best["num_blocks"] == 1:
         best["cuts"] = None
-    result = {"objective": {"name": goal.name, "direction": goal.direction}, "tuner": tuner,
-              "best": {"trial_id": best_trial.trial_id, "score": best_trial.score, "config": best},
-              "trials": trials, "split_candidates": {str(k): v for k, v in hypermodel.candidates.items()}}
+    result = {
+        "objective": {"name": goal.name, "direction": goal.direction},
+        "tuner": tuner,
+        "best": {"trial_id": best_trial.trial_id, "score": best_trial.score, "config": best},
+        "trials": trials,
+        "split_candidates": {str(k): v for k, v in hypermodel.candidates.items()},
+    }
     write_json(os.path.join(output_dir, "trials.json"), result)
-    header = (f"# Best trial {best_trial.trial_id} of `keras-local tune` ({tuner}, {len(trials)} trials): "
-              f"{goal.name} = {best_trial.score:.4f}\n")
+    header = (
+        f"# Best trial {best_trial.trial_id} of `keras-local tune` ({tuner}, {len(trials)} trials): "
+        f"{goal.name} = {best_trial.score:.4f}\n"
+    )
     write_text(os.path.join(output_dir, "best.toml"), header + to_toml(best))
     try:
         result["plot"] = plots.plot_trials(trials, os.path.join(output_dir, "trials.png"), goal)
@@ -161,12 +211,20 @@ def _search_data(config, validation_examples):
     total = builder.info.splits[config["train_split"]].num_examples
     held_out = validation_examples or min(5000, max(1, total // 10))
     if isinstance(held_out, bool) or not isinstance(held_out, int) or not 1 <= held_out < total:
-        raise ValueError(f"validation_examples must be in 1..{total - 1} (the split has {total}), "
-                         f"got {validation_examples!r}.")
+        raise ValueError(
+            f"validation_examples must be in 1..{total - 1} (the split has {total}), got {validation_examples!r}."
+        )
     train_count = min(config["train_examples"] or total, total - held_out)
     split = config["train_split"]
-    train = data.load_dataset(config["dataset"], f"{split}[:{train_count}]", config["batch_size"], training=True,
-                              data_dir=config["data_dir"], seed=config["seed"])
-    validation = data.load_dataset(config["dataset"], f"{split}[{total - held_out}:]", config["eval_batch_size"],
-                                   data_dir=config["data_dir"])
+    train = data.load_dataset(
+        config["dataset"],
+        f"{split}[:{train_count}]",
+        config["batch_size"],
+        training=True,
+        data_dir=config["data_dir"],
+        seed=config["seed"],
+    )
+    validation = data.load_dataset(
+        config["dataset"], f"{split}[{total - held_out}:]", config["eval_batch_size"], data_dir=config["data_dir"]
+    )
     return train, validation

@@ -24,8 +24,7 @@ def even_cuts(num_units, num_blocks):
     check_number("num_blocks", num_blocks, 1, integer=True)
     if num_blocks > num_units:
         raise ValueError(
-            f"num_blocks={num_blocks} is larger than the number of units ({num_units}); "
-            f"allowed: 1..{num_units}."
+            f"num_blocks={num_blocks} is larger than the number of units ({num_units}); allowed: 1..{num_units}."
         )
     base, extra = divmod(num_units, num_blocks)
     cuts, position = [], 0
@@ -102,9 +101,7 @@ def parse_cuts(cuts):
         try:
             return [int(part) for part in text.split(",")]
         except ValueError:
-            raise ValueError(
-                f"cuts={cuts!r} is not a comma-separated list of unit indices like '3,7,11'."
-            ) from None
+            raise ValueError(f"cuts={cuts!r} is not a comma-separated list of unit indices like '3,7,11'.") from None
     try:
         values = list(cuts)
     except TypeError:
@@ -170,9 +167,12 @@ def block_sizes(num_units, cuts):
 
 
 # Moved to the method that owns them (keras_local 0.4); the old names warn for a version.
-__getattr__ = moved_names("keras_local.splitting", {
-    "INFOPRO_SPLITS": "keras_local.methods.infopro.tables",
-    "INFOPRO_BALANCED_SPLITS": "keras_local.methods.infopro.tables",
-    "UNITS_PER_STAGE": "keras_local.methods.infopro.tables",
-    "infopro_cuts": "keras_local.methods.infopro.tables",
-})
+__getattr__ = moved_names(
+    "keras_local.splitting",
+    {
+        "INFOPRO_SPLITS": "keras_local.methods.infopro.tables",
+        "INFOPRO_BALANCED_SPLITS": "keras_local.methods.infopro.tables",
+        "UNITS_PER_STAGE": "keras_local.methods.infopro.tables",
+        "infopro_cuts": "keras_local.methods.infopro.tables",
+    },
+)

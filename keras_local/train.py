@@ -32,8 +32,15 @@ from keras_local.config import DEFAULTS, rename_legacy_keys, to_toml
 from keras_local.export import export_inference_model
 from keras_local.files import atomic_path, read_json, write_json, write_text
 
-CALLBACKS = ("block_logger", "memory_monitor", "step_timer", "block_early_stopping", "progressive_freezing",
-             "block_learning_rate", "method_schedule")
+CALLBACKS = (
+    "block_logger",
+    "memory_monitor",
+    "step_timer",
+    "block_early_stopping",
+    "progressive_freezing",
+    "block_learning_rate",
+    "method_schedule",
+)
 
 
 def callbacks_from_config(table, run_dir, learning_rate=None, num_blocks=None):
@@ -44,8 +51,9 @@ def callbacks_from_config(table, run_dir, learning_rate=None, num_blocks=None):
     `block_learning_rate = {multipliers = [...]}` scales per block."""
     unknown = sorted(set(table) - set(CALLBACKS))
     if unknown:
-        raise ValueError(f"Unknown [callbacks] entr{'y' if len(unknown) == 1 else 'ies'} {unknown}. "
-                         f"Allowed: {', '.join(CALLBACKS)}.")
+        raise ValueError(
+            f"Unknown [callbacks] entr{'y' if len(unknown) == 1 else 'ies'} {unknown}. Allowed: {', '.join(CALLBACKS)}."
+        )
 
     def options(name):
         value = table[name]
@@ -66,8 +74,10 @@ def callbacks_from_config(table, run_dir, learning_rate=None, num_blocks=None):
     if table.get("block_learning_rate"):
         multipliers = options("block_learning_rate").pop("multipliers", None)
         if not isinstance(multipliers, list) or (num_blocks is not None and len(multipliers) != num_blocks):
-            raise ValueError(f"[callbacks] block_learning_rate needs multipliers = [one number per block"
-                             f"{f' ({num_blocks})' if num_blocks else ''}], got {multipliers!r}.")
+            raise ValueError(
+                f"[callbacks] block_learning_rate needs multipliers = [one number per block"
+                f"{f' ({num_blocks})' if num_blocks else ''}], got {multipliers!r}."
+            )
         result.append(BlockLearningRateScheduler(_scaled_schedules(learning_rate, multipliers)))
     if table.get("method_schedule"):
         settings = options("method_schedule")
@@ -102,9 +112,11 @@ def make_learning_rate(config, steps_per_epoch):
         warmup_steps = config["warmup_epochs"] * steps_per_epoch
         start = config["warmup_learning_rate"] if warmup_steps else learning_rate
         learning_rate = keras.optimizers.schedules.CosineDecay(
-            start, decay_steps=config["epochs"] * steps_per_epoch - warmup_steps,
+            start,
+            decay_steps=config["epochs"] * steps_per_epoch - warmup_steps,
             alpha=config["final_learning_rate"] / learning_rate,
-            warmup_target=learning_rate if warmup_steps else None, warmup_steps=warmup_steps,
+            warmup_target=learning_rate if warmup_steps else None,
+            warmup_steps=warmup_steps,
         )
     elif config["lr_schedule"] == "piecewise":
         total = config["epochs"] * steps_per_epoch
@@ -121,9 +133,7 @@ def make_optimizer(config, steps_per_epoch, learning_rate=None):
     if learning_rate is None:
         learning_rate = make_learning_rate(config, steps_per_epoch)
     if config["optimizer"] == "sgd":
-        return keras.optimizers.SGD(
-            learning_rate, momentum=config["momentum"], nesterov=config["nesterov"]
-        )
+        return keras.optimizers.SGD(learning_rate, momentum=config["momentum"], nesterov=config["nesterov"])
     return keras.optimizers.Adam(learning_rate)
 
 
@@ -154,8 +164,18 @@ class TrainingDiverged(RuntimeError):
 
 
 # Files and folders a run writes: --overwrite removes these, and only these.
-RUN_FILES = ("config.toml", "versions.json", "history.csv", "model.keras", "inference.keras", "summary.json",
-             "backup", "backup_callbacks", "blocks", "tensorboard")
+RUN_FILES = (
+    "config.toml",
+    "versions.json",
+    "history.csv",
+    "model.keras",
+    "inference.keras",
+    "summary.json",
+    "backup",
+    "backup_callbacks",
+    "blocks",
+    "tensorboard",
+)
 # Keys that change how a run reports or saves, not what it computes: a resumed run may change them.
 # Keys that change how a run is reported or where it runs, not what it computes.
 REPORTING_KEYS = ("run_dir", "verbose", "tensorboard", "checkpoint_every", "remote_workers")
@@ -176,8 +196,11 @@ def previous_run(config, run_dir, overwrite=False):
     current = tomllib.loads(to_toml(config))
     # A key added to DEFAULTS after the run was written reads as its default (the value the run had).
     saved = {**{key: value for key, value in DEFAULTS.items() if key in current and key not in saved}, **saved}
-    changed = [key for key in sorted(set(saved) | set(current))
-               if key not in REPORTING_KEYS and saved.get(key) != current.get(key)]
+    changed = [
+        key
+        for key in sorted(set(saved) | set(current))
+        if key not in REPORTING_KEYS and saved.get(key) != current.get(key)
+    ]
     if changed:
         shown = "; ".join(f"{key}: {saved.get(key, 'unset')!r} -> {current.get(key, 'unset')!r}" for key in changed[:6])
         raise ValueError(
@@ -274,8 +297,10 @@ def train_and_evaluate(config, run_dir=None, overwrite=False, callbacks=()):
     strategy = cluster.strategy_from_environment() or tf.distribute.get_strategy()
     if config["remote_workers"]:
         if cluster.cluster_config() is not None:
-            raise ValueError("remote_workers puts blocks on other machines' TensorFlow servers; it cannot be "
-                             "combined with a multi-worker run (TF_CONFIG).")
+            raise ValueError(
+                "remote_workers puts blocks on other machines' TensorFlow servers; it cannot be "
+                "combined with a multi-worker run (TF_CONFIG)."
+            )
         devices = cluster.connect({"worker": list(config["remote_workers"])})
         config = {**config, "devices": config["devices"] or devices}
     run_dir = run_dir or config["run_dir"] or default_run_dir(config)
@@ -292,8 +317,14 @@ def train_and_evaluate(config, run_dir=None, overwrite=False, callbacks=()):
     keras.utils.set_random_seed(config["seed"])
     with strategy.scope():
         model = build_model_from_config(config, input_shape, num_classes)
-    epochs = data.TrainingEpochs(config["dataset"], config["train_split"], config["batch_size"], config["data_dir"],
-                                 config["train_examples"], config["seed"])
+    epochs = data.TrainingEpochs(
+        config["dataset"],
+        config["train_split"],
+        config["batch_size"],
+        config["data_dir"],
+        config["train_examples"],
+        config["seed"],
+    )
     steps_per_epoch = epochs.steps
     if steps_per_epoch < 1:
         raise ValueError(f"batch_size={config['batch_size']} is larger than the training split: no full batch.")
@@ -305,19 +336,30 @@ def train_and_evaluate(config, run_dir=None, overwrite=False, callbacks=()):
     per_block = any(isinstance(c, BlockLearningRateScheduler) for c in local_callbacks)
     # Per-block schedules set each optimizer's (float) rate at every batch.
     with strategy.scope():
-        model.compile(optimizer=make_optimizer(config, steps_per_epoch,
-                                               learning_rate=config["learning_rate"] if per_block else learning_rate))
+        model.compile(
+            optimizer=make_optimizer(
+                config, steps_per_epoch, learning_rate=config["learning_rate"] if per_block else learning_rate
+            )
+        )
     check_writable(write_dir)
     if overwrite and write_dir == run_dir:
         _clear(run_dir)
     write_text(os.path.join(write_dir, "config.toml"), to_toml(config))
     write_json(os.path.join(write_dir, "versions.json"), versions())
-    test = cluster.shard_by_example(data.load_dataset(
-        config["dataset"], config["test_split"], config["eval_batch_size"], data_dir=config["data_dir"],
-        num_examples=config["test_examples"],
-    ))
-    checkpoint = RunCheckpoint(os.path.join(write_dir, "backup"), every=config["checkpoint_every"],
-                               restore_from=os.path.join(run_dir, "backup") if not overwrite else None)
+    test = cluster.shard_by_example(
+        data.load_dataset(
+            config["dataset"],
+            config["test_split"],
+            config["eval_batch_size"],
+            data_dir=config["data_dir"],
+            num_examples=config["test_examples"],
+        )
+    )
+    checkpoint = RunCheckpoint(
+        os.path.join(write_dir, "backup"),
+        every=config["checkpoint_every"],
+        restore_from=os.path.join(run_dir, "backup") if not overwrite else None,
+    )
     try:
         first_epoch, first_batch = checkpoint.restore(model)
     except CheckpointError as error:
@@ -338,9 +380,16 @@ def train_and_evaluate(config, run_dir=None, overwrite=False, callbacks=()):
     verbose = config["verbose"]
     # One fit per epoch, each on that epoch's batches (a function of seed and epoch): the first may
     # resume inside its epoch. The callbacks see one training.
-    run_callbacks = _ContinuedFit(run_callbacks, config["epochs"] - first_epoch, add_history=True,
-                                  add_progbar=verbose != 0, verbose=verbose, epochs=config["epochs"],
-                                  steps=steps_per_epoch, model=model)
+    run_callbacks = _ContinuedFit(
+        run_callbacks,
+        config["epochs"] - first_epoch,
+        add_history=True,
+        add_progbar=verbose != 0,
+        verbose=verbose,
+        epochs=config["epochs"],
+        steps=steps_per_epoch,
+        model=model,
+    )
     validate = config["validation_freq"] > 0
     try:
         for epoch in range(first_epoch, config["epochs"]):
@@ -360,14 +409,27 @@ def train_and_evaluate(config, run_dir=None, overwrite=False, callbacks=()):
         batch = error.batch + 1 + (first_batch if error.epoch == first_epoch else 0)
         step = error.epoch * steps_per_epoch + batch
         saved = checkpoint.state()
-        kept = (f"the last good checkpoint (step {saved['step']}) is kept in {checkpoint.directory}"
-                if saved else "no checkpoint was saved before it")
-        message = f"{error.description} became {error.value} at step {step} (epoch {error.epoch + 1}, " \
-                  f"batch {batch}); {kept}"
-        write_json(os.path.join(write_dir, "summary.json"), {
-            "status": "diverged", "error": message, "loss": error.key, "step": step, "epoch": error.epoch + 1,
-            "checkpoint_step": saved["step"] if saved else None, **_identity(config, model), "run_dir": run_dir,
-        })
+        kept = (
+            f"the last good checkpoint (step {saved['step']}) is kept in {checkpoint.directory}"
+            if saved
+            else "no checkpoint was saved before it"
+        )
+        message = (
+            f"{error.description} became {error.value} at step {step} (epoch {error.epoch + 1}, batch {batch}); {kept}"
+        )
+        write_json(
+            os.path.join(write_dir, "summary.json"),
+            {
+                "status": "diverged",
+                "error": message,
+                "loss": error.key,
+                "step": step,
+                "epoch": error.epoch + 1,
+                "checkpoint_step": saved["step"] if saved else None,
+                **_identity(config, model),
+                "run_dir": run_dir,
+            },
+        )
         raise TrainingDiverged(message) from None
     results = model.evaluate(test, return_dict=True, verbose=0)
     with atomic_path(os.path.join(write_dir, "model.keras")) as partial:
@@ -391,5 +453,10 @@ def train_and_evaluate(config, run_dir=None, overwrite=False, callbacks=()):
 
 
 def _identity(config, model):
-    return {"architecture": config["architecture"], "method": config["method"], "num_blocks": len(model.blocks),
-            "dataset": config["dataset"], "epochs": config["epochs"]}
+    return {
+        "architecture": config["architecture"],
+        "method": config["method"],
+        "num_blocks": len(model.blocks),
+        "dataset": config["dataset"],
+        "epochs": config["epochs"],
+    }

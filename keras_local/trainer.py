@@ -77,8 +77,7 @@ class LocalTrainer:
         strategy = self.distribute_strategy
         if iterator is not None and is_multi_worker(strategy):
             for _, _, batches in iterator:  # as Keras does: one batch, then the iterator is reset
-                data_batch = tf.nest.map_structure(lambda v: strategy.experimental_local_results(v)[0],
-                                                   next(batches))
+                data_batch = tf.nest.map_structure(lambda v: strategy.experimental_local_results(v)[0], next(batches))
                 break
             iterator = None
         return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
@@ -121,9 +120,11 @@ class LocalTrainer:
                 inputs = after(previous_gradients, inputs)
             with self.on_device(index):
                 step = block.compute_local_gradients(
-                    inputs, targets[index],
+                    inputs,
+                    targets[index],
                     loss_weight=weights[index],
-                    linked_units=linked_units, input_gradient=waiting is not None,
+                    linked_units=linked_units,
+                    input_gradient=waiting is not None,
                 )
             if waiting is not None:
                 previous, previous_step, previous_length = waiting
@@ -185,8 +186,9 @@ class LocalTrainer:
         (with those examples' labels), then write their output for block k+1."""
         x, y = unpack_batch(data)
         if self._pipeline is None:
-            raise ValueError("The pipeline is not set up: train with fit / train_on_batch, "
-                             "which call make_train_function first.")
+            raise ValueError(
+                "The pipeline is not set up: train with fit / train_on_batch, which call make_train_function first."
+            )
         num_blocks = len(self.blocks)
         weights = self.method.loss_weights(num_blocks)
         # Every op of block k runs on block k's device: only the cut activations (and their labels) cross
@@ -208,7 +210,8 @@ class LocalTrainer:
             targets = self.method.targets(self, None, labels, training=index == 0, update_metrics=index == 0)
             with self.on_device(index):
                 step = block.compute_local_gradients(
-                    ops.stop_gradient(inputs), targets[index],
+                    ops.stop_gradient(inputs),
+                    targets[index],
                     loss_weight=weights[index],
                 )
                 block.optimizer.apply(step.gradients, block.trainable_variables)

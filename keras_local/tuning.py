@@ -64,6 +64,8 @@ DEFAULT_SPACE = {
 def searched_options():
     """`{option: default choices}` of every method option a search may vary (`Method.search.options`)."""
     return {name: value for method in METHODS.values() for name, value in method.search.options.items()}
+
+
 RANGE_KEYS = ("min", "max", "sampling", "step")
 
 
@@ -147,10 +149,30 @@ class LocalHyperModel(kt.HyperModel):
             noise too; with it every trial sees the same batches.
     """
 
-    def __init__(self, architecture="resnet20", input_shape=(32, 32, 3), num_classes=10, *,
-                 method=None, num_blocks=None, head=None, learning_rate=None, cuts=None, max_cut_candidates=8,
-                 optimizer="sgd", momentum=0.9, nesterov=True, weight_decay=5e-4, method_options=None,
-                 architecture_options=None, seed=0, training_data=None, name=None, tunable=True, **method_space):
+    def __init__(
+        self,
+        architecture="resnet20",
+        input_shape=(32, 32, 3),
+        num_classes=10,
+        *,
+        method=None,
+        num_blocks=None,
+        head=None,
+        learning_rate=None,
+        cuts=None,
+        max_cut_candidates=8,
+        optimizer="sgd",
+        momentum=0.9,
+        nesterov=True,
+        weight_decay=5e-4,
+        method_options=None,
+        architecture_options=None,
+        seed=0,
+        training_data=None,
+        name=None,
+        tunable=True,
+        **method_space,
+    ):
         super().__init__(name=name, tunable=tunable)
         if training_data is not None and not callable(training_data):
             raise ValueError(f"training_data must be a function returning a dataset, got {training_data!r}.")
@@ -159,8 +181,13 @@ class LocalHyperModel(kt.HyperModel):
         unknown = sorted(set(method_space) - set(defaults))
         if unknown:
             raise ValueError(f"Unknown search key(s) {unknown}. Allowed: {', '.join(defaults)}.")
-        given = {"method": method, "num_blocks": num_blocks, "head": head, "learning_rate": learning_rate,
-                 **method_space}
+        given = {
+            "method": method,
+            "num_blocks": num_blocks,
+            "head": head,
+            "learning_rate": learning_rate,
+            **method_space,
+        }
         self.space = {key: defaults[key] if given.get(key) is None else given[key] for key in defaults}
         for key, value in self.space.items():
             _check_entry(key, value)
@@ -178,10 +205,11 @@ class LocalHyperModel(kt.HyperModel):
         ks = _values(self.space["num_blocks"])
         wrong = [k for k in ks if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= self.num_units]
         if wrong:
-            raise ValueError(f"num_blocks={self.space['num_blocks']!r} has {wrong[0]!r}: each K must be an integer "
-                             f"in 1..{self.num_units}, the number of units of {architecture}.")
-        self.candidates = self._cut_candidates(cuts, ks, max_cut_candidates,
-                                               activation_sizes(units, self.input_shape))
+            raise ValueError(
+                f"num_blocks={self.space['num_blocks']!r} has {wrong[0]!r}: each K must be an integer "
+                f"in 1..{self.num_units}, the number of units of {architecture}."
+            )
+        self.candidates = self._cut_candidates(cuts, ks, max_cut_candidates, activation_sizes(units, self.input_shape))
         for method_name in _values(self.space["method"]):
             self._ks(method_name)  # every method has at least one valid K, split and l
 
@@ -261,7 +289,8 @@ class LocalHyperModel(kt.HyperModel):
                 raise ValueError(
                     f"No split of {self.architecture} with num_blocks={self.space['num_blocks']!r} admits "
                     f"{tail}={self.space[tail]!r}: {method} needs K >= 2 and every block but the last at "
-                    f"least that many units long.")
+                    f"least that many units long."
+                )
         return ks
 
     def _lengths(self, k, tail):
@@ -284,10 +313,18 @@ class LocalHyperModel(kt.HyperModel):
         learning_rate = chosen.pop("learning_rate")
         method = chosen["method"]
         options = self._options(method, chosen)
-        model = build_model(self.architecture, method, num_blocks=chosen["num_blocks"],
-                            cuts=chosen["cuts"] or None, head=chosen.get("head"), input_shape=self.input_shape,
-                            num_classes=self.num_classes, weight_decay=self.weight_decay,
-                            architecture_options=self.architecture_options, **options)
+        model = build_model(
+            self.architecture,
+            method,
+            num_blocks=chosen["num_blocks"],
+            cuts=chosen["cuts"] or None,
+            head=chosen.get("head"),
+            input_shape=self.input_shape,
+            num_classes=self.num_classes,
+            weight_decay=self.weight_decay,
+            architecture_options=self.architecture_options,
+            **options,
+        )
         if self.optimizer == "adam":
             optimizer = keras.optimizers.Adam(learning_rate)
         else:
@@ -316,12 +353,19 @@ class LocalHyperModel(kt.HyperModel):
         TOML recipe that `keras-local train --config` accepts."""
         chosen = self.declare(hp.copy())
         method = chosen["method"]
-        config = {"architecture": self.architecture, "method": method, "num_blocks": chosen["num_blocks"],
-                  "learning_rate": float(chosen["learning_rate"]), "optimizer": self.optimizer,
-                  "momentum": self.momentum,
-                  "nesterov": self.nesterov, "weight_decay": self.weight_decay, "seed": self.seed,
-                  "method_options": self._options(method, chosen),
-                  "architecture_options": dict(self.architecture_options)}
+        config = {
+            "architecture": self.architecture,
+            "method": method,
+            "num_blocks": chosen["num_blocks"],
+            "learning_rate": float(chosen["learning_rate"]),
+            "optimizer": self.optimizer,
+            "momentum": self.momentum,
+            "nesterov": self.nesterov,
+            "weight_decay": self.weight_decay,
+            "seed": self.seed,
+            "method_options": self._options(method, chosen),
+            "architecture_options": dict(self.architecture_options),
+        }
         if chosen["cuts"]:
             config["cuts"] = validate_cuts(chosen["cuts"], self.num_units)
         if chosen.get("head") is not None:
@@ -329,9 +373,23 @@ class LocalHyperModel(kt.HyperModel):
         return config
 
 
-def score_splits(architecture, num_blocks, train, validation, *, candidates=None, probe_steps=50, method="gll",
-                 head="linear", learning_rate=0.05, input_shape=(32, 32, 3), num_classes=10, limit=16,
-                 weight_decay=5e-4, seed=0):
+def score_splits(
+    architecture,
+    num_blocks,
+    train,
+    validation,
+    *,
+    candidates=None,
+    probe_steps=50,
+    method="gll",
+    head="linear",
+    learning_rate=0.05,
+    input_shape=(32, 32, 3),
+    num_classes=10,
+    limit=16,
+    weight_decay=5e-4,
+    seed=0,
+):
     """Ranks cut points by a short local-training probe (SEDONA-like).
 
     The rule: every candidate split (default: `cut_candidates(..., limit)`)
@@ -359,22 +417,35 @@ def score_splits(architecture, num_blocks, train, validation, *, candidates=None
     """
     units = get_architecture(architecture, input_shape=tuple(input_shape))
     if candidates is None:
-        candidates = cut_candidates(len(units), num_blocks, limit, costs=activation_sizes(units, input_shape),
-                                    seed=seed)
+        candidates = cut_candidates(
+            len(units), num_blocks, limit, costs=activation_sizes(units, input_shape), seed=seed
+        )
     check_number("probe_steps", probe_steps, 1, integer=True)
     rows = []
     for text in candidates:
         keras.utils.set_random_seed(seed)
-        model = build_model(architecture, method, cuts=text or None, head=head, input_shape=input_shape,
-                            num_classes=num_classes, weight_decay=weight_decay)
+        model = build_model(
+            architecture,
+            method,
+            cuts=text or None,
+            head=head,
+            input_shape=input_shape,
+            num_classes=num_classes,
+            weight_decay=weight_decay,
+        )
         model.compile(optimizer=keras.optimizers.SGD(learning_rate, momentum=0.9, nesterov=True))
         batches = train() if callable(train) else train
         model.fit(batches.repeat(), steps_per_epoch=probe_steps, epochs=1, verbose=0)
         results = model.evaluate(validation, return_dict=True, verbose=0)
         losses = [float(v) for k, v in results.items() if k.startswith("loss_")]
-        rows.append({"cuts": text, "score": float(results["accuracy"]),
-                     "mean_block_loss": sum(losses) / len(losses) if losses else float(results["loss"]),
-                     "block_accuracies": {k: float(v) for k, v in results.items() if k.startswith("acc_")}})
+        rows.append(
+            {
+                "cuts": text,
+                "score": float(results["accuracy"]),
+                "mean_block_loss": sum(losses) / len(losses) if losses else float(results["loss"]),
+                "block_accuracies": {k: float(v) for k, v in results.items() if k.startswith("acc_")},
+            }
+        )
     return sorted(rows, key=lambda row: (-row["score"], row["mean_block_loss"]))
 
 
@@ -385,8 +456,10 @@ def _check_entry(key, value):
     if isinstance(value, dict):
         unknown = set(value) - set(RANGE_KEYS)
         if unknown or "min" not in value or "max" not in value or value["min"] > value["max"]:
-            raise ValueError(f"{key}={value!r}: a range needs 'min' <= 'max' (and optionally "
-                             f"'sampling', 'step'), got keys {sorted(value)}.")
+            raise ValueError(
+                f"{key}={value!r}: a range needs 'min' <= 'max' (and optionally "
+                f"'sampling', 'step'), got keys {sorted(value)}."
+            )
         if key in ("method", "head"):
             raise ValueError(f"{key} takes a name or a list of names, not a range: {value!r}.")
     elif isinstance(value, (list, tuple)) and not value:

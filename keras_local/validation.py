@@ -18,8 +18,12 @@ def check_number(name, value, minimum=None, maximum=None, integer=False, optiona
     if value is None and optional:
         return None
     valid_type = isinstance(value, int) if integer else isinstance(value, (int, float))
-    if (isinstance(value, bool) or not valid_type or (minimum is not None and value < minimum)
-            or (maximum is not None and value > maximum)):
+    if (
+        isinstance(value, bool)
+        or not valid_type
+        or (minimum is not None and value < minimum)
+        or (maximum is not None and value > maximum)
+    ):
         bounds = [f">= {minimum}"] * (minimum is not None) + [f"<= {maximum}"] * (maximum is not None)
         allowed = " ".join([("an integer" if integer else "a number"), " and ".join(bounds)]).strip()
         if integer and minimum == 1 and maximum is None:

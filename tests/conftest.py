@@ -70,15 +70,19 @@ def tiny_resnet(method="gll", weight_decay=0.0, num_classes=5, input_shape=(8, 8
         return LinearHead(num_classes, name=f"head{index}") if rule.aux_heads else None
 
     blocks = [
-        Block([ConvBNReLU(4, name="stem"), ResidualUnit(4, name="res1")], head=head(0),
-              weight_decay=weight_decay, name="block_0"),
-        Block([ResidualUnit(8, strides=2, name="res2")], head=head(1),
-              weight_decay=weight_decay, name="block_1"),
+        Block(
+            [ConvBNReLU(4, name="stem"), ResidualUnit(4, name="res1")],
+            head=head(0),
+            weight_decay=weight_decay,
+            name="block_0",
+        ),
+        Block([ResidualUnit(8, strides=2, name="res2")], head=head(1), weight_decay=weight_decay, name="block_1"),
         Block([ResidualUnit(8, name="res3")], head=head(2), weight_decay=weight_decay, name="block_2"),
     ]
     if separate:
-        blocks.append(Block([], head=LinearHead(num_classes, name="output_head"),
-                            weight_decay=weight_decay, name="output_block"))
+        blocks.append(
+            Block([], head=LinearHead(num_classes, name="output_head"), weight_decay=weight_decay, name="output_block")
+        )
     model = LocalModel(blocks, method=rule)
     model.build((None, *input_shape))
     return model
@@ -99,8 +103,10 @@ class StopAtEpoch(keras.callbacks.Callback):
 def tiny_batches(count, batch_size=6, num_classes=5, input_shape=(8, 8, 3), seed=0):
     """`count` random (x, y) batches: x standard normal, y uniform over the classes, from one seed."""
     rng = np.random.default_rng(seed)
-    return [(rng.normal(size=(batch_size, *input_shape)).astype("float32"),
-             rng.integers(0, num_classes, size=batch_size)) for _ in range(count)]
+    return [
+        (rng.normal(size=(batch_size, *input_shape)).astype("float32"), rng.integers(0, num_classes, size=batch_size))
+        for _ in range(count)
+    ]
 
 
 def tiny_batch(batch_size=6, num_classes=5, input_shape=(8, 8, 3), seed=0):
@@ -138,9 +144,8 @@ def local_loss_gradients(model, x, y, weight_decay=0.0):
             losses.append(loss + decay)
     for k, block in enumerate(model.blocks):
         reference.append([g.numpy() for g in tape.gradient(losses[k], block.trainable_variables)])
-        later = [tape.gradient(loss, block.trainable_variables) for loss in losses[k + 1:]]
-        leaked.append([sum(0.0 if g is None else g.numpy() for g in grads)
-                       for grads in zip(*later)] if later else None)
+        later = [tape.gradient(loss, block.trainable_variables) for loss in losses[k + 1 :]]
+        leaked.append([sum(0.0 if g is None else g.numpy() for g in grads) for grads in zip(*later)] if later else None)
     return reference, leaked
 
 

@@ -26,8 +26,9 @@ def test_asynchronous_training_matches_the_hand_written_simulation():
 
     def make():
         keras.utils.set_random_seed(3)
-        model = kl.build_model("mlp", "gll", num_blocks=2, input_shape=(6,), num_classes=5,
-                               architecture_options={"hidden_units": (8, 8)})
+        model = kl.build_model(
+            "mlp", "gll", num_blocks=2, input_shape=(6,), num_classes=5, architecture_options={"hidden_units": (8, 8)}
+        )
         model.compile(optimizer=keras.optimizers.SGD(LEARNING_RATE))
         return model
 
@@ -36,8 +37,7 @@ def test_asynchronous_training_matches_the_hand_written_simulation():
     y = rng.integers(0, 5, size=40)
     dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
     model = make()
-    report = fit_asynchronous(model, dataset, ticks=12, buffer_size=1, max_reuse=1, slow_block=1, slowdown=2.0,
-                              seed=7)
+    report = fit_asynchronous(model, dataset, ticks=12, buffer_size=1, max_reuse=1, slow_block=1, slowdown=2.0, seed=7)
     # The same draws, written out: block 1 is drawn with probability 1/3; buffer of one batch, used once.
     reference, draws = make(), np.random.default_rng(7)
     batches, held, updates = iter(dataset.repeat()), None, [0, 0]
@@ -60,8 +60,9 @@ def test_asynchronous_training_matches_the_hand_written_simulation():
             held = (features, labels)
     assert report["updates"] == updates and sum(report["updates"]) + sum(report["idle"]) == 12
     assert updates[0] > updates[1] > 0
-    assert_close([v.numpy() for v in model.trainable_variables], [v.numpy() for v in reference.trainable_variables],
-                 atol=1e-6)
+    assert_close(
+        [v.numpy() for v in model.trainable_variables], [v.numpy() for v in reference.trainable_variables], atol=1e-6
+    )
 
 
 def test_asynchronous_training_reports_every_block_accuracy_without_changing_the_training():
@@ -75,16 +76,27 @@ def test_asynchronous_training_reports_every_block_accuracy_without_changing_the
     models, reports = [], []
     for validation in (None, test):
         keras.utils.set_random_seed(3)
-        model = kl.build_model("mlp", "gll", num_blocks=2, input_shape=(6,), num_classes=4,
-                               architecture_options={"hidden_units": (8, 8)})
+        model = kl.build_model(
+            "mlp", "gll", num_blocks=2, input_shape=(6,), num_classes=4, architecture_options={"hidden_units": (8, 8)}
+        )
         model.compile(optimizer=keras.optimizers.SGD(0.2))
-        reports.append(fit_asynchronous(model, train, ticks=12, buffer_size=2, seed=5, validation_data=validation,
-                                        validation_every=None if validation is None else 5))
+        reports.append(
+            fit_asynchronous(
+                model,
+                train,
+                ticks=12,
+                buffer_size=2,
+                seed=5,
+                validation_data=validation,
+                validation_every=None if validation is None else 5,
+            )
+        )
         models.append(model)
     plain, validated = reports
     assert plain["history"] == [] and plain["updates"] == validated["updates"]
-    assert_close([v.numpy() for v in models[0].trainable_variables],
-                 [v.numpy() for v in models[1].trainable_variables], atol=0)  # evaluating trains nothing
+    assert_close(
+        [v.numpy() for v in models[0].trainable_variables], [v.numpy() for v in models[1].trainable_variables], atol=0
+    )  # evaluating trains nothing
     history = validated["history"]
     assert [entry["tick"] for entry in history] == [5, 10, 12]
     assert history[-1]["updates"] == validated["updates"] and sum(history[0]["updates"]) <= 5
@@ -97,8 +109,9 @@ def test_asynchronous_training_reports_every_block_accuracy_without_changing_the
 def test_asynchronous_training_validates_its_input():
     from keras_local.asynchronous import fit_asynchronous
 
-    model = kl.build_model("mlp", "gll", num_blocks=2, input_shape=(6,), num_classes=5,
-                           architecture_options={"hidden_units": (8, 8)})
+    model = kl.build_model(
+        "mlp", "gll", num_blocks=2, input_shape=(6,), num_classes=5, architecture_options={"hidden_units": (8, 8)}
+    )
     dataset = tf.data.Dataset.from_tensor_slices((np.zeros((8, 6), "float32"), np.zeros(8, "int64"))).batch(4)
     with pytest.raises(ValueError, match="Compile the model"):
         fit_asynchronous(model, dataset, ticks=2)

@@ -15,8 +15,15 @@ NUM_CLASSES = 5
 def mlp(method="gll", num_blocks=3, **kwargs):
     """Three dense units, no batch norm: exact under any batch split."""
     keras.utils.set_random_seed(1)
-    return kl.build_model("mlp", method, num_blocks=num_blocks, input_shape=(6,), num_classes=NUM_CLASSES,
-                          architecture_options={"hidden_units": (8, 8, 8)}, **kwargs)
+    return kl.build_model(
+        "mlp",
+        method,
+        num_blocks=num_blocks,
+        input_shape=(6,),
+        num_classes=NUM_CLASSES,
+        architecture_options={"hidden_units": (8, 8, 8)},
+        **kwargs,
+    )
 
 
 def batches(count, batch_size=8, seed=0):
@@ -37,11 +44,14 @@ def weights(model):
 # -- sequential ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("method, options", [
-    ("gll", {}),
-    ("backlink", {"alpha": 0.5, "propagation_length": 1}),
-    ("bwbpf", {}),
-])
+@pytest.mark.parametrize(
+    "method, options",
+    [
+        ("gll", {}),
+        ("backlink", {"alpha": 0.5, "propagation_length": 1}),
+        ("bwbpf", {}),
+    ],
+)
 def test_sequential_gives_the_weights_of_together(method, options):
     from conftest import tiny_resnet
 
@@ -59,9 +69,11 @@ def test_sequential_gives_the_weights_of_together(method, options):
 def waits(model):
     """The ops of a traced step that wait for a previous block's gradients."""
     model.compile(optimizer="sgd")
-    graph = tf.function(model.train_step).get_concrete_function(
-        (tf.TensorSpec((None, 6)), tf.TensorSpec((None,), tf.int64))
-    ).graph
+    graph = (
+        tf.function(model.train_step)
+        .get_concrete_function((tf.TensorSpec((None, 6)), tf.TensorSpec((None,), tf.int64)))
+        .graph
+    )
     return [op for op in graph.get_operations() if op.name.startswith("after_previous_block")]
 
 
@@ -131,16 +143,19 @@ def test_pipelined_refills_after_a_new_compile():
     assert [int(block.optimizer.iterations.numpy()) for block in model.blocks] == [1, 0, 0]
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"block_order": "parallel"}, "Unknown block_order 'parallel'"),
-    ({"method": "bp", "block_order": "sequential"}, "end to end"),
-    ({"method": "bwbpf", "deep_supervision": True, "block_order": "pipelined"}, "end to end"),
-    ({"method": "backlink", "propagation_length": 1, "alpha": 0.5, "block_order": "pipelined"}, "same batch"),
-    ({"devices": ["/cpu:0", "/cpu:1", "/cpu:0", "/cpu:1"]}, "4 devices for 3 blocks"),
-    ({"devices": ["/gpu:7"]}, "Unknown device '/gpu:7'"),
-    ({"devices": ["banana"]}, "Unknown device 'banana'"),
-    ({"devices": []}, "at least one device"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"block_order": "parallel"}, "Unknown block_order 'parallel'"),
+        ({"method": "bp", "block_order": "sequential"}, "end to end"),
+        ({"method": "bwbpf", "deep_supervision": True, "block_order": "pipelined"}, "end to end"),
+        ({"method": "backlink", "propagation_length": 1, "alpha": 0.5, "block_order": "pipelined"}, "same batch"),
+        ({"devices": ["/cpu:0", "/cpu:1", "/cpu:0", "/cpu:1"]}, "4 devices for 3 blocks"),
+        ({"devices": ["/gpu:7"]}, "Unknown device '/gpu:7'"),
+        ({"devices": ["banana"]}, "Unknown device 'banana'"),
+        ({"devices": []}, "at least one device"),
+    ],
+)
 def test_invalid_block_orders_and_devices_fail_before_training(kwargs, message):
     kwargs = {"method": "gll", **kwargs}
     with pytest.raises(ValueError, match=message):
@@ -203,8 +218,9 @@ def test_synchronized_batch_norm_makes_two_replicas_train_as_one_process(mirrore
     def run(strategy, sync):
         with strategy.scope():
             keras.utils.set_random_seed(1)
-            model = kl.build_model("resnet8", method, num_blocks=3, input_shape=(8, 8, 3), num_classes=NUM_CLASSES,
-                                   sync_batch_norm=sync)
+            model = kl.build_model(
+                "resnet8", method, num_blocks=3, input_shape=(8, 8, 3), num_classes=NUM_CLASSES, sync_batch_norm=sync
+            )
             model.compile(optimizer=keras.optimizers.SGD(LEARNING_RATE, momentum=0.9))
         model.fit(dataset, epochs=1, verbose=0)
         return [np.asarray(w) for w in model.get_weights()]
@@ -323,6 +339,8 @@ def test_pipelined_buffers_are_read_and_written_on_the_device_of_the_block_that_
     monkeypatch.setattr(PipelineBuffers, "write", spy_write)
     train(mlp(block_order="pipelined", devices=["/cpu:0", "/cpu:1", "/cpu:1"]), batches(3))
     assert placed and {(kind, cut, device) for kind, cut, device in placed} == {
-        ("write", 0, "/device:CPU:1"), ("read", 0, "/device:CPU:1"),
-        ("write", 1, "/device:CPU:1"), ("read", 1, "/device:CPU:1"),
+        ("write", 0, "/device:CPU:1"),
+        ("read", 0, "/device:CPU:1"),
+        ("write", 1, "/device:CPU:1"),
+        ("read", 1, "/device:CPU:1"),
     }

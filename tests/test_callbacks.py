@@ -59,8 +59,10 @@ def test_a_frozen_block_feeds_the_next_in_inference_mode_and_learns_nothing():
     features = block0(tf.constant(x), training=False)
     with tf.GradientTape() as tape:
         loss = ce(y, block1.head(block1(features, training=True), training=True))
-    expected = [v.numpy() - 0.1 * g.numpy()
-                for v, g in zip(block1.trainable_variables, tape.gradient(loss, block1.trainable_variables))]
+    expected = [
+        v.numpy() - 0.1 * g.numpy()
+        for v, g in zip(block1.trainable_variables, tape.gradient(loss, block1.trainable_variables))
+    ]
     for block, values in zip(model.blocks, before):  # undo the moving statistics the reference step moved
         for variable, value in zip(block.weights, values):
             variable.assign(value)
@@ -95,8 +97,11 @@ def test_progressive_freezing_trains_blocks_in_order_then_stops():
     assert record.iterations == [[2, 0, 0], [2, 2, 0], [2, 4, 0], [2, 4, 2]]
     assert_close(record.weights[3][0], record.weights[0][0], atol=0)  # block 0 frozen after epoch 0
     assert_close(record.weights[3][1], record.weights[2][1], atol=0)  # block 1 frozen after epoch 2
-    assert [(s["block"], s["start_epoch"], s["end_epoch"]) for s in freezing.stages] == [(0, 0, 0), (1, 1, 2),
-                                                                                         (2, 3, 3)]
+    assert [(s["block"], s["start_epoch"], s["end_epoch"]) for s in freezing.stages] == [
+        (0, 0, 0),
+        (1, 1, 2),
+        (2, 3, 3),
+    ]
     with pytest.raises(ValueError, match="Give exactly one of epochs_per_block"):
         klc.ProgressiveFreezing()
 
@@ -128,8 +133,9 @@ def test_greedy_fit_refuses_backward_links_it_cannot_train():
         associated = kl.build_model("mlp", "associated", input_shape=(8, 8, 3), num_classes=5)
         associated.compile(optimizer="sgd")
         kl.asynchronous.fit_asynchronous(associated, dataset(), ticks=1)
-    histories = kl.greedy.fit_greedy(compiled("backlink", alpha=1.0, propagation_length=1), dataset(),
-                                     epochs_per_block=1)  # alpha = 1 is gll: nothing is lost
+    histories = kl.greedy.fit_greedy(
+        compiled("backlink", alpha=1.0, propagation_length=1), dataset(), epochs_per_block=1
+    )  # alpha = 1 is gll: nothing is lost
     assert len(histories) == 3
 
 
@@ -148,8 +154,9 @@ def test_block_early_stopping_reports_the_right_epochs_and_the_updates_saved():
     # An MLP (no BN, no dropout) on the full batch: blocks 0 and 1 cannot improve (learning rate 0, so
     # their validation losses stay the same); block 2 descends on their fixed features.
     keras.utils.set_random_seed(1)
-    model = kl.build_model("mlp", "gll", num_blocks=3, input_shape=(6,), num_classes=3,
-                           architecture_options={"hidden_units": (8, 8, 8)})
+    model = kl.build_model(
+        "mlp", "gll", num_blocks=3, input_shape=(6,), num_classes=3, architecture_options={"hidden_units": (8, 8, 8)}
+    )
     model.compile(optimizer=[keras.optimizers.SGD(0.0), keras.optimizers.SGD(0.0), keras.optimizers.SGD(0.01)])
     rng = np.random.default_rng(0)
     x = rng.normal(size=(16, 6)).astype("float32")
@@ -193,8 +200,14 @@ def test_a_block_schedule_changes_only_that_blocks_learning_rate():
 
 def _associated(learning_rate=0.1):
     """Associated Learning on a small MLP: its label path's optimizers run at 2x the blocks' rate."""
-    model = kl.build_model("mlp", "associated", num_blocks=2, input_shape=(8, 8, 3), num_classes=5,
-                           architecture_options={"hidden_units": (16, 16)})
+    model = kl.build_model(
+        "mlp",
+        "associated",
+        num_blocks=2,
+        input_shape=(8, 8, 3),
+        num_classes=5,
+        architecture_options={"hidden_units": (16, 16)},
+    )
     model.compile(optimizer=keras.optimizers.SGD(learning_rate))
     return model
 
@@ -203,12 +216,16 @@ def _rates(model):
     return [float(block.optimizer.learning_rate) for block in model.blocks + model.extra_blocks]
 
 
-@pytest.mark.parametrize("callback", [
-    keras.callbacks.LearningRateScheduler(lambda epoch, lr: 0.05),
-    keras.callbacks.ReduceLROnPlateau(monitor="loss", factor=0.5, patience=0, min_delta=1e9),
-    klc.BlockLearningRateScheduler(lambda epoch, block, lr: 0.05),
-    klc.BlockLearningRateScheduler([keras.optimizers.schedules.ExponentialDecay(0.1, 1, 0.5)] * 2),
-], ids=["keras-scheduler", "keras-plateau", "block-function", "block-schedules"])
+@pytest.mark.parametrize(
+    "callback",
+    [
+        keras.callbacks.LearningRateScheduler(lambda epoch, lr: 0.05),
+        keras.callbacks.ReduceLROnPlateau(monitor="loss", factor=0.5, patience=0, min_delta=1e9),
+        klc.BlockLearningRateScheduler(lambda epoch, block, lr: 0.05),
+        klc.BlockLearningRateScheduler([keras.optimizers.schedules.ExponentialDecay(0.1, 1, 0.5)] * 2),
+    ],
+    ids=["keras-scheduler", "keras-plateau", "block-function", "block-schedules"],
+)
 def test_every_learning_rate_change_keeps_each_optimizers_factor(callback):
     model = _associated()
     assert _rates(model) == pytest.approx([0.1, 0.1, 0.2, 0.2])
@@ -257,8 +274,9 @@ def test_an_alpha_schedule_gives_the_tail_the_mix_of_each_epochs_alpha_without_r
     assert all(changed)  # alpha = 0.75 instead of 0.25 changed every tail parameter's update
 
     with pytest.raises(ValueError, match="alpha must be a number >= 0.0 and <= 1.0, got 1.5"):
-        compiled("backlink").fit(data, epochs=1, verbose=0,
-                                 callbacks=[klc.MethodHyperparameterScheduler("alpha", [1.5])])
+        compiled("backlink").fit(
+            data, epochs=1, verbose=0, callbacks=[klc.MethodHyperparameterScheduler("alpha", [1.5])]
+        )
 
 
 def test_a_scheduled_alpha_of_one_is_greedy_local_learning():
@@ -299,10 +317,13 @@ def test_lambda_and_beta_schedules_reach_the_losses():
 
 
 @pytest.mark.large  # an interrupted and resumed fit
-@pytest.mark.parametrize("make", [
-    lambda path: klc.BlockEarlyStopping(patience=1, backup_dir=path),
-    lambda path: klc.ProgressiveFreezing(epochs_per_block=2, backup_dir=path),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda path: klc.BlockEarlyStopping(patience=1, backup_dir=path),
+        lambda path: klc.ProgressiveFreezing(epochs_per_block=2, backup_dir=path),
+    ],
+)
 def test_stateful_callbacks_resume_after_backup_and_restore(make, tmp_path):
     data = dataset(batch_size=16)
     optimizers = lambda: [keras.optimizers.SGD(0.01), keras.optimizers.SGD(0.0), keras.optimizers.SGD(0.01)]  # noqa: E731
@@ -313,11 +334,17 @@ def test_stateful_callbacks_resume_after_backup_and_restore(make, tmp_path):
     backup, state_dir = str(tmp_path / "backup"), tmp_path / "state"
     interrupted = compiled(optimizer=optimizers())
     with pytest.raises(RuntimeError, match="interrupted"):
-        interrupted.fit(data, validation_data=data, epochs=5, verbose=0,
-                        callbacks=[keras.callbacks.BackupAndRestore(backup), make(state_dir), StopAtEpoch(3)])
+        interrupted.fit(
+            data,
+            validation_data=data,
+            epochs=5,
+            verbose=0,
+            callbacks=[keras.callbacks.BackupAndRestore(backup), make(state_dir), StopAtEpoch(3)],
+        )
     resumed, callback = compiled(optimizer=optimizers()), make(state_dir)
-    history = resumed.fit(data, validation_data=data, epochs=5, verbose=0,
-                          callbacks=[keras.callbacks.BackupAndRestore(backup), callback])
+    history = resumed.fit(
+        data, validation_data=data, epochs=5, verbose=0, callbacks=[keras.callbacks.BackupAndRestore(backup), callback]
+    )
     assert history.epoch[0] == 3  # resumed at the fourth epoch
     assert callback.get_state() == expected_state and resumed.block_states == reference.block_states
     assert_close(resumed.get_weights(), reference.get_weights(), atol=1e-6)
@@ -328,10 +355,12 @@ def test_stateful_callbacks_resume_after_backup_and_restore(make, tmp_path):
 def test_stateless_callbacks_give_the_same_epochs_after_a_resume(tmp_path):
     def run(directory, stop=None):
         model = compiled("backlink", alpha=0.5, propagation_length=1)
-        callbacks = [keras.callbacks.BackupAndRestore(str(directory / "backup")),
-                     klc.BlockLogger(directory / "blocks", tensorboard=False),
-                     klc.BlockLearningRateScheduler(lambda epoch, block, lr: 0.1 / (1 + epoch + block)),
-                     klc.MethodHyperparameterScheduler("alpha", [0.2, 0.4, 0.6, 0.8])]
+        callbacks = [
+            keras.callbacks.BackupAndRestore(str(directory / "backup")),
+            klc.BlockLogger(directory / "blocks", tensorboard=False),
+            klc.BlockLearningRateScheduler(lambda epoch, block, lr: 0.1 / (1 + epoch + block)),
+            klc.MethodHyperparameterScheduler("alpha", [0.2, 0.4, 0.6, 0.8]),
+        ]
         if stop is not None:
             with pytest.raises(RuntimeError, match="interrupted"):
                 model.fit(dataset(), epochs=4, verbose=0, callbacks=callbacks + [StopAtEpoch(stop)])
@@ -358,8 +387,9 @@ def test_block_states_and_scheduled_values_survive_a_keras_file(tmp_path):
     assert loaded.block_states == ["frozen", "train", "train"]
     assert loaded.method.alpha == pytest.approx(0.2) and isinstance(loaded.method.alpha, float)
     before = weights(loaded.blocks[0])
-    history = loaded.fit(dataset(), epochs=1, verbose=0,
-                         callbacks=[klc.MethodHyperparameterScheduler("alpha", [0.1])])  # carries on
+    history = loaded.fit(
+        dataset(), epochs=1, verbose=0, callbacks=[klc.MethodHyperparameterScheduler("alpha", [0.1])]
+    )  # carries on
     assert history.history["alpha"] == pytest.approx([0.1])
     assert_close(weights(loaded.blocks[0]), before, atol=0)
 
@@ -382,8 +412,7 @@ def test_block_logger_writes_every_heads_curves_csv_tensorboard_and_png(tmp_path
         assert float(row["loss"]) == pytest.approx(history.history[f"loss{key}"][epoch])
     assert (tmp_path / "blocks" / "block_accuracy.png").stat().st_size > 0
     events = list((tmp_path / "blocks" / "tensorboard").glob("events.out.tfevents.*"))
-    tags = {value.tag for event in tf.compat.v1.train.summary_iterator(str(events[0]))
-            for value in event.summary.value}
+    tags = {value.tag for event in tf.compat.v1.train.summary_iterator(str(events[0])) for value in event.summary.value}
     assert {"block_0/val_accuracy", "block_2/loss", "block_output/accuracy"} <= tags
     curves = klc.read_block_log(tmp_path / "blocks" / "blocks.csv")
     assert len(curves["1"]) == 2
@@ -399,11 +428,17 @@ def test_memory_monitor_measures_the_training_steps_working_memory():
     x, y = rng.normal(size=(4096, 64)).astype("float32"), rng.integers(0, 10, size=4096)
 
     def step_memory(method, num_blocks, block_order):
-        model = kl.build_model("mlp", method, num_blocks=num_blocks, input_shape=(64,), num_classes=10,
-                               block_order=block_order, architecture_options={"hidden_units": (256,) * 16})
+        model = kl.build_model(
+            "mlp",
+            method,
+            num_blocks=num_blocks,
+            input_shape=(64,),
+            num_classes=10,
+            block_order=block_order,
+            architecture_options={"hidden_units": (256,) * 16},
+        )
         model.compile(optimizer=keras.optimizers.SGD(0.01))
-        history = model.fit(x, y, batch_size=2048, epochs=2, verbose=0, shuffle=False,
-                            callbacks=[klc.MemoryMonitor()])
+        history = model.fit(x, y, batch_size=2048, epochs=2, verbose=0, shuffle=False, callbacks=[klc.MemoryMonitor()])
         return history.history["step_memory_mib"][-1], history.history["peak_memory_mib"][-1]
 
     bp_step, bp_peak = step_memory("bp", 1, "together")
@@ -424,8 +459,8 @@ def test_callbacks_table_in_a_recipe(tmp_path):
     recipe.write_text(
         'method = "backlink"\nnum_blocks = 2\nepochs = 2\ntrain_examples = 64\ntest_examples = 64\n'
         'batch_size = 32\neval_batch_size = 64\nverbose = 0\nlr_schedule = "cosine"\n\n'
-        '[callbacks]\nblock_logger = true\nmemory_monitor = true\nstep_timer = true\n'
-        'block_early_stopping = {patience = 5}\nblock_learning_rate = {multipliers = [1.0, 0.5]}\n'
+        "[callbacks]\nblock_logger = true\nmemory_monitor = true\nstep_timer = true\n"
+        "block_early_stopping = {patience = 5}\nblock_learning_rate = {multipliers = [1.0, 0.5]}\n"
         'method_schedule = {name = "alpha", values = [1.0, 0.5]}\n'
     )
     run = tmp_path / "run"
@@ -440,13 +475,16 @@ def test_callbacks_table_in_a_recipe(tmp_path):
     assert json.loads((run / "summary.json").read_text())["method"] == "backlink"
 
 
-@pytest.mark.parametrize("table, message", [
-    ("{early = true}", "Unknown [callbacks] entry ['early']. Allowed: block_logger"),
-    ("{block_early_stopping = {patience = 0}}", "patience must be a positive integer, got 0"),
-    ("{block_early_stopping = {wait = 1}}", "[callbacks] block_early_stopping:"),
-    ("{block_learning_rate = {multipliers = [1.0]}}", "needs multipliers = [one number per block (4)]"),
-    ("{method_schedule = {name = \"alpha\"}}", "method_schedule needs name and values"),
-])
+@pytest.mark.parametrize(
+    "table, message",
+    [
+        ("{early = true}", "Unknown [callbacks] entry ['early']. Allowed: block_logger"),
+        ("{block_early_stopping = {patience = 0}}", "patience must be a positive integer, got 0"),
+        ("{block_early_stopping = {wait = 1}}", "[callbacks] block_early_stopping:"),
+        ("{block_learning_rate = {multipliers = [1.0]}}", "needs multipliers = [one number per block (4)]"),
+        ('{method_schedule = {name = "alpha"}}', "method_schedule needs name and values"),
+    ],
+)
 def test_bad_callbacks_table_fails_before_training(table, message, tmp_path, capsys):
     assert cli.main(["train", "--set", f"callbacks={table}", "--run-dir", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err

@@ -67,14 +67,26 @@ def test_bad_input_prints_one_line_and_exits_2(argv, message, capsys, tmp_path):
 @pytest.mark.large  # a whole run of the CLI
 def test_train_end_to_end_on_the_embedded_sample(tmp_path):
     run_dir = tmp_path / "run"
-    command = [sys.executable, "-m", "keras_local.cli", "train", "--run-dir", str(run_dir),
-               "--set", "epochs=1", "--set", "train_examples=256", "--set", "num_blocks=2",
-               "--set", "verbose=0"]
+    command = [
+        sys.executable,
+        "-m",
+        "keras_local.cli",
+        "train",
+        "--run-dir",
+        str(run_dir),
+        "--set",
+        "epochs=1",
+        "--set",
+        "train_examples=256",
+        "--set",
+        "num_blocks=2",
+        "--set",
+        "verbose=0",
+    ]
     out = subprocess.run(command, capture_output=True, text=True, check=True)
     last = out.stdout.strip().splitlines()[-1]
     assert last.startswith("resnet20 gll K=2 on cifar10_sample, 1 epochs: test accuracy")
-    for name in ["config.toml", "versions.json", "history.csv", "model.keras", "inference.keras",
-                 "summary.json"]:
+    for name in ["config.toml", "versions.json", "history.csv", "model.keras", "inference.keras", "summary.json"]:
         assert (run_dir / name).exists(), name
     summary = json.loads((run_dir / "summary.json").read_text())
     assert 0.0 <= summary["test_accuracy"] <= 1.0 and set(summary["block_accuracies"]) == {"acc_0", "acc_1"}
@@ -82,20 +94,30 @@ def test_train_end_to_end_on_the_embedded_sample(tmp_path):
     assert {"acc_0", "acc_1", "val_accuracy"} <= set(header)
     assert load_config(run_dir / "config.toml")["train_examples"] == 256
 
-    bad = subprocess.run([sys.executable, "-m", "keras_local.cli", "train", "--set", "method=magic"],
-                         capture_output=True, text=True)
+    bad = subprocess.run(
+        [sys.executable, "-m", "keras_local.cli", "train", "--set", "method=magic"], capture_output=True, text=True
+    )
     # TensorFlow's C++ logger may print its start-up lines (absl, oneDNN, CPU features) before
     # TF_CPP_MIN_LOG_LEVEL applies, depending on the CPU; the CLI's own output is one line.
-    own = [line for line in bad.stderr.strip().splitlines()
-           if not re.match(r"[IWEF]\d{4} |WARNING: All log messages before absl|To enable the following", line)]
-    assert bad.returncode == 2 and own == ["keras-local: error: Unknown method 'magic'. Allowed: associated, "
-                                           "auglocal, backlink, bp, bwbpf, dgl, gll, infopro, predsim."], bad.stderr
+    own = [
+        line
+        for line in bad.stderr.strip().splitlines()
+        if not re.match(r"[IWEF]\d{4} |WARNING: All log messages before absl|To enable the following", line)
+    ]
+    assert bad.returncode == 2 and own == [
+        "keras-local: error: Unknown method 'magic'. Allowed: associated, "
+        "auglocal, backlink, bp, bwbpf, dgl, gll, infopro, predsim."
+    ], bad.stderr
 
 
 @pytest.mark.slow
 def test_demo_reaches_accuracy_clearly_above_chance(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "keras_local.cli", "train", "--run-dir", str(tmp_path),
-                          "--set", "verbose=0"], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "keras_local.cli", "train", "--run-dir", str(tmp_path), "--set", "verbose=0"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["test_accuracy"] > 0.25, out.stdout
 

@@ -50,8 +50,7 @@ def test_augmentation_pads_crops_and_flips():
 
 def test_a_seeded_training_pipeline_gives_the_same_batches_in_every_run_and_new_draws_each_epoch():
     def epochs(seed):
-        train = data.load_dataset("cifar10_sample", "train", batch_size=100, training=True, num_examples=300,
-                                  seed=seed)
+        train = data.load_dataset("cifar10_sample", "train", batch_size=100, training=True, num_examples=300, seed=seed)
         return [np.concatenate([x.numpy() for x, _ in train]) for _ in range(2)]  # the same dataset, twice
 
     first, again, other = epochs(3), epochs(3), epochs(4)

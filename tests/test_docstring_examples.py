@@ -37,8 +37,11 @@ RUNTIME_SETUP = ("set_logical_device_configuration", "local_servers(", "connect(
 def _documented(module):
     """The module, then its classes (with their methods) and functions, in source order."""
     yield module
-    members = [obj for obj in vars(module).values()
-               if (inspect.isclass(obj) or inspect.isfunction(obj)) and obj.__module__ == module.__name__]
+    members = [
+        obj
+        for obj in vars(module).values()
+        if (inspect.isclass(obj) or inspect.isfunction(obj)) and obj.__module__ == module.__name__
+    ]
     for obj in sorted(members, key=lambda obj: inspect.getsourcelines(obj)[1]):
         yield obj
         if inspect.isclass(obj):
@@ -57,8 +60,9 @@ def module_examples():
     for name in names:
         module = importlib.import_module(name)
         # Each object's own docstring (inspect.getdoc would inherit a base class's examples).
-        codes = [inspect.cleandoc("\n" + code) for obj in _documented(module)
-                 for code in FENCE.findall(obj.__doc__ or "")]
+        codes = [
+            inspect.cleandoc("\n" + code) for obj in _documented(module) for code in FENCE.findall(obj.__doc__ or "")
+        ]
         package = importlib.import_module(name.rpartition(".")[0]) if "." in name else None
         if codes and package is not None and not FENCE.findall(module.__doc__ or ""):
             codes = [inspect.cleandoc("\n" + code) for code in FENCE.findall(package.__doc__ or "")] + codes
@@ -85,11 +89,18 @@ def test_the_docstring_examples_run(module_name, tmp_path, monkeypatch):
     (tmp_path / "recipes").symlink_to(ROOT / "recipes")
     monkeypatch.chdir(tmp_path)
     if any(marker in code for code in codes for marker in RUNTIME_SETUP):
-        script = f"import {module_name} as module, keras, numpy as np, tensorflow as tf, keras_local as kl\n" \
-                 "namespace = {**vars(module), 'kl': kl, 'keras': keras, 'np': np, 'tf': tf}\n" \
-                 f"for code in {codes!r}:\n    exec(code, namespace)\n"
-        result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
-                                env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+        script = (
+            f"import {module_name} as module, keras, numpy as np, tensorflow as tf, keras_local as kl\n"
+            "namespace = {**vars(module), 'kl': kl, 'keras': keras, 'np': np, 'tf': tf}\n"
+            f"for code in {codes!r}:\n    exec(code, namespace)\n"
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", script],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        )
         assert result.returncode == 0, result.stderr[-3000:]
         return
     namespace = {**vars(importlib.import_module(module_name)), "kl": kl, "keras": keras, "np": np, "tf": tf}

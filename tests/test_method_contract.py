@@ -27,8 +27,15 @@ SHAPE, CLASSES = (16, 16, 3), 4
 
 def _model(method, block_order="together"):
     name, _, option = method.partition("+")
-    model = kl.build_model("resnet8", method=name, num_blocks=2, input_shape=SHAPE, num_classes=CLASSES,
-                           block_order=block_order, **({option: True} if option else {}))
+    model = kl.build_model(
+        "resnet8",
+        method=name,
+        num_blocks=2,
+        input_shape=SHAPE,
+        num_classes=CLASSES,
+        block_order=block_order,
+        **({option: True} if option else {}),
+    )
     model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9))
     return model
 

@@ -8,15 +8,24 @@ import keras_local as kl
 
 def test_registries_list_what_exists():
     assert {"bp", "gll"} <= set(kl.list_methods())
-    assert {"resnet20", "resnet32", "resnet56", "resnet110", "vgg11", "vgg13", "vgg16", "vgg19",
-            "mlp"} <= set(kl.list_architectures())
+    assert {"resnet20", "resnet32", "resnet56", "resnet110", "vgg11", "vgg13", "vgg16", "vgg19", "mlp"} <= set(
+        kl.list_architectures()
+    )
     assert kl.list_heads() == ["cnn", "conv", "infopro", "linear", "mlp", "mlp_sr", "predsim"]
 
 
 @pytest.mark.parametrize(
     "name, units",
-    [("resnet20", 10), ("resnet32", 16), ("resnet56", 28), ("resnet110", 55),
-     ("vgg11", 8), ("vgg16", 13), ("vgg19", 16), ("mlp", 3)],
+    [
+        ("resnet20", 10),
+        ("resnet32", 16),
+        ("resnet56", 28),
+        ("resnet110", 55),
+        ("vgg11", 8),
+        ("vgg16", 13),
+        ("vgg19", 16),
+        ("mlp", 3),
+    ],
 )
 def test_architectures_have_the_expected_number_of_units(name, units):
     model = kl.build_model(name, method="gll", num_blocks=1, input_shape=(32, 32, 3), num_classes=10)
@@ -99,12 +108,14 @@ def test_lr_callbacks_change_every_blocks_learning_rate():
     x, y = tiny_batch(8)
     halve = keras.callbacks.LearningRateScheduler(lambda epoch, lr: lr / 2)
     model.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[halve])
-    np.testing.assert_allclose([float(b.optimizer.learning_rate) for b in model.blocks],
-                               [0.025, 0.05, 0.075], rtol=1e-6)
+    np.testing.assert_allclose(
+        [float(b.optimizer.learning_rate) for b in model.blocks], [0.025, 0.05, 0.075], rtol=1e-6
+    )
     plateau = keras.callbacks.ReduceLROnPlateau(monitor="loss", factor=0.1, patience=0, min_delta=1e9)
     model.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[plateau])
-    np.testing.assert_allclose([float(b.optimizer.learning_rate) for b in model.blocks],
-                               [0.0025, 0.005, 0.0075], rtol=1e-5)  # one plateau in 2 epochs
+    np.testing.assert_allclose(
+        [float(b.optimizer.learning_rate) for b in model.blocks], [0.0025, 0.005, 0.0075], rtol=1e-5
+    )  # one plateau in 2 epochs
     model.optimizer.learning_rate = 0.3
     assert all(float(b.optimizer.learning_rate) == pytest.approx(0.3) for b in model.blocks)
 
@@ -121,7 +132,8 @@ def test_block_fit_trains_that_block_alone():
     assert history.history["loss"][-1] < history.history["loss"][0]
     assert [int(b.optimizer.iterations) for b in model.blocks] == [0, 6, 0]
     changed = [
-        index for index, (block, weights) in enumerate(zip(model.blocks, before))
+        index
+        for index, (block, weights) in enumerate(zip(model.blocks, before))
         if any(not np.array_equal(a, b) for a, b in zip(block.get_weights(), weights))
     ]
     assert changed == [1]
@@ -135,13 +147,24 @@ def test_weight_decay_scope_backbone_kernels_decays_only_the_units_kernels():
     gradients = {}
     for scope in ("all", "backbone_kernels"):
         keras.utils.set_random_seed(0)
-        model = kl.build_model("mlp", "gll", num_blocks=2, input_shape=(6,), num_classes=3, weight_decay=0.5,
-                               weight_decay_scope=scope, architecture_options={"hidden_units": (4, 4)})
+        model = kl.build_model(
+            "mlp",
+            "gll",
+            num_blocks=2,
+            input_shape=(6,),
+            num_classes=3,
+            weight_decay=0.5,
+            weight_decay_scope=scope,
+            architecture_options={"hidden_units": (4, 4)},
+        )
         model.compile(optimizer=keras.optimizers.SGD(LEARNING_RATE))
         x = np.zeros((4, 6), "float32")  # no input: the data gradient of every first-layer kernel is 0
         values = [v.numpy() for v in model.blocks[0].trainable_variables]
-        gradients[scope] = (applied_gradients(model, x, np.array([0, 1, 2, 0]))[0], values,
-                            [v.path for v in model.blocks[0].trainable_variables])
+        gradients[scope] = (
+            applied_gradients(model, x, np.array([0, 1, 2, 0]))[0],
+            values,
+            [v.path for v in model.blocks[0].trainable_variables],
+        )
     applied, values, paths = gradients["backbone_kernels"]
     all_applied = gradients["all"][0]
     for gradient, all_gradient, value, path in zip(applied, all_applied, values, paths):

@@ -21,7 +21,7 @@ CASES = DISTRIBUTED_CASES + [("gll", "together", {"architecture": "resnet8", "sy
 
 # Builds and trains every case under the strategy (None: this process alone) and returns
 # {case index: (weights, fit logs, evaluate logs)}. Run by each worker and by the test itself.
-STEP = textwrap.dedent('''
+STEP = textwrap.dedent("""
     def run_cases(cases, strategy):
         import keras, numpy as np, tensorflow as tf
         import keras_local as kl
@@ -47,18 +47,18 @@ STEP = textwrap.dedent('''
                               {key: float(values[0]) for key, values in history.items()},
                               {key: float(value) for key, value in evaluation.items()})
         return results
-''')
+""")
 
 
 def _worker_script(out):
-    return STEP + textwrap.dedent(f'''
+    return STEP + textwrap.dedent(f"""
         import os, pickle
         import keras_local as kl
         strategy = kl.cluster.strategy_from_environment()   # first: before any TensorFlow operation
         results = run_cases({CASES!r}, strategy)
         with open(os.path.join({str(out)!r}, "worker-" + os.environ["WORKER_INDEX"] + ".pkl"), "wb") as file:
             pickle.dump(results, file)
-    ''')
+    """)
 
 
 def test_two_worker_processes_train_like_one_process_with_the_same_global_batch(tmp_path):
@@ -67,8 +67,15 @@ def test_two_worker_processes_train_like_one_process_with_the_same_global_batch(
     processes = []
     for index, tf_config in enumerate(local_cluster(2)):
         env = {**os.environ, "TF_CONFIG": tf_config, "WORKER_INDEX": str(index), "TF_CPP_MIN_LOG_LEVEL": "3"}
-        processes.append(subprocess.Popen([sys.executable, "-c", _worker_script(tmp_path)], env=env,
-                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        processes.append(
+            subprocess.Popen(
+                [sys.executable, "-c", _worker_script(tmp_path)],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
     try:
         outputs = [process.communicate(timeout=300) for process in processes]
     finally:
@@ -92,8 +99,9 @@ def test_two_worker_processes_train_like_one_process_with_the_same_global_batch(
             for key in reference_fit:  # the global batch's metrics, not one worker's half
                 np.testing.assert_allclose(fit_logs[key], reference_fit[key], rtol=1e-4, err_msg=f"{method} {key}")
             for key in reference_evaluation:
-                np.testing.assert_allclose(evaluation[key], reference_evaluation[key], rtol=1e-4,
-                                           err_msg=f"{method} evaluate {key}")
+                np.testing.assert_allclose(
+                    evaluation[key], reference_evaluation[key], rtol=1e-4, err_msg=f"{method} evaluate {key}"
+                )
         # Both workers hold the same model.
         for a, b in zip(workers[0][case][0], workers[1][case][0]):
             np.testing.assert_array_equal(a, b)
@@ -103,7 +111,8 @@ def test_cluster_descriptions(monkeypatch):
     configs = [json.loads(text) for text in local_cluster(3)]
     assert [c["task"]["index"] for c in configs] == [0, 1, 2]
     assert len(set(configs[0]["cluster"]["worker"])) == 3 and all(
-        address.startswith("127.0.0.1:") for address in configs[0]["cluster"]["worker"])
+        address.startswith("127.0.0.1:") for address in configs[0]["cluster"]["worker"]
+    )
     monkeypatch.setenv("TF_CONFIG", json.dumps(configs[1]))
     assert cluster_config()["task"]["index"] == 1 and not is_chief()
     elsewhere = worker_path("runs/x")
@@ -120,9 +129,28 @@ def test_cluster_descriptions(monkeypatch):
 
 def test_the_train_command_runs_on_two_local_workers_and_the_chief_writes_the_run(tmp_path):
     run_dir = tmp_path / "run"
-    command = [sys.executable, "-m", "keras_local.cli", "train", "--workers", "2", "--run-dir", str(run_dir),
-               "--set", "epochs=1", "--set", "train_examples=256", "--set", "test_examples=200",
-               "--set", 'architecture="resnet8"', "--set", "num_blocks=2", "--set", "verbose=0"]
+    command = [
+        sys.executable,
+        "-m",
+        "keras_local.cli",
+        "train",
+        "--workers",
+        "2",
+        "--run-dir",
+        str(run_dir),
+        "--set",
+        "epochs=1",
+        "--set",
+        "train_examples=256",
+        "--set",
+        "test_examples=200",
+        "--set",
+        'architecture="resnet8"',
+        "--set",
+        "num_blocks=2",
+        "--set",
+        "verbose=0",
+    ]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     env.pop("TF_CONFIG", None)
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
@@ -148,7 +176,7 @@ def test_workers_must_be_positive_and_not_inside_a_cluster(monkeypatch, capsys):
 
 # -- blocks on remote workers ---------------------------------------------------------------
 
-REMOTE_PIPELINE = textwrap.dedent('''
+REMOTE_PIPELINE = textwrap.dedent("""
     import json, sys
     import numpy as np, keras
     import keras_local as kl
@@ -173,7 +201,7 @@ REMOTE_PIPELINE = textwrap.dedent('''
     difference = max(float(np.abs(a - np.asarray(b)).max()) for a, b in zip(weights, reference.get_weights()))
     print(json.dumps({"devices": devices, "placed": placed, "difference": difference,
                       "logs": [remote_logs, reference_logs]}))
-''')
+""")
 
 
 def test_a_pipelined_model_with_blocks_on_two_remote_workers_matches_one_process():
@@ -181,12 +209,15 @@ def test_a_pipelined_model_with_blocks_on_two_remote_workers_matches_one_process
     give the weights and logs of the same model in one process."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     env.pop("TF_CONFIG", None)
-    result = subprocess.run([sys.executable, "-c", REMOTE_PIPELINE], capture_output=True, text=True, timeout=300,
-                            env=env)
+    result = subprocess.run(
+        [sys.executable, "-c", REMOTE_PIPELINE], capture_output=True, text=True, timeout=300, env=env
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
-    assert report["devices"] == ["/job:worker/replica:0/task:0/device:CPU:0",
-                                 "/job:worker/replica:0/task:1/device:CPU:0"]
+    assert report["devices"] == [
+        "/job:worker/replica:0/task:0/device:CPU:0",
+        "/job:worker/replica:0/task:1/device:CPU:0",
+    ]
     assert report["placed"] == ["/job:worker/replica:0/task:1/device:CPU:0"]
     assert report["difference"] < 1e-6
     remote_logs, reference_logs = report["logs"]
@@ -207,10 +238,30 @@ def test_the_train_command_puts_the_blocks_on_local_servers_and_its_model_loads_
     import keras
 
     run_dir = tmp_path / "run"
-    command = [sys.executable, "-m", "keras_local.cli", "train", "--block-workers", "2", "--run-dir", str(run_dir),
-               "--set", "epochs=1", "--set", "train_examples=256", "--set", "test_examples=200",
-               "--set", 'architecture="resnet8"', "--set", "num_blocks=2", "--set", 'block_order="pipelined"',
-               "--set", "verbose=0"]
+    command = [
+        sys.executable,
+        "-m",
+        "keras_local.cli",
+        "train",
+        "--block-workers",
+        "2",
+        "--run-dir",
+        str(run_dir),
+        "--set",
+        "epochs=1",
+        "--set",
+        "train_examples=256",
+        "--set",
+        "test_examples=200",
+        "--set",
+        'architecture="resnet8"',
+        "--set",
+        "num_blocks=2",
+        "--set",
+        'block_order="pipelined"',
+        "--set",
+        "verbose=0",
+    ]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     env.pop("TF_CONFIG", None)
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
@@ -224,12 +275,15 @@ def test_the_train_command_puts_the_blocks_on_local_servers_and_its_model_loads_
     )
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["train", "--block-workers", "0"], "--block-workers must be a positive integer"),
-    (["train", "--set", 'remote_workers=["nowhere"]'], "remote_workers must list the TensorFlow servers"),
-    (["train", "--set", "remote_workers=[]"], "remote_workers must list"),
-    (["serve", "--cluster", "127.0.0.1:1,127.0.0.1:2", "--index", "2"], "--index 2 is not a position"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "--block-workers", "0"], "--block-workers must be a positive integer"),
+        (["train", "--set", 'remote_workers=["nowhere"]'], "remote_workers must list the TensorFlow servers"),
+        (["train", "--set", "remote_workers=[]"], "remote_workers must list"),
+        (["serve", "--cluster", "127.0.0.1:1,127.0.0.1:2", "--index", "2"], "--index 2 is not a position"),
+    ],
+)
 def test_remote_block_options_are_checked_before_anything_starts(argv, message, capsys):
     from keras_local.cli import main
 
@@ -248,18 +302,39 @@ def test_a_killed_two_worker_run_resumes_to_the_uninterrupted_weights(tmp_path):
     import keras
 
     def command(run_dir):
-        return [sys.executable, "-m", "keras_local.cli", "train", "--workers", "2", "--run-dir", str(run_dir),
-                "--set", "epochs=2", "--set", "train_examples=512", "--set", "batch_size=64",
-                "--set", "test_examples=200", "--set", "checkpoint_every=3", "--set", 'architecture="resnet8"',
-                "--set", "num_blocks=2", "--set", "verbose=0"]
+        return [
+            sys.executable,
+            "-m",
+            "keras_local.cli",
+            "train",
+            "--workers",
+            "2",
+            "--run-dir",
+            str(run_dir),
+            "--set",
+            "epochs=2",
+            "--set",
+            "train_examples=512",
+            "--set",
+            "batch_size=64",
+            "--set",
+            "test_examples=200",
+            "--set",
+            "checkpoint_every=3",
+            "--set",
+            'architecture="resnet8"',
+            "--set",
+            "num_blocks=2",
+            "--set",
+            "verbose=0",
+        ]
 
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     env.pop("TF_CONFIG", None)
     uninterrupted = subprocess.run(command(tmp_path / "a"), capture_output=True, text=True, timeout=300, env=env)
     assert uninterrupted.returncode == 0, uninterrupted.stderr[-3000:]
 
-    launcher = subprocess.Popen(command(tmp_path / "b"), env=env, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
+    launcher = subprocess.Popen(command(tmp_path / "b"), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     index = tmp_path / "b" / "backup" / "checkpoint.json"
     deadline = time.monotonic() + 240
     while not (index.exists() and json.loads(index.read_text())["step"] >= 6):

@@ -11,13 +11,31 @@ from own_models import residual_model, token_model
 import keras_local as kl
 from keras_local import cli
 
-INSIDE_BLOCKS = ["res1_conv1", "res1_relu1", "res1_conv2", "res2_conv1", "res2_relu1", "res2_conv2",
-                 "res2_shortcut", "mix_a", "mix_b"]
+INSIDE_BLOCKS = [
+    "res1_conv1",
+    "res1_relu1",
+    "res1_conv2",
+    "res2_conv1",
+    "res2_relu1",
+    "res2_conv2",
+    "res2_shortcut",
+    "mix_a",
+    "mix_b",
+]
 
 
 def test_cut_points_exclude_every_point_inside_a_residual_block_or_a_concatenation():
     assert kl.cut_points(residual_model()) == [
-        "stem", "stem_bn", "stem_relu", "res1_add", "res1_out", "res2_add", "res2_out", "mix_concat", "pool"]
+        "stem",
+        "stem_bn",
+        "stem_relu",
+        "res1_add",
+        "res1_out",
+        "res2_add",
+        "res2_out",
+        "mix_concat",
+        "pool",
+    ]
     model = kl.build_model(residual_model(), "gll", num_blocks=2)
     units = [unit for block in model.blocks for unit in block.units]
     # Every layer inside a skip sits in one unit with the layers that close the skip.
@@ -76,8 +94,9 @@ def test_backbone_model_is_the_users_model_with_the_trained_weights():
 def test_a_user_models_round_trip_keeps_its_graph_and_every_blocks_optimizer_state(tmp_path):
     """What a user's model adds to the method contract's round trip (tests/test_method_contract.py):
     its replayed graph, a backward link into one of its blocks, its export."""
-    model = kl.build_model(residual_model(), "backlink", num_blocks=3, block_order="sequential",
-                           propagation_length=1, alpha=0.5)
+    model = kl.build_model(
+        residual_model(), "backlink", num_blocks=3, block_order="sequential", propagation_length=1, alpha=0.5
+    )
     model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9))
     x, y = tiny_batch(16)
     model.fit(x, y, batch_size=8, epochs=2, verbose=0, shuffle=False)
@@ -97,10 +116,19 @@ def test_a_user_models_round_trip_keeps_its_graph_and_every_blocks_optimizer_sta
     np.testing.assert_allclose(inference.predict(x, verbose=0), loaded.predict(x, verbose=0), atol=1e-5)
 
 
-@pytest.mark.parametrize("method, block_order", [
-    ("gll", "together"), ("gll", "sequential"), ("bp", "together"), ("bwbpf", "pipelined"),
-    ("dgl", "together"), ("predsim", "together"), ("infopro", "sequential"), ("associated", "together"),
-])
+@pytest.mark.parametrize(
+    "method, block_order",
+    [
+        ("gll", "together"),
+        ("gll", "sequential"),
+        ("bp", "together"),
+        ("bwbpf", "pipelined"),
+        ("dgl", "together"),
+        ("predsim", "together"),
+        ("infopro", "sequential"),
+        ("associated", "together"),
+    ],
+)
 def test_every_method_trains_a_user_model(method, block_order):
     model = kl.build_model(residual_model(), method, num_blocks=2, block_order=block_order)
     model.compile(optimizer=keras.optimizers.SGD(0.05))
@@ -138,22 +166,37 @@ class Subclassed(keras.Model):
         return self.dense(x)
 
 
-@pytest.mark.parametrize("make, options, message", [
-    (_two_in, {}, "Model 'two_in' has 2 input(s) and 1 output(s)"),
-    (Subclassed, {}, "subclassed model without a functional graph"),
-    (lambda: keras.Sequential([keras.layers.Dense(3)], name="unbuilt"), {}, "pass input_shape="),
-    (residual_model, {"cuts": ["res1_conv2"]}, "the nearest cut points are 'stem_relu' and 'res1_add'"),
-    (residual_model, {"cuts": ["stem_rel"]}, "Did you mean 'stem_relu'"),
-    (residual_model, {"cuts": ["pool"]}, "is in its classifier, which stays whole as the output head; the last "
-                                         "cut point before it is 'mix_concat'"),
-    (lambda: keras.applications.MobileNetV2(weights=None, alpha=0.35, include_top=False), {},
-     "with undefined dimensions: pass input_shape"),
-    (residual_model, {"input_shape": (16, 16, 3)}, "input_shape=(16, 16, 3) does not fit model 'residual'"),
-    (residual_model, {"num_classes": 10}, "ends in a classifier of 5 classes (pool, logits) but num_classes=10"),
-    (lambda: keras.Sequential([keras.Input((4,)), keras.layers.Dense(8), keras.layers.Dense(3, activation="softmax")],
-                              name="probabilities"), {}, "ends in a softmax"),
-    (lambda: "keras.applications.NoSuchNet", {}, "keras.applications has no model factory 'NoSuchNet'"),
-])
+@pytest.mark.parametrize(
+    "make, options, message",
+    [
+        (_two_in, {}, "Model 'two_in' has 2 input(s) and 1 output(s)"),
+        (Subclassed, {}, "subclassed model without a functional graph"),
+        (lambda: keras.Sequential([keras.layers.Dense(3)], name="unbuilt"), {}, "pass input_shape="),
+        (residual_model, {"cuts": ["res1_conv2"]}, "the nearest cut points are 'stem_relu' and 'res1_add'"),
+        (residual_model, {"cuts": ["stem_rel"]}, "Did you mean 'stem_relu'"),
+        (
+            residual_model,
+            {"cuts": ["pool"]},
+            "is in its classifier, which stays whole as the output head; the last cut point before it is 'mix_concat'",
+        ),
+        (
+            lambda: keras.applications.MobileNetV2(weights=None, alpha=0.35, include_top=False),
+            {},
+            "with undefined dimensions: pass input_shape",
+        ),
+        (residual_model, {"input_shape": (16, 16, 3)}, "input_shape=(16, 16, 3) does not fit model 'residual'"),
+        (residual_model, {"num_classes": 10}, "ends in a classifier of 5 classes (pool, logits) but num_classes=10"),
+        (
+            lambda: keras.Sequential(
+                [keras.Input((4,)), keras.layers.Dense(8), keras.layers.Dense(3, activation="softmax")],
+                name="probabilities",
+            ),
+            {},
+            "ends in a softmax",
+        ),
+        (lambda: "keras.applications.NoSuchNet", {}, "keras.applications has no model factory 'NoSuchNet'"),
+    ],
+)
 def test_bad_models_are_refused_in_one_line(make, options, message):
     with pytest.raises(ValueError) as error:
         kl.build_model(make(), "gll", num_blocks=1, **options)
@@ -168,8 +211,12 @@ def test_a_model_with_two_outputs_is_refused():
 
 
 def test_a_list_of_layers_and_a_nested_model_are_cut_like_a_sequential():
-    layers = [keras.layers.Conv2D(4, 3, name="c1"), keras.layers.ReLU(name="r1"), keras.layers.Flatten(name="flat"),
-              keras.layers.Dense(5, name="fc")]
+    layers = [
+        keras.layers.Conv2D(4, 3, name="c1"),
+        keras.layers.ReLU(name="r1"),
+        keras.layers.Flatten(name="flat"),
+        keras.layers.Dense(5, name="fc"),
+    ]
     model = kl.build_model(layers, "gll", num_blocks=2, input_shape=(8, 8, 3))
     assert [[u.layers[-1].name for u in block.units] for block in model.blocks] == [["c1"], ["r1"]]
     assert model.output_head.layers[-1].name == "fc" and model.backbone_model().layers[-1].name == "fc"
@@ -181,9 +228,25 @@ def test_a_list_of_layers_and_a_nested_model_are_cut_like_a_sequential():
 
 @pytest.mark.large  # a whole run of the CLI
 def test_cli_trains_a_model_named_by_module_and_function(tmp_path):
-    argv = ["train", "--run-dir", str(tmp_path), "--set", 'architecture="own_models:residual_model"',
-            "--set", "cuts=[\"res1_out\"]", "--set", "train_examples=64", "--set", "test_examples=64",
-            "--set", "batch_size=32", "--set", "epochs=1", "--set", "verbose=0"]
+    argv = [
+        "train",
+        "--run-dir",
+        str(tmp_path),
+        "--set",
+        'architecture="own_models:residual_model"',
+        "--set",
+        'cuts=["res1_out"]',
+        "--set",
+        "train_examples=64",
+        "--set",
+        "test_examples=64",
+        "--set",
+        "batch_size=32",
+        "--set",
+        "epochs=1",
+        "--set",
+        "verbose=0",
+    ]
     assert cli.main(argv) == 0
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["num_blocks"] == 2 and 0.0 <= summary["test_accuracy"] <= 1.0
@@ -193,8 +256,14 @@ def test_cli_trains_a_model_named_by_module_and_function(tmp_path):
 @pytest.mark.large  # a keras.applications network
 def test_keras_applications_model_trains_block_wise_on_cifar10_sample():
     train = kl.data.load_dataset("cifar10_sample", "train", batch_size=32, training=True, num_examples=64)
-    model = kl.build_model("keras.applications.MobileNetV2", "gll", num_blocks=3, split="balanced",
-                           architecture_options={"alpha": 0.35}, block_order="sequential")
+    model = kl.build_model(
+        "keras.applications.MobileNetV2",
+        "gll",
+        num_blocks=3,
+        split="balanced",
+        architecture_options={"alpha": 0.35},
+        block_order="sequential",
+    )
     assert model.backbone_name.startswith("mobilenetv2_0.35")
     model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9))
     logs = model.fit(train, epochs=1, verbose=0).history
@@ -208,13 +277,24 @@ def test_keras_hub_backbones_train_block_wise_from_a_config(tmp_path):
     keras_hub = pytest.importorskip("keras_hub")
     train = kl.data.load_dataset("cifar10_sample", "train", batch_size=32, training=True, num_examples=64)
     images, _ = next(iter(train))
-    vit = keras_hub.models.ViTBackbone(image_shape=(32, 32, 3), patch_size=8, num_layers=4, num_heads=2,
-                                       hidden_dim=32, mlp_dim=64)
-    assert kl.cut_points(vit)[2:] == ["transformer_block_1", "transformer_block_2", "transformer_block_3",
-                                      "transformer_block_4"]
+    vit = keras_hub.models.ViTBackbone(
+        image_shape=(32, 32, 3), patch_size=8, num_layers=4, num_heads=2, hidden_dim=32, mlp_dim=64
+    )
+    assert kl.cut_points(vit)[2:] == [
+        "transformer_block_1",
+        "transformer_block_2",
+        "transformer_block_3",
+        "transformer_block_4",
+    ]
     resnet = keras_hub.models.ResNetBackbone(
-        input_conv_filters=[64], input_conv_kernel_sizes=[3], stackwise_num_filters=[64, 64],
-        stackwise_num_blocks=[1, 1], stackwise_num_strides=[1, 2], block_type="basic_block", image_shape=(32, 32, 3))
+        input_conv_filters=[64],
+        input_conv_kernel_sizes=[3],
+        stackwise_num_filters=[64, 64],
+        stackwise_num_blocks=[1, 1],
+        stackwise_num_strides=[1, 2],
+        block_type="basic_block",
+        image_shape=(32, 32, 3),
+    )
     for backbone, pooling in ((vit, "class"), (resnet, "mean")):
         model = kl.build_model(backbone, "gll", num_blocks=2)
         assert model.output_head.token_pooling == pooling

@@ -76,6 +76,9 @@ def test_no_module_of_keras_local_imports_itself_back():
 
 
 def test_no_method_file_is_over_150_lines():
-    long = {str(path.relative_to(ROOT)): len(path.read_text().splitlines())
-            for path in (ROOT / "methods").rglob("*.py") if path.name != "base.py"}
+    long = {
+        str(path.relative_to(ROOT)): len(path.read_text().splitlines())
+        for path in (ROOT / "methods").rglob("*.py")
+        if path.name != "base.py"
+    }
     assert {path: lines for path, lines in long.items() if lines > 150} == {}

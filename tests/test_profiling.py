@@ -13,8 +13,14 @@ from keras_local import cli, profiling
 
 
 def deep_mlp(method, num_blocks=4, depth=4):
-    return kl.build_model("mlp", method, num_blocks=num_blocks, input_shape=(64,), num_classes=10,
-                          architecture_options={"hidden_units": (256,) * depth})
+    return kl.build_model(
+        "mlp",
+        method,
+        num_blocks=num_blocks,
+        input_shape=(64,),
+        num_classes=10,
+        architecture_options={"hidden_units": (256,) * depth},
+    )
 
 
 def batch(size=2048):
@@ -63,8 +69,23 @@ def test_profile_model_reports_every_block_and_leaves_the_model_untouched():
 @pytest.mark.large  # the profile command over several K
 def test_profile_command_writes_json_and_plot(tmp_path, capsys):
     keras.utils.set_random_seed(0)
-    code = cli.main(["profile", "--set", "architecture=mlp", "--set", "architecture_options={hidden_units=[64, 64]}",
-                     "--num-blocks", "1,2", "--batch-size", "16", "--repeats", "1", "--output-dir", str(tmp_path)])
+    code = cli.main(
+        [
+            "profile",
+            "--set",
+            "architecture=mlp",
+            "--set",
+            "architecture_options={hidden_units=[64, 64]}",
+            "--num-blocks",
+            "1,2",
+            "--batch-size",
+            "16",
+            "--repeats",
+            "1",
+            "--output-dir",
+            str(tmp_path),
+        ]
+    )
     assert code == 0
     result = json.loads((tmp_path / "profile.json").read_text())
     assert set(result["profiles"]) == {"1", "2"}
@@ -75,8 +96,9 @@ def test_profile_command_writes_json_and_plot(tmp_path, capsys):
 
 def test_time_balanced_cuts_are_valid_cuts_of_the_network():
     x, y = batch(64)
-    cuts = profiling.time_balanced_cuts("mlp", 3, x, y, repeats=1, num_classes=10,
-                                        architecture_options={"hidden_units": (32, 256, 256, 32)})
+    cuts = profiling.time_balanced_cuts(
+        "mlp", 3, x, y, repeats=1, num_classes=10, architecture_options={"hidden_units": (32, 256, 256, 32)}
+    )
     assert len(cuts) == 2 and 0 < cuts[0] < cuts[1] < 4
 
 
@@ -92,8 +114,16 @@ def test_step_flops_counts_the_products_each_rule_runs():
         return sum(2 * batch * m * n for m, n in products)
 
     def model(method, num_blocks, **options):
-        return kl.build_model("mlp", method, num_blocks=num_blocks, input_shape=(8, 8, 3), num_classes=classes,
-                              head="linear", architecture_options={"hidden_units": sizes[1:]}, **options)
+        return kl.build_model(
+            "mlp",
+            method,
+            num_blocks=num_blocks,
+            input_shape=(8, 8, 3),
+            num_classes=classes,
+            head="linear",
+            architecture_options={"hidden_units": sizes[1:]},
+            **options,
+        )
 
     # bp: forward and weight gradients of every product, input gradients of all but the first layer.
     bp = flops(layers + heads[-1:]) * 2 + flops(layers[1:] + heads[-1:])

@@ -13,10 +13,29 @@ from keras_local.methods import method_option_names
 ROOT = pathlib.Path(__file__).resolve().parents[1] / "recipes"
 RECIPES = sorted(str(path.relative_to(ROOT)) for path in ROOT.rglob("*.toml"))
 SHARED = ROOT.parents[1] / "shared" / "data" / "tfds"
-SHAPES = {"cifar10": ((32, 32, 3), 10), "cifar10_jpeg": ((32, 32, 3), 10), "cifar100": ((32, 32, 3), 100),
-          "mnist": ((28, 28, 1), 10), "tiny_imagenet": ((64, 64, 3), 200)}
-TINY = ["--set", "dataset=cifar10_sample", "--set", "train_examples=64", "--set", "test_examples=64",
-        "--set", "batch_size=32", "--set", "eval_batch_size=64", "--set", "epochs=1", "--set", "verbose=0"]
+SHAPES = {
+    "cifar10": ((32, 32, 3), 10),
+    "cifar10_jpeg": ((32, 32, 3), 10),
+    "cifar100": ((32, 32, 3), 100),
+    "mnist": ((28, 28, 1), 10),
+    "tiny_imagenet": ((64, 64, 3), 200),
+}
+TINY = [
+    "--set",
+    "dataset=cifar10_sample",
+    "--set",
+    "train_examples=64",
+    "--set",
+    "test_examples=64",
+    "--set",
+    "batch_size=32",
+    "--set",
+    "eval_batch_size=64",
+    "--set",
+    "epochs=1",
+    "--set",
+    "verbose=0",
+]
 
 
 def test_the_paper_recipes_exist():
@@ -51,11 +70,14 @@ def test_recipe_resolves_and_its_model_assembles(recipe):
     assert len(model.blocks) == expected + extra
 
 
-@pytest.mark.parametrize("recipe", [
-    "backlink/resnet32_cifar10_k4_conv.toml",     # backward links, conv heads
-    "backlink/alexnet_cifar10_k8_linear.toml",    # dense units, output layer alone in the last block
-    "bwbpf/resnet50_cifar10_k4.toml",             # bottleneck units, separate output block
-])
+@pytest.mark.parametrize(
+    "recipe",
+    [
+        "backlink/resnet32_cifar10_k4_conv.toml",  # backward links, conv heads
+        "backlink/alexnet_cifar10_k8_linear.toml",  # dense units, output layer alone in the last block
+        "bwbpf/resnet50_cifar10_k4.toml",  # bottleneck units, separate output block
+    ],
+)
 @pytest.mark.large  # whole runs of the paper recipes
 def test_recipe_trains_one_epoch_on_the_embedded_sample(recipe, tmp_path, capsys):
     assert cli.main(["train", "--config", str(ROOT / recipe), "--run-dir", str(tmp_path), *TINY]) == 0
@@ -69,9 +91,24 @@ def test_recipe_trains_one_epoch_on_the_embedded_sample(recipe, tmp_path, capsys
 def test_recipe_trains_on_the_shared_data(recipe, tmp_path):
     config = load_config(ROOT / recipe, method_option_names=method_option_names())
     dataset = ["--set", "dataset=cifar10_jpeg"] if config["dataset"] == "cifar10" else []
-    argv = ["train", "--config", str(ROOT / recipe), "--run-dir", str(tmp_path), *dataset,
-            "--set", f"data_dir={SHARED}", "--set", "epochs=1", "--set", "train_examples=512",
-            "--set", "test_examples=512", "--set", "verbose=0"]
+    argv = [
+        "train",
+        "--config",
+        str(ROOT / recipe),
+        "--run-dir",
+        str(tmp_path),
+        *dataset,
+        "--set",
+        f"data_dir={SHARED}",
+        "--set",
+        "epochs=1",
+        "--set",
+        "train_examples=512",
+        "--set",
+        "test_examples=512",
+        "--set",
+        "verbose=0",
+    ]
     assert cli.main(argv) == 0
 
 
@@ -83,10 +120,19 @@ def test_every_method_carries_a_reference_recipe_that_is_a_valid_config(method):
     import keras_local as kl
 
     recipe = kl.get_method(method).reference_recipe("resnet32")
-    assert recipe.source and {"optimizer", "learning_rate", "weight_decay", "weight_decay_scope", "batch_size",
-                              "epochs"} <= set(recipe.settings)
-    config = load_config(None, [f'method="{method}"', 'architecture="resnet32"', 'recipe="reference"',
-                                "epochs=200"], method_option_names())
+    assert recipe.source and {
+        "optimizer",
+        "learning_rate",
+        "weight_decay",
+        "weight_decay_scope",
+        "batch_size",
+        "epochs",
+    } <= set(recipe.settings)
+    config = load_config(
+        None,
+        [f'method="{method}"', 'architecture="resnet32"', 'recipe="reference"', "epochs=200"],
+        method_option_names(),
+    )
     for key, value in recipe.settings.items():
         if key == "method_options":
             assert value.items() <= config["method_options"].items()
@@ -129,9 +175,15 @@ def _owner_recipe(folder, raw):
     return kl.get_method(folder).reference_recipe(architecture), False  # a baseline trained with its settings
 
 
-@pytest.mark.parametrize("recipe", [r for r in RECIPES if r.split("/")[0] in
-                                    ("bwbpf", "backlink", "associated", "infopro", "dgl", "predsim", "man", "hpff",
-                                     "auglocal")])
+@pytest.mark.parametrize(
+    "recipe",
+    [
+        r
+        for r in RECIPES
+        if r.split("/")[0]
+        in ("bwbpf", "backlink", "associated", "infopro", "dgl", "predsim", "man", "hpff", "auglocal")
+    ],
+)
 def test_a_generated_recipe_carries_its_methods_reference_settings(recipe):
     import tomllib
 
@@ -157,14 +209,20 @@ def test_recipe_for_dataset_overrides_only_that_dataset():
     associated = kl.get_method("associated").reference_recipe("resnet32")
     assert associated.for_dataset("cifar100").settings["weight_decay"] == 5e-4
     assert associated.settings["weight_decay"] == 1e-4
-    config = load_config(None, ['method="associated"', 'architecture="resnet32"', 'dataset="cifar100"',
-                                'recipe="reference"'], method_option_names())
+    config = load_config(
+        None,
+        ['method="associated"', 'architecture="resnet32"', 'dataset="cifar100"', 'recipe="reference"'],
+        method_option_names(),
+    )
     assert config["weight_decay"] == 5e-4  # the config's reference recipe is the dataset's
 
 
 def test_reference_recipe_sits_under_the_file_and_the_overrides():
-    config = load_config(None, ['method="predsim"', 'recipe="reference"', "learning_rate=0.001",
-                                'output_loss="plain"'], method_option_names())
+    config = load_config(
+        None,
+        ['method="predsim"', 'recipe="reference"', "learning_rate=0.001", 'output_loss="plain"'],
+        method_option_names(),
+    )
     assert (config["optimizer"], config["weight_decay"], config["lr_schedule"]) == ("adam", 0.0, "piecewise")
     assert config["learning_rate"] == 0.001 and config["method_options"]["output_loss"] == "plain"
     assert load_config(None, ['method="predsim"'], method_option_names())["optimizer"] == "sgd"  # shared
@@ -183,15 +241,33 @@ def test_build_model_takes_the_model_keys_of_the_reference_recipe():
     assert associated.method.bridge == "pooled"  # the call's options win
     assert len(associated.blocks) == 4  # the reference's components: stem + one per stage
     assert {(b.weight_decay, b.weight_decay_scope) for b in associated.blocks} == {(1e-4, "backbone_kernels")}
-    assert kl.build_model("resnet20", "gll", num_blocks=2, recipe="reference", build=False).blocks[0].weight_decay \
-        == 5e-4
+    assert (
+        kl.build_model("resnet20", "gll", num_blocks=2, recipe="reference", build=False).blocks[0].weight_decay == 5e-4
+    )
 
 
 @pytest.mark.large  # a whole run of the CLI
 def test_cli_applies_the_reference_recipe(tmp_path, capsys):
-    code = cli.main(["train", "--recipe", "reference", "--set", 'method="dgl"', "--set", 'architecture="dgl_cnn4"',
-                     "--set", "num_blocks=2", *TINY, "--set", "batch_size=32", "--set", "validation_freq=0",
-                     "--run-dir", str(tmp_path / "run")])
+    code = cli.main(
+        [
+            "train",
+            "--recipe",
+            "reference",
+            "--set",
+            'method="dgl"',
+            "--set",
+            'architecture="dgl_cnn4"',
+            "--set",
+            "num_blocks=2",
+            *TINY,
+            "--set",
+            "batch_size=32",
+            "--set",
+            "validation_freq=0",
+            "--run-dir",
+            str(tmp_path / "run"),
+        ]
+    )
     assert code == 0
     import csv
 

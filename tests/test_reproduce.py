@@ -14,10 +14,21 @@ from reproduction import claims, grid, power_report, report  # noqa: E402
 
 
 def fake_record(cell, accuracy, memory=100.0, step=0.1):
-    return {"cell": cell, "dataset_label": "CIFAR-10 (JPEG q75)", "overrides": [], "versions": {},
-            "seed": cell["seed"], "history": [], "test_accuracy": accuracy, "block_accuracies": {},
-            "num_blocks": 4 if cell["num_blocks"] == "auto" else cell["num_blocks"],
-            "peak_memory_mib": memory + 200.0, "step_memory_mib": memory, "step_seconds": step, "seconds": 1.0}
+    return {
+        "cell": cell,
+        "dataset_label": "CIFAR-10 (JPEG q75)",
+        "overrides": [],
+        "versions": {},
+        "seed": cell["seed"],
+        "history": [],
+        "test_accuracy": accuracy,
+        "block_accuracies": {},
+        "num_blocks": 4 if cell["num_blocks"] == "auto" else cell["num_blocks"],
+        "peak_memory_mib": memory + 200.0,
+        "step_memory_mib": memory,
+        "step_seconds": step,
+        "seconds": 1.0,
+    }
 
 
 def test_the_grid_holds_only_cells_the_methods_accept_and_every_cell_is_a_valid_config():
@@ -30,13 +41,20 @@ def test_the_grid_holds_only_cells_the_methods_accept_and_every_cell_is_a_valid_
     for cell in cells[:12]:
         config = load_config(None, grid.overrides(cell, grid.BUDGETS["cifar10"]), method_option_names())
         assert config["method"] == cell["method"] and config["callbacks"]["memory_monitor"] is True
-        assert config["block_order"] == ("together" if cell["method"] in ("bp", "associated") or
-                                      cell["variant"] == "bwbpf_ds" else "sequential")
+        assert config["block_order"] == (
+            "together" if cell["method"] in ("bp", "associated") or cell["variant"] == "bwbpf_ds" else "sequential"
+        )
     by_id = {cell["id"]: cell for cell in cells}
-    adam = load_config(None, grid.overrides(by_id["cifar10-resnet20-associated_adam-kauto-s0"],
-                                                 grid.BUDGETS["cifar10"]), method_option_names())
-    grid_budget = load_config(None, grid.overrides(by_id["cifar10-resnet20-associated-kauto-s0"],
-                                                        grid.BUDGETS["cifar10"]), method_option_names())
+    adam = load_config(
+        None,
+        grid.overrides(by_id["cifar10-resnet20-associated_adam-kauto-s0"], grid.BUDGETS["cifar10"]),
+        method_option_names(),
+    )
+    grid_budget = load_config(
+        None,
+        grid.overrides(by_id["cifar10-resnet20-associated-kauto-s0"], grid.BUDGETS["cifar10"]),
+        method_option_names(),
+    )
     assert (adam["optimizer"], adam["learning_rate"], adam["batch_size"]) == ("adam", 1e-3, 32)  # the departure
     assert (grid_budget["optimizer"], grid_budget["learning_rate"]) == ("sgd", 0.1)
     assert adam["epochs"] == grid_budget["epochs"] and adam["train_examples"] == grid_budget["train_examples"]
@@ -67,13 +85,19 @@ def test_a_resumed_grid_runs_only_the_cells_not_recorded(tmp_path):
 def test_the_report_renders_tables_plots_and_findings_from_records(tmp_path):
     cells = {cell["id"]: cell for cell in grid.grid("cifar10")}
     accuracies = {
-        "cifar10-resnet20-bp-k1-s0": 0.80, "cifar10-resnet20-bp-k1-s1": 0.82,
-        "cifar10-resnet20-gll_linear-k4-s0": 0.70, "cifar10-resnet20-gll_linear-k4-s1": 0.72,
-        "cifar10-resnet20-backlink_l1-k4-s0": 0.74, "cifar10-resnet20-bwbpf-k4-s0": 0.71,
-        "cifar10-resnet20-gll_linear-k8-s0": 0.60, "cifar10-resnet20-backlink_l1-k8-s0": 0.65,
+        "cifar10-resnet20-bp-k1-s0": 0.80,
+        "cifar10-resnet20-bp-k1-s1": 0.82,
+        "cifar10-resnet20-gll_linear-k4-s0": 0.70,
+        "cifar10-resnet20-gll_linear-k4-s1": 0.72,
+        "cifar10-resnet20-backlink_l1-k4-s0": 0.74,
+        "cifar10-resnet20-bwbpf-k4-s0": 0.71,
+        "cifar10-resnet20-gll_linear-k8-s0": 0.60,
+        "cifar10-resnet20-backlink_l1-k8-s0": 0.65,
     }
-    records = [fake_record(cells[name], accuracy, memory=50.0 if "bp" not in name else 100.0)
-               for name, accuracy in accuracies.items()]
+    records = [
+        fake_record(cells[name], accuracy, memory=50.0 if "bp" not in name else 100.0)
+        for name, accuracy in accuracies.items()
+    ]
     path = report.render_report(records, tmp_path)
     text = path.read_text()
     assert "| BP | 19.00 ± 1.41 (n=2) | 19.00 ± 1.41 (n=2) |" in text  # bp's own row, the same at every K
@@ -91,29 +115,42 @@ def test_the_papers_claims_are_checked_against_the_recorded_errors(tmp_path):
     cells = {cell["id"]: cell for cell in grid.grid("cifar10")}
     accuracies = {
         "cifar10-resnet20-bp-k1-s0": 0.81,
-        "cifar10-resnet20-gll_linear-k4-s0": 0.71, "cifar10-resnet20-gll_linear-k8-s0": 0.60,
-        "cifar10-resnet20-backlink_l1-k4-s0": 0.74, "cifar10-resnet20-backlink_l1-k8-s0": 0.65,
+        "cifar10-resnet20-gll_linear-k4-s0": 0.71,
+        "cifar10-resnet20-gll_linear-k8-s0": 0.60,
+        "cifar10-resnet20-backlink_l1-k4-s0": 0.74,
+        "cifar10-resnet20-backlink_l1-k8-s0": 0.65,
         "cifar10-resnet20-backlink_l2-k4-s0": 0.73,  # above l = 1: the l-claim is contradicted
-        "cifar10-resnet20-bwbpf-k4-s0": 0.70, "cifar10-resnet20-predsim-k4-s0": 0.50,
+        "cifar10-resnet20-bwbpf-k4-s0": 0.70,
+        "cifar10-resnet20-predsim-k4-s0": 0.50,
         "cifar10-resnet20-associated_adam-kauto-s0": 0.80,
     }
-    records = [fake_record(cells[name], accuracy, memory=100.0 if "bp" in name else 40.0,
-                           step=0.2 if "bp" in name else 0.3) for name, accuracy in accuracies.items()]
+    records = [
+        fake_record(cells[name], accuracy, memory=100.0 if "bp" in name else 40.0, step=0.2 if "bp" in name else 0.3)
+        for name, accuracy in accuracies.items()
+    ]
     errors = report._error_cells(records)
-    verdicts = {statement: (evidence, holds, beyond_noise) for _, statement, evidence, holds, beyond_noise
-                in claims.check_claims(errors, "cifar10", "resnet20")}
+    verdicts = {
+        statement: (evidence, holds, beyond_noise)
+        for _, statement, evidence, holds, beyond_noise in claims.check_claims(errors, "cifar10", "resnet20")
+    }
     # Beyond noise: a gap over twice its binomial sigma on 10,000 test images (3 points at 29% and 26%
     # error: sigma = 0.63; 1 point at 26% and 27%: sigma = 0.62, so 1.00 is within noise).
     assert verdicts["GLL's error grows with K"] == ("29.00 (K=4) → 40.00 (K=8)", True, True)
-    assert verdicts["BackLink (l = 1) has a lower error than GLL at every K (linear heads)"] == \
-        ("K=4: -3.00, K=8: -5.00", True, True)
+    assert verdicts["BackLink (l = 1) has a lower error than GLL at every K (linear heads)"] == (
+        "K=4: -3.00, K=8: -5.00",
+        True,
+        True,
+    )
     # The gain grows by 2 points; its sigma sums four error rates' variances (0.93): 2 > 1.86.
     assert verdicts["the gain of BackLink (l = 1) over GLL grows with K"] == ("+3.00 (K=4) → +5.00 (K=8)", True, True)
     assert verdicts["a longer propagation lowers the error further (l = 2 below l = 1)"] == ("K=4: +1.00", False, False)
     assert verdicts["BWBPF has a lower error than BP"] == ("K=4: +11.00", False, True)
     assert verdicts["PredSim has a higher error than BP"][1:] == (True, True)
-    assert verdicts["Associated Learning (with Adam, as its reference) is comparable to BP (within 2 points)"] == \
-        ("K=4: +1.00", True, True)
+    assert verdicts["Associated Learning (with Adam, as its reference) is comparable to BP (within 2 points)"] == (
+        "K=4: +1.00",
+        True,
+        True,
+    )
     assert verdicts["InfoPro has a lower error than GLL with a conv head at every K"] == ("–", None, None)
     assert claims.sigma(26.0, 27.0) == pytest.approx(100 * ((0.26 * 0.74 + 0.27 * 0.73) / 10_000) ** 0.5)
     text = report.render_report(records, tmp_path).read_text()
@@ -123,19 +160,32 @@ def test_the_papers_claims_are_checked_against_the_recorded_errors(tmp_path):
     assert "| BP | 1 | 100 | 0% | 300 | 1.00 |" in text
     # A grid checks only the claims its declared cells can test: Tiny-ImageNet has one K and four methods.
     tiny = [statement for _, statement, *_ in claims.check_claims({}, "tiny_imagenet", "resnet20")]
-    assert tiny == ["BackLink (l = 1) has a lower error than GLL at every K (linear heads)",
-                    "BWBPF has a lower error than BP"]
+    assert tiny == [
+        "BackLink (l = 1) has a lower error than GLL at every K (linear heads)",
+        "BWBPF has a lower error than BP",
+    ]
     tiny_cells = {cell["variant"]: cell for cell in grid.grid("tiny_imagenet")}
-    text = report.render_report([fake_record(tiny_cells[v], 0.1) for v in ("bp", "gll_linear")],
-                                   tmp_path / "tiny").read_text()
+    text = report.render_report(
+        [fake_record(tiny_cells[v], 0.1) for v in ("bp", "gll_linear")], tmp_path / "tiny"
+    ).read_text()
     assert "1 epoch, batch" in text and "GLL's error grows with K" not in text
     assert "error_vs_k" not in text  # one K: no error-vs-K plot
 
 
 def test_a_cell_starts_from_scratch_whatever_an_earlier_run_left_in_its_folder(tmp_path, monkeypatch):
-    budget = {"label": "the embedded sample", "dataset": "cifar10_sample", "train_examples": 64, "test_examples": 64,
-              "epochs": 1, "batch_size": 32, "learning_rate": 0.1, "momentum": 0.9, "nesterov": True,
-              "weight_decay": 0.0, "lr_schedule": "cosine"}
+    budget = {
+        "label": "the embedded sample",
+        "dataset": "cifar10_sample",
+        "train_examples": 64,
+        "test_examples": 64,
+        "epochs": 1,
+        "batch_size": 32,
+        "learning_rate": 0.1,
+        "momentum": 0.9,
+        "nesterov": True,
+        "weight_decay": 0.0,
+        "lr_schedule": "cosine",
+    }
     monkeypatch.setitem(grid.BUDGETS, "cifar10", budget)
     # The embedded sample needs no data root; the shared one may be absent from a fresh checkout's parent.
     monkeypatch.setattr(grid, "DATA_DIR", str(tmp_path))
@@ -147,8 +197,9 @@ def test_a_cell_starts_from_scratch_whatever_an_earlier_run_left_in_its_folder(t
     record = grid.run_cell(cell, tmp_path / "records", runs=str(tmp_path / "runs"))
     assert [row["epoch"] for row in record["history"]] == [0.0] and "old_column" not in record["history"][0]
     assert record["step_memory_mib"] > 0 and len(record["load_average"]) == 3
-    assert json.loads(grid.record_path(cell, tmp_path / "records").read_text())["test_accuracy"] == \
-        record["test_accuracy"]
+    assert (
+        json.loads(grid.record_path(cell, tmp_path / "records").read_text())["test_accuracy"] == record["test_accuracy"]
+    )
 
 
 def test_cells_are_keyed_by_the_k_asked_for_and_costs_compare_like_batches(tmp_path):
@@ -178,17 +229,21 @@ def test_the_power_report_uses_seed_noise_and_marks_unconverged_cells(tmp_path):
 
     records = []
     for seed, (bp, gll2, gll4, link2, link4) in enumerate(
-            [(0.520, 0.50, 0.45, 0.52, 0.47), (0.515, 0.49, 0.44, 0.51, 0.47), (0.525, 0.51, 0.45, 0.52, 0.48)]):
-        records += [record(f"power-resnet8-bp-k1-s{seed}", bp),
-                    record(f"power-resnet8-gll_linear-k2-s{seed}", gll2),
-                    record(f"power-resnet8-gll_linear-k4-s{seed}", gll4, falling if seed == 1 else flat),
-                    record(f"power-resnet8-backlink_l1-k2-s{seed}", link2),
-                    record(f"power-resnet8-backlink_l1-k4-s{seed}", link4)]
+        [(0.520, 0.50, 0.45, 0.52, 0.47), (0.515, 0.49, 0.44, 0.51, 0.47), (0.525, 0.51, 0.45, 0.52, 0.48)]
+    ):
+        records += [
+            record(f"power-resnet8-bp-k1-s{seed}", bp),
+            record(f"power-resnet8-gll_linear-k2-s{seed}", gll2),
+            record(f"power-resnet8-gll_linear-k4-s{seed}", gll4, falling if seed == 1 else flat),
+            record(f"power-resnet8-backlink_l1-k2-s{seed}", link2),
+            record(f"power-resnet8-backlink_l1-k4-s{seed}", link4),
+        ]
     records.append(record("power-resnet8-bwbpf-k4-s0", 0.6))  # one seed: decides nothing
     spread = power_report.seed_spread(records)
     assert spread[1] == pytest.approx(0.5) and spread[2] == pytest.approx(1.0)  # 48.0, 48.5, 47.5
-    verdicts = {statement: (holds, beyond) for _, statement, _, holds, beyond in
-              power_report.power_claims(records, "shared")}
+    verdicts = {
+        statement: (holds, beyond) for _, statement, _, holds, beyond in power_report.power_claims(records, "shared")
+    }
     # GLL: 50.0 → 55.33 error, a 5.3-point rise against seed noise of ~0.5: beyond noise.
     assert verdicts["GLL's error grows with K"] == (True, True)
     # BackLink − GLL: K=2 -1.67 (σ = sqrt(0.33²/... ) small), K=4 -2.67: both beyond noise.
@@ -206,8 +261,12 @@ def test_the_power_report_uses_seed_noise_and_marks_unconverged_cells(tmp_path):
 
 def test_convergence_judges_the_epochs_before_the_rate_cut_and_knows_a_cell_at_chance(tmp_path):
     cells = {cell["id"]: cell for cell in grid.grid("power")}
-    piecewise = ['lr_schedule="piecewise"', "lr_boundaries=[0.4, 0.6, 0.8, 0.9]", "epochs=10",
-                 "lr_multipliers=[1.0, 0.1, 0.01, 0.001, 0.0005]"]
+    piecewise = [
+        'lr_schedule="piecewise"',
+        "lr_boundaries=[0.4, 0.6, 0.8, 0.9]",
+        "epochs=10",
+        "lr_multipliers=[1.0, 0.1, 0.01, 0.001, 0.0005]",
+    ]
     # Falling 10 % an epoch until the cut at 40 %, then frozen: the frozen tail must not pass for convergence.
     frozen = [{"loss": 2.0 * 0.9 ** min(epoch, 3), "accuracy": 0.5} for epoch in range(10)]
     record = {**fake_record(cells["power-resnet8-bp-k1-s0"], 0.5), "history": frozen, "overrides": piecewise}
@@ -219,12 +278,18 @@ def test_convergence_judges_the_epochs_before_the_rate_cut_and_knows_a_cell_at_c
     # The claim that reads such cells is not decided by them, and says which optimizer its cell used.
     records = []
     for seed in range(3):
-        records += [{**fake_record(cells[f"power-resnet8-bp-k1-s{seed}"], 0.5 + 0.01 * seed),
-                     "history": [{"loss": 1.0, "accuracy": 0.5}]},
-                    {**fake_record(cells[f"power-resnet8-associated-kauto-s{seed}"], 0.1), "history": collapsed}]
+        records += [
+            {
+                **fake_record(cells[f"power-resnet8-bp-k1-s{seed}"], 0.5 + 0.01 * seed),
+                "history": [{"loss": 1.0, "accuracy": 0.5}],
+            },
+            {**fake_record(cells[f"power-resnet8-associated-kauto-s{seed}"], 0.1), "history": collapsed},
+        ]
     table = "\n".join(power_report._power_claims_table(records, "shared"))
-    assert ("Associated Learning (with the shared SGD recipe) is comparable to BP (within 2 points) | K=4: +41.00"
-            " | undecided: a cell it reads is at chance" in table)
+    assert (
+        "Associated Learning (with the shared SGD recipe) is comparable to BP (within 2 points) | K=4: +41.00"
+        " | undecided: a cell it reads is at chance" in table
+    )
 
 
 def test_the_2024_grid_decides_a_claim_on_gaps_paired_by_seed():

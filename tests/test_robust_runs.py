@@ -23,14 +23,24 @@ from keras_local.train import previous_run, train_and_evaluate
 pytestmark = pytest.mark.large  # whole runs, killed and resumed in subprocesses
 
 # A small run: 256 examples in batches of 32 (8 steps per epoch), 3 epochs.
-SMALL = ["architecture=resnet8", "num_blocks=2", "train_examples=256", "test_examples=128", "batch_size=32",
-         "epochs=3", "verbose=0", "checkpoint_every=3"]
+SMALL = [
+    "architecture=resnet8",
+    "num_blocks=2",
+    "train_examples=256",
+    "test_examples=128",
+    "batch_size=32",
+    "epochs=3",
+    "verbose=0",
+    "checkpoint_every=3",
+]
 
 
 def _strict_json(path):
     """Parses JSON as the standard does: a bare NaN or Infinity is an error."""
+
     def refuse(constant):
         raise ValueError(f"{path} holds the non-JSON constant {constant}")
+
     with open(path) as file:
         return json.load(file, parse_constant=refuse)
 
@@ -46,6 +56,7 @@ def _run(tmp_path, argv, capsys):
 
 
 # -- exact resume -------------------------------------------------------------------
+
 
 class StopAtStep(keras.callbacks.Callback):
     """Interrupts training after `step` batches: raises, or with `kill` dies as `kill -9` does."""
@@ -84,8 +95,9 @@ def test_a_run_killed_inside_an_epoch_resumes_to_the_uninterrupted_weights(tmp_p
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 
     def run(run_dir, kill_at):
-        return subprocess.run([sys.executable, str(script), str(run_dir), str(kill_at), *SMALL],
-                              capture_output=True, text=True, env=env)
+        return subprocess.run(
+            [sys.executable, str(script), str(run_dir), str(kill_at), *SMALL], capture_output=True, text=True, env=env
+        )
 
     killed = run(tmp_path / "resumed", 15)
     assert killed.returncode == -9, killed.stderr
@@ -97,8 +109,11 @@ def test_a_run_killed_inside_an_epoch_resumes_to_the_uninterrupted_weights(tmp_p
     uninterrupted = run(tmp_path / "uninterrupted", 0)
     assert uninterrupted.returncode == 0, uninterrupted.stderr
 
-    for a, b in zip(_weights(tmp_path / "resumed" / "model.keras"),
-                    _weights(tmp_path / "uninterrupted" / "model.keras"), strict=True):
+    for a, b in zip(
+        _weights(tmp_path / "resumed" / "model.keras"),
+        _weights(tmp_path / "uninterrupted" / "model.keras"),
+        strict=True,
+    ):
         np.testing.assert_array_equal(a, b)  # bit for bit
     # The resumed epoch's row holds all its batches: the running metrics were checkpointed too.
     assert (tmp_path / "resumed" / "history.csv").read_text() == (
@@ -110,8 +125,10 @@ def test_a_run_killed_inside_an_epoch_resumes_to_the_uninterrupted_weights(tmp_p
 def test_each_epoch_is_a_function_of_seed_and_epoch_alone():
     epochs = data.TrainingEpochs("cifar10_sample", batch_size=64, num_examples=256, seed=3)
     first = [images.numpy() for images, _ in epochs(2)]
-    again = [images.numpy() for images, _ in data.TrainingEpochs("cifar10_sample", batch_size=64, num_examples=256,
-                                                                  seed=3)(2)]
+    again = [
+        images.numpy()
+        for images, _ in data.TrainingEpochs("cifar10_sample", batch_size=64, num_examples=256, seed=3)(2)
+    ]
     rest = [images.numpy() for images, _ in epochs(2, initial_batch=1)]
     other_epoch = next(iter(epochs(1)))[0].numpy()
     other_seed = next(iter(data.TrainingEpochs("cifar10_sample", batch_size=64, num_examples=256, seed=4)(2)))[0]
@@ -155,7 +172,6 @@ def test_a_run_folder_of_another_config_is_refused_before_anything_is_written(tm
     assert (run_dir / "config.toml").read_text() == before and sorted(os.listdir(run_dir)) == ["config.toml"]
 
 
-
 def test_a_run_written_before_a_setting_existed_resumes_when_the_setting_is_its_default(tmp_path):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
@@ -167,13 +183,20 @@ def test_a_run_written_before_a_setting_existed_resumes_when_the_setting_is_its_
     with pytest.raises(ValueError, match="sync_batch_norm: False -> True"):
         previous_run({**config, "sync_batch_norm": True}, str(run_dir))
 
+
 # -- nan -------------------------------------------------------------------------------
 
 
 def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, capsys):
     run_dir = tmp_path / "run"
-    argv = ["--run-dir", str(run_dir), *sum((["--set", item] for item in SMALL + [
-        "learning_rate=1e6", "lr_schedule=constant", "checkpoint_every=1"]), [])]
+    argv = [
+        "--run-dir",
+        str(run_dir),
+        *sum(
+            (["--set", item] for item in SMALL + ["learning_rate=1e6", "lr_schedule=constant", "checkpoint_every=1"]),
+            [],
+        ),
+    ]
     code, out, err = _run(tmp_path, argv, capsys)
     assert code == 1 and err.count("\n") == 1
     summary = _strict_json(run_dir / "summary.json")
@@ -216,10 +239,13 @@ def _shard(root, split):
     return path
 
 
-@pytest.mark.parametrize("damage, message", [
-    ("missing", "is missing"),
-    ("truncated", "a truncated or damaged copy?"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        ("missing", "is missing"),
+        ("truncated", "a truncated or damaged copy?"),
+    ],
+)
 def test_missing_or_truncated_shards_fail_before_training(sample_copy, tmp_path, capsys, damage, message):
     shard = _shard(sample_copy, "train")
     if damage == "missing":
@@ -235,10 +261,17 @@ def test_missing_or_truncated_shards_fail_before_training(sample_copy, tmp_path,
 def test_a_shard_damaged_inside_fails_mid_epoch_with_one_line(sample_copy, tmp_path, capsys):
     shard = _shard(sample_copy, "train")
     content = bytearray(shard.read_bytes())
-    content[len(content) // 2: len(content) // 2 + 64] = bytes(64)  # same size, bad record checksums
+    content[len(content) // 2 : len(content) // 2 + 64] = bytes(64)  # same size, bad record checksums
     shard.write_bytes(bytes(content))
-    argv = ["--run-dir", str(tmp_path / "run"), *sum((["--set", item] for item in SMALL), []),
-            "--set", f"data_dir={str(sample_copy)!r}", "--set", "train_examples=2000"]
+    argv = [
+        "--run-dir",
+        str(tmp_path / "run"),
+        *sum((["--set", item] for item in SMALL), []),
+        "--set",
+        f"data_dir={str(sample_copy)!r}",
+        "--set",
+        "train_examples=2000",
+    ]
     code, out, err = _run(tmp_path, argv, capsys)
     assert code == 1 and err.count("\n") == 1 and "DataLossError" in err
     assert not (tmp_path / "run" / "model.keras").exists()
@@ -376,14 +409,19 @@ def test_saved_models_load_and_the_inference_model_takes_raw_images(tmp_path, ca
     raw = np.clip(np.round((images.numpy() * np.array(std) + np.array(mean)) * 255), 0, 255).astype("uint8")
     script = textwrap.dedent(f"""
         import json, sys, numpy as np, keras
-        m = keras.saving.load_model({str(run_dir / 'inference.keras')!r})
-        p = m.predict(np.load({str(tmp_path / 'raw.npy')!r}), verbose=0)
+        m = keras.saving.load_model({str(run_dir / "inference.keras")!r})
+        p = m.predict(np.load({str(tmp_path / "raw.npy")!r}), verbose=0)
         assert not any(name.startswith('keras_local') for name in sys.modules)
         print(json.dumps({{"output": m.layers[-1].name, "p": p.tolist()}}))
     """)
     np.save(tmp_path / "raw.npy", raw)
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
-                         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["output"] == "logits"
     normalized = data.normalizer("cifar10_sample")(raw, None)[0]

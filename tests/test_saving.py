@@ -62,8 +62,7 @@ def test_stock_callbacks_work_with_per_block_optimizers(tmp_path):
     model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9))
     x, y = tiny_batch(16)
     callbacks = [
-        keras.callbacks.ModelCheckpoint(str(tmp_path / "best.keras"), monitor="val_accuracy",
-                                        save_best_only=True),
+        keras.callbacks.ModelCheckpoint(str(tmp_path / "best.keras"), monitor="val_accuracy", save_best_only=True),
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=5),
         keras.callbacks.CSVLogger(str(tmp_path / "log.csv")),
         keras.callbacks.TensorBoard(str(tmp_path / "tb")),
@@ -76,10 +75,13 @@ def test_stock_callbacks_work_with_per_block_optimizers(tmp_path):
     assert os.listdir(tmp_path / "tb")
 
 
-@pytest.mark.parametrize("method, options, unit", [
-    ("gll", {}, 0),
-    ("backlink", {"alpha": 0.0, "propagation_length": 1}, 1),  # the tail: only the next block's error
-])
+@pytest.mark.parametrize(
+    "method, options, unit",
+    [
+        ("gll", {}, 0),
+        ("backlink", {"alpha": 0.0, "propagation_length": 1}, 1),  # the tail: only the next block's error
+    ],
+)
 def test_mixed_precision_scales_the_loss_in_the_custom_step(method, options, unit):
     x, y = tiny_batch(8)
 
@@ -104,8 +106,7 @@ def test_mixed_precision_scales_the_loss_in_the_custom_step(method, options, uni
 
 @pytest.mark.large  # loads in a new process
 def test_exported_model_loads_without_keras_local(tmp_path):
-    model = kl.build_model("resnet20", method="gll", num_blocks=3, head="conv",
-                           input_shape=(16, 16, 3), num_classes=4)
+    model = kl.build_model("resnet20", method="gll", num_blocks=3, head="conv", input_shape=(16, 16, 3), num_classes=4)
     model.compile(optimizer="sgd")
     x = np.random.default_rng(0).normal(size=(4, 16, 16, 3)).astype("float32")
     model.fit(x, np.arange(4), epochs=1, verbose=0)
@@ -120,8 +121,9 @@ def test_exported_model_loads_without_keras_local(tmp_path):
         "print(json.dumps(p.tolist()))\n"
     )
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
-                         cwd=tmp_path, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=tmp_path, check=True
+    )
     predictions = np.array(json.loads(out.stdout.strip().splitlines()[-1]))
     np.testing.assert_allclose(predictions, model.predict(x, verbose=0), atol=1e-5)
 
@@ -144,8 +146,15 @@ def test_files_and_configs_with_keys_renamed_since_still_load(tmp_path):
     once is an error."""
     from keras_local.config import load_config
 
-    model = kl.build_model("mlp", "gll", num_blocks=2, input_shape=(6,), num_classes=3, block_order="sequential",
-                           architecture_options={"hidden_units": (8, 8)})
+    model = kl.build_model(
+        "mlp",
+        "gll",
+        num_blocks=2,
+        input_shape=(6,),
+        num_classes=3,
+        block_order="sequential",
+        architecture_options={"hidden_units": (8, 8)},
+    )
     x = np.random.default_rng(0).normal(size=(4, 6)).astype("float32")
     model.save(tmp_path / "new.keras")
 
@@ -160,6 +169,7 @@ def test_files_and_configs_with_keys_renamed_since_still_load(tmp_path):
 
     _as_older_file(tmp_path / "new.keras", tmp_path / "old.keras", rename)
     import zipfile
+
     with zipfile.ZipFile(tmp_path / "old.keras") as old:
         old_config = old.read("config.json").decode()
     assert '"schedule"' in old_config and '"units"' in old_config and '"width"' not in old_config

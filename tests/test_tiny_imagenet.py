@@ -42,8 +42,9 @@ def test_builder_features_labels_and_grayscale(tmp_path):
 @pytest.mark.skipif(not (SHARED / "tiny_imagenet").is_dir(), reason="no shared Tiny-ImageNet copy")
 def test_the_prepared_shared_copy_loads_through_the_builder():
     assert tfds.builder("tiny_imagenet", data_dir=str(SHARED)).__class__ is Builder
-    dataset = kl.data.load_dataset("tiny_imagenet", split="validation", batch_size=50,
-                                   data_dir=SHARED, num_examples=100)
+    dataset = kl.data.load_dataset(
+        "tiny_imagenet", split="validation", batch_size=50, data_dir=SHARED, num_examples=100
+    )
     images, labels = next(iter(dataset))
     assert images.shape == (50, 64, 64, 3) and labels.shape == (50,)
     assert kl.data.dataset_info("tiny_imagenet", SHARED) == ((64, 64, 3), 200)

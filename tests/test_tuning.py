@@ -18,8 +18,12 @@ from keras_local.splitting import block_sizes, validate_cuts
 
 pytestmark = pytest.mark.large  # keras-tuner searches of several trials
 
-TINY = {"architecture": "mlp", "input_shape": (6,), "num_classes": 3,
-        "architecture_options": {"hidden_units": (8, 8, 8, 8)}}
+TINY = {
+    "architecture": "mlp",
+    "input_shape": (6,),
+    "num_classes": 3,
+    "architecture_options": {"hidden_units": (8, 8, 8, 8)},
+}
 
 
 def tiny_data(examples=48, seed=0):
@@ -60,9 +64,13 @@ def test_cut_candidates_are_valid_increasing_and_start_with_the_even_split():
 
 
 def test_search_space_never_yields_an_invalid_split_or_a_too_long_propagation_length(tmp_path):
-    hypermodel = tuning.LocalHyperModel("resnet20", method=["gll", "backlink", "bwbpf", "bp"],
-                                        num_blocks=[2, 3, 4, 8], propagation_length=[1, 2, 3],
-                                        max_cut_candidates=12)
+    hypermodel = tuning.LocalHyperModel(
+        "resnet20",
+        method=["gll", "backlink", "bwbpf", "bp"],
+        num_blocks=[2, 3, 4, 8],
+        propagation_length=[1, 2, 3],
+        max_cut_candidates=12,
+    )
     seen = set()
     for values in sampled_trials(hypermodel, 80, directory=tmp_path):
         config = hypermodel.config_from(values)
@@ -96,11 +104,18 @@ def test_hyperparameter_names_keep_their_values_through_keras_tuner(tmp_path):
 
 @pytest.mark.parametrize("tuner_class", [kt.RandomSearch, kt.Hyperband, kt.BayesianOptimization])
 def test_one_trial_with_each_tuner_on_a_per_block_objective(tuner_class, tmp_path):
-    hypermodel = tuning.LocalHyperModel(method=["gll", "backlink"], num_blocks=[2, 3], head=["linear"],
-                                        propagation_length=[1], **TINY)
+    hypermodel = tuning.LocalHyperModel(
+        method=["gll", "backlink"], num_blocks=[2, 3], head=["linear"], propagation_length=[1], **TINY
+    )
     limits = {"max_epochs": 2, "hyperband_iterations": 1} if tuner_class is kt.Hyperband else {"max_trials": 1}
-    tuner = tuner_class(hypermodel, objective=tuning.objective("val_acc_0"), directory=str(tmp_path),
-                        project_name="search", seed=0, **limits)
+    tuner = tuner_class(
+        hypermodel,
+        objective=tuning.objective("val_acc_0"),
+        directory=str(tmp_path),
+        project_name="search",
+        seed=0,
+        **limits,
+    )
     tuner.search(tiny_data(), validation_data=tiny_data(seed=1), epochs=2, verbose=0)
     best = tuner.oracle.get_best_trials(1)[0]
     assert best.status == "COMPLETED" and 0.0 <= best.score <= 1.0
@@ -129,8 +144,16 @@ def test_objective_direction_and_space_validation():
 
 
 def test_build_seeds_and_compiles_the_trial_configuration():
-    hypermodel = tuning.LocalHyperModel(method="backlink", num_blocks=[3], alpha=[0.25], propagation_length=[1],
-                                        cuts={3: ["1,3"]}, learning_rate=0.03, head="linear", **TINY)
+    hypermodel = tuning.LocalHyperModel(
+        method="backlink",
+        num_blocks=[3],
+        alpha=[0.25],
+        propagation_length=[1],
+        cuts={3: ["1,3"]},
+        learning_rate=0.03,
+        head="linear",
+        **TINY,
+    )
     hp = kt.HyperParameters()
     first, second = hypermodel.build(hp), hypermodel.build(hp)
     assert [len(block.units) for block in first.blocks] == [1, 2, 1]
@@ -169,8 +192,9 @@ def test_with_training_data_every_trial_sees_the_same_batches():
 def test_score_splits_ranks_by_the_probe_it_documents():
     train, validation = tiny_data(), tiny_data(seed=1)
     options = {"input_shape": (6,), "num_classes": 3}
-    ranked = tuning.score_splits("mlp", 2, train, validation, candidates=["1", "3"], probe_steps=4,
-                                 learning_rate=0.1, **options)
+    ranked = tuning.score_splits(
+        "mlp", 2, train, validation, candidates=["1", "3"], probe_steps=4, learning_rate=0.1, **options
+    )
     assert [row["score"] for row in ranked] == sorted((row["score"] for row in ranked), reverse=True)
     for row in ranked:  # each score is what the same probe, written out, measures
         keras.utils.set_random_seed(0)
@@ -188,14 +212,23 @@ def test_tune_writes_results_and_a_best_recipe_that_trains(tmp_path, capsys):
     recipe = tmp_path / "search.toml"
     recipe.write_text(
         'architecture = "resnet20"\nmethod = "backlink"\nnum_blocks = 2\nepochs = 1\n'
-        'train_examples = 64\nbatch_size = 32\neval_batch_size = 64\nverbose = 0\n'
-        '\n'
+        "train_examples = 64\nbatch_size = 32\neval_batch_size = 64\nverbose = 0\n"
+        "\n"
         '[search]\nalpha = [0.0, 1.0]\npropagation_length = [1, 2]\nhead = "linear"\n'
         'learning_rate = {min = 0.01, max = 0.1, sampling = "log"}\nmax_cut_candidates = 2\n'
     )
     output = tmp_path / "tune"
-    argv = ["tune", "--config", str(recipe), "--max-trials", "2", "--validation-examples", "64",
-            "--output-dir", str(output)]
+    argv = [
+        "tune",
+        "--config",
+        str(recipe),
+        "--max-trials",
+        "2",
+        "--validation-examples",
+        "64",
+        "--output-dir",
+        str(output),
+    ]
     assert cli.main(argv) == 0
     printed = capsys.readouterr().out
     assert "best: trial" in printed and "best.toml" in printed
@@ -217,12 +250,15 @@ def test_tune_writes_results_and_a_best_recipe_that_trains(tmp_path, capsys):
     assert len(json.loads((output / "trials.json").read_text())["trials"]) == 2
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["tune", "--tuner", "grid-ish"], "Unknown tuner 'grid-ish'. Allowed: random, hyperband, bayesian, grid"),
-    (["tune", "--max-trials", "0"], "max_trials must be a positive integer, got 0"),
-    (["tune", "--set", "search={width = [1]}"], "Unknown [search] key(s) ['width']"),
-    (["tune", "--validation-examples", "5000"], "validation_examples must be in 1..1999"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["tune", "--tuner", "grid-ish"], "Unknown tuner 'grid-ish'. Allowed: random, hyperband, bayesian, grid"),
+        (["tune", "--max-trials", "0"], "max_trials must be a positive integer, got 0"),
+        (["tune", "--set", "search={width = [1]}"], "Unknown [search] key(s) ['width']"),
+        (["tune", "--validation-examples", "5000"], "validation_examples must be in 1..1999"),
+    ],
+)
 def test_tune_bad_input_prints_one_line_and_exits_2(argv, message, tmp_path, capsys):
     assert cli.main(argv + ["--output-dir", str(tmp_path / "tune")]) == 2
     err = capsys.readouterr().err

@@ -23,7 +23,7 @@ class Estimate(float):
     def __new__(cls, values):
         mean = sum(values) / len(values)
         estimate = super().__new__(cls, mean)
-        binomial = 100 ** 2 * (mean / 100) * (1 - mean / 100) / TEST_EXAMPLES
+        binomial = 100**2 * (mean / 100) * (1 - mean / 100) / TEST_EXAMPLES
         seeds = statistics.variance(values) / len(values) if len(values) > 1 else 0.0
         estimate.variance = max(binomial, seeds)
         return estimate
@@ -33,8 +33,7 @@ def sigma(*errors):
     """The standard deviation, in points, of a sum or difference of independent error rates (%): each
     an `Estimate` (seed noise of a mean over seeds) or a single run on `TEST_EXAMPLES` images
     (binomial noise)."""
-    return math.sqrt(sum(getattr(e, "variance", 100 ** 2 * (e / 100) * (1 - e / 100) / TEST_EXAMPLES)
-                         for e in errors))
+    return math.sqrt(sum(getattr(e, "variance", 100**2 * (e / 100) * (1 - e / 100) / TEST_EXAMPLES) for e in errors))
 
 
 def _decide(gaps):
@@ -71,8 +70,15 @@ def _link_gain_grows_with_k(by_variant):
         return "–", None, None
     gll, link = by_variant["gll_linear"], by_variant["backlink_l1"]
     evidence = " → ".join(f"{gll[k] - link[k]:+.2f} (K={k})" for k in ks)
-    return (evidence, *_decide([((gll[a] - link[a]) - (gll[b] - link[b]), sigma(gll[a], link[a], gll[b], link[b]))
-                                for a, b in zip(ks, ks[1:])]))
+    return (
+        evidence,
+        *_decide(
+            [
+                ((gll[a] - link[a]) - (gll[b] - link[b]), sigma(gll[a], link[a], gll[b], link[b]))
+                for a, b in zip(ks, ks[1:])
+            ]
+        ),
+    )
 
 
 def _against_bp(variant, by_variant, sign):
@@ -90,24 +96,63 @@ def _against_bp(variant, by_variant, sign):
 
 # (source, statement, the variants it compares, whether it needs several K, check).
 CLAIMS = [
-    ("BackLink Table 1", "GLL's error grows with K", ("gll_linear",), True,
-     lambda errors: _grows_with_k("gll_linear", errors)),
-    ("BackLink Table 1", "BackLink (l = 1) has a lower error than GLL at every K (linear heads)",
-     ("backlink_l1", "gll_linear"), False, lambda errors: _pairwise("backlink_l1", "gll_linear", errors)),
-    ("BackLink Table 1", "the gain of BackLink (l = 1) over GLL grows with K", ("backlink_l1", "gll_linear"), True,
-     _link_gain_grows_with_k),
-    ("BackLink §4.1", "a longer propagation lowers the error further (l = 2 below l = 1)",
-     ("backlink_l2", "backlink_l1"), False, lambda errors: _pairwise("backlink_l2", "backlink_l1", errors)),
-    ("InfoPro (BackLink Table 2)", "InfoPro has a lower error than GLL with a conv head at every K",
-     ("infopro", "gll_conv"), False, lambda errors: _pairwise("infopro", "gll_conv", errors)),
+    (
+        "BackLink Table 1",
+        "GLL's error grows with K",
+        ("gll_linear",),
+        True,
+        lambda errors: _grows_with_k("gll_linear", errors),
+    ),
+    (
+        "BackLink Table 1",
+        "BackLink (l = 1) has a lower error than GLL at every K (linear heads)",
+        ("backlink_l1", "gll_linear"),
+        False,
+        lambda errors: _pairwise("backlink_l1", "gll_linear", errors),
+    ),
+    (
+        "BackLink Table 1",
+        "the gain of BackLink (l = 1) over GLL grows with K",
+        ("backlink_l1", "gll_linear"),
+        True,
+        _link_gain_grows_with_k,
+    ),
+    (
+        "BackLink §4.1",
+        "a longer propagation lowers the error further (l = 2 below l = 1)",
+        ("backlink_l2", "backlink_l1"),
+        False,
+        lambda errors: _pairwise("backlink_l2", "backlink_l1", errors),
+    ),
+    (
+        "InfoPro (BackLink Table 2)",
+        "InfoPro has a lower error than GLL with a conv head at every K",
+        ("infopro", "gll_conv"),
+        False,
+        lambda errors: _pairwise("infopro", "gll_conv", errors),
+    ),
     ("BackLink Table 2", "DGL's error grows with K", ("dgl",), True, lambda errors: _grows_with_k("dgl", errors)),
-    ("BWBPF table", "BWBPF has a lower error than BP", ("bwbpf", "bp"), False,
-     lambda errors: _against_bp("bwbpf", errors, 1)),
-    ("BWBPF table (SEDONA baselines)", "PredSim has a higher error than BP", ("predsim", "bp"), False,
-     lambda errors: _against_bp("predsim", errors, -1)),
-    ("Associated Learning abstract", "Associated Learning (with Adam, as its reference) is comparable to BP "
-     "(within 2 points)", ("associated_adam", "bp"), False,
-     lambda errors: _against_bp("associated_adam", errors, None)),
+    (
+        "BWBPF table",
+        "BWBPF has a lower error than BP",
+        ("bwbpf", "bp"),
+        False,
+        lambda errors: _against_bp("bwbpf", errors, 1),
+    ),
+    (
+        "BWBPF table (SEDONA baselines)",
+        "PredSim has a higher error than BP",
+        ("predsim", "bp"),
+        False,
+        lambda errors: _against_bp("predsim", errors, -1),
+    ),
+    (
+        "Associated Learning abstract",
+        "Associated Learning (with Adam, as its reference) is comparable to BP (within 2 points)",
+        ("associated_adam", "bp"),
+        False,
+        lambda errors: _against_bp("associated_adam", errors, None),
+    ),
 ]
 
 
@@ -128,14 +173,20 @@ def check_claims(errors, protocol, architecture):
     for (p, a, variant, k), values in errors.items():
         if p == protocol and a == architecture:
             by_variant.setdefault(variant, {})[k] = mean_std(values)[0]
-    return [(source, statement, *check(by_variant)) for source, statement, variants, across_k, check in CLAIMS
-            if all(len(declared.get(variant, ())) >= (2 if across_k and variant != "bp" else 1)
-                   for variant in variants)]
+    return [
+        (source, statement, *check(by_variant))
+        for source, statement, variants, across_k, check in CLAIMS
+        if all(len(declared.get(variant, ())) >= (2 if across_k and variant != "bp" else 1) for variant in variants)
+    ]
 
 
 def claims_table(errors, protocol, architecture):
-    verdicts = {(True, True): "holds here", (True, False): "holds, within test-set noise",
-                (False, True): "**contradicted here**", (False, False): "contradicted, within test-set noise"}
+    verdicts = {
+        (True, True): "holds here",
+        (True, False): "holds, within test-set noise",
+        (False, True): "**contradicted here**",
+        (False, False): "contradicted, within test-set noise",
+    }
     lines = ["| source | claim | evidence (test error %, or differences in points) | verdict |", "|---|---|---|---|"]
     for source, statement, evidence, holds, beyond_noise in check_claims(errors, protocol, architecture):
         verdict = "not measured yet" if holds is None else verdicts[(holds, beyond_noise)]

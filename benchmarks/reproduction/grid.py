@@ -44,9 +44,17 @@ END_TO_END = ("bp", "bwbpf_ds")
 # batch 32: 1,250 steps). Both cells are recorded: the like-for-like one and this.
 BUDGET_OVERRIDES = {"associated_adam": {"optimizer": "adam", "learning_rate": 1e-3, "batch_size": 32}}
 LABELS = {
-    "bp": "BP", "gll_linear": "GLL (linear)", "gll_conv": "GLL (conv)", "backlink_l1": "BackLink l=1",
-    "backlink_l2": "BackLink l=2", "bwbpf": "BWBPF", "bwbpf_ds": "BWBPF (deep sup.)", "dgl": "DGL",
-    "predsim": "PredSim", "infopro": "InfoPro", "associated": "Associated (grid budget)",
+    "bp": "BP",
+    "gll_linear": "GLL (linear)",
+    "gll_conv": "GLL (conv)",
+    "backlink_l1": "BackLink l=1",
+    "backlink_l2": "BackLink l=2",
+    "bwbpf": "BWBPF",
+    "bwbpf_ds": "BWBPF (deep sup.)",
+    "dgl": "DGL",
+    "predsim": "PredSim",
+    "infopro": "InfoPro",
+    "associated": "Associated (grid budget)",
     "associated_adam": "Associated (Adam 1e-3, batch 32)",
 }
 
@@ -57,21 +65,44 @@ LABELS = {
 # budget is every one of the 38,000 training images once (about 10 minutes per cell).
 BUDGETS = {
     "cifar10": {
-        "label": "CIFAR-10 (JPEG q75)", "dataset": "cifar10_jpeg", "train_examples": 20000, "epochs": 2,
-        "batch_size": 128, "learning_rate": 0.1, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4,
+        "label": "CIFAR-10 (JPEG q75)",
+        "dataset": "cifar10_jpeg",
+        "train_examples": 20000,
+        "epochs": 2,
+        "batch_size": 128,
+        "learning_rate": 0.1,
+        "momentum": 0.9,
+        "nesterov": True,
+        "weight_decay": 5e-4,
         "lr_schedule": "cosine",
     },
     # BP's seed spread at this budget (3 seeds): 51.67 / 50.95 / 51.92 % test accuracy.
     "power": {
-        "label": "CIFAR-10 (JPEG q75), resnet8, 5,000 training images", "dataset": "cifar10_jpeg",
-        "train_examples": 5000, "epochs": 10, "batch_size": 128, "learning_rate": 0.05, "momentum": 0.9,
-        "nesterov": True, "weight_decay": 5e-4, "lr_schedule": "cosine", "warmup_epochs": 1,
+        "label": "CIFAR-10 (JPEG q75), resnet8, 5,000 training images",
+        "dataset": "cifar10_jpeg",
+        "train_examples": 5000,
+        "epochs": 10,
+        "batch_size": 128,
+        "learning_rate": 0.05,
+        "momentum": 0.9,
+        "nesterov": True,
+        "weight_decay": 5e-4,
+        "lr_schedule": "cosine",
+        "warmup_epochs": 1,
         "validation_freq": 0,
     },
     "tiny_imagenet": {
-        "label": "Tiny-ImageNet (shared subset, 190/class; validation as test)", "dataset": "tiny_imagenet",
-        "test_split": "validation", "train_examples": None, "epochs": 1, "batch_size": 128,
-        "learning_rate": 0.1, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4, "lr_schedule": "cosine",
+        "label": "Tiny-ImageNet (shared subset, 190/class; validation as test)",
+        "dataset": "tiny_imagenet",
+        "test_split": "validation",
+        "train_examples": None,
+        "epochs": 1,
+        "batch_size": 128,
+        "learning_rate": 0.1,
+        "momentum": 0.9,
+        "nesterov": True,
+        "weight_decay": 5e-4,
+        "lr_schedule": "cosine",
     },
 }
 
@@ -92,18 +123,37 @@ def grid(name):
             cells.append(_cell("cifar10", architecture, "associated_adam", "auto", 1))
             cells += [_cell("cifar10", architecture, variant, 4, 1) for variant in LOCAL]
     elif name == "power":  # seed 0 of every cell first, then seed 1, then seed 2
-        shared = [("bp", 1), ("gll_linear", 2), ("gll_linear", 4), ("backlink_l1", 2), ("backlink_l1", 4),
-                  ("backlink_l2", 2), ("gll_conv", 4), ("bwbpf", 4), ("dgl", 4), ("predsim", 4), ("infopro", 4),
-                  ("associated", "auto")]
-        reference = [("bp", 1), ("gll_linear", 4), ("backlink_l1", 4), ("bwbpf", 4), ("dgl", 4), ("predsim", 4),
-                     ("infopro", 4)]
+        shared = [
+            ("bp", 1),
+            ("gll_linear", 2),
+            ("gll_linear", 4),
+            ("backlink_l1", 2),
+            ("backlink_l1", 4),
+            ("backlink_l2", 2),
+            ("gll_conv", 4),
+            ("bwbpf", 4),
+            ("dgl", 4),
+            ("predsim", 4),
+            ("infopro", 4),
+            ("associated", "auto"),
+        ]
+        reference = [
+            ("bp", 1),
+            ("gll_linear", 4),
+            ("backlink_l1", 4),
+            ("bwbpf", 4),
+            ("dgl", 4),
+            ("predsim", 4),
+            ("infopro", 4),
+        ]
         for seed in range(POWER_SEEDS):
             cells += [_cell("power", "resnet8", variant, k, seed) for variant, k in shared]
             cells += [_cell("power", "resnet8", variant, k, seed, recipe="reference") for variant, k in reference]
         # Associated Learning's reference (full-map bridges, ~68 M parameters, Adam at batch 32) costs
         # several times any other cell on the CPU: last.
-        cells += [_cell("power", "resnet8", "associated", "auto", seed, recipe="reference")
-                  for seed in range(POWER_SEEDS)]
+        cells += [
+            _cell("power", "resnet8", "associated", "auto", seed, recipe="reference") for seed in range(POWER_SEEDS)
+        ]
     elif name == "tiny_imagenet":
         for variant in ("bp", "gll_linear", "backlink_l1", "bwbpf"):
             cells.append(_cell("tiny_imagenet", "resnet20", variant, 1 if variant == "bp" else 4, 0))
@@ -144,9 +194,19 @@ def _cell(protocol, architecture, variant, num_blocks, seed, recipe="shared"):
         options = {key: value for key, value in options.items() if key != "bridge"}
     suffix = "-ref" if recipe == "reference" else ""
     cell_id = f"{protocol}-{architecture}-{variant}-k{num_blocks}{suffix}-s{seed}"
-    return {"id": cell_id, "protocol": protocol, "architecture": architecture, "variant": variant,
-            "method": method, "head": head, "method_options": options, "num_blocks": num_blocks,
-            "split": split, "seed": seed, "recipe": recipe}
+    return {
+        "id": cell_id,
+        "protocol": protocol,
+        "architecture": architecture,
+        "variant": variant,
+        "method": method,
+        "head": head,
+        "method_options": options,
+        "num_blocks": num_blocks,
+        "split": split,
+        "seed": seed,
+        "recipe": recipe,
+    }
 
 
 POWER_SEEDS = 3
@@ -174,16 +234,27 @@ def overrides(cell, budget):
     """The `--set` overrides of a cell: the grid's budget, then the cell's model."""
     values = {key: value for key, value in budget.items() if key != "label" and value is not None}
     if cell.get("recipe") == "reference":  # the data of the budget, the rest the method's own
-        values = {key: values[key] for key in ("dataset", "train_examples", "test_split", "validation_freq")
-                  if key in values}
+        values = {
+            key: values[key] for key in ("dataset", "train_examples", "test_split", "validation_freq") if key in values
+        }
         values.update(reference_budget(cell, budget))
     else:
         values.update(BUDGET_OVERRIDES.get(cell["variant"], {}))
-    values.update({"architecture": cell["architecture"], "method": cell["method"], "num_blocks": cell["num_blocks"],
-                   "split": cell["split"], "seed": cell["seed"], "data_dir": DATA_DIR, "verbose": 0,
-                   "eval_batch_size": 500,
-                   "block_order": "together" if cell["method"] in ("bp", "associated") or
-                   cell["method_options"].get("deep_supervision") else "sequential"})
+    values.update(
+        {
+            "architecture": cell["architecture"],
+            "method": cell["method"],
+            "num_blocks": cell["num_blocks"],
+            "split": cell["split"],
+            "seed": cell["seed"],
+            "data_dir": DATA_DIR,
+            "verbose": 0,
+            "eval_batch_size": 500,
+            "block_order": "together"
+            if cell["method"] in ("bp", "associated") or cell["method_options"].get("deep_supervision")
+            else "sequential",
+        }
+    )
     if cell.get("recipe") == "reference" and cell["num_blocks"] == "auto":
         values.pop("num_blocks")  # the recipe's (Associated Learning: its own components)
     if cell["head"] is not None:
@@ -227,18 +298,28 @@ def run_cell(cell, records=RECORDS, runs="runs/reproduce"):
     shutil.rmtree(run_dir, ignore_errors=True)
     summary = train_and_evaluate(config, run_dir=run_dir)
     with open(os.path.join(run_dir, "history.csv")) as file:
-        history = [{key: float(value) for key, value in row.items() if value not in ("", "NA")}
-                   for row in csv.DictReader(file)]
+        history = [
+            {key: float(value) for key, value in row.items() if value not in ("", "NA")} for row in csv.DictReader(file)
+        ]
     memory = [row["peak_memory_mib"] for row in history if "peak_memory_mib" in row]
     working = [row["step_memory_mib"] for row in history if "step_memory_mib" in row]
-    steps = [row["step_seconds"] for row in history[1:] if "step_seconds" in row] or \
-        [row["step_seconds"] for row in history if "step_seconds" in row]
+    steps = [row["step_seconds"] for row in history[1:] if "step_seconds" in row] or [
+        row["step_seconds"] for row in history if "step_seconds" in row
+    ]
     record = {
-        "cell": cell, "dataset_label": budget["label"], "overrides": sets, "versions": versions(),
-        "seed": cell["seed"], "history": history, "test_accuracy": summary["test_accuracy"],
-        "block_accuracies": summary["block_accuracies"], "num_blocks": summary["num_blocks"],
-        "peak_memory_mib": max(memory) if memory else None, "step_memory_mib": max(working) if working else None,
-        "step_seconds": statistics.median(steps) if steps else None, "seconds": summary["seconds"],
+        "cell": cell,
+        "dataset_label": budget["label"],
+        "overrides": sets,
+        "versions": versions(),
+        "seed": cell["seed"],
+        "history": history,
+        "test_accuracy": summary["test_accuracy"],
+        "block_accuracies": summary["block_accuracies"],
+        "num_blocks": summary["num_blocks"],
+        "peak_memory_mib": max(memory) if memory else None,
+        "step_memory_mib": max(working) if working else None,
+        "step_seconds": statistics.median(steps) if steps else None,
+        "seconds": summary["seconds"],
         "load_average": os.getloadavg(),  # 1, 5, 15 min at the end: above ~2.5, something else shared the cores
     }
     path = record_path(cell, records)
@@ -272,13 +353,16 @@ def grid_k(record):
 
 def batch_size(record):
     return BUDGET_OVERRIDES.get(record["cell"]["variant"], {}).get(
-        "batch_size", BUDGETS[record["cell"]["protocol"]]["batch_size"])
+        "batch_size", BUDGETS[record["cell"]["protocol"]]["batch_size"]
+    )
 
 
 def budget_text(budget):
     count = budget.get("train_examples")
     examples = "all training images" if count is None else f"the first {count} training images"
     epochs = f"{budget['epochs']} epoch{'s' if budget['epochs'] != 1 else ''}"
-    return (f"{examples}, {epochs}, batch {budget['batch_size']}, SGD "
-            f"(Nesterov {budget['nesterov']}) lr {budget['learning_rate']} with {budget['lr_schedule']} decay, "
-            f"weight decay {budget['weight_decay']} (coupled), pad-crop-flip")
+    return (
+        f"{examples}, {epochs}, batch {budget['batch_size']}, SGD "
+        f"(Nesterov {budget['nesterov']}) lr {budget['learning_rate']} with {budget['lr_schedule']} decay, "
+        f"weight decay {budget['weight_decay']} (coupled), pad-crop-flip"
+    )

@@ -36,13 +36,21 @@ def render_report(records, out_dir=RESULTS):
     plots = []
     for protocol, group in by_protocol.items():
         budget = BUDGETS[protocol]
-        lines += [f"## {budget['label']}", "",
-                  f"Budget for every cell: {budget_text(budget)}. Test error % (mean ± std over seeds "
-                  f"where two exist); `n` = runs.", ""]
+        lines += [
+            f"## {budget['label']}",
+            "",
+            f"Budget for every cell: {budget_text(budget)}. Test error % (mean ± std over seeds "
+            f"where two exist); `n` = runs.",
+            "",
+        ]
         for architecture in sorted({r["cell"]["architecture"] for r in group}):
             ks = _ks(errors, protocol, architecture) or [1]
-            lines += [f"### {architecture}", "", "| method | " + " | ".join(f"K = {k}" for k in ks) + " |",
-                      "|---" * (len(ks) + 1) + "|"]
+            lines += [
+                f"### {architecture}",
+                "",
+                "| method | " + " | ".join(f"K = {k}" for k in ks) + " |",
+                "|---" * (len(ks) + 1) + "|",
+            ]
             for variant in VARIANTS:
                 row = []
                 for k in ks:
@@ -63,36 +71,54 @@ def render_report(records, out_dir=RESULTS):
                 + _cost_lines(group, architecture)
                 + [""]
             )
-            lines += ["The papers' claims, checked on this grid (seed 0, the seed every cell has). \"Within test-set "
-                      "noise\": the deciding differences are under twice their binomial standard deviation on "
-                      f"{TEST_EXAMPLES:,} test images (about 1.4 points at 50% error); seed-to-seed spread is "
-                      "larger still.", ""] + \
-                claims_table(paired, protocol, architecture) + [""]
+            lines += (
+                [
+                    "The papers' claims, checked on this grid (seed 0, the seed every cell has). \"Within test-set "
+                    'noise": the deciding differences are under twice their binomial standard deviation on '
+                    f"{TEST_EXAMPLES:,} test images (about 1.4 points at 50% error); seed-to-seed spread is "
+                    "larger still.",
+                    "",
+                ]
+                + claims_table(paired, protocol, architecture)
+                + [""]
+            )
             plot = _plot_error_vs_k(errors, protocol, architecture, out_dir)
             if plot:
                 plots.append(plot)
                 lines += [f"![error vs K, {architecture}]({plot.name})", ""]
         tradeoff = _plot_tradeoff(group, protocol, out_dir)
         if tradeoff:
-            lines += ["Accuracy drop against memory saved and time, relative to BP in the same grid "
-                      "(BackLink's Figure 5 layout):", "", f"![trade-off]({tradeoff.name})", ""]
+            lines += [
+                "Accuracy drop against memory saved and time, relative to BP in the same grid "
+                "(BackLink's Figure 5 layout):",
+                "",
+                f"![trade-off]({tradeoff.name})",
+                "",
+            ]
         lines += ["### Findings (seed 0)", ""] + findings(group, paired, protocol) + [""]
-    lines += ["## How the records were made", "",
-              "Each `reproduce/<cell>.json` holds the cell, its `keras-local train` overrides, library versions, "
-              "seed, per-epoch per-block metrics, test accuracy, the training steps' memory (MiB; working = allocator "
-              "peak above the memory in use when a step began, absolute = the allocator's peak) and median "
-              "step time. Local methods use `block_order=\"sequential\"`; bp, Associated Learning and BWBPF's "
-              "deep-supervision variant train together. BackLink's α = 0.5 is the best of the small grid search "
-              "`keras-local tune --config recipes/tuning/backlink_resnet20_alpha_l.toml --tuner grid` "
-              "(α ∈ {0, 0.25, 0.5, 0.75, 1} × l ∈ {1, 2}, resnet20, K = 4, scored on held-out training images, "
-              "never the test set). Times are ratios to the BP cell of the same network, each cell timed in its "
-              "own run, the grid's cells over several sessions on machines whose speed differed (some up to ~3× "
-              "slower: compare records' `step_seconds`), so read the ratios to about ±30%; a record's "
-              "`load_average` shows whether it ran beside other work. `benchmarks/step_time.py` times methods "
-              "against BP in one process, the like-for-like speed comparison. Every cell uses its grid's budget "
-              "except "
-              + "; ".join(f"{LABELS[variant]} ({', '.join(f'{k} = {v}' for k, v in values.items())})"
-                          for variant, values in BUDGET_OVERRIDES.items()) + ".", ""]
+    lines += [
+        "## How the records were made",
+        "",
+        "Each `reproduce/<cell>.json` holds the cell, its `keras-local train` overrides, library versions, "
+        "seed, per-epoch per-block metrics, test accuracy, the training steps' memory (MiB; working = allocator "
+        "peak above the memory in use when a step began, absolute = the allocator's peak) and median "
+        'step time. Local methods use `block_order="sequential"`; bp, Associated Learning and BWBPF\'s '
+        "deep-supervision variant train together. BackLink's α = 0.5 is the best of the small grid search "
+        "`keras-local tune --config recipes/tuning/backlink_resnet20_alpha_l.toml --tuner grid` "
+        "(α ∈ {0, 0.25, 0.5, 0.75, 1} × l ∈ {1, 2}, resnet20, K = 4, scored on held-out training images, "
+        "never the test set). Times are ratios to the BP cell of the same network, each cell timed in its "
+        "own run, the grid's cells over several sessions on machines whose speed differed (some up to ~3× "
+        "slower: compare records' `step_seconds`), so read the ratios to about ±30%; a record's "
+        "`load_average` shows whether it ran beside other work. `benchmarks/step_time.py` times methods "
+        "against BP in one process, the like-for-like speed comparison. Every cell uses its grid's budget "
+        "except "
+        + "; ".join(
+            f"{LABELS[variant]} ({', '.join(f'{k} = {v}' for k, v in values.items())})"
+            for variant, values in BUDGET_OVERRIDES.items()
+        )
+        + ".",
+        "",
+    ]
     (out_dir / "README.md").write_text("\n".join(lines))
     return out_dir / "README.md"
 
@@ -103,36 +129,50 @@ def findings(group, errors, protocol):
     for architecture in sorted({r["cell"]["architecture"] for r in group}):
         bp = errors.get((protocol, architecture, "bp", 1))
         for k in _ks(errors, protocol, architecture):
-            local = {v: mean_std(errors[(protocol, architecture, v, k)])[0] for v in VARIANTS
-                     if v not in END_TO_END and (protocol, architecture, v, k) in errors}
+            local = {
+                v: mean_std(errors[(protocol, architecture, v, k)])[0]
+                for v in VARIANTS
+                if v not in END_TO_END and (protocol, architecture, v, k) in errors
+            }
             if not local:
                 continue
             best = min(local, key=local.get)
             if bp:
                 bp_error = mean_std(bp)[0]
                 relation = "below" if local[best] < bp_error else "above"
-                out.append(f"- {architecture}, K = {k}: the best local method is {LABELS[best]} at "
-                           f"{local[best]:.2f}% error, {abs(local[best] - bp_error):.2f} points {relation} BP's "
-                           f"{bp_error:.2f}%.")
+                out.append(
+                    f"- {architecture}, K = {k}: the best local method is {LABELS[best]} at "
+                    f"{local[best]:.2f}% error, {abs(local[best] - bp_error):.2f} points {relation} BP's "
+                    f"{bp_error:.2f}%."
+                )
             supervised = errors.get((protocol, architecture, "bwbpf_ds", k))
             if supervised and bp:
-                out.append(f"  BWBPF with deep supervision (its reference code: the output loss reaches every "
-                           f"block, so it is not local and saves no memory): {mean_std(supervised)[0]:.2f}%.")
+                out.append(
+                    f"  BWBPF with deep supervision (its reference code: the output loss reaches every "
+                    f"block, so it is not local and saves no memory): {mean_std(supervised)[0]:.2f}%."
+                )
             if "bwbpf" in local and bp:
                 verdict = "beats" if local["bwbpf"] < mean_std(bp)[0] else "does not beat"
-                out.append(f"  BWBPF (paper semantics) {verdict} BP here ({local['bwbpf']:.2f}% vs "
-                           f"{mean_std(bp)[0]:.2f}%): same network and schedule, unlike the paper's table.")
-        linked = [k for k in _ks(errors, protocol, architecture)
-                  if (protocol, architecture, "backlink_l1", k) in errors
-                  and (protocol, architecture, "gll_linear", k) in errors]
+                out.append(
+                    f"  BWBPF (paper semantics) {verdict} BP here ({local['bwbpf']:.2f}% vs "
+                    f"{mean_std(bp)[0]:.2f}%): same network and schedule, unlike the paper's table."
+                )
+        linked = [
+            k
+            for k in _ks(errors, protocol, architecture)
+            if (protocol, architecture, "backlink_l1", k) in errors
+            and (protocol, architecture, "gll_linear", k) in errors
+        ]
         if linked:
             k = max(linked)
             link = mean_std(errors[(protocol, architecture, "backlink_l1", k)])[0]
             gll = mean_std(errors[(protocol, architecture, "gll_linear", k)])[0]
             trend = "reproduced in trend" if link < gll else "not reproduced"
-            out.append(f"- {architecture}: BackLink (l = 1) − GLL at the largest K = {k}: {link - gll:+.2f} points, "
-                       f"twice the test-set noise being {2 * sigma(link, gll):.2f} (BackLink's claim, that the "
-                       f"link lowers the error of greedy local training, is {trend}).")
+            out.append(
+                f"- {architecture}: BackLink (l = 1) − GLL at the largest K = {k}: {link - gll:+.2f} points, "
+                f"twice the test-set noise being {2 * sigma(link, gll):.2f} (BackLink's claim, that the "
+                f"link lowers the error of greedy local training, is {trend})."
+            )
     return out or ["- Not enough cells recorded for a comparison yet."]
 
 
@@ -150,10 +190,14 @@ def cost_table(group, architecture):
     for record in sorted(records, key=lambda r: (list(VARIANTS).index(r["cell"]["variant"]), grid_k(r))):
         memory, step = record.get("step_memory_mib"), record["step_seconds"]
         same_batch = bp is not None and batch_size(record) == batch_size(bp)
-        saved = (100 * (1 - memory / bp["step_memory_mib"])
-                 if same_batch and memory and bp.get("step_memory_mib") else None)  # memory scales with the batch
-        ratio = ((step / batch_size(record)) / (bp["step_seconds"] / batch_size(bp))
-                 if bp and step and bp["step_seconds"] else None)  # per example
+        saved = (
+            100 * (1 - memory / bp["step_memory_mib"]) if same_batch and memory and bp.get("step_memory_mib") else None
+        )  # memory scales with the batch
+        ratio = (
+            (step / batch_size(record)) / (bp["step_seconds"] / batch_size(bp))
+            if bp and step and bp["step_seconds"]
+            else None
+        )  # per example
         rows.append((record["cell"]["variant"], grid_k(record), memory, saved, record["peak_memory_mib"], ratio))
     return rows
 
@@ -166,11 +210,15 @@ def _cost_lines(group, architecture):
     def number(value, form):
         return "–" if value is None else format(value, form)
 
-    lines = ["| method | K | step memory (MiB) | memory saved vs BP | absolute peak (MiB) | time per example / BP |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "| method | K | step memory (MiB) | memory saved vs BP | absolute peak (MiB) | time per example / BP |",
+        "|---|---|---|---|---|---|",
+    ]
     for variant, k, memory, saved, peak, ratio in rows:
-        lines.append(f"| {LABELS[variant]} | {k} | {number(memory, '.0f')} | "
-                     f"{'–' if saved is None else f'{saved:.0f}%'} | {number(peak, '.0f')} | {number(ratio, '.2f')} |")
+        lines.append(
+            f"| {LABELS[variant]} | {k} | {number(memory, '.0f')} | "
+            f"{'–' if saved is None else f'{saved:.0f}%'} | {number(peak, '.0f')} | {number(ratio, '.2f')} |"
+        )
     return lines
 
 
@@ -187,16 +235,25 @@ def _plot_error_vs_k(errors, protocol, architecture, out_dir):
     figure, axis = plt.subplots(figsize=(6, 4))
     drawn = False
     for index, variant in enumerate(VARIANTS):
-        points = sorted((k, mean_std(v)[0]) for (p, a, name, k), v in errors.items()
-                        if p == protocol and a == architecture and name == variant and k > 1)
+        points = sorted(
+            (k, mean_std(v)[0])
+            for (p, a, name, k), v in errors.items()
+            if p == protocol and a == architecture and name == variant and k > 1
+        )
         if variant == "bp" and (protocol, architecture, "bp", 1) in errors:
-            axis.axhline(mean_std(errors[(protocol, architecture, "bp", 1)])[0], color="black",
-                         linestyle="--", label="BP")
+            axis.axhline(
+                mean_std(errors[(protocol, architecture, "bp", 1)])[0], color="black", linestyle="--", label="BP"
+            )
             drawn = True
         elif points:
             # More methods than the colour cycle has colours: the marker tells apart those sharing one.
-            axis.plot([k for k, _ in points], [e for _, e in points], marker="os"[index // 10 % 2],
-                      color=f"C{index % 10}", label=LABELS[variant])
+            axis.plot(
+                [k for k, _ in points],
+                [e for _, e in points],
+                marker="os"[index // 10 % 2],
+                color=f"C{index % 10}",
+                label=LABELS[variant],
+            )
             drawn = True
     if not drawn:
         plt.close(figure)
@@ -223,22 +280,40 @@ def _plot_tradeoff(group, protocol, out_dir):
         return None
     points = []
     for architecture in sorted({r["cell"]["architecture"] for r in group}):
-        accuracy = {(r["cell"]["variant"], grid_k(r)): r["test_accuracy"] for r in group
-                    if r["cell"]["architecture"] == architecture and r["cell"]["seed"] == 0}
+        accuracy = {
+            (r["cell"]["variant"], grid_k(r)): r["test_accuracy"]
+            for r in group
+            if r["cell"]["architecture"] == architecture and r["cell"]["seed"] == 0
+        }
         if ("bp", 1) not in accuracy:
             continue
         for variant, k, _, saved, _, ratio in cost_table(group, architecture):
             if variant != "bp" and saved is not None and ratio is not None:
-                points.append((saved, 100 * (accuracy[("bp", 1)] - accuracy[(variant, k)]), ratio,
-                               f"{LABELS[variant]} K={k}", architecture))
+                points.append(
+                    (
+                        saved,
+                        100 * (accuracy[("bp", 1)] - accuracy[(variant, k)]),
+                        ratio,
+                        f"{LABELS[variant]} K={k}",
+                        architecture,
+                    )
+                )
     if not points:
         return None
     figure, axis = plt.subplots(figsize=(6.5, 4.5))
     ratios = [p[2] for p in points]
     for architecture, marker in zip(sorted({p[4] for p in points}), "o^sD"):
         mine = [p for p in points if p[4] == architecture]
-        scatter = axis.scatter([p[0] for p in mine], [p[1] for p in mine], c=[p[2] for p in mine], marker=marker,
-                               cmap="viridis", vmin=min(ratios), vmax=max(ratios), label=architecture)
+        scatter = axis.scatter(
+            [p[0] for p in mine],
+            [p[1] for p in mine],
+            c=[p[2] for p in mine],
+            marker=marker,
+            cmap="viridis",
+            vmin=min(ratios),
+            vmax=max(ratios),
+            label=architecture,
+        )
     for x, y, _, label, _ in points:
         axis.annotate(label, (x, y), fontsize=5)
     figure.colorbar(scatter, label="time per example / BP")

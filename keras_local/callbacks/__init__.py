@@ -49,6 +49,16 @@ from keras_local.callbacks.learning_rate import BlockLearningRateScheduler
 from keras_local.callbacks.non_finite import NonFiniteLossError, TerminateOnNonFiniteLoss, describe_loss
 from keras_local.callbacks.resources import MemoryMonitor, StepTimer
 
-__all__ = ["BlockEarlyStopping", "BlockLearningRateScheduler", "BlockLogger", "MemoryMonitor",
-           "MethodHyperparameterScheduler", "NonFiniteLossError", "ProgressiveFreezing", "StepTimer",
-           "TerminateOnNonFiniteLoss", "describe_loss", "read_block_log"]
+__all__ = [
+    "BlockEarlyStopping",
+    "BlockLearningRateScheduler",
+    "BlockLogger",
+    "MemoryMonitor",
+    "MethodHyperparameterScheduler",
+    "NonFiniteLossError",
+    "ProgressiveFreezing",
+    "StepTimer",
+    "TerminateOnNonFiniteLoss",
+    "describe_loss",
+    "read_block_log",
+]

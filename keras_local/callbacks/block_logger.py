@@ -56,14 +56,20 @@ class BlockLogger(keras.callbacks.Callback):
 
     def rows(self, epoch, logs):
         """This epoch's rows (dicts with `FIELDS`), from Keras' epoch logs."""
-        entries = [(str(index), self.model.block_states[index], loss, accuracy)
-                   for index, loss, accuracy in block_keys(self.model)]
+        entries = [
+            (str(index), self.model.block_states[index], loss, accuracy)
+            for index, loss, accuracy in block_keys(self.model)
+        ]
         entries.append(("output", self.model.block_states[-1], "loss", "accuracy"))
         rows = []
         for block, state, loss, accuracy in entries:
             row = {"epoch": epoch, "block": block, "state": state}
-            for field, key in (("loss", loss), ("accuracy", accuracy), ("val_loss", f"val_{loss}"),
-                               ("val_accuracy", f"val_{accuracy}")):
+            for field, key in (
+                ("loss", loss),
+                ("accuracy", accuracy),
+                ("val_loss", f"val_{loss}"),
+                ("val_accuracy", f"val_{accuracy}"),
+            ):
                 value = logs.get(key)
                 row[field] = None if value is None else float(value)
             if state != "train":  # a frozen or idle block's training metrics saw no batch

@@ -4,7 +4,6 @@
 The classes' examples reuse the `model`, `train` and `test` of `keras_local.callbacks`' example.
 """
 
-
 from keras_local.callbacks.base import Plateau, StatefulCallback, block_keys, check_local_model, monitored
 from keras_local.validation import check_number
 
@@ -37,16 +36,22 @@ class ProgressiveFreezing(StatefulCallback):
         if epochs_per_block is not None:
             values = epochs_per_block if isinstance(epochs_per_block, (list, tuple)) else [epochs_per_block]
             if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in values):
-                raise ValueError(f"epochs_per_block must be a positive integer or a list of them, "
-                                 f"got {epochs_per_block!r}.")
+                raise ValueError(
+                    f"epochs_per_block must be a positive integer or a list of them, got {epochs_per_block!r}."
+                )
         check_number("patience", patience, 1, integer=True, optional=True)
         self.epochs_per_block, self.patience = epochs_per_block, patience
         self.monitor, self.min_delta = monitor, float(min_delta)
         self.stage, self.stage_start, self.best, self.wait, self.stages = 0, 0, None, 0, []
 
     def get_state(self):
-        return {"stage": self.stage, "stage_start": self.stage_start, "best": self.best, "wait": self.wait,
-                "stages": self.stages}
+        return {
+            "stage": self.stage,
+            "stage_start": self.stage_start,
+            "best": self.best,
+            "wait": self.wait,
+            "stages": self.stages,
+        }
 
     def set_state(self, state):
         self.stage, self.stage_start = state["stage"], state["stage_start"]
@@ -69,8 +74,9 @@ class ProgressiveFreezing(StatefulCallback):
     def on_train_begin(self, logs=None):
         check_local_model(self, self.model)
         if isinstance(self.epochs_per_block, (list, tuple)) and len(self.epochs_per_block) != len(self.model.blocks):
-            raise ValueError(f"epochs_per_block has {len(self.epochs_per_block)} entries for "
-                             f"{len(self.model.blocks)} blocks.")
+            raise ValueError(
+                f"epochs_per_block has {len(self.epochs_per_block)} entries for {len(self.model.blocks)} blocks."
+            )
         if not self._restore():
             self.stage, self.stage_start, self.best, self.wait, self.stages = 0, 0, None, 0, []
         self._apply()
@@ -80,9 +86,9 @@ class ProgressiveFreezing(StatefulCallback):
         if self.epochs_per_block is not None:
             done = epoch + 1 - self.stage_start >= self._epochs_for(self.stage)
         else:
-            self.best, self.wait = Plateau.update(self.best, self.wait,
-                                                   monitored(logs or {}, f"{self.monitor}_{self.stage}"),
-                                                   self.min_delta)
+            self.best, self.wait = Plateau.update(
+                self.best, self.wait, monitored(logs or {}, f"{self.monitor}_{self.stage}"), self.min_delta
+            )
             done = self.wait >= self.patience
         if done:
             self.stages.append({"block": self.stage, "start_epoch": self.stage_start, "end_epoch": epoch})
@@ -128,8 +134,13 @@ class BlockEarlyStopping(StatefulCallback):
         self.steps, self.skipped = 0, 0
 
     def get_state(self):
-        return {"best": self.best, "wait": self.wait, "stopped_epochs": self.stopped_epochs,
-                "steps": self.steps, "skipped": self.skipped}
+        return {
+            "best": self.best,
+            "wait": self.wait,
+            "stopped_epochs": self.stopped_epochs,
+            "steps": self.steps,
+            "skipped": self.skipped,
+        }
 
     def set_state(self, state):
         self.best, self.wait = dict(state["best"]), dict(state["wait"])
@@ -158,15 +169,18 @@ class BlockEarlyStopping(StatefulCallback):
             if index in self.stopped_epochs:
                 continue
             key = str(index)
-            best, wait = Plateau.update(self.best.get(key), self.wait.get(key, 0),
-                                         monitored(logs, f"{self.monitor}_{index}"), self.min_delta)
+            best, wait = Plateau.update(
+                self.best.get(key), self.wait.get(key, 0), monitored(logs, f"{self.monitor}_{index}"), self.min_delta
+            )
             self.best[key], self.wait[key] = best, wait
             if wait >= self.patience:
                 self.stopped_epochs[index] = epoch
                 self.model.set_block_state(index, "frozen")
                 if self.verbose:
-                    print(f"Epoch {epoch + 1}: block {index} stopped ({self.monitor}_{index} has not improved "
-                          f"for {self.patience} epochs).")
+                    print(
+                        f"Epoch {epoch + 1}: block {index} stopped ({self.monitor}_{index} has not improved "
+                        f"for {self.patience} epochs)."
+                    )
         if len(self.stopped_epochs) == len(block_keys(self.model)):
             self.model.stop_training = True
         logs["blocks_stopped"] = len(self.stopped_epochs)

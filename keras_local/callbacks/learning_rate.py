@@ -33,8 +33,10 @@ class BlockLearningRateScheduler(keras.callbacks.Callback):
     def __init__(self, schedule, verbose=0):
         super().__init__()
         if not callable(schedule) and not isinstance(schedule, (list, tuple)):
-            raise ValueError(f"schedule must be a function (epoch, block, lr) -> lr or a list of "
-                             f"LearningRateSchedule, got {schedule!r}.")
+            raise ValueError(
+                f"schedule must be a function (epoch, block, lr) -> lr or a list of "
+                f"LearningRateSchedule, got {schedule!r}."
+            )
         if isinstance(schedule, (list, tuple)):
             for item in schedule:
                 if item is not None and not isinstance(item, keras.optimizers.schedules.LearningRateSchedule):
@@ -76,5 +78,5 @@ class BlockLearningRateScheduler(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
-            for index, optimizer in self._optimizers()[:len(self.model.blocks)]:
+            for index, optimizer in self._optimizers()[: len(self.model.blocks)]:
                 logs[f"lr_{index}"] = float(optimizer.learning_rate)

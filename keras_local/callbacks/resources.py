@@ -68,8 +68,6 @@ class MemoryMonitor(keras.callbacks.Callback):
             logs["peak_memory_mib"] = self._peak / 2**20
 
 
-
-
 class StepTimer(keras.callbacks.Callback):
     """Puts the median wall time of the epoch's training steps (seconds)
     into the logs as `step_seconds` (the first epoch's includes tracing in

@@ -12,9 +12,23 @@ from keras_local.methods.gll import GreedyLocal
 from keras_local.methods.infopro import InfoPro
 from keras_local.methods.predsim import PredSim
 
-__all__ = ["METHODS", "AssociatedLearning", "AugLocal", "BackLink", "Backprop", "BlockwiseBPFree", "DecoupledGreedy",
-           "GreedyLocal", "InfoPro", "Method", "PredSim", "get_method", "list_methods", "method_option_names",
-           "register_method"]
+__all__ = [
+    "METHODS",
+    "AssociatedLearning",
+    "AugLocal",
+    "BackLink",
+    "Backprop",
+    "BlockwiseBPFree",
+    "DecoupledGreedy",
+    "GreedyLocal",
+    "InfoPro",
+    "Method",
+    "PredSim",
+    "get_method",
+    "list_methods",
+    "method_option_names",
+    "register_method",
+]
 
 
 def list_methods():

@@ -40,8 +40,9 @@ class BackLink(Method):
     name = "backlink"
     options = ("alpha", "propagation_length")
     schedulable = ("alpha",)
-    search = SearchSpace(options={"alpha": [0.0, 0.25, 0.5, 0.75, 1.0], "propagation_length": [1, 2]},
-                         tail_option="propagation_length")
+    search = SearchSpace(
+        options={"alpha": [0.0, 0.25, 0.5, 0.75, 1.0], "propagation_length": [1, 2]}, tail_option="propagation_length"
+    )
 
     def __init__(self, alpha=0.5, propagation_length=1):
         self.alpha = check_number("alpha", alpha, 0.0, 1.0)

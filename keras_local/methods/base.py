@@ -255,8 +255,10 @@ class Method:
             return "its blocks' losses read the input images, which a block trained alone does not get"
         linked = [index for index in range(num_blocks) if self.linked_units(index, num_blocks)]
         if linked:
-            return (f"the tails of blocks {linked} learn from the next block's error on the same batch, which a "
-                    f"block trained alone never receives")
+            return (
+                f"the tails of blocks {linked} learn from the next block's error on the same batch, which a "
+                f"block trained alone never receives"
+            )
         return None
 
     def blocks_train_alone(self, num_blocks):
@@ -282,12 +284,17 @@ class Method:
         super().__init_subclass__(**kwargs)
         old = {name: cls.__dict__[name] for name in ("search_defaults", "searched_tail_option") if name in cls.__dict__}
         if old:  # the declarations before 0.4
-            warnings.warn(f"{cls.__name__}: search_defaults and searched_tail_option are deprecated; declare "
-                          f"search = SearchSpace(options=..., tail_option=...) instead.", DeprecationWarning,
-                          stacklevel=2)
-            cls.search = SearchSpace(options=dict(old.get("search_defaults", cls.search.options)),
-                                     tail_option=old.get("searched_tail_option", cls.search.tail_option),
-                                     cut=cls.search.cut)
+            warnings.warn(
+                f"{cls.__name__}: search_defaults and searched_tail_option are deprecated; declare "
+                f"search = SearchSpace(options=..., tail_option=...) instead.",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            cls.search = SearchSpace(
+                options=dict(old.get("search_defaults", cls.search.options)),
+                tail_option=old.get("searched_tail_option", cls.search.tail_option),
+                cut=cls.search.cut,
+            )
 
     def get_config(self):
         return {}

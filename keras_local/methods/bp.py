@@ -21,9 +21,18 @@ class Backprop(Method):
         from keras_local.recipes import Recipe, piecewise
 
         return Recipe(
-            {"optimizer": "sgd", "learning_rate": 0.1, "momentum": 0.9, "nesterov": False, "weight_decay": 1e-4,
-             "weight_decay_scope": "all", "batch_size": 128, "epochs": 164, "warmup_epochs": 0,
-             **piecewise([0.5, 0.75], 0.1)},
+            {
+                "optimizer": "sgd",
+                "learning_rate": 0.1,
+                "momentum": 0.9,
+                "nesterov": False,
+                "weight_decay": 1e-4,
+                "weight_decay_scope": "all",
+                "batch_size": 128,
+                "epochs": 164,
+                "warmup_epochs": 0,
+                **piecewise([0.5, 0.75], 0.1),
+            },
             "He et al. 2016 (Deep Residual Learning) §4.2, CIFAR-10: SGD 0.1, momentum 0.9, weight decay "
             "1e-4, batch 128, 64k iterations (164 epochs), lr ÷10 at 32k and 48k",
         )

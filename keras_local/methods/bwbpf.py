@@ -49,9 +49,21 @@ class BlockwiseBPFree(Method):
         from keras_local.recipes import Recipe
 
         return Recipe(
-            {"optimizer": "sgd", "learning_rate": 0.1, "momentum": 0.9, "nesterov": False, "weight_decay": 5e-4,
-             "weight_decay_scope": "all", "batch_size": 128, "epochs": 400, "lr_schedule": "cosine",
-             "warmup_epochs": 0, "head": "linear", "split": "even", "method_options": self.get_config()},
+            {
+                "optimizer": "sgd",
+                "learning_rate": 0.1,
+                "momentum": 0.9,
+                "nesterov": False,
+                "weight_decay": 5e-4,
+                "weight_decay_scope": "all",
+                "batch_size": 128,
+                "epochs": 400,
+                "lr_schedule": "cosine",
+                "warmup_epochs": 0,
+                "head": "linear",
+                "split": "even",
+                "method_options": self.get_config(),
+            },
             "BWBPF reference code (Belis0811/BWBPF distributed/main_cifar10.py): one SGD per block, lr 0.1, "
             "momentum 0.9, weight decay 5e-4, batch 128, 400 epochs, CosineAnnealing T_max=400 "
             "(main_vgg.py and Main_8out/12out/16out.py, Tiny-ImageNet: batch 32, 200 epochs). The paper "

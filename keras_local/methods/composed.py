@@ -20,6 +20,7 @@ model = kl.build_model("resnet20", "dgl", num_blocks=4, hpff=True)
 from keras_local.methods import hpff as hpff_rule
 from keras_local.methods import man as man_rule
 from keras_local.methods.base import WHOLE_BLOCK, Method, SearchSpace, check_number
+from keras_local.methods.protocols import infopro_protocol
 
 
 class ComposedRules(Method):
@@ -32,14 +33,21 @@ class ComposedRules(Method):
     hpff_cascade_weight = hpff_rule.DEFAULT_CASCADE_WEIGHT
     hpff_patch_grid = hpff_rule.DEFAULT_PATCH_GRID
 
-    def __init__(self, man=False, man_momentum=man_rule.DEFAULT_MOMENTUM, hpff=False,
-                 hpff_cascade_weight=hpff_rule.DEFAULT_CASCADE_WEIGHT, hpff_patch_grid=hpff_rule.DEFAULT_PATCH_GRID):
+    def __init__(
+        self,
+        man=False,
+        man_momentum=man_rule.DEFAULT_MOMENTUM,
+        hpff=False,
+        hpff_cascade_weight=hpff_rule.DEFAULT_CASCADE_WEIGHT,
+        hpff_patch_grid=hpff_rule.DEFAULT_PATCH_GRID,
+    ):
         for name, value in (("man", man), ("hpff", hpff)):
             if not isinstance(value, bool):
                 raise ValueError(f"{name} must be True or False, got {value!r}.")
         if man and hpff:
-            raise ValueError("man=True and hpff=True cannot be combined: each replaces the auxiliary heads "
-                             "its own way. Choose one.")
+            raise ValueError(
+                "man=True and hpff=True cannot be combined: each replaces the auxiliary heads its own way. Choose one."
+            )
         self.man, self.hpff = man, hpff
         self.man_momentum = check_number("man_momentum", man_momentum, 0.0, 1.0)
         self.hpff_cascade_weight = check_number("hpff_cascade_weight", hpff_cascade_weight, 0.0, 1.0)
@@ -79,8 +87,9 @@ class ComposedRules(Method):
         if not self.hpff or index == 0:
             return None
         base = self.module_loss(index, num_blocks, loss)
-        return hpff_rule.hilo_loss(index, base, self.independent_loss(num_blocks, loss), self.hpff_cascade_weight,
-                              part="cascade")
+        return hpff_rule.hilo_loss(
+            index, base, self.independent_loss(num_blocks, loss), self.hpff_cascade_weight, part="cascade"
+        )
 
     def loss_weights(self, num_blocks):
         if self.hpff:
@@ -100,15 +109,20 @@ class ComposedRules(Method):
             raise ValueError(
                 f"block_order='pipelined' cannot run {self.name!r} with hpff=True: the cascade loss of block "
                 f"k+1 trains block k on the same batch, which a one-step pipeline only computes a step later. "
-                f"Use block_order='together' or 'sequential'.")
+                f"Use block_order='together' or 'sequential'."
+            )
 
     def composable_config(self):
-        return {"man": self.man, "man_momentum": self.man_momentum, "hpff": self.hpff,
-                "hpff_cascade_weight": self.hpff_cascade_weight, "hpff_patch_grid": self.hpff_patch_grid}
+        return {
+            "man": self.man,
+            "man_momentum": self.man_momentum,
+            "hpff": self.hpff,
+            "hpff_cascade_weight": self.hpff_cascade_weight,
+            "hpff_patch_grid": self.hpff_patch_grid,
+        }
 
     def get_config(self):
         return self.composable_config()
-
 
 
 def composed_recipe(method, architecture, method_options=None):
@@ -119,11 +133,7 @@ def composed_recipe(method, architecture, method_options=None):
     rule = "MAN (JunhaoSu0/MAN" if method.man else "HPFF (Zeudfish/HPFF"
     options = {**method.get_config(), **(method_options or {})}
     return Recipe(
-        {"optimizer": "sgd", "learning_rate": 0.8, "momentum": 0.9, "nesterov": True, "weight_decay": 1e-4,
-         "weight_decay_scope": "all", "batch_size": 1024, "epochs": 400, "lr_schedule": "cosine",
-         "warmup_epochs": 10, "warmup_learning_rate": 0.01, "head": method.default_head,
-         "split": "infopro" if architecture in ("resnet32", "resnet110") else "even",
-         "method_options": options},
+        infopro_protocol(architecture, 400, options, head=method.default_head),
         f"{rule} 'Exp on CIFAR' train.py and README, built on InfoPro-Pytorch's): one SGD, Nesterov momentum "
         f"0.9, lr 0.8 at batch 1024, weight decay 1e-4, 400 epochs, --cos_lr (10 epochs of warm-up from "
         f"0.01, then cosine), InfoPro's splits, cross-entropy local losses (--local_loss_mode cross_entropy), "

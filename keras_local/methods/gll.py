@@ -13,12 +13,21 @@ def backlink_paper_recipe(architecture, head, method_options=None):
 
     vgg_like = architecture.startswith(("vgg", "alexnet"))
     return Recipe(
-        {"optimizer": "sgd", "learning_rate": BACKLINK_LEARNING_RATES.get(architecture, 0.5), "momentum": 0.9,
-         "nesterov": False, "weight_decay": 1e-4 if architecture.startswith("vgg") else 5e-4,
-         "weight_decay_scope": "all",
-         "batch_size": 512, "epochs": {"alexnet": 100}.get(architecture, 150 if vgg_like else 200),
-         "lr_schedule": "cosine", "warmup_epochs": 0, "head": head, "split": "even",
-         "method_options": dict(method_options or {})},
+        {
+            "optimizer": "sgd",
+            "learning_rate": BACKLINK_LEARNING_RATES.get(architecture, 0.5),
+            "momentum": 0.9,
+            "nesterov": False,
+            "weight_decay": 1e-4 if architecture.startswith("vgg") else 5e-4,
+            "weight_decay_scope": "all",
+            "batch_size": 512,
+            "epochs": {"alexnet": 100}.get(architecture, 150 if vgg_like else 200),
+            "lr_schedule": "cosine",
+            "warmup_epochs": 0,
+            "head": head,
+            "split": "even",
+            "method_options": dict(method_options or {}),
+        },
         "BackLink (Guo et al., IEEE TAI 2023) §4: SGD momentum 0.9, weight decay 5e-4 (ResNets) / 1e-4 "
         "(VGG16; AlexNet's is not stated: 5e-4 here), batch 512, 200 epochs (ResNets), 150 (VGG16), "
         "100 (AlexNet); lr 0.5 ResNet32, 0.3 ResNet110, 0.01 AlexNet/VGG16 (other ResNets here: 0.5); "

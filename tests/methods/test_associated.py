@@ -12,8 +12,15 @@ mse = keras.losses.MeanSquaredError()
 
 
 def tiny_associated(**options):
-    model = kl.build_model("mlp", method="associated", input_shape=(6,), num_classes=3,
-                           architecture_options={"hidden_units": [8, 8, 8]}, width=4, **options)
+    model = kl.build_model(
+        "mlp",
+        method="associated",
+        input_shape=(6,),
+        num_classes=3,
+        architecture_options={"hidden_units": [8, 8, 8]},
+        width=4,
+        **options,
+    )
     model.compile(optimizer=keras.optimizers.SGD(LEARNING_RATE))
     return model
 
@@ -35,8 +42,9 @@ def test_each_part_gets_only_its_own_loss():
             associated.append(mse(tf.stop_gradient(t), block.head(s)))
             through_target.append(mse(t, block.head(s)))  # what a missing stop on t_i would train
     feature_reference = [grads(tape, loss, block.trainable_variables) for loss, block in zip(associated, model.blocks)]
-    label_reference = [grads(tape, loss, block.trainable_variables)
-                       for loss, block in zip(autoencoder, model.extra_blocks)]
+    label_reference = [
+        grads(tape, loss, block.trainable_variables) for loss, block in zip(autoencoder, model.extra_blocks)
+    ]
     # Without the stops, the associated loss would reach the encoders.
     leak = tape.gradient(through_target[1], model.extra_blocks[1].trainable_variables)
     assert max(np.abs(g.numpy()).max() for g in leak if g is not None) > 1e-5
@@ -45,8 +53,10 @@ def test_each_part_gets_only_its_own_loss():
     before = [[v.numpy().copy() for v in block.trainable_variables] for block in all_blocks]
     model.train_step((tf.constant(x), tf.constant(y)))
     rates = [LEARNING_RATE] * 3 + [2 * LEARNING_RATE] * 3  # the autoencoders learn 2x faster
-    applied = [[(b - v.numpy()) / rate for b, v in zip(values, block.trainable_variables)]
-               for values, block, rate in zip(before, all_blocks, rates)]
+    applied = [
+        [(b - v.numpy()) / rate for b, v in zip(values, block.trainable_variables)]
+        for values, block, rate in zip(before, all_blocks, rates)
+    ]
     for k in range(3):
         assert_close(applied[k], feature_reference[k])
         assert_close(applied[3 + k], label_reference[k])
@@ -65,9 +75,11 @@ def test_inference_is_the_composition_of_features_last_bridge_and_decoders(tmp_p
     inference = kl.export_inference_model(model)
     np.testing.assert_allclose(inference(x), out, atol=1e-6)
     # Only the effective parameters: the f_i, the last bridge and the decoders.
-    effective = (sum(block.count_params() - block.head.count_params() for block in model.blocks)
-                 + model.blocks[-1].head.count_params()
-                 + sum(block.head.count_params() for block in model.extra_blocks))
+    effective = (
+        sum(block.count_params() - block.head.count_params() for block in model.blocks)
+        + model.blocks[-1].head.count_params()
+        + sum(block.head.count_params() for block in model.extra_blocks)
+    )
     assert inference.count_params() == effective < model.count_params()
 
 
@@ -76,7 +88,7 @@ def test_default_components_follow_the_reference():
         model = kl.build_model(architecture, method="associated", build=False, **kwargs)
         return [len(block.units) for block in model.blocks]
 
-    assert sizes("resnet20") == [1, 3, 3, 3]   # stem, then one component per stage
+    assert sizes("resnet20") == [1, 3, 3, 3]  # stem, then one component per stage
     assert sizes("resnet32") == [1, 5, 5, 5]
     assert sizes("cnn") == [2, 2, 2, 2]
     assert sizes("vgg") == [2, 2, 2, 2]
@@ -94,8 +106,14 @@ def test_associated_learns_a_known_rule_well_above_chance():
     rng = np.random.default_rng(1)
     x = rng.normal(size=(1200, 6)).astype("float32")
     y = np.argmax(x @ rng.normal(size=(6, 3)), axis=1)
-    model = kl.build_model("mlp", method="associated", input_shape=(6,), num_classes=3,
-                           architecture_options={"hidden_units": [64, 64]}, width=32)
+    model = kl.build_model(
+        "mlp",
+        method="associated",
+        input_shape=(6,),
+        num_classes=3,
+        architecture_options={"hidden_units": [64, 64]},
+        width=32,
+    )
     model.compile(optimizer=keras.optimizers.Adam(3e-3))
     model.fit(x[:1000], y[:1000], batch_size=32, epochs=8, verbose=0)
     accuracy = model.evaluate(x[1000:], y[1000:], return_dict=True, verbose=0)["accuracy"]
@@ -113,7 +131,7 @@ def test_each_level_logs_the_accuracy_of_its_bridge_decoded_by_its_decoders():
     for k, block in enumerate(model.blocks):
         features = block(features, training=False)
         scores = block.head(features, training=False)
-        for decoder in reversed(decoders[:k + 1]):
+        for decoder in reversed(decoders[: k + 1]):
             scores = decoder(scores, training=False)
         expected = np.mean(np.argmax(scores.numpy(), axis=1) == y)
         assert logs[f"acc_{k}"] == pytest.approx(expected)
@@ -149,22 +167,32 @@ def test_round_trip_keeps_label_blocks_and_their_optimizers(tmp_path):
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
 
 
-@pytest.mark.parametrize("architecture, options, components", [
-    ("mlp", {"hidden_units": [12, 12]}, 2),
-    ("cnn", {}, 4),
-    ("resnet20", {}, 4),
-    ("vgg", {"hidden_units": [16, 16]}, 4),
-])
+@pytest.mark.parametrize(
+    "architecture, options, components",
+    [
+        ("mlp", {"hidden_units": [12, 12]}, 2),
+        ("cnn", {}, 4),
+        ("resnet20", {}, 4),
+        ("vgg", {"hidden_units": [16, 16]}, 4),
+    ],
+)
 def test_the_backprop_twin_has_the_parameters_of_the_inference_path(architecture, options, components):
     # The recipes' fair-comparison rule: bp gets dense layers [5n, n] + [n] * (L - 1), the
     # last bridge and the decoders h_L .. h_2, before its classifier (h_1).
     width, shape = 8, (16, 16, 3) if architecture == "vgg" else (8, 8, 3)
-    associated = kl.build_model(architecture, method="associated", input_shape=shape, num_classes=5,
-                                width=width, architecture_options=options)
+    associated = kl.build_model(
+        architecture, method="associated", input_shape=shape, num_classes=5, width=width, architecture_options=options
+    )
     assert len(associated.blocks) == components
     twin = options.get("hidden_units", []) + [5 * width, width] + [width] * (components - 1)
-    bp = kl.build_model(architecture, method="bp", num_blocks=1, input_shape=shape, num_classes=5,
-                        architecture_options={"hidden_units": twin})
+    bp = kl.build_model(
+        architecture,
+        method="bp",
+        num_blocks=1,
+        input_shape=shape,
+        num_classes=5,
+        architecture_options={"hidden_units": twin},
+    )
     assert kl.export_inference_model(associated).count_params() == bp.count_params()
 
 
@@ -184,14 +212,23 @@ def test_analyze_command_reports_the_ratio_and_writes_a_plot(tmp_path, capsys):
 
     from keras_local import cli
 
-    model = kl.build_model("cnn", method="associated", input_shape=(32, 32, 3), num_classes=10, width=16,
-                           bridge="pooled")
+    model = kl.build_model(
+        "cnn", method="associated", input_shape=(32, 32, 3), num_classes=10, width=16, bridge="pooled"
+    )
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
-    model.fit(kl.data.load_dataset("cifar10_sample", "train", 64, training=True, num_examples=128),
-              epochs=1, verbose=0)
+    model.fit(kl.data.load_dataset("cifar10_sample", "train", 64, training=True, num_examples=128), epochs=1, verbose=0)
     model.save(tmp_path / "m.keras")
-    argv = ["analyze", "--model", str(tmp_path / "m.keras"), "--examples", "200", "--block", "1",
-            "--plot", str(tmp_path / "f.png")]
+    argv = [
+        "analyze",
+        "--model",
+        str(tmp_path / "m.keras"),
+        "--examples",
+        "200",
+        "--block",
+        "1",
+        "--plot",
+        str(tmp_path / "f.png"),
+    ]
     assert cli.main(argv) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["examples"] == 200 and result["ratio"] > 0

@@ -24,8 +24,7 @@ def twin_models(method_options, weight_decay=0.0):
     return gll, backlink
 
 
-@pytest.mark.parametrize("options", [{"alpha": 0.3, "propagation_length": 0},
-                                     {"alpha": 1.0, "propagation_length": 1}])
+@pytest.mark.parametrize("options", [{"alpha": 0.3, "propagation_length": 0}, {"alpha": 1.0, "propagation_length": 1}])
 def test_backlink_without_link_is_exactly_gll(options):
     gll, backlink = twin_models(options, weight_decay=0.1)
     x, y = tiny_batch()
@@ -56,8 +55,10 @@ def test_backlink_tail_mixes_its_own_and_the_next_blocks_error(weight_decay):
         h1_link = block1(tf.stop_gradient(h0), training=True)  # block 1 is one unit: all tail
         loss2 = ce(y, block2.head(block2(h1_link, training=True), training=True))
         loss2_through = ce(y, block2.head(block2(block1(h0_link)), training=True))
-        own_objectives = [loss + l2_penalty(weight_decay, block.trainable_variables)
-                          for loss, block in zip((loss0, loss1, loss2), model.blocks)]
+        own_objectives = [
+            loss + l2_penalty(weight_decay, block.trainable_variables)
+            for loss, block in zip((loss0, loss1, loss2), model.blocks)
+        ]
 
     def own(k, block):
         return grads(tape, own_objectives[k], block.trainable_variables)
@@ -67,8 +68,10 @@ def test_backlink_tail_mixes_its_own_and_the_next_blocks_error(weight_decay):
         own_grads = grads(tape, own_loss, block.trainable_variables)
         next_grads = grads(tape, next_loss, block.trainable_variables)
         wd = [weight_decay * v.numpy() for v in block.trainable_variables]
-        return [alpha * o + (1 - alpha) * n + d if id(v) in tail_ids else o + d
-                for v, o, n, d in zip(block.trainable_variables, own_grads, next_grads, wd)]
+        return [
+            alpha * o + (1 - alpha) * n + d if id(v) in tail_ids else o + d
+            for v, o, n, d in zip(block.trainable_variables, own_grads, next_grads, wd)
+        ]
 
     reference = [
         mixed(block0, res1.trainable_variables, loss0, loss1, 0),
@@ -116,8 +119,16 @@ def test_backlink_two_unit_tail_with_a_fixed_or_scheduled_alpha(scheduled):
     import keras_local as kl
 
     keras.utils.set_random_seed(3)
-    model = kl.build_model("mlp", "backlink", cuts=[3], alpha=0.5, propagation_length=2, input_shape=(6,),
-                           num_classes=4, architecture_options={"hidden_units": (8, 8, 8, 8)})
+    model = kl.build_model(
+        "mlp",
+        "backlink",
+        cuts=[3],
+        alpha=0.5,
+        propagation_length=2,
+        input_shape=(6,),
+        num_classes=4,
+        architecture_options={"hidden_units": (8, 8, 8, 8)},
+    )
     model.compile(optimizer=keras.optimizers.SGD(LEARNING_RATE))
     alpha = 0.5
     if scheduled:
@@ -136,8 +147,9 @@ def test_backlink_two_unit_tail_with_a_fixed_or_scheduled_alpha(scheduled):
         loss1 = ce(y, block1.head(block1(h_link, training=True), training=True))
     tail = {id(v) for v in second.trainable_variables + third.trainable_variables}
     own0, next0 = grads(tape, loss0, block0.trainable_variables), grads(tape, loss1, block0.trainable_variables)
-    expected0 = [alpha * o + (1 - alpha) * n if id(v) in tail else o
-                 for v, o, n in zip(block0.trainable_variables, own0, next0)]
+    expected0 = [
+        alpha * o + (1 - alpha) * n if id(v) in tail else o for v, o, n in zip(block0.trainable_variables, own0, next0)
+    ]
     expected1 = grads(tape, loss1, block1.trainable_variables)
     assert max(np.abs(g).max() for g, v in zip(next0, block0.trainable_variables) if id(v) in tail) > 1e-4
     assert not any(np.abs(g).max() for g in grads(tape, loss1, first.trainable_variables))  # nothing past p

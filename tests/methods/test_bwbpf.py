@@ -44,8 +44,11 @@ def test_bwbpf_output_layer_gets_only_the_global_loss_and_no_block_gets_it():
 
 def test_bwbpf_deep_supervision_is_end_to_end_backprop_of_the_weighted_sum():
     lambda_global, lambda_local = 1.5, 0.5
-    model = compiled(tiny_resnet("bwbpf", deep_supervision=True, lambda_global=lambda_global,
-                                 lambda_local=lambda_local, weight_decay=0.1))
+    model = compiled(
+        tiny_resnet(
+            "bwbpf", deep_supervision=True, lambda_global=lambda_global, lambda_local=lambda_local, weight_decay=0.1
+        )
+    )
     assert len(model.blocks) == 3 and not model.method.cut_gradients
     x, y = tiny_batch()
     with tf.GradientTape(persistent=True) as tape:

@@ -50,7 +50,11 @@ def test_dgl_networks_follow_the_reference_layers():
     assert all(block.units[0].conv.use_bias for block in model.blocks)  # PyTorch's conv default
     four = kl.build_model("dgl_cnn4", "dgl", num_blocks=4, num_classes=10)
     assert [block.features_shape[1:] for block in four.blocks] == [
-        (32, 32, 64), (16, 16, 128), (16, 16, 128), (8, 8, 256)]
+        (32, 32, 64),
+        (16, 16, 128),
+        (16, 16, 128),
+        (8, 8, 256),
+    ]
     # DGL's default auxiliary net is mlp_sr; the last block's head is the reference's last module:
     # pool to 2x2, two [Dense(4F) + BN + ReLU], Dense (auxillary_classifier2(n_lin=0, mlp_layers=2)).
     assert all(isinstance(block.head, DGLHead) and block.head.variant == "mlp_sr" for block in model.blocks[:-1])
@@ -66,8 +70,9 @@ def test_dgl_networks_follow_the_reference_layers():
 @pytest.mark.parametrize("head", ["mlp_sr", "cnn"])
 def test_dgl_each_block_gets_only_its_own_auxiliary_loss(head):
     weight_decay = 5e-4
-    model = kl.build_model("dgl_cnn4", "dgl", num_blocks=4, head=head, input_shape=(16, 16, 3), num_classes=5,
-                           weight_decay=weight_decay)
+    model = kl.build_model(
+        "dgl_cnn4", "dgl", num_blocks=4, head=head, input_shape=(16, 16, 3), num_classes=5, weight_decay=weight_decay
+    )
     model.compile(optimizer=keras.optimizers.SGD(LEARNING_RATE))
     rng = np.random.default_rng(0)
     x = rng.normal(size=(6, 16, 16, 3)).astype("float32")

@@ -43,8 +43,7 @@ def test_gll_each_block_gets_only_its_own_local_loss(weight_decay):
 
 
 def test_gll_last_block_uses_the_output_head():
-    model = kl.build_model("resnet20", method="gll", num_blocks=3, head="conv",
-                           input_shape=(8, 8, 3), num_classes=5)
+    model = kl.build_model("resnet20", method="gll", num_blocks=3, head="conv", input_shape=(8, 8, 3), num_classes=5)
     assert model.output_head is model.blocks[-1].head
     assert isinstance(model.output_head, kl.heads.LinearHead)
     assert all(isinstance(block.head, kl.heads.ConvHead) for block in model.blocks[:-1])

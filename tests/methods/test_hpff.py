@@ -15,8 +15,17 @@ SHAPE, CLASSES, CASCADE = (8, 8, 3), 5, 0.7
 
 
 def _model(method="gll", block_order="together", grid=1):
-    model = kl.build_model("resnet8", method, num_blocks=3, input_shape=SHAPE, num_classes=CLASSES, hpff=True,
-                           hpff_cascade_weight=CASCADE, hpff_patch_grid=grid, block_order=block_order)
+    model = kl.build_model(
+        "resnet8",
+        method,
+        num_blocks=3,
+        input_shape=SHAPE,
+        num_classes=CLASSES,
+        hpff=True,
+        hpff_cascade_weight=CASCADE,
+        hpff_patch_grid=grid,
+        block_order=block_order,
+    )
     model.compile(optimizer=keras.optimizers.SGD(LEARNING_RATE))
     return model
 
@@ -39,11 +48,16 @@ def test_each_cascade_loss_trains_exactly_its_pair_of_blocks(block_order):
         outputs = middle.head(h1, training=True)
         own1, cascade1 = (1 - CASCADE) * ce(y, outputs["own"]), CASCADE * ce(y, outputs["cascade"])
         output = ce(y, last.head(h2, training=True))
+
     def grads(loss, block, weight=1.0):
-        return [np.zeros(v.shape) if g is None else weight * g.numpy()
-                for g, v in zip(tape.gradient(loss, block.trainable_variables), block.trainable_variables)]
+        return [
+            np.zeros(v.shape) if g is None else weight * g.numpy()
+            for g, v in zip(tape.gradient(loss, block.trainable_variables), block.trainable_variables)
+        ]
+
     def total(*parts):
         return [sum(each) for each in zip(*parts)]
+
     expected = [
         total(grads(own0, first), grads(cascade1, first)),
         total(grads(own1, middle), grads(cascade1, middle), grads(output, middle, CASCADE)),
@@ -70,8 +84,14 @@ def test_patch_fusion_averages_the_heads_outputs_over_the_patches():
     features = np.random.default_rng(0).normal(size=(3, 8, 6, 4)).astype("float32")
     inner = LinearHead(CLASSES)
     fused = PatchFusion(inner, grid=2)
-    expected = np.mean([inner(features[:, rows, columns]).numpy()
-                        for rows in (slice(0, 4), slice(4, 8)) for columns in (slice(0, 3), slice(3, 6))], axis=0)
+    expected = np.mean(
+        [
+            inner(features[:, rows, columns]).numpy()
+            for rows in (slice(0, 4), slice(4, 8))
+            for columns in (slice(0, 3), slice(3, 6))
+        ],
+        axis=0,
+    )
     np.testing.assert_allclose(fused(features).numpy(), expected, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(PatchFusion(inner, grid=1)(features).numpy(), inner(features).numpy())
 

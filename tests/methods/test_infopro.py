@@ -13,8 +13,9 @@ SHAPE, CLASSES = (8, 8, 3), 5
 
 @pytest.mark.parametrize("aux_loss, scored", [("contrast", ["acc_2"]), ("cross_entropy", ["acc_0", "acc_1", "acc_2"])])
 def test_only_heads_that_score_the_classes_log_an_accuracy(aux_loss, scored):
-    model = kl.build_model("resnet8", "infopro", num_blocks=3, input_shape=SHAPE, num_classes=CLASSES,
-                           aux_loss=aux_loss)
+    model = kl.build_model(
+        "resnet8", "infopro", num_blocks=3, input_shape=SHAPE, num_classes=CLASSES, aux_loss=aux_loss
+    )
     model.compile(optimizer=keras.optimizers.SGD(0.01))
     x, y = tiny_batch(input_shape=SHAPE, num_classes=CLASSES)
     logs = model.train_on_batch(x, y, return_dict=True)
@@ -24,11 +25,14 @@ def test_only_heads_that_score_the_classes_log_an_accuracy(aux_loss, scored):
     assert sorted(key for key in evaluation if key.startswith("acc_")) == scored
 
 
-@pytest.mark.parametrize("num_blocks, expected", [
-    (2, [(5.0, 0.5)]),
-    (4, [(5.0, 0.5), (2.6, 0.75), (0.2, 1.0)]),
-    (16, [(5.0 * (1 - k / 14) + 0.2 * k / 14, 0.5 * (1 - k / 14) + 1.0 * k / 14) for k in range(15)]),
-])
+@pytest.mark.parametrize(
+    "num_blocks, expected",
+    [
+        (2, [(5.0, 0.5)]),
+        (4, [(5.0, 0.5), (2.6, 0.75), (0.2, 1.0)]),
+        (16, [(5.0 * (1 - k / 14) + 0.2 * k / 14, 0.5 * (1 - k / 14) + 1.0 * k / 14) for k in range(15)]),
+    ],
+)
 def test_infopro_lambda_interpolation(num_blocks, expected):
     method = kl.get_method("infopro", reconstruction_weights=(5.0, 0.2), aux_weights=(0.5, 1.0))
     np.testing.assert_allclose(method.interpolated_weights(num_blocks), expected)
@@ -74,8 +78,15 @@ def test_supervised_contrastive_loss_matches_its_formula():
 def test_infopro_blocks_get_their_interpolated_loss():
     from keras_local.data import NORMALIZATION
 
-    model = kl.build_model("resnet20", "infopro", cuts=[2, 6], input_shape=(8, 8, 3), num_classes=5,
-                           reconstruction_weights=(2.0, 0.5), aux_weights=(0.3, 1.0))
+    model = kl.build_model(
+        "resnet20",
+        "infopro",
+        cuts=[2, 6],
+        input_shape=(8, 8, 3),
+        num_classes=5,
+        reconstruction_weights=(2.0, 0.5),
+        aux_weights=(0.3, 1.0),
+    )
     model.compile(optimizer=keras.optimizers.SGD(LEARNING_RATE))
     rng = np.random.default_rng(0)
     x = rng.normal(size=(6, 8, 8, 3)).astype("float32")
@@ -129,8 +140,10 @@ def test_infopro_default_gives_the_local_block_of_k2_a_supervised_term():
     x = rng.normal(size=(6, 8, 8, 3)).astype("float32")
     applied = applied_gradients(model, x, np.array([0, 1, 2, 0, 1, 4]))
     classifier = {id(v) for v in model.blocks[0].head.aux.trainable_variables}
-    assert max(np.abs(g).max() for g, v in zip(applied[0], model.blocks[0].trainable_variables)
-               if id(v) in classifier) > 1e-4
+    assert (
+        max(np.abs(g).max() for g, v in zip(applied[0], model.blocks[0].trainable_variables) if id(v) in classifier)
+        > 1e-4
+    )
     # The reference's per-K values, and the dataset's normalisation.
     built = kl.build_model("resnet32", "infopro", num_blocks=16, dataset="cifar100", build=False)
     assert built.method.get_config()["reconstruction_weights"] == [5.0, 0.2]
@@ -142,8 +155,16 @@ def test_infopro_contrast_mode_through_a_model():
     from keras_local.data import NORMALIZATION
     from keras_local.methods.infopro import supervised_contrastive
 
-    model = kl.build_model("resnet8", "infopro", cuts=[2], input_shape=(8, 8, 3), num_classes=5,
-                           aux_loss="contrast", reconstruction_weights=(1.0, 1.0), aux_weights=(0.5, 0.5))
+    model = kl.build_model(
+        "resnet8",
+        "infopro",
+        cuts=[2],
+        input_shape=(8, 8, 3),
+        num_classes=5,
+        aux_loss="contrast",
+        reconstruction_weights=(1.0, 1.0),
+        aux_weights=(0.5, 0.5),
+    )
     model.compile(optimizer=keras.optimizers.SGD(LEARNING_RATE))
     rng = np.random.default_rng(0)
     x = rng.normal(size=(8, 8, 8, 3)).astype("float32")
@@ -159,8 +180,10 @@ def test_infopro_contrast_mode_through_a_model():
         loss0 = bce + 0.5 * tf.reduce_mean(supervised_contrastive(outputs["logits"], tf.constant(y), 0.07, 0.07))
         h1 = model.blocks[1](tf.stop_gradient(h0), training=True)
         loss1 = ce(y, model.blocks[1].head(h1, training=True))
-    reference = [[g.numpy() for g in tape.gradient(loss, block.trainable_variables)]
-                 for loss, block in zip((loss0, loss1), model.blocks)]
+    reference = [
+        [g.numpy() for g in tape.gradient(loss, block.trainable_variables)]
+        for loss, block in zip((loss0, loss1), model.blocks)
+    ]
     applied = applied_gradients(model, x, y)
     for k in range(2):
         assert_close(applied[k], reference[k], atol=5e-5)

@@ -14,8 +14,16 @@ SHAPE, CLASSES = (8, 8, 3), 5
 
 def _model(method="gll", momentum=0.9, **options):
     # resnet8: stem + 3 residual units, K = 3: [stem, unit1] [unit2 (stride 2)] [unit3]
-    model = kl.build_model("resnet8", method, num_blocks=3, input_shape=SHAPE, num_classes=CLASSES, man=True,
-                           man_momentum=momentum, **options)
+    model = kl.build_model(
+        "resnet8",
+        method,
+        num_blocks=3,
+        input_shape=SHAPE,
+        num_classes=CLASSES,
+        man=True,
+        man_momentum=momentum,
+        **options,
+    )
     model.compile(optimizer=keras.optimizers.SGD(LEARNING_RATE))
     return model
 
@@ -41,8 +49,9 @@ def test_each_block_learns_its_own_loss_through_local_plus_average_copies_of_the
                 losses.append(ce(y, head.head(z, training=True)))
             else:
                 losses.append(ce(y, block.head(h, training=True)))
-    reference = [[g.numpy() for g in tape.gradient(loss, block.trainable_variables)]
-                 for loss, block in zip(losses, model.blocks)]
+    reference = [
+        [g.numpy() for g in tape.gradient(loss, block.trainable_variables)] for loss, block in zip(losses, model.blocks)
+    ]
     averages = {id(v) for head in heads for v in head.average.weights}
     assert not any(id(v) in averages for block in model.blocks for v in block.trainable_variables)
     leaked = tape.gradient(losses[1], model.blocks[0].trainable_variables)
@@ -65,8 +74,9 @@ def test_the_average_after_n_steps_is_the_closed_form_of_the_next_blocks_weights
     for index, (average, current) in enumerate(zip(head.average.weights, source.weights)):
         if not current.trainable:  # batch-norm statistics: the average's own
             continue
-        expected = momentum ** steps * start[index] + (1 - momentum) * sum(
-            momentum ** (steps - 1 - t) * seen[t][index] for t in range(steps))
+        expected = momentum**steps * start[index] + (1 - momentum) * sum(
+            momentum ** (steps - 1 - t) * seen[t][index] for t in range(steps)
+        )
         np.testing.assert_allclose(average.numpy(), expected, rtol=1e-5, atol=1e-6)
     assert not np.allclose(head.average.weights[0].numpy(), start[0])
 

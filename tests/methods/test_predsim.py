@@ -55,8 +55,9 @@ def test_predsim_head_follows_the_reference():
 @pytest.mark.parametrize("output_loss", ["plain", "scaled"])
 def test_predsim_blocks_get_their_own_predsim_loss_and_the_output_layer_its_ce(output_loss):
     beta = 0.9
-    model = kl.build_model("dgl_cnn4", "predsim", num_blocks=2, beta=beta, input_shape=(8, 8, 3), num_classes=5,
-                           output_loss=output_loss)
+    model = kl.build_model(
+        "dgl_cnn4", "predsim", num_blocks=2, beta=beta, input_shape=(8, 8, 3), num_classes=5, output_loss=output_loss
+    )
     assert not np.any(model.output_head.dense.kernel.numpy())  # zero-initialised, as the reference's
     model.compile(optimizer=keras.optimizers.SGD(LEARNING_RATE))
     assert len(model.blocks) == 3 and not model.blocks[-1].units  # the output layer is a block of its own
@@ -80,8 +81,10 @@ def test_predsim_blocks_get_their_own_predsim_loss_and_the_output_layer_its_ce(o
         for block in model.blocks[:-1]:
             h = block(h, training=True)
             outputs = block.head(h, training=True)
-            losses.append((1 - beta) * ce(y, outputs["logits"])
-                          + beta * tf.reduce_mean(tf.square(sim(outputs["similarity"]) - target)))
+            losses.append(
+                (1 - beta) * ce(y, outputs["logits"])
+                + beta * tf.reduce_mean(tf.square(sim(outputs["similarity"]) - target))
+            )
         output_weight = (1 - beta) if output_loss == "scaled" else 1.0
         losses.append(output_weight * ce(y, model.output_head(h, training=True)))
     reference = [tape.gradient(loss, block.trainable_variables) for loss, block in zip(losses, model.blocks)]
@@ -104,15 +107,23 @@ def test_predsim_output_learns_under_sgd_with_coupled_weight_decay():
     cross_entropy = {}
     for output_loss in ("plain", "scaled"):
         keras.utils.set_random_seed(0)
-        model = kl.build_model("dgl_cnn4", "predsim", num_blocks=2, input_shape=(8, 8, 3), num_classes=5,
-                               weight_decay=5e-4, output_loss=output_loss)
+        model = kl.build_model(
+            "dgl_cnn4",
+            "predsim",
+            num_blocks=2,
+            input_shape=(8, 8, 3),
+            num_classes=5,
+            weight_decay=5e-4,
+            output_loss=output_loss,
+        )
         for index in range(2):  # the output layer alone learns, on fixed features
             model.set_block_state(index, "frozen")
         model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9))
         model.fit(x, y, batch_size=64, epochs=5, verbose=0)
         logits = model.predict(x, verbose=0)
-        cross_entropy[output_loss] = float(np.mean(keras.losses.sparse_categorical_crossentropy(
-            y, logits, from_logits=True)))
+        cross_entropy[output_loss] = float(
+            np.mean(keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True))
+        )
     assert cross_entropy["plain"] < 0.2
     assert cross_entropy["scaled"] > 1.0  # chance: ln 5 = 1.61
 

@@ -53,15 +53,17 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     def _info(self):
         return self.dataset_info_from_configs(
             description="Tiny-ImageNet-200: 200 ImageNet classes at 64x64, 500 train and 50 val images each.",
-            features=tfds.features.FeaturesDict({
-                "id": tfds.features.Text(),
-                "image": tfds.features.Image(shape=(64, 64, 3), encoding_format="jpeg"),
-                "label": tfds.features.ClassLabel(names=_WNIDS),
-            }),
+            features=tfds.features.FeaturesDict(
+                {
+                    "id": tfds.features.Text(),
+                    "image": tfds.features.Image(shape=(64, 64, 3), encoding_format="jpeg"),
+                    "label": tfds.features.ClassLabel(names=_WNIDS),
+                }
+            ),
             supervised_keys=("image", "label"),
             homepage="http://cs231n.stanford.edu/",
             citation="@article{le2015tiny, title={Tiny ImageNet Visual Recognition Challenge}, "
-                     "author={Le, Ya and Yang, Xuan}, journal={CS 231N}, year={2015}}",
+            "author={Le, Ya and Yang, Xuan}, journal={CS 231N}, year={2015}}",
         )
 
     def _split_generators(self, dl_manager):

@@ -25,18 +25,27 @@ class Bridge(keras.layers.Layer):
         self.pooled = pooled
         dtype = self.dtype_policy
         self.reduce = (
-            keras.layers.GlobalAveragePooling2D(name=f"{self.name}_pool", dtype=dtype) if pooled
+            keras.layers.GlobalAveragePooling2D(name=f"{self.name}_pool", dtype=dtype)
+            if pooled
             else keras.layers.Flatten(name=f"{self.name}_flatten", dtype=dtype)
         )
-        self.hidden = keras.layers.Dense(expansion * width, activation=activation, kernel_initializer="he_normal",
-                                         name=f"{self.name}_hidden", dtype=dtype)
-        self.dense = keras.layers.Dense(width, activation=activation, kernel_initializer="he_normal",
-                                        name=f"{self.name}_dense", dtype=dtype)
+        self.hidden = keras.layers.Dense(
+            expansion * width,
+            activation=activation,
+            kernel_initializer="he_normal",
+            name=f"{self.name}_hidden",
+            dtype=dtype,
+        )
+        self.dense = keras.layers.Dense(
+            width, activation=activation, kernel_initializer="he_normal", name=f"{self.name}_dense", dtype=dtype
+        )
 
     def build(self, input_shape):
         if self.pooled and len(input_shape) != 4:
-            raise ValueError(f"A pooled bridge reads feature maps (rank 4), got features of shape "
-                             f"{tuple(input_shape)}; use pooled=False, which flattens them.")
+            raise ValueError(
+                f"A pooled bridge reads feature maps (rank 4), got features of shape "
+                f"{tuple(input_shape)}; use pooled=False, which flattens them."
+            )
         shape = self.reduce.compute_output_shape(input_shape) if len(input_shape) > 2 else input_shape
         self.hidden.build(shape)
         self.dense.build((shape[0], self.expansion * self.width))
@@ -50,6 +59,9 @@ class Bridge(keras.layers.Layer):
 
     def get_config(self):
         return {
-            **super().get_config(), "width": self.width, "expansion": self.expansion,
-            "activation": self.activation, "pooled": self.pooled,
+            **super().get_config(),
+            "width": self.width,
+            "expansion": self.expansion,
+            "activation": self.activation,
+            "pooled": self.pooled,
         }

@@ -20,18 +20,28 @@ from keras_local.methods.associated.bridge import Bridge
 
 def bridge(method, width, index):
     """b_i: Flatten (or pooling) → Dense(expansion·n) → Dense(n), the target activation."""
-    return Bridge(width, expansion=method.bridge_expansion, activation=method.target_activation,
-                  pooled=method.bridge == "pooled", name=f"bridge_{index}")
+    return Bridge(
+        width,
+        expansion=method.bridge_expansion,
+        activation=method.target_activation,
+        pooled=method.bridge == "pooled",
+        name=f"bridge_{index}",
+    )
 
 
 def label_blocks(method, width, num_classes, count):
     """The encoders g_i with their decoders h_i as heads, built."""
     blocks = []
     for index in range(count):
-        encoder = keras.layers.Dense(width, activation=method.target_activation, kernel_initializer="he_normal",
-                                     name=f"encoder_{index}")
-        decoder = keras.layers.Dense(num_classes if index == 0 else width, activation=method.target_activation,
-                                     kernel_initializer="he_normal", name=f"decoder_{index}")
+        encoder = keras.layers.Dense(
+            width, activation=method.target_activation, kernel_initializer="he_normal", name=f"encoder_{index}"
+        )
+        decoder = keras.layers.Dense(
+            num_classes if index == 0 else width,
+            activation=method.target_activation,
+            kernel_initializer="he_normal",
+            name=f"decoder_{index}",
+        )
         block = Block([encoder], head=decoder, name=f"label_block_{index}")
         block.build((None, num_classes if index == 0 else width))
         blocks.append(block)

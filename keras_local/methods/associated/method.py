@@ -56,15 +56,28 @@ class AssociatedLearning(Method):
     """
 
     name = "associated"
-    options = ("width", "bridge", "bridge_expansion", "target_activation", "feature_activation",
-               "autoencoder_learning_rate_factor")
+    options = (
+        "width",
+        "bridge",
+        "bridge_expansion",
+        "target_activation",
+        "feature_activation",
+        "autoencoder_learning_rate_factor",
+    )
     default_loss = "mean_squared_error"
     heads_classify = False
     extra_block_loss = "mean_squared_error"
     extra_loss_name = "autoencoder_loss"
 
-    def __init__(self, width=None, bridge="dense", bridge_expansion=5, target_activation="sigmoid",
-                 feature_activation="elu", autoencoder_learning_rate_factor=2.0):
+    def __init__(
+        self,
+        width=None,
+        bridge="dense",
+        bridge_expansion=5,
+        target_activation="sigmoid",
+        feature_activation="elu",
+        autoencoder_learning_rate_factor=2.0,
+    ):
         self.width = None if width is None else check_number("width", width, 1, integer=True)
         if bridge not in BRIDGES:
             raise ValueError(f"Unknown bridge {bridge!r}. Allowed: {', '.join(BRIDGES)}.")
@@ -116,7 +129,7 @@ class AssociatedLearning(Method):
     def head_prediction(self, model, index, outputs):
         """Level k's prediction: its bridge's code b_k(s_k) decoded by h_k … h_1 (the last level's is
         the network's output), logged as `acc_k`."""
-        for decoder in label_path.decoders(model)[len(model.blocks) - 1 - index:]:
+        for decoder in label_path.decoders(model)[len(model.blocks) - 1 - index :]:
             outputs = decoder(outputs, training=False)
         return outputs
 

@@ -3,6 +3,7 @@
 from keras_local.methods.auglocal.head import AugmentedHead, augmented_units, pyramid_depth, sampled_layers
 from keras_local.methods.base import SearchSpace, check_number, register_method
 from keras_local.methods.gll import GreedyLocal
+from keras_local.methods.protocols import infopro_protocol
 
 
 @register_method
@@ -48,21 +49,22 @@ class AugLocal(GreedyLocal):
 
     def auxiliary_head(self, index, head, network):
         units = [unit for group in network.groups for unit in group]
-        layer = sum(len(group) for group in network.groups[:index + 1]) - 1
+        layer = sum(len(group) for group in network.groups[: index + 1]) - 1
         depth = pyramid_depth(self.depth, self.tau, index, len(network.groups))
         widths = [shape[-1] for shape in network.unit_shapes]
-        return AugmentedHead(augmented_units(units, widths, layer, depth, f"block{index}"), network.num_classes,
-                             batch_norm=self.depth <= 1, name=f"block{index}_auglocal")
+        return AugmentedHead(
+            augmented_units(units, widths, layer, depth, f"block{index}"),
+            network.num_classes,
+            batch_norm=self.depth <= 1,
+            name=f"block{index}_auglocal",
+        )
 
     def reference_recipe(self, architecture):
         from keras_local.recipes import Recipe
 
         depth = 3 if architecture == "resnet110" else 2
         return Recipe(
-            {"optimizer": "sgd", "learning_rate": 0.8, "momentum": 0.9, "nesterov": True, "weight_decay": 1e-4,
-             "weight_decay_scope": "all", "batch_size": 1024, "epochs": 400, "lr_schedule": "cosine",
-             "warmup_epochs": 10, "warmup_learning_rate": 0.01, "split": "even",
-             "method_options": {"depth": depth, "tau": 0.5}},
+            infopro_protocol(architecture, 400, {"depth": depth, "tau": 0.5}, split="even"),
             "AugLocal reference code (ChenxiangMA/AugLocal train.py, run.sh, README): one SGD, Nesterov "
             "momentum 0.9, lr 0.8 at batch 1024, weight decay 1e-4 (--wd), 400 epochs, --cos_lr (10 epochs of "
             "warm-up from 0.01, then cosine), --pyramid --pyramid_coeff 0.5, --aux_net_depth 2 (ResNet-32) / "

@@ -30,11 +30,18 @@ def copy_unit(unit, width, downsample, name):
     if isinstance(unit, ResidualUnit):
         return ResidualUnit(width, strides=strides, activation=unit.activation, name=name)
     if isinstance(unit, ConvBNReLU):
-        return ConvBNReLU(width, kernel_size=unit.kernel_size, strides=strides, activation=unit.activation,
-                          batch_norm=unit.batch_norm, name=name)
+        return ConvBNReLU(
+            width,
+            kernel_size=unit.kernel_size,
+            strides=strides,
+            activation=unit.activation,
+            batch_norm=unit.batch_norm,
+            name=name,
+        )
     raise ValueError(
         f"AugLocal builds its auxiliary nets from copies of the network's later layers, which must be "
-        f"residual or conv units (the CIFAR ResNets, VGG); got {type(unit).__name__} {unit.name!r}.")
+        f"residual or conv units (the CIFAR ResNets, VGG); got {type(unit).__name__} {unit.name!r}."
+    )
 
 
 def augmented_units(units, widths, layer, depth, prefix):
@@ -43,8 +50,10 @@ def augmented_units(units, widths, layer, depth, prefix):
     new, width, pending = [], widths[layer], 0
     for position, index in enumerate(sampled_layers(layer, len(units), depth)):
         if widths[index] < width:
-            raise ValueError(f"AugLocal copies later layers, which must not be narrower than the block they "
-                             f"serve: unit {index} has {widths[index]} channels after {width}.")
+            raise ValueError(
+                f"AugLocal copies later layers, which must not be narrower than the block they "
+                f"serve: unit {index} has {widths[index]} channels after {width}."
+            )
         pending += int(math.log2(widths[index] // width))
         new.append(copy_unit(units[index], widths[index], pending >= 1, f"{prefix}_aux{position + 1}"))
         pending -= 1 if pending >= 1 else 0
@@ -102,8 +111,12 @@ class AugmentedHead(keras.layers.Layer):
         return (input_shape[0], self.num_classes)
 
     def get_config(self):
-        return {**super().get_config(), "units": [keras.saving.serialize_keras_object(u) for u in self.units],
-                "num_classes": self.num_classes, "batch_norm": self.batch_norm}
+        return {
+            **super().get_config(),
+            "units": [keras.saving.serialize_keras_object(u) for u in self.units],
+            "num_classes": self.num_classes,
+            "batch_norm": self.batch_norm,
+        }
 
     @classmethod
     def from_config(cls, config):

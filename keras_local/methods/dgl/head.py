@@ -45,9 +45,11 @@ class DGLHead(keras.layers.Layer):
 
     def build(self, input_shape):
         if len(input_shape) != 4:
-            raise ValueError(f"DGL heads need image features (rank 4), got shape {tuple(input_shape)}: they pool "
-                             f"and convolve a feature map, which tokens or vectors do not have; use head='linear' "
-                             f"or 'conv'.")
+            raise ValueError(
+                f"DGL heads need image features (rank 4), got shape {tuple(input_shape)}: they pool "
+                f"and convolve a feature map, which tokens or vectors do not have; use head='linear' "
+                f"or 'conv'."
+            )
         size, channels, dtype = input_shape[1], input_shape[-1], self.dtype_policy
         reduced = -(-size // 4)  # ⌈s/4⌉
         counter = itertools.count()
@@ -63,8 +65,11 @@ class DGLHead(keras.layers.Layer):
             return keras.layers.AdaptiveAveragePooling2D(output_size, name=name("pool"), dtype=dtype)
 
         def conv_bn_relu(kernel_size):
-            return [conv(channels, kernel_size, 1, name=name("conv"), dtype=dtype),
-                    batch_norm(name("bn"), dtype=dtype), keras.layers.ReLU(name=name("relu"), dtype=dtype)]
+            return [
+                conv(channels, kernel_size, 1, name=name("conv"), dtype=dtype),
+                batch_norm(name("bn"), dtype=dtype),
+                keras.layers.ReLU(name=name("relu"), dtype=dtype),
+            ]
 
         layers = []
         if self.variant == "mlp_sr":
@@ -81,8 +86,11 @@ class DGLHead(keras.layers.Layer):
         layers.append(keras.layers.Flatten(name=name("flatten"), dtype=dtype))
         if self.variant != "cnn":
             for _ in range(self.mlp_layers):
-                layers += [keras.layers.Dense(4 * channels, name=name("dense"), dtype=dtype),
-                           batch_norm(name("bn"), dtype=dtype), keras.layers.ReLU(name=name("relu"), dtype=dtype)]
+                layers += [
+                    keras.layers.Dense(4 * channels, name=name("dense"), dtype=dtype),
+                    batch_norm(name("bn"), dtype=dtype),
+                    keras.layers.ReLU(name=name("relu"), dtype=dtype),
+                ]
         layers.append(keras.layers.Dense(self.num_classes, name=name("logits"), dtype=dtype))
         shape = tuple(input_shape)
         for layer in layers:
@@ -100,8 +108,12 @@ class DGLHead(keras.layers.Layer):
         return (input_shape[0], self.num_classes)
 
     def get_config(self):
-        return {**super().get_config(), "num_classes": self.num_classes, "variant": self.variant,
-                "mlp_layers": self.mlp_layers}
+        return {
+            **super().get_config(),
+            "num_classes": self.num_classes,
+            "variant": self.variant,
+            "mlp_layers": self.mlp_layers,
+        }
 
 
 for _variant in DGLHead.VARIANTS:

@@ -40,9 +40,21 @@ class DecoupledGreedy(GreedyLocal):
             return composed_recipe(self, architecture)
 
         return Recipe(
-            {"optimizer": "sgd", "learning_rate": 0.1, "momentum": 0.9, "nesterov": False, "weight_decay": 5e-4,
-             "weight_decay_scope": "all", "batch_size": 128, "epochs": 50, "warmup_epochs": 0,
-             "head": "mlp_sr", "split": "even", "block_order": "sequential", **piecewise([0.3, 0.6, 0.9], 0.2)},
+            {
+                "optimizer": "sgd",
+                "learning_rate": 0.1,
+                "momentum": 0.9,
+                "nesterov": False,
+                "weight_decay": 5e-4,
+                "weight_decay_scope": "all",
+                "batch_size": 128,
+                "epochs": 50,
+                "warmup_epochs": 0,
+                "head": "mlp_sr",
+                "split": "even",
+                "block_order": "sequential",
+                **piecewise([0.3, 0.6, 0.9], 0.2),
+            },
             "DGL reference code (eugenium/DGL auxiliary_nets_study/cifar_dgl.py): SGD per block, lr 0.1 × "
             "0.2^(epoch // 15), momentum 0.9, weight decay 5e-4, batch 128, 50 epochs, mlp-sr auxiliary nets; "
             "each module trained in turn on every batch (block order sequential)",

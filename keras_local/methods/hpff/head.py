@@ -38,7 +38,8 @@ class PatchFusion(keras.layers.Layer):
             raise ValueError(
                 f"hpff_patch_grid={self.grid} cuts a feature map into {self.grid}x{self.grid} patches, but this "
                 f"block gives features of shape {tuple(input_shape)}: they need rank 4 and a height and width "
-                f"divisible by {self.grid}. Use hpff_patch_grid=1 (no patches) or other cuts.")
+                f"divisible by {self.grid}. Use hpff_patch_grid=1 (no patches) or other cuts."
+            )
         return (None, input_shape[1] // self.grid, input_shape[2] // self.grid, input_shape[3])
 
     def build(self, input_shape):
@@ -121,8 +122,11 @@ class CascadeHead(keras.layers.Layer):
         return {"logits": cascade["logits"] if isinstance(cascade, dict) else cascade, "own": own, "cascade": cascade}
 
     def get_config(self):
-        return {**super().get_config(), "own": keras.saving.serialize_keras_object(self.own),
-                "cascade": keras.saving.serialize_keras_object(self.cascade)}
+        return {
+            **super().get_config(),
+            "own": keras.saving.serialize_keras_object(self.own),
+            "cascade": keras.saving.serialize_keras_object(self.cascade),
+        }
 
     @classmethod
     def from_config(cls, config):

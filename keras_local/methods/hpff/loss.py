@@ -45,9 +45,13 @@ class HiLoLoss(keras.losses.Loss):
         return total
 
     def get_config(self):
-        return {**super().get_config(), "cascade_loss": keras.saving.serialize_keras_object(self.cascade_loss),
-                "own_loss": keras.saving.serialize_keras_object(self.own_loss),
-                "cascade_weight": self.cascade_weight, "part": self.part}
+        return {
+            **super().get_config(),
+            "cascade_loss": keras.saving.serialize_keras_object(self.cascade_loss),
+            "own_loss": keras.saving.serialize_keras_object(self.own_loss),
+            "cascade_weight": self.cascade_weight,
+            "part": self.part,
+        }
 
     @classmethod
     def from_config(cls, config):

@@ -28,8 +28,7 @@ class InfoProHead(keras.layers.Layer):
 
     needs_image_shape = True
 
-    def __init__(self, num_classes, image_shape=(32, 32, 3), aux_loss="cross_entropy", embedding_size=128,
-                 **kwargs):
+    def __init__(self, num_classes, image_shape=(32, 32, 3), aux_loss="cross_entropy", embedding_size=128, **kwargs):
         super().__init__(**kwargs)
         self.num_classes = num_classes
         self.image_shape = tuple(image_shape)
@@ -41,8 +40,14 @@ class InfoProHead(keras.layers.Layer):
         self.decoder_conv = conv(12, 3, 1, name=f"{self.name}_decoder_conv", dtype=dtype)
         self.decoder_bn = batch_norm(f"{self.name}_decoder_bn", dtype=dtype)
         self.decoder_relu = keras.layers.ReLU(name=f"{self.name}_decoder_relu", dtype=dtype)
-        self.decoder_output = keras.layers.Conv2D(self.image_shape[-1], 3, padding="same", activation="sigmoid",
-                                                  name=f"{self.name}_decoder_output", dtype=dtype)
+        self.decoder_output = keras.layers.Conv2D(
+            self.image_shape[-1],
+            3,
+            padding="same",
+            activation="sigmoid",
+            name=f"{self.name}_decoder_output",
+            dtype=dtype,
+        )
 
     def build(self, input_shape):
         if len(input_shape) != 4:
@@ -68,5 +73,10 @@ class InfoProHead(keras.layers.Layer):
         return {"logits": (input_shape[0], outputs), "reconstruction": (input_shape[0], *self.image_shape)}
 
     def get_config(self):
-        return {**super().get_config(), "num_classes": self.num_classes, "image_shape": list(self.image_shape),
-                "aux_loss": self.aux_loss, "embedding_size": self.embedding_size}
+        return {
+            **super().get_config(),
+            "num_classes": self.num_classes,
+            "image_shape": list(self.image_shape),
+            "aux_loss": self.aux_loss,
+            "embedding_size": self.embedding_size,
+        }

@@ -37,8 +37,17 @@ class InfoProLoss(keras.losses.Loss):
     logits (the network's output layer) give the cross-entropy alone.
     """
 
-    def __init__(self, reconstruction_weight=1.0, aux_weight=1.0, aux_loss="cross_entropy", temperature=0.07,
-                 image_mean=(0.0, 0.0, 0.0), image_std=(1.0, 1.0, 1.0), name="infopro", **kwargs):
+    def __init__(
+        self,
+        reconstruction_weight=1.0,
+        aux_weight=1.0,
+        aux_loss="cross_entropy",
+        temperature=0.07,
+        image_mean=(0.0, 0.0, 0.0),
+        image_std=(1.0, 1.0, 1.0),
+        name="infopro",
+        **kwargs,
+    ):
         super().__init__(name=name, **kwargs)
         if aux_loss not in AUX_LOSSES:
             raise ValueError(f"Unknown aux_loss {aux_loss!r}. Allowed: {', '.join(AUX_LOSSES)}.")
@@ -59,12 +68,19 @@ class InfoProLoss(keras.losses.Loss):
         else:
             aux = keras.losses.sparse_categorical_crossentropy(labels, y_pred["logits"], from_logits=True)
         images = ops.cast(y_true["images"], "float32") * ops.convert_to_tensor(self.image_std) + ops.convert_to_tensor(
-            self.image_mean)
+            self.image_mean
+        )
         reconstruction = ops.clip(ops.cast(y_pred["reconstruction"], "float32"), 1e-7, 1 - 1e-7)
         bce = -(images * ops.log(reconstruction) + (1 - images) * ops.log(1 - reconstruction))
         return self.reconstruction_weight * ops.mean(bce, axis=(1, 2, 3)) + self.aux_weight * aux
 
     def get_config(self):
-        return {**super().get_config(), "reconstruction_weight": self.reconstruction_weight,
-                "aux_weight": self.aux_weight, "aux_loss": self.aux_loss, "temperature": self.temperature,
-                "image_mean": self.image_mean, "image_std": self.image_std}
+        return {
+            **super().get_config(),
+            "reconstruction_weight": self.reconstruction_weight,
+            "aux_weight": self.aux_weight,
+            "aux_loss": self.aux_loss,
+            "temperature": self.temperature,
+            "image_mean": self.image_mean,
+            "image_std": self.image_std,
+        }

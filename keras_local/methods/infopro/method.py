@@ -1,10 +1,10 @@
 """InfoPro (Wang et al., "Revisiting Locally Supervised Learning", ICLR 2021)."""
 
 from keras_local.methods.base import check_number, register_method
-from keras_local.methods.composed import composed_recipe
 from keras_local.methods.gll import GreedyLocal
 from keras_local.methods.infopro.loss import AUX_LOSSES, InfoProLoss
-from keras_local.methods.infopro.tables import reference_weights
+from keras_local.methods.infopro.recipes import infopro_recipe
+from keras_local.methods.infopro.tables import interpolated_weights, reference_weights
 
 
 @register_method
@@ -36,13 +36,26 @@ class InfoPro(GreedyLocal):
     """
 
     name = "infopro"
-    options = ("aux_loss", "reconstruction_weights", "aux_weights", "temperature", "image_normalization",
-               *GreedyLocal.options)
+    options = (
+        "aux_loss",
+        "reconstruction_weights",
+        "aux_weights",
+        "temperature",
+        "image_normalization",
+        *GreedyLocal.options,
+    )
     default_head = "infopro"
     needs_images = True
 
-    def __init__(self, aux_loss="cross_entropy", reconstruction_weights=None, aux_weights=None,
-                 temperature=0.07, image_normalization=None, **composed):
+    def __init__(
+        self,
+        aux_loss="cross_entropy",
+        reconstruction_weights=None,
+        aux_weights=None,
+        temperature=0.07,
+        image_normalization=None,
+        **composed,
+    ):
         from keras_local.data import NORMALIZATION
 
         super().__init__(**composed)  # MAN / HPFF
@@ -50,16 +63,21 @@ class InfoPro(GreedyLocal):
         if aux_loss not in AUX_LOSSES:
             raise ValueError(f"Unknown aux_loss {aux_loss!r}. Allowed: {', '.join(AUX_LOSSES)}.")
         self.aux_loss = aux_loss
-        self.reconstruction_weights = None if reconstruction_weights is None else _pair(
-            "reconstruction_weights", reconstruction_weights)
+        self.reconstruction_weights = (
+            None if reconstruction_weights is None else _pair("reconstruction_weights", reconstruction_weights)
+        )
         self.aux_weights = None if aux_weights is None else _pair("aux_weights", aux_weights)
         if (reconstruction_weights is None) != (aux_weights is None):
-            raise ValueError("Give both reconstruction_weights and aux_weights, or neither (the reference's "
-                             f"for the network and K); got {reconstruction_weights!r} and {aux_weights!r}.")
+            raise ValueError(
+                "Give both reconstruction_weights and aux_weights, or neither (the reference's "
+                f"for the network and K); got {reconstruction_weights!r} and {aux_weights!r}."
+            )
         self.temperature = check_number("temperature", temperature, 1e-6)
         if image_normalization is not None and image_normalization not in NORMALIZATION:
-            raise ValueError(f"Unknown image_normalization {image_normalization!r}. "
-                             f"Allowed: {', '.join(sorted(NORMALIZATION))}, or None (the dataset's).")
+            raise ValueError(
+                f"Unknown image_normalization {image_normalization!r}. "
+                f"Allowed: {', '.join(sorted(NORMALIZATION))}, or None (the dataset's)."
+            )
         self.image_normalization = image_normalization
 
     def configure(self, architecture=None, num_blocks=None, dataset=None):
@@ -72,41 +90,20 @@ class InfoPro(GreedyLocal):
 
     def interpolated_weights(self, num_blocks):
         """(λ1, λ2) of each of the `num_blocks` − 1 local blocks."""
-        reconstruction, aux = self.reconstruction_weights, self.aux_weights
-        if reconstruction is None:  # not configured by build_model: resnet32's reference values
-            reconstruction, aux = reference_weights("resnet32", num_blocks)
-        local = num_blocks - 1
-        weights = []
-        for index in range(local):
-            ratio = index / (local - 1) if local > 1 else 0.0
-            weights.append(tuple(first * (1 - ratio) + last * ratio for first, last in (reconstruction, aux)))
-        return weights
+        if self.reconstruction_weights is None:  # not configured by build_model: resnet32's reference values
+            return interpolated_weights(*reference_weights("resnet32", num_blocks), num_blocks)
+        return interpolated_weights(self.reconstruction_weights, self.aux_weights, num_blocks)
 
     def reference_recipe(self, architecture):
-        from keras_local.recipes import Recipe
-
-        if self.man or self.hpff:  # their READMEs' ResNet-32 K = 16 command: --ixx_1 5 --ixy_1 0.5 --ixx_2 0 --ixy_2 0
-            return composed_recipe(self, architecture, {
-                "aux_loss": "cross_entropy", "reconstruction_weights": [5.0, 0.0], "aux_weights": [0.5, 0.0]})
-
-        return Recipe(
-            {"optimizer": "sgd", "learning_rate": 0.8, "momentum": 0.9, "nesterov": True, "weight_decay": 1e-4,
-             "weight_decay_scope": "all", "batch_size": 1024, "epochs": 160, "lr_schedule": "cosine",
-             "warmup_epochs": 10, "warmup_learning_rate": 0.01, "head": "infopro",
-             "split": "infopro" if architecture in ("resnet32", "resnet110") else "even",
-             "method_options": {"aux_loss": "contrast", "temperature": 0.07}},
-            "InfoPro reference code (blackfeather-wang/InfoPro-Pytorch, Experiments on CIFAR-SVHN-STL10/"
-            "train.py, comand.sh): one SGD, Nesterov momentum 0.9, lr 0.8 at batch 1024, weight decay 1e-4, "
-            "160 epochs, --cos_lr (10 epochs of linear warm-up from 0.01, then cosine), "
-            "contrastive loss (τ = 0.07), per-K λ from comand.sh, InfoPro's splits",
-        )
+        return infopro_recipe(self, architecture)
 
     def _loss(self, reconstruction, aux):
         from keras_local.data import NORMALIZATION
 
         mean, std = NORMALIZATION[self.image_normalization or "cifar10"]
-        return InfoProLoss(reconstruction, aux, aux_loss=self.aux_loss, temperature=self.temperature,
-                           image_mean=mean, image_std=std)
+        return InfoProLoss(
+            reconstruction, aux, aux_loss=self.aux_loss, temperature=self.temperature, image_mean=mean, image_std=std
+        )
 
     def module_loss(self, index, num_blocks, loss):
         if index == num_blocks - 1:  # the network's own head: cross-entropy on the labels
@@ -125,11 +122,16 @@ class InfoPro(GreedyLocal):
         return self.aux_loss != "contrast" or index == num_blocks - 1
 
     def get_config(self):
-        return {**self.composable_config(), "aux_loss": self.aux_loss,
-                "reconstruction_weights": None if self.reconstruction_weights is None else list(
-                    self.reconstruction_weights),
-                "aux_weights": None if self.aux_weights is None else list(self.aux_weights),
-                "temperature": self.temperature, "image_normalization": self.image_normalization}
+        return {
+            **self.composable_config(),
+            "aux_loss": self.aux_loss,
+            "reconstruction_weights": None
+            if self.reconstruction_weights is None
+            else list(self.reconstruction_weights),
+            "aux_weights": None if self.aux_weights is None else list(self.aux_weights),
+            "temperature": self.temperature,
+            "image_normalization": self.image_normalization,
+        }
 
 
 def _pair(name, value):

@@ -25,8 +25,12 @@ DEFAULT_MOMENTUM = 0.995  # the reference's README and paper (its class default 
 def momentum_head(head, index, groups):
     """Block `index`'s head wrapped by MAN (the next block's first unit is copied)."""
     source = groups[index + 1][0]
-    return MomentumHead(head, local=fresh_copy(source, f"block{index}_man_local"),
-                        average=fresh_copy(source, f"block{index}_man_average"), name=f"block{index}_man")
+    return MomentumHead(
+        head,
+        local=fresh_copy(source, f"block{index}_man_local"),
+        average=fresh_copy(source, f"block{index}_man_average"),
+        name=f"block{index}_man",
+    )
 
 
 def update_average(model, index, momentum):

@@ -64,8 +64,10 @@ class MomentumHead(keras.layers.Layer):
                 average.assign(momentum * average + (1.0 - momentum) * keras.ops.cast(current, average.dtype))
 
     def get_config(self):
-        return {**super().get_config(), **{key: keras.saving.serialize_keras_object(getattr(self, key))
-                                           for key in ("head", "local", "average")}}
+        return {
+            **super().get_config(),
+            **{key: keras.saving.serialize_keras_object(getattr(self, key)) for key in ("head", "local", "average")},
+        }
 
     @classmethod
     def from_config(cls, config):

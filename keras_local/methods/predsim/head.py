@@ -31,8 +31,9 @@ class PredSimHead(keras.layers.Layer):
         self.dim_in_decoder = dim_in_decoder
         self.pool = None
         self.flatten = keras.layers.Flatten(name=f"{self.name}_flatten", dtype=self.dtype_policy)
-        self.decoder = keras.layers.Dense(num_classes, kernel_initializer="zeros", name=f"{self.name}_decoder",
-                                          dtype=self.dtype_policy)
+        self.decoder = keras.layers.Dense(
+            num_classes, kernel_initializer="zeros", name=f"{self.name}_decoder", dtype=self.dtype_policy
+        )
         self.similarity = None
 
     def build(self, input_shape):
@@ -40,14 +41,15 @@ class PredSimHead(keras.layers.Layer):
         if len(input_shape) == 4:
             height, width = pooled_size(input_shape[1], input_shape[2], channels, self.dim_in_decoder)
             if (height, width) != tuple(input_shape[1:3]):
-                self.pool = keras.layers.AdaptiveAveragePooling2D((height, width), name=f"{self.name}_pool",
-                                                                  dtype=dtype)
-            self.similarity = keras.layers.Conv2D(channels, 3, padding="same", use_bias=False,
-                                                  name=f"{self.name}_similarity", dtype=dtype)
+                self.pool = keras.layers.AdaptiveAveragePooling2D(
+                    (height, width), name=f"{self.name}_pool", dtype=dtype
+                )
+            self.similarity = keras.layers.Conv2D(
+                channels, 3, padding="same", use_bias=False, name=f"{self.name}_similarity", dtype=dtype
+            )
             pooled = (input_shape[0], height, width, channels)
         else:
-            self.similarity = keras.layers.Dense(channels, use_bias=False, name=f"{self.name}_similarity",
-                                                 dtype=dtype)
+            self.similarity = keras.layers.Dense(channels, use_bias=False, name=f"{self.name}_similarity", dtype=dtype)
             pooled = input_shape
         self.similarity.build(input_shape)
         self.decoder.build(self.flatten.compute_output_shape(pooled))

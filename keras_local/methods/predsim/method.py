@@ -45,8 +45,10 @@ class PredSim(GreedyLocal):
     def __init__(self, beta=0.99, output_loss="plain"):
         self.beta = check_number("beta", beta, 0.0, 1.0)
         if output_loss not in self.OUTPUT_LOSSES:
-            raise ValueError(f"Unknown output_loss {output_loss!r}. Allowed: {', '.join(self.OUTPUT_LOSSES)} "
-                             f"(plain: CE; scaled: (1 - beta)·CE, the reference code's).")
+            raise ValueError(
+                f"Unknown output_loss {output_loss!r}. Allowed: {', '.join(self.OUTPUT_LOSSES)} "
+                f"(plain: CE; scaled: (1 - beta)·CE, the reference code's)."
+            )
         self.output_loss = output_loss
 
     def block_loss(self, index, num_blocks, loss):
@@ -63,10 +65,19 @@ class PredSim(GreedyLocal):
         from keras_local.recipes import Recipe, piecewise
 
         return Recipe(
-            {"optimizer": "adam", "learning_rate": 5e-4, "weight_decay": 0.0, "weight_decay_scope": "all",
-             "batch_size": 128, "epochs": 400, "warmup_epochs": 0, "head": "predsim", "split": "even",
-             "method_options": {"beta": self.beta, "output_loss": "scaled"},
-             **piecewise([0.5, 0.75, 0.875, 0.9375], 0.25)},
+            {
+                "optimizer": "adam",
+                "learning_rate": 5e-4,
+                "weight_decay": 0.0,
+                "weight_decay_scope": "all",
+                "batch_size": 128,
+                "epochs": 400,
+                "warmup_epochs": 0,
+                "head": "predsim",
+                "split": "even",
+                "method_options": {"beta": self.beta, "output_loss": "scaled"},
+                **piecewise([0.5, 0.75, 0.875, 0.9375], 0.25),
+            },
             "PredSim reference code (anokland/local-loss train.py and README): Adam per layer, lr 5e-4, "
             "weight decay 0, batch 128, 400 epochs, lr × 0.25 at epochs 200/300/350/375, output layer on "
             "(1 − β)·CE, zero-initialised",

@@ -15,9 +15,15 @@ def predsim_vgg8b(input_shape=None, dropout=0.2, activation="leaky_relu"):
     (the dense layer's dropout is element-wise, after its pool)."""
     convs = [(128, False), (256, False), (256, True), (512, False), (512, True), (512, True)]
     units = [
-        ConvBNReLU(filters, pool="before" if pool else False, activation=activation,
-                   dropout=dropout if index else 0.0, name=f"conv{index + 1}")
+        ConvBNReLU(
+            filters,
+            pool="before" if pool else False,
+            activation=activation,
+            dropout=dropout if index else 0.0,
+            name=f"conv{index + 1}",
+        )
         for index, (filters, pool) in enumerate(convs)
     ]
-    return units + [DenseReLU(1024, flatten=True, pool=True, dropout=dropout, activation=activation,
-                              batch_norm=True, name="dense1")]
+    return units + [
+        DenseReLU(1024, flatten=True, pool=True, dropout=dropout, activation=activation, batch_norm=True, name="dense1")
+    ]
