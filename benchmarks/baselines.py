@@ -12,68 +12,29 @@ methods already there. Prints the table of test accuracies.
 """
 
 import argparse
-import json
 import os
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from budget import add_budget_arguments, budget_overrides, load_results, train_cell  # noqa: E402
 
 METHODS = ("bp", "gll", "dgl", "predsim", "infopro")
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--architecture", default="resnet32")
-    parser.add_argument("--num-blocks", type=int, default=4)
     parser.add_argument("--methods", nargs="+", default=list(METHODS))
-    parser.add_argument("--train-examples", type=int, default=8000)
-    parser.add_argument("--epochs", type=int, default=4)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--learning-rate", type=float, default=0.1)
-    parser.add_argument("--dataset", default="cifar10_jpeg")
-    parser.add_argument("--data-dir", default="../shared/data/tfds")
-    parser.add_argument("--output", default="benchmarks/results/baselines.json")
-    parser.add_argument("--run-root", default="runs/baselines")
+    add_budget_arguments(parser, 4, 8000, 4, "benchmarks/results/baselines.json", "runs/baselines")
     args = parser.parse_args()
 
-    from keras_local.config import load_config
-    from keras_local.methods import method_option_names
-    from keras_local.train import train_and_evaluate
-
-    results = {}
-    if os.path.exists(args.output):
-        with open(args.output) as file:
-            results = json.load(file)
+    results = load_results(args.output)
     for method in args.methods:
         if method in results:
             print(f"{method}: done already ({results[method]['test_accuracy']:.4f})")
             continue
-        overrides = [
-            f"architecture={args.architecture}",
-            f"method={method}",
-            f"num_blocks={args.num_blocks}",
-            f"dataset={args.dataset}",
-            f"data_dir={args.data_dir}",
-            f"train_examples={args.train_examples}",
-            f"epochs={args.epochs}",
-            f"batch_size={args.batch_size}",
-            f"learning_rate={args.learning_rate}",
-            "momentum=0.9",
-            "nesterov=true",
-            "weight_decay=5e-4",
-            "lr_schedule=cosine",
-            "verbose=0",
-        ]
-        if method == "bp":
-            overrides[2] = "num_blocks=1"
-        config = load_config(None, overrides, method_option_names())
-        summary = train_and_evaluate(config, run_dir=os.path.join(args.run_root, method))
-        results[method] = {key: summary[key] for key in ("test_accuracy", "block_accuracies", "seconds")}
-        results[method]["config"] = overrides
-        os.makedirs(os.path.dirname(args.output), exist_ok=True)
-        with open(args.output, "w") as file:
-            json.dump(results, file, indent=2)
-        print(f"{method}: test accuracy {summary['test_accuracy']:.4f} in {summary['seconds']:.0f} s", flush=True)
+        overrides = budget_overrides(args, method, 1 if method == "bp" else args.num_blocks)
+        train_cell(results, method, overrides, os.path.join(args.run_root, method), args.output)
     print(
         f"\n{args.architecture}, K={args.num_blocks}, {args.train_examples} training images, {args.epochs} epochs "
         f"({' '.join(sys.argv[1:]) or 'defaults'}):"

@@ -31,6 +31,8 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from budget import add_budget_arguments, budget_overrides, load_results, train_cell  # noqa: E402
+
 CELLS = {  # name: (method, options)
     "bp": ("bp", {}),
     "gll": ("gll", {}),
@@ -111,29 +113,13 @@ def report(results, heading):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--architecture", default="resnet32")
-    parser.add_argument("--num-blocks", type=int, default=8)
     parser.add_argument("--cells", nargs="+", default=list(CELLS), choices=list(CELLS))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--train-examples", type=int, default=10000)
-    parser.add_argument("--epochs", type=int, default=6)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--learning-rate", type=float, default=0.1)
-    parser.add_argument("--dataset", default="cifar10_jpeg")
-    parser.add_argument("--data-dir", default="../shared/data/tfds")
-    parser.add_argument("--output", default="benchmarks/results/local_2024/resnet32_k8.json")
-    parser.add_argument("--run-root", default="runs/local_2024")
+    add_budget_arguments(parser, 8, 10000, 6, "benchmarks/results/local_2024/resnet32_k8.json", "runs/local_2024")
     parser.add_argument("--report-only", action="store_true", help="print the table of the cells done")
     args = parser.parse_args()
 
-    from keras_local.config import load_config
-    from keras_local.methods import method_option_names
-    from keras_local.train import train_and_evaluate
-
-    results = {}
-    if os.path.exists(args.output):
-        with open(args.output) as file:
-            results = json.load(file)
+    results = load_results(args.output)
     for seed in args.seeds if not args.report_only else ():
         for cell in args.cells:
             key = f"{cell}/{seed}"
@@ -141,34 +127,13 @@ def main():
                 continue
             method, options = CELLS[cell]
             infopro_split = args.architecture in ("resnet32", "resnet110") and method != "bp"
-            split = "infopro" if infopro_split else "even"
-            overrides = [
-                f"architecture={args.architecture}",
-                f"method={method}",
-                f"num_blocks={1 if method == 'bp' else args.num_blocks}",
-                f"split={split}",
-                f"dataset={args.dataset}",
-                f"data_dir={args.data_dir}",
-                f"train_examples={args.train_examples}",
-                f"epochs={args.epochs}",
-                f"batch_size={args.batch_size}",
-                f"learning_rate={args.learning_rate}",
-                "momentum=0.9",
-                "nesterov=true",
-                "weight_decay=5e-4",
-                "lr_schedule=cosine",
-                "verbose=0",
+            settings = [
+                f"split={'infopro' if infopro_split else 'even'}",
                 f"seed={seed}",
                 *(f"{name}={json.dumps(value)}" for name, value in options.items()),
             ]
-            config = load_config(None, overrides, method_option_names())
-            summary = train_and_evaluate(config, run_dir=os.path.join(args.run_root, args.architecture, key))
-            results[key] = {name: summary[name] for name in ("test_accuracy", "block_accuracies", "seconds")}
-            results[key]["config"] = overrides
-            os.makedirs(os.path.dirname(args.output), exist_ok=True)
-            with open(args.output, "w") as file:
-                json.dump(results, file, indent=2)
-            print(f"{key}: test accuracy {summary['test_accuracy']:.4f} in {summary['seconds']:.0f} s", flush=True)
+            overrides = budget_overrides(args, method, 1 if method == "bp" else args.num_blocks, *settings)
+            train_cell(results, key, overrides, os.path.join(args.run_root, args.architecture, key), args.output)
     text = report(
         results,
         f"{args.architecture}, K={args.num_blocks}, {args.train_examples} training images, {args.epochs} epochs "

@@ -99,23 +99,16 @@ def main():
     if args.bp_only:
         print(json.dumps(medians["bp"]))
         return
+    from timing import forwarded_arguments
+
     one_core = subprocess.run(
         [
             sys.executable,
             __file__,
             "--bp-only",
-            "--devices",
-            str(args.devices),
             "--inter-op",
             "1",
-            "--architecture",
-            args.architecture,
-            "--batch-size",
-            str(args.batch_size),
-            "--steps",
-            str(args.steps),
-            "--repeats",
-            str(args.repeats),
+            *forwarded_arguments(args, ("devices", "architecture", "batch_size", "steps", "repeats")),
         ],
         check=True,
         capture_output=True,

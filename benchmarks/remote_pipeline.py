@@ -122,25 +122,13 @@ def main():
     if args.child:
         return child(args)
     rows = []
+    from timing import forwarded_arguments
+
     for workers in args.workers:
         measured = {}
         for kind in ("bp", "remote"):
-            command = [
-                sys.executable,
-                __file__,
-                "--child",
-                kind,
-                "--workers",
-                str(workers),
-                "--architecture",
-                args.architecture,
-                "--batch-size",
-                str(args.batch_size),
-                "--steps",
-                str(args.steps),
-                "--repeats",
-                str(args.repeats),
-            ]
+            sizes = forwarded_arguments(args, ("architecture", "batch_size", "steps", "repeats"))
+            command = [sys.executable, __file__, "--child", kind, "--workers", str(workers), *sizes]
             output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
             measured[kind] = json.loads(output.strip().splitlines()[-1])
         remote, bp = measured["remote"], measured["bp"]

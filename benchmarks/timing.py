@@ -34,3 +34,9 @@ def median_step_seconds(models, dataset, steps=20, repeats=3, warmup_steps=3):
             model.fit(dataset, steps_per_epoch=steps + 1, epochs=1, verbose=0, callbacks=[timers[name]])
             timers[name].times.pop(-steps - 1)
     return {name: statistics.median(timer.times) for name, timer in timers.items()}
+
+
+def forwarded_arguments(args, names):
+    """`--name value` pairs of the parsed `args` named in `names`, for a child
+    process of the same script (each measured in a fresh process)."""
+    return [item for name in names for item in (f"--{name.replace('_', '-')}", str(getattr(args, name)))]

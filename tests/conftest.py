@@ -1,4 +1,5 @@
 import os
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # The CPU allocator keeps the statistics get_memory_info reads only in its BFC mode.
@@ -169,3 +170,19 @@ def assert_close(actual, expected, atol=2e-5):
     assert len(actual) == len(expected)
     for a, e in zip(actual, expected):
         np.testing.assert_allclose(a, e, rtol=1e-3, atol=atol)
+
+
+def cli_train(run_dir, *settings, flags=()):
+    """The `keras-local train` command line for a subprocess: `flags` (e.g.
+    `("--workers", "2")`), the run folder, then one `--set` per setting."""
+    command = [sys.executable, "-m", "keras_local.cli", "train", *flags, "--run-dir", str(run_dir)]
+    for setting in settings:
+        command += ["--set", setting]
+    return command
+
+
+def single_process_env():
+    """This environment for a subprocess that starts its own cluster: no inherited TF_CONFIG, quiet TF."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env.pop("TF_CONFIG", None)
+    return env

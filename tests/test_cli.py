@@ -5,6 +5,7 @@ import sys
 
 import keras
 import pytest
+from conftest import cli_train
 
 from keras_local import cli
 from keras_local.config import load_config, parse_value
@@ -67,22 +68,7 @@ def test_bad_input_prints_one_line_and_exits_2(argv, message, capsys, tmp_path):
 @pytest.mark.large  # a whole run of the CLI
 def test_train_end_to_end_on_the_embedded_sample(tmp_path):
     run_dir = tmp_path / "run"
-    command = [
-        sys.executable,
-        "-m",
-        "keras_local.cli",
-        "train",
-        "--run-dir",
-        str(run_dir),
-        "--set",
-        "epochs=1",
-        "--set",
-        "train_examples=256",
-        "--set",
-        "num_blocks=2",
-        "--set",
-        "verbose=0",
-    ]
+    command = cli_train(run_dir, "epochs=1", "train_examples=256", "num_blocks=2", "verbose=0")
     out = subprocess.run(command, capture_output=True, text=True, check=True)
     last = out.stdout.strip().splitlines()[-1]
     assert last.startswith("resnet20 gll K=2 on cifar10_sample, 1 epochs: test accuracy")

@@ -9,7 +9,7 @@ import textwrap
 
 import numpy as np
 import pytest
-from conftest import DISTRIBUTED_CASES
+from conftest import DISTRIBUTED_CASES, cli_train, single_process_env
 
 from keras_local.cluster import cluster_config, is_chief, local_cluster, worker_path
 
@@ -17,6 +17,8 @@ pytestmark = pytest.mark.large  # worker processes
 
 # What MirroredStrategy is tested with too (test_block_order.py), and a batch-norm network whose
 # statistics are synchronised across the workers (without it each worker normalises its own half).
+# The `--set` settings of the CLI runs here: resnet8 in two blocks, 200 test images, quiet.
+SMALL_RUN = ("test_examples=200", 'architecture="resnet8"', "num_blocks=2", "verbose=0")
 CASES = DISTRIBUTED_CASES + [("gll", "together", {"architecture": "resnet8", "sync_batch_norm": True})]
 
 # Builds and trains every case under the strategy (None: this process alone) and returns
@@ -129,30 +131,8 @@ def test_cluster_descriptions(monkeypatch):
 
 def test_the_train_command_runs_on_two_local_workers_and_the_chief_writes_the_run(tmp_path):
     run_dir = tmp_path / "run"
-    command = [
-        sys.executable,
-        "-m",
-        "keras_local.cli",
-        "train",
-        "--workers",
-        "2",
-        "--run-dir",
-        str(run_dir),
-        "--set",
-        "epochs=1",
-        "--set",
-        "train_examples=256",
-        "--set",
-        "test_examples=200",
-        "--set",
-        'architecture="resnet8"',
-        "--set",
-        "num_blocks=2",
-        "--set",
-        "verbose=0",
-    ]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    env.pop("TF_CONFIG", None)
+    command = cli_train(run_dir, "epochs=1", "train_examples=256", *SMALL_RUN, flags=("--workers", "2"))
+    env = single_process_env()
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "test accuracy" in result.stdout
@@ -207,8 +187,7 @@ REMOTE_PIPELINE = textwrap.dedent("""
 def test_a_pipelined_model_with_blocks_on_two_remote_workers_matches_one_process():
     """Block k's variables live on worker k (a TensorFlow server in its own process); 3 pipelined steps
     give the weights and logs of the same model in one process."""
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    env.pop("TF_CONFIG", None)
+    env = single_process_env()
     result = subprocess.run(
         [sys.executable, "-c", REMOTE_PIPELINE], capture_output=True, text=True, timeout=300, env=env
     )
@@ -238,41 +217,16 @@ def test_the_train_command_puts_the_blocks_on_local_servers_and_its_model_loads_
     import keras
 
     run_dir = tmp_path / "run"
-    command = [
-        sys.executable,
-        "-m",
-        "keras_local.cli",
-        "train",
-        "--block-workers",
-        "2",
-        "--run-dir",
-        str(run_dir),
-        "--set",
-        "epochs=1",
-        "--set",
-        "train_examples=256",
-        "--set",
-        "test_examples=200",
-        "--set",
-        'architecture="resnet8"',
-        "--set",
-        "num_blocks=2",
-        "--set",
-        'block_order="pipelined"',
-        "--set",
-        "verbose=0",
-    ]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    env.pop("TF_CONFIG", None)
+    settings = ("epochs=1", "train_examples=256", *SMALL_RUN, 'block_order="pipelined"')
+    command = cli_train(run_dir, *settings, flags=("--block-workers", "2"))
+    env = single_process_env()
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert 'devices = ["/job:worker/replica:0/task:0/device:CPU:0"' in (run_dir / "config.toml").read_text()
     with pytest.warns(UserWarning, match="loads on the default device"):
         model = keras.saving.load_model(run_dir / "model.keras")
-    assert model.block_devices is None and model.predict(np.zeros((2, 32, 32, 3), "float32"), verbose=0).shape == (
-        2,
-        10,
-    )
+    assert model.block_devices is None
+    assert model.predict(np.zeros((2, 32, 32, 3), "float32"), verbose=0).shape == (2, 10)
 
 
 @pytest.mark.parametrize(
@@ -302,35 +256,10 @@ def test_a_killed_two_worker_run_resumes_to_the_uninterrupted_weights(tmp_path):
     import keras
 
     def command(run_dir):
-        return [
-            sys.executable,
-            "-m",
-            "keras_local.cli",
-            "train",
-            "--workers",
-            "2",
-            "--run-dir",
-            str(run_dir),
-            "--set",
-            "epochs=2",
-            "--set",
-            "train_examples=512",
-            "--set",
-            "batch_size=64",
-            "--set",
-            "test_examples=200",
-            "--set",
-            "checkpoint_every=3",
-            "--set",
-            'architecture="resnet8"',
-            "--set",
-            "num_blocks=2",
-            "--set",
-            "verbose=0",
-        ]
+        settings = ("epochs=2", "train_examples=512", "batch_size=64", "checkpoint_every=3", *SMALL_RUN)
+        return cli_train(run_dir, *settings, flags=("--workers", "2"))
 
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    env.pop("TF_CONFIG", None)
+    env = single_process_env()
     uninterrupted = subprocess.run(command(tmp_path / "a"), capture_output=True, text=True, timeout=300, env=env)
     assert uninterrupted.returncode == 0, uninterrupted.stderr[-3000:]
 
