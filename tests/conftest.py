@@ -176,9 +176,12 @@ def cli_train(run_dir, *settings, flags=()):
     """The `keras-local train` command line for a subprocess: `flags` (e.g.
     `("--workers", "2")`), the run folder, then one `--set` per setting."""
     command = [sys.executable, "-m", "keras_local.cli", "train", *flags, "--run-dir", str(run_dir)]
-    for setting in settings:
-        command += ["--set", setting]
-    return command
+    return command + set_arguments(*settings)
+
+
+def set_arguments(*settings):
+    """The CLI's `--set` arguments, one per setting: `set_arguments("epochs=1")` is `["--set", "epochs=1"]`."""
+    return [item for setting in settings for item in ("--set", setting)]
 
 
 def single_process_env():

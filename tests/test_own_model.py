@@ -5,7 +5,7 @@ import json
 import keras
 import numpy as np
 import pytest
-from conftest import applied_gradients, assert_close, local_loss_gradients, tiny_batch
+from conftest import applied_gradients, assert_close, local_loss_gradients, set_arguments, tiny_batch
 from own_models import residual_model, token_model
 
 import keras_local as kl
@@ -228,25 +228,9 @@ def test_a_list_of_layers_and_a_nested_model_are_cut_like_a_sequential():
 
 @pytest.mark.large  # a whole run of the CLI
 def test_cli_trains_a_model_named_by_module_and_function(tmp_path):
-    argv = [
-        "train",
-        "--run-dir",
-        str(tmp_path),
-        "--set",
-        'architecture="own_models:residual_model"',
-        "--set",
-        'cuts=["res1_out"]',
-        "--set",
-        "train_examples=64",
-        "--set",
-        "test_examples=64",
-        "--set",
-        "batch_size=32",
-        "--set",
-        "epochs=1",
-        "--set",
-        "verbose=0",
-    ]
+    settings = ('architecture="own_models:residual_model"', 'cuts=["res1_out"]', "train_examples=64")
+    settings += ("test_examples=64", "batch_size=32", "epochs=1", "verbose=0")
+    argv = ["train", "--run-dir", str(tmp_path), *set_arguments(*settings)]
     assert cli.main(argv) == 0
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["num_blocks"] == 2 and 0.0 <= summary["test_accuracy"] <= 1.0

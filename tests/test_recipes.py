@@ -4,6 +4,7 @@ import json
 import pathlib
 
 import pytest
+from conftest import set_arguments
 
 from keras_local import cli
 from keras_local.builder import build_model_from_config
@@ -20,22 +21,15 @@ SHAPES = {
     "mnist": ((28, 28, 1), 10),
     "tiny_imagenet": ((64, 64, 3), 200),
 }
-TINY = [
-    "--set",
+TINY = set_arguments(
     "dataset=cifar10_sample",
-    "--set",
     "train_examples=64",
-    "--set",
     "test_examples=64",
-    "--set",
     "batch_size=32",
-    "--set",
     "eval_batch_size=64",
-    "--set",
     "epochs=1",
-    "--set",
     "verbose=0",
-]
+)
 
 
 def test_the_paper_recipes_exist():
