@@ -23,7 +23,6 @@ as in `build_model`.
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 
@@ -99,7 +98,7 @@ def main():
     if args.bp_only:
         print(json.dumps(medians["bp"]))
         return
-    from timing import forwarded_arguments
+    from timing import forwarded_arguments, write_result
 
     one_core = subprocess.run(
         [
@@ -126,14 +125,8 @@ def main():
         "throughput_ratio_to_bp": {name: medians["bp"] / value for name, value in medians.items()},
         "bp_one_core_step_seconds": bp_one_core,
         "throughput_ratio_to_bp_on_one_core": {name: bp_one_core / value for name, value in medians.items()},
-        "command": "python " + " ".join(sys.argv),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
-        "versions": {"keras": keras.__version__, "tensorflow": tf.__version__},
     }
-    output = args.output or f"benchmarks/results/pipeline_{args.devices}.json"
-    os.makedirs(os.path.dirname(output), exist_ok=True)
-    with open(output, "w") as file:
-        json.dump(result, file, indent=2)
+    write_result(args.output or f"benchmarks/results/pipeline_{args.devices}.json", result)
     print(f"cuts: {cuts or args.split}; bp on one core (1 inter-op thread): {bp_one_core * 1000:.0f} ms")
     for name, value in medians.items():
         print(

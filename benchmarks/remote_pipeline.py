@@ -19,7 +19,6 @@ labels block k sends to block k+1. Writes `benchmarks/results/remote_pipeline.js
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 
@@ -122,7 +121,7 @@ def main():
     if args.child:
         return child(args)
     rows = []
-    from timing import forwarded_arguments
+    from timing import forwarded_arguments, write_result
 
     for workers in args.workers:
         measured = {}
@@ -151,20 +150,7 @@ def main():
             f"workers {remote['step_seconds'] * 1000:.0f} ms/step -> throughput x{row['throughput_ratio_to_bp']:.2f}; "
             f"loopback {sent}/step for {needed / 2**20:.2f} MiB of input and cut activations"
         )
-    import keras
-    import tensorflow as tf
-
-    result = {
-        "architecture": args.architecture,
-        "batch_size": args.batch_size,
-        "rows": rows,
-        "command": "python " + " ".join(sys.argv),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
-        "versions": {"keras": keras.__version__, "tensorflow": tf.__version__},
-    }
-    os.makedirs(os.path.dirname(args.output), exist_ok=True)
-    with open(args.output, "w") as file:
-        json.dump(result, file, indent=2)
+    write_result(args.output, {"architecture": args.architecture, "batch_size": args.batch_size, "rows": rows})
 
 
 if __name__ == "__main__":

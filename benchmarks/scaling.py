@@ -9,11 +9,8 @@ Ratios are to bp's step time in the same process. Writes a JSON.
 """
 
 import argparse
-import json
 import os
-import platform
 import statistics
-import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -21,6 +18,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from timing import write_result  # noqa: E402
 
 import keras_local as kl  # noqa: E402
 
@@ -88,13 +86,8 @@ def main():
         "block_order": args.block_order,
         "bp": bp,
         "rows": rows,
-        "command": "python " + " ".join(sys.argv),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
-        "versions": {"keras": keras.__version__, "tensorflow": tf.__version__},
     }
-    os.makedirs(os.path.dirname(args.output), exist_ok=True)
-    with open(args.output, "w") as file:
-        json.dump(result, file, indent=2)
+    write_result(args.output, result)
 
 
 if __name__ == "__main__":

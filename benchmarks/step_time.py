@@ -24,9 +24,7 @@ together and sequential block orders.
 """
 
 import argparse
-import json
 import os
-import platform
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # The CPU allocator keeps the statistics get_memory_info reads only in its BFC mode.
@@ -35,7 +33,7 @@ os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from timing import median_step_seconds  # noqa: E402
+from timing import median_step_seconds, write_result  # noqa: E402
 
 import keras_local as kl  # noqa: E402
 from keras_local import profiling  # noqa: E402
@@ -129,15 +127,11 @@ def main():
             for spec, base in bases.items()
             if base
         },
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
-        "versions": {"keras": keras.__version__, "tensorflow": tf.__version__},
     }
     if args.reference:
         result["step_time_ratio_to_reference"] = {spec: medians[spec] / medians[args.reference] for spec in specs}
         result["reference"] = args.reference
-    os.makedirs(os.path.dirname(args.output), exist_ok=True)
-    with open(args.output, "w") as file:
-        json.dump(result, file, indent=2)
+    write_result(args.output, result)
     print(f"{args.architecture}, K={args.num_blocks}, {args.head} heads, batch {args.batch_size}:")
     for spec in specs:
         versus = f", / {args.reference} {medians[spec] / medians[args.reference]:.3f}" if args.reference else ""

@@ -1,7 +1,11 @@
 """Step timing shared by the benchmarks: models alternate in rounds so that
 machine noise hits all of them alike; medians per model."""
 
+import json
+import os
+import platform
 import statistics
+import sys
 import time
 
 import keras
@@ -40,3 +44,20 @@ def forwarded_arguments(args, names):
     """`--name value` pairs of the parsed `args` named in `names`, for a child
     process of the same script (each measured in a fresh process)."""
     return [item for name in names for item in (f"--{name.replace('_', '-')}", str(getattr(args, name)))]
+
+
+def write_result(path, result):
+    """Writes a benchmark's `result` dict to `path` as JSON, with the command
+    that produced it, the machine and the Keras / TensorFlow versions."""
+    import tensorflow as tf
+
+    result = {
+        **result,
+        "command": "python " + " ".join(sys.argv),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+        "versions": {"keras": keras.__version__, "tensorflow": tf.__version__},
+    }
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path, "w") as file:
+        json.dump(result, file, indent=2)
+    return result
