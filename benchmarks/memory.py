@@ -21,7 +21,6 @@ ratio to bp.
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 
@@ -161,18 +160,16 @@ def main():
         if gll:
             row["ratio_to_gll"] = row["peak_mib"] / gll["peak_mib"]
             print(f"{row['method']} K={row['num_blocks']}: / gll {row['ratio_to_gll']:.3f}")
+    from timing import write_result
+
     result = {
         "architecture": args.architecture,
         "batch_size": args.batch_size,
         "head": args.head,
         "bp_peak_mib": bp["peak_mib"],
         "rows": rows,
-        "command": "python " + " ".join(sys.argv),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
     }
-    os.makedirs(os.path.dirname(args.output), exist_ok=True)
-    with open(args.output, "w") as file:
-        json.dump(result, file, indent=2)
+    write_result(args.output, result)
 
 
 if __name__ == "__main__":
