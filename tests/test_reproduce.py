@@ -304,3 +304,28 @@ def test_the_2024_grid_decides_a_claim_on_gaps_paired_by_seed():
     mixed = {"dgl": base, "dgl+man": {0: 59.0, 1: 66.0, 2: 70.0}}
     assert "within seed noise" in local_2024.verdict(mixed, "dgl+man", "dgl")
     assert "undecided" in local_2024.verdict({"dgl": base, "dgl+man": {0: 50.0, 1: 50.0}}, "dgl+man", "dgl")
+
+
+def test_the_associated_steps_section_compares_every_seed_at_the_last_step(tmp_path):
+    def run(bp, associated, width=512):
+        points = lambda last: [[1000, 0.1], [2000, last]]  # noqa: E731
+        return {
+            "command": "python benchmarks/associated_steps.py --steps 2000",
+            "width": width,
+            "batch_size": 32,
+            "learning_rate": 1e-4,
+            "results": {"bp": {"points": points(bp)}, "associated": {"points": points(associated)}},
+            "bp_final_accuracy": bp,
+            "associated_reaches_bp_at_step": None,
+        }
+
+    path = tmp_path / "associated_steps.json"
+    path.write_text(json.dumps(run(0.44, 0.43)))
+    assert power_report._associated_seeds_lines(path) == []  # one seed: nothing to compare
+    (tmp_path / "associated_steps_seed1.json").write_text(json.dumps(run(0.40, 0.37)))
+    (tmp_path / "associated_steps_seed2.json").write_text(json.dumps(run(0.42, 0.42)))
+    text = "\n".join(power_report._associated_steps_section(path))
+    assert "| 1 | 40.00 % | 37.00 % | +3.00 |" in text and "| mean | | | +1.33 ± 1.53 |" in text
+    assert "within the claim's 2 points of BP on 2 of 3 seeds" in text
+    (tmp_path / "associated_steps_seed3.json").write_text(json.dumps(run(0.40, 0.37, width=1024)))
+    assert power_report._associated_seeds_lines(path) == []  # another protocol: not pooled
