@@ -166,6 +166,15 @@ def compiled(model):
     return model
 
 
+def resnet8_in_three_blocks(method, input_shape, num_classes, **options):
+    """The registered resnet8 (stem + 3 residual units) in K = 3 blocks, [stem, unit1] [unit2 (stride 2)]
+    [unit3], with each method's own heads, `compiled`: the network of the 2024 rules' gradient tests."""
+    from keras_local.builder import build_model
+
+    model = build_model("resnet8", method, num_blocks=3, input_shape=input_shape, num_classes=num_classes, **options)
+    return compiled(model)
+
+
 def assert_close(actual, expected, atol=2e-5):
     assert len(actual) == len(expected)
     for a, e in zip(actual, expected):

@@ -1,10 +1,9 @@
 """HPFF (`hpff=True`): the cascade loss reaches exactly its pair of blocks; patch feature fusion."""
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import LEARNING_RATE, applied_gradients, assert_close, ce, tiny_batch
+from conftest import applied_gradients, assert_close, ce, resnet8_in_three_blocks, tiny_batch
 
 import keras_local as kl
 from keras_local.heads import LinearHead
@@ -15,19 +14,8 @@ SHAPE, CLASSES, CASCADE = (8, 8, 3), 5, 0.7
 
 
 def _model(method="gll", block_order="together", grid=1):
-    model = kl.build_model(
-        "resnet8",
-        method,
-        num_blocks=3,
-        input_shape=SHAPE,
-        num_classes=CLASSES,
-        hpff=True,
-        hpff_cascade_weight=CASCADE,
-        hpff_patch_grid=grid,
-        block_order=block_order,
-    )
-    model.compile(optimizer=keras.optimizers.SGD(LEARNING_RATE))
-    return model
+    options = {"hpff_cascade_weight": CASCADE, "hpff_patch_grid": grid, "block_order": block_order}
+    return resnet8_in_three_blocks(method, SHAPE, CLASSES, hpff=True, **options)
 
 
 @pytest.mark.parametrize("block_order", ["together", "sequential"])

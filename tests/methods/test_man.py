@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import LEARNING_RATE, applied_gradients, assert_close, ce, tiny_batch
+from conftest import applied_gradients, assert_close, ce, resnet8_in_three_blocks, tiny_batch
 
 import keras_local as kl
 from keras_local.methods.man import MomentumHead
@@ -13,19 +13,7 @@ SHAPE, CLASSES = (8, 8, 3), 5
 
 
 def _model(method="gll", momentum=0.9, **options):
-    # resnet8: stem + 3 residual units, K = 3: [stem, unit1] [unit2 (stride 2)] [unit3]
-    model = kl.build_model(
-        "resnet8",
-        method,
-        num_blocks=3,
-        input_shape=SHAPE,
-        num_classes=CLASSES,
-        man=True,
-        man_momentum=momentum,
-        **options,
-    )
-    model.compile(optimizer=keras.optimizers.SGD(LEARNING_RATE))
-    return model
+    return resnet8_in_three_blocks(method, SHAPE, CLASSES, man=True, man_momentum=momentum, **options)
 
 
 @pytest.mark.parametrize("method", ["gll", "dgl"])
