@@ -1,6 +1,7 @@
 """End-to-end backpropagation: the baseline every table compares with."""
 
 from keras_local.methods.base import Method, SearchSpace, register_method
+from keras_local.recipes import Recipe, piecewise
 
 
 @register_method
@@ -18,8 +19,6 @@ class Backprop(Method):
     search = SearchSpace(cut=False)  # one network: a search gives bp no cuts
 
     def reference_recipe(self, architecture):
-        from keras_local.recipes import Recipe, piecewise
-
         return Recipe(
             {
                 "optimizer": "sgd",

@@ -1,6 +1,7 @@
 """BWBPF: block-wise BP-free training (Cheng et al., ICASSP 2024)."""
 
 from keras_local.methods.base import Method, check_number, register_method
+from keras_local.recipes import Recipe
 
 
 @register_method
@@ -46,8 +47,6 @@ class BlockwiseBPFree(Method):
         self.separate_output_block = not deep_supervision
 
     def reference_recipe(self, architecture):
-        from keras_local.recipes import Recipe
-
         return Recipe(
             {
                 "optimizer": "sgd",

@@ -21,6 +21,7 @@ from keras_local.methods import hpff as hpff_rule
 from keras_local.methods import man as man_rule
 from keras_local.methods.base import WHOLE_BLOCK, Method, SearchSpace, check_number
 from keras_local.methods.protocols import infopro_protocol
+from keras_local.recipes import Recipe
 
 
 class ComposedRules(Method):
@@ -128,8 +129,6 @@ class ComposedRules(Method):
 def composed_recipe(method, architecture, method_options=None):
     """MAN's and HPFF's protocol (their CIFAR code is InfoPro's `train.py`): one SGD, Nesterov 0.9, lr 0.8
     at batch 1024, weight decay 1e-4, 400 epochs, cosine with 10 warm-up epochs."""
-    from keras_local.recipes import Recipe
-
     rule = "MAN (JunhaoSu0/MAN" if method.man else "HPFF (Zeudfish/HPFF"
     options = {**method.get_config(), **(method_options or {})}
     return Recipe(

@@ -2,6 +2,7 @@
 
 from keras_local.methods.base import register_method
 from keras_local.methods.composed import ComposedRules, composed_recipe
+from keras_local.recipes import Recipe
 
 # BackLink §4 (its GLL is the baseline of its Table 1): lr per network.
 BACKLINK_LEARNING_RATES = {"alexnet": 0.01, "vgg16": 0.01, "resnet32": 0.5, "resnet110": 0.3}
@@ -9,8 +10,6 @@ BACKLINK_LEARNING_RATES = {"alexnet": 0.01, "vgg16": 0.01, "resnet32": 0.5, "res
 
 def backlink_paper_recipe(architecture, head, method_options=None):
     """BackLink §4's recipe, which its GLL baseline shares."""
-    from keras_local.recipes import Recipe
-
     vgg_like = architecture.startswith(("vgg", "alexnet"))
     return Recipe(
         {

@@ -4,6 +4,7 @@ from keras_local.methods.auglocal.head import AugmentedHead, augmented_units, py
 from keras_local.methods.base import SearchSpace, check_number, register_method
 from keras_local.methods.gll import GreedyLocal
 from keras_local.methods.protocols import infopro_protocol
+from keras_local.recipes import Recipe
 
 
 @register_method
@@ -60,8 +61,6 @@ class AugLocal(GreedyLocal):
         )
 
     def reference_recipe(self, architecture):
-        from keras_local.recipes import Recipe
-
         depth = 3 if architecture == "resnet110" else 2
         return Recipe(
             infopro_protocol(architecture, 400, {"depth": depth, "tau": 0.5}, split="even"),

@@ -4,6 +4,7 @@ from keras_local.methods.base import register_method
 from keras_local.methods.composed import composed_recipe
 from keras_local.methods.dgl.head import DGLHead
 from keras_local.methods.gll import GreedyLocal
+from keras_local.recipes import Recipe, piecewise
 
 
 @register_method
@@ -34,8 +35,6 @@ class DecoupledGreedy(GreedyLocal):
         return DGLHead(num_classes, variant="mlp", mlp_layers=2, name="output_head")
 
     def reference_recipe(self, architecture):
-        from keras_local.recipes import Recipe, piecewise
-
         if self.man or self.hpff:
             return composed_recipe(self, architecture)
 

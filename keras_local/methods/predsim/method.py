@@ -5,6 +5,7 @@ import keras
 from keras_local.methods.base import SearchSpace, check_number, register_method
 from keras_local.methods.gll import GreedyLocal
 from keras_local.methods.predsim.loss import PredSimLoss
+from keras_local.recipes import Recipe, piecewise
 
 
 @register_method
@@ -62,8 +63,6 @@ class PredSim(GreedyLocal):
         return LinearHead(num_classes, kernel_initializer="zeros", name="output_head")
 
     def reference_recipe(self, architecture):
-        from keras_local.recipes import Recipe, piecewise
-
         return Recipe(
             {
                 "optimizer": "adam",
