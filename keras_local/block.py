@@ -26,22 +26,38 @@ class LocalStep:
     """What one block computed on one batch: `features` (its output),
     `logits` and `loss` of its head, `gradients` for its trainable variables;
     for backward links, `input_gradient` (the error sent back) and, while a
-    tail waits for the next block's error, `tape` and `features_gradient`."""
+    tail waits for the next block's error, `features_gradient` and either the
+    tail's `tape` (its activations kept) or its input, `tail_inputs`, and the
+    state its non-trainable variables had before it ran, `tail_state` (the
+    tail is run again when the error arrives: `Block.finish_link`)."""
 
-    def __init__(self, features, logits, loss, gradients):
+    FIELDS = ("features", "logits", "loss", "gradients", "input_gradient", "features_gradient", "tail_inputs", "tail_state")
+
+    def __init__(self, features, logits, loss, gradients, **links):
         self.features = features
         self.logits = logits
         self.loss = loss
         self.gradients = gradients
-        self.input_gradient = None
-        self.features_gradient = None
+        self.input_gradient = links.get("input_gradient")
+        self.features_gradient = links.get("features_gradient")
+        self.tail_inputs = links.get("tail_inputs")
+        self.tail_state = links.get("tail_state")
         self.tape = None
+
+    def as_outputs(self):
+        """The step as a dict of tensors (what a compiled block program returns; the tape stays behind)."""
+        return {field: getattr(self, field) for field in self.FIELDS}
 
 
 def _run(units, x):
     for unit in units:
         x = unit(x, training=True)
     return x
+
+
+def _state_of(units):
+    """The non-trainable variables of `units` (batch-norm statistics, random seeds)."""
+    return [v for unit in units for v in unit.non_trainable_variables]
 
 
 def _add(first, second):
@@ -168,7 +184,9 @@ class Block(keras.Model):
         # A Keras Loss divides by the number of replicas itself, as the compiled loss does.
         return self.optimizer.scale_loss(loss_weight * self.sent_loss(y, outputs))
 
-    def compute_local_gradients(self, inputs, y, loss_weight=1.0, linked_units=0, input_gradient=False):
+    def compute_local_gradients(
+        self, inputs, y, loss_weight=1.0, linked_units=0, input_gradient=False, keep_tail_tape=True
+    ):
         """Forward through the block and its head, and the gradients of
         `loss_weight · local loss + weight decay` w.r.t. `self.trainable_variables`.
 
@@ -182,6 +200,10 @@ class Block(keras.Model):
             input_gradient: also return ∂(loss_weight · loss)/∂inputs, the
                 error a backward link sends to the previous block (of the
                 `sent_loss` part of the loss, when one is set).
+            keep_tail_tape: whether a waiting tail keeps its tape (its
+                activations) for `finish_link`, or only its input, to run it
+                again then (what a block compiled as its own program does: a
+                tape cannot leave the program).
 
         Returns a `LocalStep`; its `loss` is the local loss without weight or
         weight decay, as Keras' losses return it (divided by the number of
@@ -191,7 +213,7 @@ class Block(keras.Model):
         """
         linked_units = min(linked_units, len(self.units))
         if linked_units > 0:
-            return self._compute_with_tail(inputs, y, loss_weight, linked_units, input_gradient)
+            return self._compute_with_tail(inputs, y, loss_weight, linked_units, input_gradient, keep_tail_tape)
         separate = input_gradient and self.sent_loss is not None
         with tf.GradientTape(persistent=separate) as tape:
             if input_gradient:
@@ -212,7 +234,7 @@ class Block(keras.Model):
     def _loss_scale(self):
         return ops.cast(getattr(self.optimizer, "dynamic_scale", 1.0), "float32")
 
-    def _compute_with_tail(self, inputs, y, loss_weight, linked_units, input_gradient):
+    def _compute_with_tail(self, inputs, y, loss_weight, linked_units, input_gradient, keep_tail_tape=True):
         """`compute_local_gradients` for a block whose last `linked_units`
         units wait for the next block's error. Three tapes: the prefix's (its
         gradients are taken now, then it is released), the tail's (kept for
@@ -227,6 +249,7 @@ class Block(keras.Model):
                 prefix_tape.watch(inputs)
             hidden = _run(prefix_units, inputs)
         tail_inputs = ops.stop_gradient(hidden) if prefix_units else inputs
+        tail_state = None if keep_tail_tape else [ops.convert_to_tensor(v) for v in _state_of(tail_units)]
         with tf.GradientTape(persistent=True) as tail_tape:
             tail_tape.watch(tail_inputs)
             features = _run(tail_units, tail_inputs)
@@ -257,7 +280,10 @@ class Block(keras.Model):
             if prefix_units:
                 input_error = prefix_tape.gradient(hidden, inputs, output_gradients=input_error)
         step = LocalStep(features, logits, loss, [gradients.get(id(v)) for v in self.trainable_variables])
-        step.tape = tail_tape
+        if keep_tail_tape:
+            step.tape = tail_tape
+        else:
+            step.tail_inputs, step.tail_state = tail_inputs, tail_state
         step.features_gradient = ops.cast(features_gradient, "float32") / self._loss_scale()
         if input_gradient:
             step.input_gradient = ops.cast(input_error, "float32") / self._loss_scale()
@@ -279,13 +305,25 @@ class Block(keras.Model):
         the tail only (its tape is kept: nothing is recomputed), so the last
         `linked_units` units' parameters get its gradient plus their
         weight decay once; every other variable keeps its local gradient.
+        A step without its tape (`keep_tail_tape=False`) runs the tail again
+        on its kept input, from the non-trainable state it started from (so
+        batch-norm statistics are updated once, and a dropout draws the same
+        mask): the same activations, since no weight has changed since.
         """
         tail = self.tail_variables(linked_units)
         mixed = ops.cast(features_error, "float32")
-        with step.tape:  # re-enter the kept tape to add the mixed error and the tail's decay
-            link = ops.sum(ops.cast(step.features, "float32") * ops.stop_gradient(mixed))
+        if step.tape is None:
+            tape = tf.GradientTape()
+            with tape:
+                for variable, value in zip(_state_of(self.units[-linked_units:]), step.tail_state):
+                    variable.assign(value)
+                features = _run(self.units[-linked_units:], step.tail_inputs)
+        else:
+            tape, features = step.tape, step.features
+        with tape:  # re-enter the tape to add the mixed error and the tail's decay
+            link = ops.sum(ops.cast(features, "float32") * ops.stop_gradient(mixed))
             scaled = self.optimizer.scale_loss(link + self.weight_decay_loss(tail))
-        tail_gradients = dict(zip((id(v) for v in tail), step.tape.gradient(scaled, tail)))
+        tail_gradients = dict(zip((id(v) for v in tail), tape.gradient(scaled, tail)))
         step.tape = None
         return [
             tail_gradients.get(id(variable), gradient)

@@ -256,11 +256,13 @@ class LocalModel(LocalTrainer, keras.Model):
             metrics: metrics of the output head; defaults to `["accuracy"]`.
             **kwargs: passed to `keras.Model.compile` (e.g. `jit_compile`).
         """
-        if self.block_devices is not None and len(set(self.block_devices)) > 1:
+        if self.block_devices is not None and len(set(self.block_devices)) > 1 and not self.method.cut_gradients:
+            # One gradient through every block: no block can be an XLA program of its own.
             if kwargs.get("jit_compile") is True:
                 raise ValueError(
-                    f"jit_compile=True cannot be used with blocks on several devices "
-                    f"({sorted(set(self.block_devices))}): XLA compiles for one device."
+                    f"jit_compile=True cannot be used with method {self.method.name!r} and blocks on several "
+                    f"devices ({sorted(set(self.block_devices))}): its one end-to-end gradient would be one XLA "
+                    f"program, which runs on one device. Use jit_compile=False, or one device."
                 )
             kwargs["jit_compile"] = False
         if self.block_order == "pipelined" and kwargs.get("steps_per_execution", 1) != 1:
@@ -272,25 +274,29 @@ class LocalModel(LocalTrainer, keras.Model):
         metrics = ["accuracy"] if metrics is None else metrics
         all_blocks = self.blocks + self.extra_blocks
         factors = [1.0] * len(self.blocks) + [self.method.extra_learning_rate_factor()] * len(self.extra_blocks)
-        optimizers = resolve_block_optimizers(optimizer, len(all_blocks), learning_rate_factors=factors)
+        devices = (
+            None if self.block_devices is None else self.block_devices + self.block_devices[: len(self.extra_blocks)]
+        )
+        # Each optimizer's own variables (its step count, rate, loss scale) on its block's device, where a
+        # block compiled as its own XLA program reads them.
+        optimizers = resolve_block_optimizers(optimizer, len(all_blocks), learning_rate_factors=factors, devices=devices)
         for index, (block, block_optimizer) in enumerate(zip(self.blocks, optimizers)):
-            block.compile(
-                optimizer=block_optimizer,
-                loss=self.method.block_loss(index, len(self.blocks), loss),
-                metrics=["accuracy"]
-                if self.method.heads_classify and self.method.head_classifies(index, len(self.blocks))
-                else [],
-            )  # a block alone scores its raw outputs
+            with self.on_device(index):
+                block.compile(
+                    optimizer=block_optimizer,
+                    loss=self.method.block_loss(index, len(self.blocks), loss),
+                    metrics=["accuracy"]
+                    if self.method.heads_classify and self.method.head_classifies(index, len(self.blocks))
+                    else [],
+                )  # a block alone scores its raw outputs
             block.sent_loss = self.method.sent_loss(index, len(self.blocks), loss)
-        for block, block_optimizer in zip(self.extra_blocks, optimizers[len(self.blocks) :]):
-            block.compile(optimizer=block_optimizer, loss=self.method.extra_block_loss)
+        for index, (block, block_optimizer) in enumerate(zip(self.extra_blocks, optimizers[len(self.blocks) :])):
+            with self.on_device(index):
+                block.compile(optimizer=block_optimizer, loss=self.method.extra_block_loss)
         # Keras itself only uses the model-level loss to trace the model under a
         # distribution strategy (the method's output may score differently from its blocks).
         super().compile(optimizer=None, loss=self.method.prediction_loss(loss), metrics=metrics, **kwargs)
         self._block_loss = loss
-        devices = (
-            None if self.block_devices is None else self.block_devices + self.block_devices[: len(self.extra_blocks)]
-        )
         # The factors hold where one optimizer was cloned with them (given optimizers keep their own rates).
         self.optimizer = BlockOptimizers(
             all_blocks, devices=devices, learning_rate_factors=factors if clones_one_optimizer(optimizer) else None

@@ -64,16 +64,21 @@ def clones_one_optimizer(spec):
     )
 
 
-def resolve_block_optimizers(spec, num_blocks, learning_rate_factors=None):
+def resolve_block_optimizers(spec, num_blocks, learning_rate_factors=None, devices=None):
     """One fresh optimizer per block from `spec`.
 
     `spec` is an optimizer (or identifier such as "sgd"), cloned from its
     config for every block, with its learning rate (or schedule) multiplied
     by `learning_rate_factors[k]` when given; a list of `num_blocks`
-    optimizers; or a callable `block_index -> optimizer`.
+    optimizers; or a callable `block_index -> optimizer`. An optimizer made
+    here is made on `devices[k]` (its step count and rate live there).
     """
+    devices = devices or [None] * num_blocks
     if not clones_one_optimizer(spec) and not isinstance(spec, (list, tuple)):
-        optimizers = [spec(index) for index in range(num_blocks)]
+        optimizers = []
+        for index in range(num_blocks):
+            with tf.device(devices[index]):
+                optimizers.append(spec(index))
     elif isinstance(spec, (list, tuple)):
         if len(spec) != num_blocks:
             raise ValueError(
@@ -85,16 +90,18 @@ def resolve_block_optimizers(spec, num_blocks, learning_rate_factors=None):
         template = _inner(keras.optimizers.get(spec))
         config = template.get_config()
         factors = learning_rate_factors or [1.0] * num_blocks
-        optimizers = [
-            template.__class__.from_config(
-                {
-                    **config,
-                    "name": f"{config['name']}_block_{index}",
-                    "learning_rate": _scaled_learning_rate(config["learning_rate"], factors[index]),
-                }
-            )
-            for index in range(num_blocks)
-        ]
+        optimizers = []
+        for index in range(num_blocks):
+            with tf.device(devices[index]):
+                optimizers.append(
+                    template.__class__.from_config(
+                        {
+                            **config,
+                            "name": f"{config['name']}_block_{index}",
+                            "learning_rate": _scaled_learning_rate(config["learning_rate"], factors[index]),
+                        }
+                    )
+                )
     optimizers = [keras.optimizers.get(item) for item in optimizers]
     if len({id(item) for item in optimizers}) != num_blocks:
         raise ValueError("Each block needs its own optimizer instance; got shared instances.")

@@ -27,9 +27,10 @@ import functools
 import tensorflow as tf
 from keras import ops
 
-from keras_local.block import unpack_batch
+from keras_local.block import LocalStep, unpack_batch
 from keras_local.block_order import PipelineBuffers, after
 from keras_local.cluster import is_multi_worker
+from keras_local.compilation import block_program, compiles_blocks
 from keras_local.heads import logits_of
 from keras_local.losses import unscale_for_replicas
 
@@ -88,6 +89,86 @@ class LocalTrainer:
             outputs = layer(outputs, training=False)
         return outputs
 
+    @property
+    def compiles_blocks(self):
+        """Whether each block's step is its own XLA program (`keras_local.compilation`): a compiled
+        model with `jit_compile` on, and blocks that one program cannot hold (sequential or pipelined
+        block order, blocks on several devices)."""
+        several = self.block_devices is not None and len(set(self.block_devices)) > 1
+        return self.compiled and compiles_blocks(self.jit_compile, self.block_order, self.block_devices if several else None)
+
+    def _make_function(self, step_function):
+        """Keras' step function; not compiled as one program when the blocks are compiled one by one."""
+        if not self.compiles_blocks:
+            return super()._make_function(step_function)
+        jit_compile, self._jit_compile = self._jit_compile, False
+        try:
+            return super()._make_function(step_function)
+        finally:
+            self._jit_compile = jit_compile
+
+    def _in_block_program(self, index, function, *args):
+        """`function(*args)` on block `index`'s device: as an XLA program of its own when the model
+        compiles block by block (its results are then tensors only), else traced into the step."""
+        with self.on_device(index):
+            if self.compiles_blocks:
+                return block_program(function)(*args)
+            return function(*args)
+
+    def _train_block(self, index, inputs, target, weight, linked_units=0, input_gradient=False):
+        """Block `index`'s forward and gradients (`Block.compute_local_gradients`) and, unless its last
+        `linked_units` units wait for the next block's error (`_finish_link`), its update."""
+        block, compiled = self.blocks[index], self.compiles_blocks
+
+        def train(inputs, target, weight):
+            step = block.compute_local_gradients(
+                inputs,
+                target,
+                loss_weight=weight,
+                linked_units=linked_units,
+                input_gradient=input_gradient,
+                keep_tail_tape=not compiled,
+            )
+            if linked_units == 0:
+                block.optimizer.apply(step.gradients, block.trainable_variables)
+                if compiled:
+                    step.gradients = None  # applied inside the program: not one of its outputs
+            return step.as_outputs() if compiled else step
+
+        step = self._in_block_program(index, train, inputs, target, ops.convert_to_tensor(weight, "float32"))
+        return LocalStep(**step) if compiled else step
+
+    def _finish_link(self, index, step, linked_units, next_error):
+        """Block `index`'s waiting tail learns from the method's mix of its own error and the next
+        block's (`next_error`); the block applies its update. Returns what a later block waits for."""
+        block, compiled = self.blocks[index], self.compiles_blocks
+        with self.on_device(index):
+            error = self.method.link(step.features_gradient, ops.cast(next_error, "float32"))
+
+        def finish(step, error):
+            if compiled:
+                step = LocalStep(**step)
+            gradients = block.finish_link(step, error, linked_units)
+            block.optimizer.apply(gradients, block.trainable_variables)
+            return [block.optimizer.iterations] if compiled else gradients
+
+        done = self._in_block_program(index, finish, step.as_outputs() if compiled else step, error)
+        self.method.after_block_update(self, index)
+        return done
+
+    def _infer_block(self, index, inputs, target=None):
+        """Block `index`'s features in inference mode and, with a `target`, its head's logits and loss."""
+        block = self.blocks[index]
+
+        def infer(inputs, target):
+            features = block(inputs, training=False)
+            if target is None:
+                return features, None, None
+            outputs = block.head(features, training=False)
+            return features, logits_of(outputs), block.local_loss(target, outputs, training=False)
+
+        return self._in_block_program(index, infer, inputs, target)
+
     def _local_step(self, x, y, targets):
         """Each block learns from its own loss (against `targets[k]`) on the stopped output of the
         previous one; a block with a backward-link tail applies its update
@@ -96,55 +177,40 @@ class LocalTrainer:
         block's gradients."""
         num_blocks = len(self.blocks)
         weights = self.method.loss_weights(num_blocks)
-        # waiting: (block, its LocalStep, its linked units). With the "sequential" block order block k+1's
-        # forward waits for block k's local gradients and for block k−1's link update, so that no
-        # block's activations outlive the step after its own.
-        features, waiting, previous_gradients, link_gradients = x, None, [], []
+        # waiting: (the LocalStep of a block whose tail waits for the next block's error, the tail's
+        # length). With the "sequential" block order block k+1's forward waits for `done`: block k's local
+        # gradients (or its program's results) and block k−1's link update, so that no block's activations
+        # outlive the step after its own.
+        features, waiting, done = x, None, []
         logits = loss = None
-        for index, block in enumerate(self.blocks):
+        for index in range(num_blocks):
             state = self.block_states[index]
             if state == "idle":
                 break
-            if state == "frozen":
-                with self.on_device(index):
-                    features = block(ops.stop_gradient(features), training=False)
-                    if index == num_blocks - 1:  # the output still scores the batch
-                        outputs = block.head(features, training=False)
-                        logits, loss = logits_of(outputs), block.local_loss(targets[index], outputs, training=False)
-                previous_gradients = []
+            if state == "frozen":  # the output still scores the batch
+                target = targets[index] if index == num_blocks - 1 else None
+                features, logits, loss = self._infer_block(index, ops.stop_gradient(features), target)
+                done = []
                 continue
             linked = index + 1 < num_blocks and self.block_states[index + 1] == "train"
             linked_units = self.method.linked_units(index, num_blocks) if linked else 0
             inputs = ops.stop_gradient(features)
             if self.block_order == "sequential":
-                inputs = after(previous_gradients, inputs)
-            with self.on_device(index):
-                step = block.compute_local_gradients(
-                    inputs,
-                    targets[index],
-                    loss_weight=weights[index],
-                    linked_units=linked_units,
-                    input_gradient=waiting is not None,
-                )
+                inputs = after(done, inputs)
+            step = self._train_block(
+                index, inputs, targets[index], weights[index], linked_units, input_gradient=waiting is not None
+            )
+            link_done = []
             if waiting is not None:
-                previous, previous_step, previous_length = waiting
-                with self.on_device(index - 1):
-                    error = self.method.link(previous_step.features_gradient, ops.cast(step.input_gradient, "float32"))
-                    gradients = previous.finish_link(previous_step, error, previous_length)
-                    previous.optimizer.apply(gradients, previous.trainable_variables)
-                self.method.after_block_update(self, index - 1)
-                link_gradients = gradients  # the next block's forward also waits for this update
+                link_done = self._finish_link(index - 1, *waiting, step.input_gradient)
                 waiting = None
             if linked_units > 0:
-                waiting = (block, step, linked_units)
+                waiting = (step, linked_units)
             else:
-                with self.on_device(index):
-                    block.optimizer.apply(step.gradients, block.trainable_variables)
                 self.method.after_block_update(self, index)
             self._update_block_metrics(index, y, step.logits, step.loss)
-            features, previous_gradients = step.features, step.gradients + link_gradients
-            link_gradients = []
-            logits, loss = step.logits, step.loss
+            features, logits, loss = step.features, step.logits, step.loss
+            done = ([step.loss] if self.compiles_blocks else list(step.gradients)) + list(link_done)
         return logits, loss
 
     def reset_pipeline(self):
@@ -200,22 +266,15 @@ class LocalTrainer:
         if "idle" in self.block_states:
             active = min(active, self.block_states.index("idle"))
         for index in range(active):
-            block, (inputs, labels) = self.blocks[index], held[index]
+            inputs, labels = held[index]
             if self.block_states[index] == "frozen":
-                with self.on_device(index):
-                    features = ops.stop_gradient(block(ops.stop_gradient(inputs), training=False))
-                self._write_for_next_block(index, features, labels)
+                features, _, _ = self._infer_block(index, ops.stop_gradient(inputs))
+                self._write_for_next_block(index, ops.stop_gradient(features), labels)
                 continue
             # The targets of the labels this block's input came with (extra blocks train at block 0 only).
             targets = self.method.targets(self, None, labels, training=index == 0, update_metrics=index == 0)
-            with self.on_device(index):
-                step = block.compute_local_gradients(
-                    ops.stop_gradient(inputs),
-                    targets[index],
-                    loss_weight=weights[index],
-                )
-                block.optimizer.apply(step.gradients, block.trainable_variables)
-                features = ops.stop_gradient(step.features)
+            step = self._train_block(index, ops.stop_gradient(inputs), targets[index], weights[index])
+            features = ops.stop_gradient(step.features)
             self.method.after_block_update(self, index)
             self._update_block_metrics(index, labels, step.logits, step.loss)
             self._write_for_next_block(index, features, labels)
@@ -276,11 +335,9 @@ class LocalTrainer:
         targets = self.method.targets(self, x, y, training=False)
         features = x
         for index, block in enumerate(self.blocks):
-            with self.on_device(index):
-                features = block(features, training=False)
-                if block.head is not None:
-                    outputs = block.head(features, training=False)
-                    logits, loss = logits_of(outputs), block.local_loss(targets[index], outputs, training=False)
+            target = None if block.head is None else targets[index]
+            features, block_logits, block_loss = self._infer_block(index, features, target)
             if block.head is not None:
+                logits, loss = block_logits, block_loss
                 self._update_block_metrics(index, y, logits, loss)
         return self._update_output_metrics(x, y, self.decode(logits), loss)
