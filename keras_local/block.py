@@ -249,7 +249,7 @@ class Block(keras.Model):
                 prefix_tape.watch(inputs)
             hidden = _run(prefix_units, inputs)
         tail_inputs = ops.stop_gradient(hidden) if prefix_units else inputs
-        tail_state = None if keep_tail_tape else [ops.convert_to_tensor(v) for v in _state_of(tail_units)]
+        tail_state = None if keep_tail_tape else [tf.identity(v.value) for v in _state_of(tail_units)]  # values now
         with tf.GradientTape(persistent=True) as tail_tape:
             tail_tape.watch(tail_inputs)
             features = _run(tail_units, tail_inputs)

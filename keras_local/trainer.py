@@ -107,13 +107,17 @@ class LocalTrainer:
         finally:
             self._jit_compile = jit_compile
 
-    def _in_block_program(self, index, function, *args):
+    def _in_block_program(self, key, index, function, *args):
         """`function(*args)` on block `index`'s device: as an XLA program of its own when the model
-        compiles block by block (its results are then tensors only), else traced into the step."""
+        compiles block by block (its results are then tensors only; one program per `key`, kept until
+        the next `compile`, so the pipeline's warm-up steps share them), else traced into the step."""
         with self.on_device(index):
-            if self.compiles_blocks:
-                return block_program(function)(*args)
-            return function(*args)
+            if not self.compiles_blocks:
+                return function(*args)
+            programs = self.__dict__.setdefault("_block_programs", {})
+            if key not in programs:
+                programs[key] = block_program(function)
+            return programs[key](*args)
 
     def _train_block(self, index, inputs, target, weight, linked_units=0, input_gradient=False):
         """Block `index`'s forward and gradients (`Block.compute_local_gradients`) and, unless its last
@@ -135,7 +139,8 @@ class LocalTrainer:
                     step.gradients = None  # applied inside the program: not one of its outputs
             return step.as_outputs() if compiled else step
 
-        step = self._in_block_program(index, train, inputs, target, ops.convert_to_tensor(weight, "float32"))
+        key = ("train", index, linked_units, input_gradient)
+        step = self._in_block_program(key, index, train, inputs, target, ops.convert_to_tensor(weight, "float32"))
         return LocalStep(**step) if compiled else step
 
     def _finish_link(self, index, step, linked_units, next_error):
@@ -152,7 +157,9 @@ class LocalTrainer:
             block.optimizer.apply(gradients, block.trainable_variables)
             return [block.optimizer.iterations] if compiled else gradients
 
-        done = self._in_block_program(index, finish, step.as_outputs() if compiled else step, error)
+        done = self._in_block_program(
+            ("link", index, linked_units), index, finish, step.as_outputs() if compiled else step, error
+        )
         self.method.after_block_update(self, index)
         return done
 
@@ -167,7 +174,7 @@ class LocalTrainer:
             outputs = block.head(features, training=False)
             return features, logits_of(outputs), block.local_loss(target, outputs, training=False)
 
-        return self._in_block_program(index, infer, inputs, target)
+        return self._in_block_program(("infer", index, target is None), index, infer, inputs, target)
 
     def _local_step(self, x, y, targets):
         """Each block learns from its own loss (against `targets[k]`) on the stopped output of the
