@@ -10,6 +10,7 @@ from keras_local.methods import get_method
 from keras_local.methods.base import Network
 from keras_local.model import LocalModel
 from keras_local.own_model import is_model_spec, load_model_spec, prepare_model
+from keras_local.precision import dtype_policy_scope
 from keras_local.recipes import check_recipe
 from keras_local.splitting import block_sizes, resolve_cuts, split_units
 from keras_local.validation import check_number
@@ -35,6 +36,7 @@ def build_model(
     recipe=None,
     dataset=None,
     sync_batch_norm=False,
+    dtype_policy=None,
     **method_options,
 ):
     """Builds a LocalModel: `architecture`'s units cut into blocks, with heads.
@@ -89,6 +91,12 @@ def build_model(
             batch under a data-parallel strategy (`MirroredStrategy`,
             `MultiWorkerMirroredStrategy`: Keras' `synchronized=True`), so that
             N replicas train as one process on the whole batch.
+        dtype_policy: the Keras dtype policy the layers, blocks and heads made
+            here compute in (`"float32"`, `"mixed_float16"`, `"mixed_bfloat16"`;
+            default: Keras' global policy). The heads' logits and every loss
+            are float32; under `"mixed_float16"` `compile` gives each block a
+            `LossScaleOptimizer` of its own. A user's own model keeps the
+            policy its layers were made with.
         **method_options: options of the method (e.g. `alpha`).
 
     Example:
@@ -102,94 +110,95 @@ def build_model(
     model = kl.build_model(resnet, "gll", cuts=["conv2_block3_out", "conv3_block4_out", "conv4_block6_out"])
     ```
     """
-    block_order = _renamed_block_order(block_order, method_options)
-    if not isinstance(sync_batch_norm, bool):
-        raise ValueError(f"sync_batch_norm must be True or False, got {sync_batch_norm!r}.")
-    rule = get_method(method, **method_options)
-    if recipe is not None and check_recipe(recipe) == "reference":
-        label = architecture if isinstance(architecture, str) else getattr(architecture, "name", "layers")
-        settings = rule.reference_recipe(label).model_settings()
-        if isinstance(method, str):
-            rule = get_method(method, **{**settings.get("method_options", {}), **method_options})
-        head = settings.get("head") if head is None else head
-        split = settings.get("split") if split is None else split
-        weight_decay = settings.get("weight_decay") if weight_decay is None else weight_decay
-        weight_decay_scope = settings.get("weight_decay_scope") if weight_decay_scope is None else weight_decay_scope
-    method = rule
-    split = "even" if split is None else split
-    weight_decay = 0.0 if weight_decay is None else weight_decay
-    weight_decay_scope = "all" if weight_decay_scope is None else weight_decay_scope
-    head = method.default_head if head is None else head
-    HEADS.get(head)
-    if num_classes is not None:
-        check_number("num_classes", num_classes, 2, integer=True)
-    if input_shape is not None:
-        input_shape = tuple(input_shape)
-        if not input_shape or not all(isinstance(d, int) and d > 0 for d in input_shape):
-            raise ValueError(f"input_shape must be a tuple of positive ints, got {input_shape!r}.")
-    if num_blocks is not None:
-        check_number("num_blocks", num_blocks, 1, integer=True)
-    own = _own_model(architecture, input_shape, num_classes, architecture_options)
-    if own is None:
-        input_shape, num_classes = input_shape or (32, 32, 3), num_classes or 10
-        options = _with_method_defaults(architecture, method, architecture_options or {})
-        units = get_architecture(architecture, input_shape=input_shape, **options)
-    else:
-        input_shape, num_classes = own.input_shape, num_classes or own.num_classes or 10
-        architecture, units, cuts = own.name, own.units, own.unit_cuts(cuts)
-    if num_blocks is None and cuts is None:
-        cuts = method.default_cuts(architecture, len(units))
-    cuts = resolve_cuts(
-        len(units),
-        num_blocks,
-        cuts,
-        split=split,
-        architecture=architecture,
-        costs=activation_sizes(units, input_shape) if split == "balanced" else None,
-    )
-    method.validate(block_sizes(len(units), cuts))
-
-    groups = split_units(units, cuts)
-    method.configure(architecture=architecture, num_blocks=len(groups), dataset=dataset)
-    unit_shapes = _unit_shapes(units, input_shape)
-    features_shape = unit_shapes[-1]
-    network = Network(groups, unit_shapes, tuple(input_shape), num_classes)
-    decay = dict(weight_decay=weight_decay, weight_decay_scope=weight_decay_scope)
-    blocks = []
-    for index, group in enumerate(groups):
-        block_head = method.block_head(index, architecture, num_classes)  # the method's own, if it has one
-        if block_head is None and index == len(groups) - 1 and not method.separate_output_block:
-            block_head = output_head(method, own, num_classes, features_shape)
-        elif block_head is None and method.aux_heads:
-            block_head = get_head(
-                head,
-                num_classes,
-                name_prefix=f"block{index}_head",
-                image_shape=input_shape,
-                **(method.head_options() if head == method.default_head else {}),
-            )
-            block_head = method.auxiliary_head(index, block_head, network)  # MAN, HPFF, AugLocal
-        blocks.append(Block(group, head=block_head, **decay, name=f"block_{index}"))
-    if method.separate_output_block:
-        blocks.append(
-            Block([], head=output_head(method, own, num_classes, features_shape), **decay, name="output_block")
+    with dtype_policy_scope(dtype_policy):  # every layer, block and head made here computes in it
+        block_order = _renamed_block_order(block_order, method_options)
+        if not isinstance(sync_batch_norm, bool):
+            raise ValueError(f"sync_batch_norm must be True or False, got {sync_batch_norm!r}.")
+        rule = get_method(method, **method_options)
+        if recipe is not None and check_recipe(recipe) == "reference":
+            label = architecture if isinstance(architecture, str) else getattr(architecture, "name", "layers")
+            settings = rule.reference_recipe(label).model_settings()
+            if isinstance(method, str):
+                rule = get_method(method, **{**settings.get("method_options", {}), **method_options})
+            head = settings.get("head") if head is None else head
+            split = settings.get("split") if split is None else split
+            weight_decay = settings.get("weight_decay") if weight_decay is None else weight_decay
+            weight_decay_scope = settings.get("weight_decay_scope") if weight_decay_scope is None else weight_decay_scope
+        method = rule
+        split = "even" if split is None else split
+        weight_decay = 0.0 if weight_decay is None else weight_decay
+        weight_decay_scope = "all" if weight_decay_scope is None else weight_decay_scope
+        head = method.default_head if head is None else head
+        HEADS.get(head)
+        if num_classes is not None:
+            check_number("num_classes", num_classes, 2, integer=True)
+        if input_shape is not None:
+            input_shape = tuple(input_shape)
+            if not input_shape or not all(isinstance(d, int) and d > 0 for d in input_shape):
+                raise ValueError(f"input_shape must be a tuple of positive ints, got {input_shape!r}.")
+        if num_blocks is not None:
+            check_number("num_blocks", num_blocks, 1, integer=True)
+        own = _own_model(architecture, input_shape, num_classes, architecture_options)
+        if own is None:
+            input_shape, num_classes = input_shape or (32, 32, 3), num_classes or 10
+            options = _with_method_defaults(architecture, method, architecture_options or {})
+            units = get_architecture(architecture, input_shape=input_shape, **options)
+        else:
+            input_shape, num_classes = own.input_shape, num_classes or own.num_classes or 10
+            architecture, units, cuts = own.name, own.units, own.unit_cuts(cuts)
+        if num_blocks is None and cuts is None:
+            cuts = method.default_cuts(architecture, len(units))
+        cuts = resolve_cuts(
+            len(units),
+            num_blocks,
+            cuts,
+            split=split,
+            architecture=architecture,
+            costs=activation_sizes(units, input_shape) if split == "balanced" else None,
         )
-    for block in blocks if own is not None else ():
-        set_token_pooling(block.head, own.token_pooling)
-    extra_blocks = method.extra_blocks(architecture, num_classes, len(blocks))
-    model = LocalModel(
-        blocks,
-        method=method,
-        extra_blocks=extra_blocks,
-        block_order=block_order,
-        devices=devices,
-        backbone_name=None if own is None else own.name,
-        sync_batch_norm=sync_batch_norm,
-        name=name or f"{architecture}_{method.name}",
-    )
-    if build:
-        model.build((None, *input_shape))
-    return model
+        method.validate(block_sizes(len(units), cuts))
+
+        groups = split_units(units, cuts)
+        method.configure(architecture=architecture, num_blocks=len(groups), dataset=dataset)
+        unit_shapes = _unit_shapes(units, input_shape)
+        features_shape = unit_shapes[-1]
+        network = Network(groups, unit_shapes, tuple(input_shape), num_classes)
+        decay = dict(weight_decay=weight_decay, weight_decay_scope=weight_decay_scope)
+        blocks = []
+        for index, group in enumerate(groups):
+            block_head = method.block_head(index, architecture, num_classes)  # the method's own, if it has one
+            if block_head is None and index == len(groups) - 1 and not method.separate_output_block:
+                block_head = output_head(method, own, num_classes, features_shape)
+            elif block_head is None and method.aux_heads:
+                block_head = get_head(
+                    head,
+                    num_classes,
+                    name_prefix=f"block{index}_head",
+                    image_shape=input_shape,
+                    **(method.head_options() if head == method.default_head else {}),
+                )
+                block_head = method.auxiliary_head(index, block_head, network)  # MAN, HPFF, AugLocal
+            blocks.append(Block(group, head=block_head, **decay, name=f"block_{index}"))
+        if method.separate_output_block:
+            blocks.append(
+                Block([], head=output_head(method, own, num_classes, features_shape), **decay, name="output_block")
+            )
+        for block in blocks if own is not None else ():
+            set_token_pooling(block.head, own.token_pooling)
+        extra_blocks = method.extra_blocks(architecture, num_classes, len(blocks))
+        model = LocalModel(
+            blocks,
+            method=method,
+            extra_blocks=extra_blocks,
+            block_order=block_order,
+            devices=devices,
+            backbone_name=None if own is None else own.name,
+            sync_batch_norm=sync_batch_norm,
+            name=name or f"{architecture}_{method.name}",
+        )
+        if build:
+            model.build((None, *input_shape))
+        return model
 
 
 def _renamed_block_order(block_order, method_options):
@@ -268,6 +277,7 @@ def build_model_from_config(config, input_shape, num_classes, build=True):
         devices=config["devices"],
         dataset=config["dataset"],
         sync_batch_norm=config["sync_batch_norm"],
+        dtype_policy=config["dtype_policy"],
         build=build,
         **config["method_options"],
     )

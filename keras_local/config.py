@@ -18,6 +18,7 @@ import tomllib
 
 from keras_local.block import Block
 from keras_local.block_order import BLOCK_ORDERS
+from keras_local.precision import DTYPE_POLICIES
 from keras_local.splitting import SPLITS
 
 DEFAULTS = {
@@ -59,6 +60,15 @@ DEFAULTS = {
     "weight_decay": 5e-4,
     # "all" (PyTorch's coupled decay on every variable) or "backbone_kernels" (units' kernels only).
     "weight_decay_scope": "all",
+    # Keras' dtype policy of the model: "float32", "mixed_float16" or "mixed_bfloat16" (keras_local.precision).
+    "dtype_policy": "float32",
+    # XLA: true, false or "auto" (Keras' default: on where a GPU is and no distribution strategy); with the
+    # sequential or pipelined block order, or blocks on several devices, each block is its own XLA program
+    # (keras_local.compilation).
+    "jit_compile": "auto",
+    # "mirrored": data-parallel over every GPU of this machine in one process (tf.distribute.MirroredStrategy);
+    # None: one device (or the multi-worker strategy TF_CONFIG sets up).
+    "strategy": None,
     # Batch norm statistics over the global batch under a data-parallel strategy (build_model's sync_batch_norm).
     "sync_batch_norm": False,
     "lr_schedule": "cosine",
@@ -93,6 +103,10 @@ OPTIMIZERS = ("sgd", "adam")
 WEIGHT_DECAY_SCOPES = Block.WEIGHT_DECAY_SCOPES
 
 LR_SCHEDULES = ("cosine", "constant", "piecewise")
+
+JIT_COMPILE = (True, False, "auto")
+
+STRATEGIES = (None, "mirrored")
 
 # The Python types each key accepts (None is accepted where the default is None).
 _TYPES = {
@@ -199,9 +213,14 @@ def resolve(values, method_option_names=()):
         ("block_order", BLOCK_ORDERS),
         ("split", SPLITS),
         ("weight_decay_scope", WEIGHT_DECAY_SCOPES),
+        ("dtype_policy", DTYPE_POLICIES),
     ):
         if config[key] not in allowed:
             raise ValueError(f"Unknown {key} {config[key]!r}. Allowed: {', '.join(allowed)}.")
+    for key, allowed in (("jit_compile", JIT_COMPILE), ("strategy", STRATEGIES)):
+        if not any(config[key] is value or isinstance(value, str) and config[key] == value for value in allowed):
+            names = ", ".join("true" if v is True else "false" if v is False else repr(v) for v in allowed)
+            raise ValueError(f"Unknown {key} {config[key]!r}. Allowed: {names}.".replace("None", "none (not set)"))
     if config["verbose"] not in (0, 1, 2):
         raise ValueError(
             f"verbose must be 0 (silent), 1 (progress bar) or 2 (one line per epoch), got {config['verbose']!r}."

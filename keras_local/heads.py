@@ -23,8 +23,10 @@ def list_heads():
 
 
 def logits_of(outputs):
-    """The class logits among a head's outputs (a tensor, or a dict with "logits")."""
-    return outputs["logits"] if isinstance(outputs, dict) else outputs
+    """The class logits among a head's outputs (a tensor, or a dict with "logits"), as float32 (under a mixed
+    dtype policy the head computes in float16 or bfloat16)."""
+    logits = outputs["logits"] if isinstance(outputs, dict) else outputs
+    return logits if logits is None or logits.dtype == "float32" else keras.ops.cast(logits, "float32")
 
 
 TOKEN_POOLINGS = ("mean", "class")

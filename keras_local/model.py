@@ -239,7 +239,7 @@ class LocalModel(LocalTrainer, keras.Model):
                 x = block(x, training=training)
         for layer in self.inference_head:
             x = layer(x, training=training)
-        return x
+        return keras.ops.cast(x, "float32")  # float32 predictions under a mixed dtype policy
 
     # -- compiling ----------------------------------------------------------
 

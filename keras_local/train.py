@@ -294,7 +294,15 @@ def train_and_evaluate(config, run_dir=None, overwrite=False, callbacks=()):
     """
     start = time.time()
     # Before any TensorFlow operation; the default (no-op) strategy without a cluster.
-    strategy = cluster.strategy_from_environment() or tf.distribute.get_strategy()
+    strategy = cluster.strategy_from_environment()
+    if config["strategy"] == "mirrored":
+        if strategy is not None or config["remote_workers"] or config["devices"]:
+            raise ValueError(
+                'strategy = "mirrored" trains data-parallel over this machine\'s GPUs in one process; it cannot be '
+                "combined with TF_CONFIG (a multi-worker run), remote_workers or devices (blocks placed by hand)."
+            )
+        strategy = tf.distribute.MirroredStrategy()
+    strategy = strategy or tf.distribute.get_strategy()
     if config["remote_workers"]:
         if cluster.cluster_config() is not None:
             raise ValueError(
@@ -339,7 +347,8 @@ def train_and_evaluate(config, run_dir=None, overwrite=False, callbacks=()):
         model.compile(
             optimizer=make_optimizer(
                 config, steps_per_epoch, learning_rate=config["learning_rate"] if per_block else learning_rate
-            )
+            ),
+            jit_compile=config["jit_compile"],
         )
     check_writable(write_dir)
     if overwrite and write_dir == run_dir:
