@@ -1,6 +1,7 @@
 """LocalModel: a network of blocks trained block by block with `fit`."""
 
 import contextlib
+import inspect
 import warnings
 
 import keras
@@ -23,6 +24,17 @@ def synchronize_batch_norm(blocks):
             for each in [layer, *layer._flatten_layers(include_self=False, recursive=True)]:
                 if isinstance(each, keras.layers.BatchNormalization):
                     each.synchronized = True
+
+
+def _saved_optimizer(optimizer):
+    """What a `.keras` file keeps of a block's optimizer: a LossScaleOptimizer only where its settings are
+    not the defaults Keras' `compile` would make it with again."""
+    inner = _inner(optimizer)
+    if inner is optimizer:
+        return optimizer
+    defaults = inspect.signature(keras.optimizers.LossScaleOptimizer).parameters
+    same = all(getattr(optimizer, key) == defaults[key].default for key in ("initial_scale", "dynamic_growth_steps"))
+    return inner if same else optimizer
 
 
 def _cutting_methods():
@@ -126,6 +138,11 @@ class LocalModel(LocalTrainer, keras.Model):
         classifying = [index for index in logged if self.method.head_classifies(index, len(self.blocks))]
         self._accuracy_position = {index: position for position, index in enumerate(classifying)}
         self.block_accuracies = [keras.metrics.SparseCategoricalAccuracy(name=f"acc_{k}") for k in classifying]
+        # Backward links under float16 (`LocalTrainer.dropped_links`).
+        num_blocks = len(self.blocks)
+        linked = any(self.method.linked_units(k, num_blocks) > 0 for k in range(num_blocks - 1))
+        if linked and any(block.dtype_policy.name == "mixed_float16" for block in self.blocks):
+            self._dropped_links = keras.metrics.Sum(name="dropped_links")
 
     @property
     def output_head(self):
@@ -298,6 +315,7 @@ class LocalModel(LocalTrainer, keras.Model):
         super().compile(optimizer=None, loss=self.method.prediction_loss(loss), metrics=metrics, **kwargs)
         self._block_loss = loss
         self.__dict__["_block_programs"] = {}  # the blocks' XLA programs (LocalTrainer) read these optimizers
+
         # The factors hold where one optimizer was cloned with them (given optimizers keep their own rates).
         self.optimizer = BlockOptimizers(
             all_blocks, devices=devices, learning_rate_factors=factors if clones_one_optimizer(optimizer) else None
@@ -311,8 +329,11 @@ class LocalModel(LocalTrainer, keras.Model):
         if not config:  # not compiled: the file holds the network only
             return None
         config["loss"] = keras.saving.serialize_keras_object(self._block_loss)
+        # A LossScaleOptimizer whose settings are not Keras' own (the user's) is saved with them; the one
+        # `compile` makes under "mixed_float16" is made again by it.
         config["optimizer"] = [
-            keras.saving.serialize_keras_object(_inner(block.optimizer)) for block in self.blocks + self.extra_blocks
+            keras.saving.serialize_keras_object(_saved_optimizer(block.optimizer))
+            for block in self.blocks + self.extra_blocks
         ]
         return config
 

@@ -57,6 +57,17 @@ def _scaled_learning_rate(learning_rate, factor):
     return float(learning_rate) * factor
 
 
+def _with_loss_scale(settings, optimizer, device):
+    """`optimizer` in a `LossScaleOptimizer` with the initial scale and growth steps of `settings` (one)."""
+    with tf.device(device):
+        return keras.optimizers.LossScaleOptimizer(
+            optimizer,
+            initial_scale=settings.initial_scale,
+            dynamic_growth_steps=settings.dynamic_growth_steps,
+            name=f"loss_scale_{optimizer.name}",
+        )
+
+
 def clones_one_optimizer(spec):
     """Whether `resolve_block_optimizers` clones `spec` (one optimizer) rather than taking one per block."""
     return not isinstance(spec, (list, tuple)) and not (
@@ -87,7 +98,8 @@ def resolve_block_optimizers(spec, num_blocks, learning_rate_factors=None, devic
             )
         optimizers = list(spec)
     else:
-        template = _inner(keras.optimizers.get(spec))
+        given = keras.optimizers.get(spec)
+        template = _inner(given)
         config = template.get_config()
         factors = learning_rate_factors or [1.0] * num_blocks
         optimizers = []
@@ -102,6 +114,8 @@ def resolve_block_optimizers(spec, num_blocks, learning_rate_factors=None, devic
                         }
                     )
                 )
+        if given is not template:  # the user's LossScaleOptimizer: each block's keeps its settings
+            optimizers = [_with_loss_scale(given, optimizer, device) for optimizer, device in zip(optimizers, devices)]
     optimizers = [keras.optimizers.get(item) for item in optimizers]
     if len({id(item) for item in optimizers}) != num_blocks:
         raise ValueError("Each block needs its own optimizer instance; got shared instances.")

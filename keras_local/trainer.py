@@ -97,6 +97,14 @@ class LocalTrainer:
         several = self.block_devices is not None and len(set(self.block_devices)) > 1
         return self.compiled and compiles_blocks(self.jit_compile, self.block_order, self.block_devices if several else None)
 
+    @property
+    def dropped_links(self):
+        """Under `"mixed_float16"` (the blocks' dtype policy), for a method with backward links: the metric (`dropped_links` in the
+        logs) that counts the steps in which a block's error at its input overflowed float16 and its link
+        was dropped (the tail learned from its own loss alone, as in gll), instead of making the receiving
+        block's optimizer skip its update. None otherwise."""
+        return self.__dict__.get("_dropped_links")
+
     def _make_function(self, step_function):
         """Keras' step function; not compiled as one program when the blocks are compiled one by one."""
         if not self.compiles_blocks:
@@ -148,7 +156,12 @@ class LocalTrainer:
         block's (`next_error`); the block applies its update. Returns what a later block waits for."""
         block, compiled = self.blocks[index], self.compiles_blocks
         with self.on_device(index):
-            error = self.method.link(step.features_gradient, ops.cast(next_error, "float32"))
+            next_error = ops.cast(next_error, "float32")
+            error = self.method.link(step.features_gradient, next_error)
+            if self.dropped_links is not None:  # float16 overflowed in the next block: its error is dropped
+                finite = ops.all(ops.isfinite(next_error))
+                error = ops.where(finite, error, step.features_gradient)
+                self.dropped_links.update_state(1.0 - ops.cast(finite, "float32"))
 
         def finish(step, error):
             if compiled:

@@ -50,6 +50,14 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+@pytest.fixture(scope="session")
+def mirrored():
+    """One MirroredStrategy over the two logical CPUs for every test of a process: two MirroredStrategy
+    objects in one process reuse the same collective keys, and the second one's all-reduces can be
+    paired with the first one's cached shapes."""
+    return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+
+
 @pytest.fixture(autouse=True)
 def seed_and_policy():
     keras.utils.set_random_seed(0)

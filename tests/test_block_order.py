@@ -197,14 +197,6 @@ def test_blocks_live_and_train_on_their_devices():
 # -- MirroredStrategy ----------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def mirrored():
-    """One strategy for all tests: two MirroredStrategy objects in one process
-    reuse the same collective keys, and the second one's all-reduces can be
-    paired with the first one's cached shapes."""
-    return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-
-
 @pytest.mark.large  # several epochs under MirroredStrategy
 @pytest.mark.parametrize("method", ["dgl"])  # its heads also create batch norms when they are built
 def test_synchronized_batch_norm_makes_two_replicas_train_as_one_process(mirrored, method):
