@@ -136,6 +136,46 @@ def local_cluster(num_workers):
     ]
 
 
+def visible_gpus():
+    """This host's GPUs a new process would use, as CUDA indices: those `CUDA_VISIBLE_DEVICES` names where
+    it is set, else every GPU TensorFlow finds (none on a CPU-only host or build)."""
+    text = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if text is not None:
+        return [item.strip() for item in text.split(",") if item.strip() and item.strip() != "-1"]
+    return [str(index) for index in range(len(tf.config.list_physical_devices("GPU")))]
+
+
+def split_gpus(num_processes, gpus=None):
+    """The GPUs of each of `num_processes` processes on one host (default: `visible_gpus()`): contiguous
+    groups, as even as possible, so that no two processes share a GPU; none each on a host without GPUs.
+
+    Example:
+
+    ```python
+    split_gpus(2, ["0", "1", "2", "3"])     # [['0', '1'], ['2', '3']]
+    ```
+    """
+    check_number("num_processes", num_processes, 1, integer=True)
+    gpus = visible_gpus() if gpus is None else list(gpus)
+    if not gpus:
+        return [[] for _ in range(num_processes)]
+    if num_processes > len(gpus):
+        raise ValueError(
+            f"{num_processes} processes on a host with {len(gpus)} GPUs ({', '.join(gpus)}): start at most one "
+            f"process per GPU (a process holds its GPUs' memory), or set CUDA_VISIBLE_DEVICES."
+        )
+    return [gpus[index * len(gpus) // num_processes : (index + 1) * len(gpus) // num_processes] for index in range(num_processes)]
+
+
+def process_environment(gpus):
+    """What a process given `gpus` (a `split_gpus` group) adds to its environment: only those GPUs
+    visible, and memory growth on, so that it takes GPU memory as it needs it rather than all at start;
+    nothing on a host without GPUs."""
+    if not gpus:
+        return {}
+    return {"CUDA_VISIBLE_DEVICES": ",".join(gpus), "TF_FORCE_GPU_ALLOW_GROWTH": "true"}
+
+
 def _die_with_parent():
     """In a child process (Linux): be killed when the parent dies, even by SIGKILL, so that no worker
     is left waiting on a collective for ever."""
@@ -151,19 +191,22 @@ def _die_with_parent():
 _CHILD_SETUP = _die_with_parent if sys.platform.startswith("linux") else None
 
 
-def run_local_workers(arguments, num_workers, timeout=None, quiet_workers=True):
-    """Runs `python -m keras_local.cli *arguments` as `num_workers` worker
-    processes on 127.0.0.1 (each with its `TF_CONFIG`); returns the first
+def run_local_workers(arguments, num_workers, timeout=None, quiet_workers=True, program=None):
+    """Runs `python -m keras_local.cli *arguments` (or `program + arguments`)
+    as `num_workers` worker processes on 127.0.0.1 (each with its `TF_CONFIG`
+    and its own share of the host's GPUs, `split_gpus`); returns the first
     non-zero exit code, else 0. When one worker fails, the others (waiting on
     it in a collective) are stopped; when this process dies, so do they.
     Workers other than the chief print nothing unless `quiet_workers` is False."""
     processes = []
+    shares = split_gpus(num_workers)
+    program = program or [sys.executable, "-m", "keras_local.cli"]
     for index, tf_config in enumerate(local_cluster(num_workers)):
         quiet = quiet_workers and index > 0
         processes.append(
             subprocess.Popen(
-                [sys.executable, "-m", "keras_local.cli", *arguments],
-                env={**os.environ, "TF_CONFIG": tf_config},
+                [*program, *arguments],
+                env={**os.environ, "TF_CONFIG": tf_config, **process_environment(shares[index])},
                 stdout=subprocess.DEVNULL if quiet else None,
                 stderr=subprocess.DEVNULL if quiet else None,
                 preexec_fn=_CHILD_SETUP,
@@ -207,18 +250,25 @@ def serve(cluster, index, threads=None):
 
 def connect(cluster):
     """Connects this process to the TensorFlow servers of `cluster`; returns
-    the CPU device of each worker (`/job:worker/replica:0/task:i/device:CPU:0`),
-    names `devices=` then accepts: a block's variables, its optimizer's slots
-    and its computation live there, and only the cut activations (and
-    BackLink's link errors) cross the network."""
+    the device of each worker, its first GPU where it has one, else its CPU
+    (`/job:worker/replica:0/task:i/device:GPU:0`), names `devices=` then
+    accepts: a block's variables, its optimizer's slots and its computation
+    live there, and only the cut activations (and BackLink's link errors)
+    cross the network."""
     tf.config.experimental_connect_to_cluster(tf.train.ClusterSpec(cluster))
-    return [f"/job:worker/replica:0/task:{index}/device:CPU:0" for index in range(len(cluster["worker"]))]
+    present = {device.name for device in tf.config.list_logical_devices()}
+    devices = []
+    for index in range(len(cluster["worker"])):
+        gpu = f"/job:worker/replica:0/task:{index}/device:GPU:0"
+        devices.append(gpu if gpu in present else f"/job:worker/replica:0/task:{index}/device:CPU:0")
+    return devices
 
 
 @contextlib.contextmanager
 def local_servers(num_workers, threads=None, timeout=60):
     """`num_workers` TensorFlow servers on 127.0.0.1, one process each, with
-    this process connected to them; yields their CPU devices and stops the
+    this process connected to them (each with its own share of this host's
+    GPUs, `split_gpus`); yields their devices (`connect`) and stops the
     servers on exit.
 
     Example:
@@ -229,6 +279,7 @@ def local_servers(num_workers, threads=None, timeout=60):
     ```
     """
     cluster = _loopback_cluster(num_workers)
+    shares = split_gpus(num_workers)
     code = (
         "import json, sys; from keras_local.cluster import serve; serve(json.loads(sys.argv[1]), int(sys.argv[2]), "
         "int(sys.argv[3]) or None)"
@@ -236,7 +287,7 @@ def local_servers(num_workers, threads=None, timeout=60):
     processes = [
         subprocess.Popen(
             [sys.executable, "-c", code, json.dumps(cluster), str(index), str(threads or 0)],
-            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **process_environment(shares[index])},
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             preexec_fn=_CHILD_SETUP,

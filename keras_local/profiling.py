@@ -35,9 +35,30 @@ from keras_local.block_order import BLOCK_ORDERS
 from keras_local.model import LocalModel
 
 
+def memory_devices():
+    """The devices whose allocators are measured: every GPU, else the CPU (logical CPUs share one allocator)."""
+    gpus = [device.name.split("device:")[-1] for device in tf.config.list_logical_devices("GPU")]
+    return gpus or ["CPU:0"]
+
+
 def memory_device():
-    """The device whose allocator is measured: the first GPU, else the CPU."""
-    return "GPU:0" if tf.config.list_logical_devices("GPU") else "CPU:0"
+    """The first of `memory_devices()`."""
+    return memory_devices()[0]
+
+
+def device_peaks(devices, step):
+    """Runs `step()` and returns each device's allocator peak during it above the memory in use before it
+    (bytes; None where the allocator keeps no statistics)."""
+    before = {}
+    for device in devices:
+        tf.config.experimental.reset_memory_stats(device)
+        before[device] = tf.config.experimental.get_memory_info(device)["current"]
+    step()
+    peaks = {}
+    for device in devices:
+        peak = tf.config.experimental.get_memory_info(device)["peak"]
+        peaks[device] = None if peak == 0 else peak - before[device]
+    return peaks
 
 
 def fresh_copy(model, **changes):
@@ -117,23 +138,25 @@ def projected_speedup(rows):
     return sum(totals) / max(totals)
 
 
-def peak_memory_mib(model, x, y, block_order="together", steps=3):
+def peak_memory_mib(model, x, y, block_order="together", steps=3, per_device=False):
     """Peak memory (MiB above the memory in use before) of `steps` training
-    steps of a copy of `model` under `block_order`; None where the allocator
-    keeps no statistics."""
+    steps of a copy of `model` under `block_order`: the largest over
+    `memory_devices()`, or with `per_device` a dict of each device's; None
+    where the allocator keeps no statistics."""
     copy = fresh_copy(model, block_order=block_order)
     x, y = tf.constant(x), tf.constant(y)
     for _ in range(len(copy.blocks) + 1):  # trace; through the pipelined warm-up
         copy.train_on_batch(x, y)
-    device = memory_device()
-    tf.config.experimental.reset_memory_stats(device)
-    before = tf.config.experimental.get_memory_info(device)["current"]
-    for _ in range(steps):
-        copy.train_on_batch(x, y)
-    peak = tf.config.experimental.get_memory_info(device)["peak"]
-    if peak == 0:
-        return None
-    return (peak - before) / 2**20
+
+    def train():
+        for _ in range(steps):
+            copy.train_on_batch(x, y)
+
+    peaks = {device: None if peak is None else peak / 2**20 for device, peak in device_peaks(memory_devices(), train).items()}
+    if per_device:
+        return peaks
+    measured = [peak for peak in peaks.values() if peak is not None]
+    return max(measured) if measured else None
 
 
 def _matmul_like_flops(op):
@@ -228,4 +251,5 @@ def profile_model(model, x, y, block_orders=None, repeats=10):
         "projected_speedup": projected_speedup(rows),
         "peak_memory_mib": {block_order: peak_memory_mib(model, x, y, block_order) for block_order in block_orders},
         "memory_device": memory_device(),
+        "memory_devices": memory_devices(),
     }

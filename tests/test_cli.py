@@ -54,6 +54,12 @@ def test_config_layers_defaults_recipe_and_overrides(tmp_path):
         ),
         (["train", "--set", "recipe=paper"], "Unknown recipe 'paper'. Allowed: shared, reference"),
         (["train", "--set", "method=predsim", "--set", "output_loss=mean"], "Unknown output_loss 'mean'"),
+        (["train", "--set", 'dtype_policy="float16"'], "Unknown dtype_policy 'float16'. Allowed: float32, mixed_"),
+        (["train", "--set", 'jit_compile="yes"'], "Unknown jit_compile 'yes'. Allowed: true, false, 'auto'"),
+        (
+            ["train", "--set", 'strategy="mirrored"', "--set", "devices=['/cpu:1']"],
+            'strategy = "mirrored" trains data-parallel over this machine\'s GPUs in one process; it cannot be',
+        ),
     ],
 )
 def test_bad_input_prints_one_line_and_exits_2(argv, message, capsys, tmp_path):

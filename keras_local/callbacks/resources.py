@@ -14,7 +14,7 @@ from keras_local import profiling
 
 class MemoryMonitor(keras.callbacks.Callback):
     """Puts the memory of each epoch's training steps into the logs, from
-    `tf.config.experimental.get_memory_info` on `device` (default: the first
+    `tf.config.experimental.get_memory_info` on `devices` (default: every
     GPU, else the CPU, whose allocator keeps statistics only with
     `TF_CPU_ALLOCATOR_USE_BFC=true` set before TensorFlow starts):
 
@@ -25,7 +25,10 @@ class MemoryMonitor(keras.callbacks.Callback):
       step (it adds weights, optimizer slots and the input pipeline's
       buffers; validation and callbacks are not counted).
 
-    Without statistics it warns once and logs nothing.
+    With several devices these are the largest over the devices, and each
+    device's own are logged too, as `step_memory_mib_GPU_1`,
+    `peak_memory_mib_GPU_1`, ... Without statistics it warns once and logs
+    nothing.
 
     Example:
 
@@ -34,38 +37,54 @@ class MemoryMonitor(keras.callbacks.Callback):
     ```
     """
 
-    def __init__(self, device=None):
+    def __init__(self, device=None, devices=None):
         super().__init__()
-        self.device = device
+        if device is not None and devices is not None:
+            raise ValueError(f"Give device or devices, not both (got {device!r} and {devices!r}).")
+        self.devices = [device] if device is not None else None if devices is None else list(devices)
         self.available = True
 
+    @property
+    def device(self):
+        """The first measured device (the one device of earlier versions)."""
+        return None if self.devices is None else self.devices[0]
+
     def on_train_begin(self, logs=None):
-        self._device = self.device or profiling.memory_device()  # once, not at every step
+        self._devices = self.devices or profiling.memory_devices()  # once, not at every step
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._step, self._peak, self._before = 0, 0, None
+        self._step = dict.fromkeys(self._devices, 0)
+        self._peak = dict.fromkeys(self._devices, 0)
+        self._before = None
 
     def on_train_batch_begin(self, batch, logs=None):
         if not self.available:
             return
         try:
-            tf.config.experimental.reset_memory_stats(self._device)
+            for device in self._devices:
+                tf.config.experimental.reset_memory_stats(device)
+            self._before = {d: tf.config.experimental.get_memory_info(d)["current"] for d in self._devices}
         except (ValueError, tf.errors.OpError) as error:
             self.available = False
-            print(f"MemoryMonitor: no memory statistics on {self._device} ({error}); logging none.")
-            return
-        self._before = tf.config.experimental.get_memory_info(self._device)["current"]
+            print(f"MemoryMonitor: no memory statistics on {', '.join(self._devices)} ({error}); logging none.")
 
     def on_train_batch_end(self, batch, logs=None):
         if self.available and self._before is not None:
-            peak = tf.config.experimental.get_memory_info(self._device)["peak"]
-            self._step = max(self._step, peak - self._before)
-            self._peak = max(self._peak, peak)
+            for device in self._devices:
+                peak = tf.config.experimental.get_memory_info(device)["peak"]
+                self._step[device] = max(self._step[device], peak - self._before[device])
+                self._peak[device] = max(self._peak[device], peak)
 
     def on_epoch_end(self, epoch, logs=None):
-        if self.available and logs is not None and self._peak:
-            logs["step_memory_mib"] = self._step / 2**20
-            logs["peak_memory_mib"] = self._peak / 2**20
+        if not (self.available and logs is not None and any(self._peak.values())):
+            return
+        logs["step_memory_mib"] = max(self._step.values()) / 2**20
+        logs["peak_memory_mib"] = max(self._peak.values()) / 2**20
+        if len(self._devices) > 1:
+            for device in self._devices:
+                name = device.split("device:")[-1].replace(":", "_")
+                logs[f"step_memory_mib_{name}"] = self._step[device] / 2**20
+                logs[f"peak_memory_mib_{name}"] = self._peak[device] / 2**20
 
 
 class StepTimer(keras.callbacks.Callback):
