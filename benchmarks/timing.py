@@ -40,6 +40,28 @@ def median_step_seconds(models, dataset, steps=20, repeats=3, warmup_steps=3):
     return {name: statistics.median(timer.times) for name, timer in timers.items()}
 
 
+def step_time_and_memory(model, x, y, steps, warmup_steps):
+    """(median seconds of `steps` calls of `model.train_on_batch(x, y)` after `warmup_steps` untimed ones
+    (tracing, XLA compilation, the pipelined warm-up), {device: peak MiB of 3 more steps above the memory
+    in use before them} on `keras_local.profiling.memory_devices()`)."""
+    from keras_local import profiling
+
+    for _ in range(warmup_steps):
+        model.train_on_batch(x, y)
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        model.train_on_batch(x, y)
+        times.append(time.perf_counter() - start)
+
+    def three_steps():
+        for _ in range(3):
+            model.train_on_batch(x, y)
+
+    peaks = profiling.device_peaks(profiling.memory_devices(), three_steps)
+    return statistics.median(times), {d: None if p is None else p / 2**20 for d, p in peaks.items()}
+
+
 def forwarded_arguments(args, names):
     """`--name value` pairs of the parsed `args` named in `names`, for a child
     process of the same script (each measured in a fresh process)."""

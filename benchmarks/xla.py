@@ -9,19 +9,21 @@ XLA is measured here too. Every row is its own process (the allocator's peak
 is process-wide): build the model, compile it with `jit_compile` on or off,
 run K + 1 untimed steps (tracing and XLA compilation, the pipelined warm-up),
 time `--steps` steps (median), then read the peak of 3 steps above the
-memory in use before them (`keras_local.profiling.peak_memory_mib`'s
-measure). bp (one XLA program, as Keras compiles it) is measured the same way
-and every row is also given as a ratio to bp with the same XLA setting.
+memory in use before them (`timing.step_time_and_memory`). bp (one XLA
+program, as Keras compiles it) is measured the same way and every row is
+also given as a ratio to bp with the same XLA setting.
 Writes a JSON and prints a Markdown table.
 """
 
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from timing import step_time_and_memory, write_result  # noqa: E402
 
 
 def measure(args, block_order, num_blocks, split, jit_compile):
@@ -31,7 +33,6 @@ def measure(args, block_order, num_blocks, split, jit_compile):
     import tensorflow as tf
 
     import keras_local as kl
-    from keras_local import profiling
 
     method = "bp" if block_order == "bp" else args.method
     model = kl.build_model(
@@ -48,29 +49,16 @@ def measure(args, block_order, num_blocks, split, jit_compile):
     x = tf.constant(rng.normal(size=(args.batch_size, 32, 32, 3)).astype("float32"))
     y = tf.constant(rng.integers(0, 10, size=args.batch_size))
     start = time.perf_counter()
-    for _ in range(len(model.blocks) + 1):
-        model.train_on_batch(x, y)
-    warmup = time.perf_counter() - start
-    times = []
-    for _ in range(args.steps):
-        start = time.perf_counter()
-        model.train_on_batch(x, y)
-        times.append(time.perf_counter() - start)
-    device = profiling.memory_device()
-    tf.config.experimental.reset_memory_stats(device)
-    before = tf.config.experimental.get_memory_info(device)["current"]
-    for _ in range(3):
-        model.train_on_batch(x, y)
-    peak = (tf.config.experimental.get_memory_info(device)["peak"] - before) / 2**20
+    step_seconds, peaks = step_time_and_memory(model, x, y, args.steps, warmup_steps=len(model.blocks) + 1)
     row = {
         "block_order": block_order,
         "num_blocks": num_blocks,
         "split": split,
         "jit_compile": jit_compile,
         "compiles_blocks": model.compiles_blocks,
-        "step_seconds": statistics.median(times),
-        "warmup_seconds": warmup,
-        "peak_mib": peak,
+        "step_seconds": step_seconds,
+        "seconds": time.perf_counter() - start,
+        "peak_mib": max(peak for peak in peaks.values() if peak is not None),
     }
     print(json.dumps(row))
 
@@ -97,7 +85,8 @@ def table(rows):
             for key in ((block_order, num_blocks, split, False), (block_order, num_blocks, split, True))
         )
         lines.append(
-            f"| {block_order} | {num_blocks} ({split}) | {off['step_seconds'] * 1000:.0f} ms | {off['peak_mib']:.0f} MiB "
+            f"| {block_order} | {num_blocks} ({split}) "
+            f"| {off['step_seconds'] * 1000:.0f} ms | {off['peak_mib']:.0f} MiB "
             f"| {on['step_seconds'] * 1000:.0f} ms | {on['peak_mib']:.0f} MiB "
             f"| {on['step_seconds'] / off['step_seconds']:.2f} | {on['peak_mib'] / off['peak_mib']:.3f} |"
         )
@@ -137,10 +126,9 @@ def main():
         row["peak_ratio_to_bp"] = row["peak_mib"] / bp["peak_mib"]
     markdown = table(rows)
     print(markdown)
-    sys.path.insert(0, os.path.dirname(__file__))
-    from timing import write_result
-
-    write_result(args.output, {"architecture": args.architecture, "batch_size": args.batch_size, "rows": rows, "table": markdown})
+    write_result(
+        args.output, {"architecture": args.architecture, "batch_size": args.batch_size, "rows": rows, "table": markdown}
+    )
 
 
 if __name__ == "__main__":

@@ -31,7 +31,16 @@ class LocalStep:
     state its non-trainable variables had before it ran, `tail_state` (the
     tail is run again when the error arrives: `Block.finish_link`)."""
 
-    FIELDS = ("features", "logits", "loss", "gradients", "input_gradient", "features_gradient", "tail_inputs", "tail_state")
+    FIELDS = (
+        "features",
+        "logits",
+        "loss",
+        "gradients",
+        "input_gradient",
+        "features_gradient",
+        "tail_inputs",
+        "tail_state",
+    )
 
     def __init__(self, features, logits, loss, gradients, **links):
         self.features = features

@@ -123,7 +123,9 @@ def build_model(
             head = settings.get("head") if head is None else head
             split = settings.get("split") if split is None else split
             weight_decay = settings.get("weight_decay") if weight_decay is None else weight_decay
-            weight_decay_scope = settings.get("weight_decay_scope") if weight_decay_scope is None else weight_decay_scope
+            weight_decay_scope = (
+                settings.get("weight_decay_scope") if weight_decay_scope is None else weight_decay_scope
+            )
         method = rule
         split = "even" if split is None else split
         weight_decay = 0.0 if weight_decay is None else weight_decay

@@ -164,7 +164,10 @@ def split_gpus(num_processes, gpus=None):
             f"{num_processes} processes on a host with {len(gpus)} GPUs ({', '.join(gpus)}): start at most one "
             f"process per GPU (a process holds its GPUs' memory), or set CUDA_VISIBLE_DEVICES."
         )
-    return [gpus[index * len(gpus) // num_processes : (index + 1) * len(gpus) // num_processes] for index in range(num_processes)]
+    return [
+        gpus[index * len(gpus) // num_processes : (index + 1) * len(gpus) // num_processes]
+        for index in range(num_processes)
+    ]
 
 
 def process_environment(gpus):

@@ -296,7 +296,9 @@ class LocalModel(LocalTrainer, keras.Model):
         )
         # Each optimizer's own variables (its step count, rate, loss scale) on its block's device, where a
         # block compiled as its own XLA program reads them.
-        optimizers = resolve_block_optimizers(optimizer, len(all_blocks), learning_rate_factors=factors, devices=devices)
+        optimizers = resolve_block_optimizers(
+            optimizer, len(all_blocks), learning_rate_factors=factors, devices=devices
+        )
         for index, (block, block_optimizer) in enumerate(zip(self.blocks, optimizers)):
             with self.on_device(index):
                 block.compile(

@@ -152,7 +152,9 @@ def peak_memory_mib(model, x, y, block_order="together", steps=3, per_device=Fal
         for _ in range(steps):
             copy.train_on_batch(x, y)
 
-    peaks = {device: None if peak is None else peak / 2**20 for device, peak in device_peaks(memory_devices(), train).items()}
+    peaks = {
+        device: None if peak is None else peak / 2**20 for device, peak in device_peaks(memory_devices(), train).items()
+    }
     if per_device:
         return peaks
     measured = [peak for peak in peaks.values() if peak is not None]

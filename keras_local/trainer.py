@@ -95,14 +95,16 @@ class LocalTrainer:
         model with `jit_compile` on, and blocks that one program cannot hold (sequential or pipelined
         block order, blocks on several devices)."""
         several = self.block_devices is not None and len(set(self.block_devices)) > 1
-        return self.compiled and compiles_blocks(self.jit_compile, self.block_order, self.block_devices if several else None)
+        return self.compiled and compiles_blocks(
+            self.jit_compile, self.block_order, self.block_devices if several else None
+        )
 
     @property
     def dropped_links(self):
-        """Under `"mixed_float16"` (the blocks' dtype policy), for a method with backward links: the metric (`dropped_links` in the
-        logs) that counts the steps in which a block's error at its input overflowed float16 and its link
-        was dropped (the tail learned from its own loss alone, as in gll), instead of making the receiving
-        block's optimizer skip its update. None otherwise."""
+        """Under `"mixed_float16"` (the blocks' dtype policy), for a method with backward links: the
+        metric (`dropped_links` in the logs) that counts the steps in which a block's error at its input
+        overflowed float16 and its link was dropped (the tail learned from its own loss alone, as in
+        gll), instead of making the receiving block's optimizer skip its update. None otherwise."""
         return self.__dict__.get("_dropped_links")
 
     def _make_function(self, step_function):

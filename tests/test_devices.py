@@ -21,7 +21,10 @@ def test_split_gpus_gives_each_process_its_own_contiguous_gpus():
     assert cluster.split_gpus(2, []) == [[], []]  # a host without GPUs: nothing to split
     with pytest.raises(ValueError, match=r"3 processes on a host with 2 GPUs \(4, 7\): start at most one"):
         cluster.split_gpus(3, ["4", "7"])
-    assert cluster.process_environment(["2", "3"]) == {"CUDA_VISIBLE_DEVICES": "2,3", "TF_FORCE_GPU_ALLOW_GROWTH": "true"}
+    assert cluster.process_environment(["2", "3"]) == {
+        "CUDA_VISIBLE_DEVICES": "2,3",
+        "TF_FORCE_GPU_ALLOW_GROWTH": "true",
+    }
     assert cluster.process_environment([]) == {}
 
 
@@ -65,7 +68,9 @@ def test_memory_monitor_reports_every_device():
     history = model.fit(x, y, epochs=1, verbose=0, callbacks=[MemoryMonitor(devices=["CPU:0", "CPU:1"])]).history
     for device in ("CPU_0", "CPU_1"):
         assert history[f"step_memory_mib_{device}"][0] > 0
-    assert history["peak_memory_mib"][0] == max(history["peak_memory_mib_CPU_0"][0], history["peak_memory_mib_CPU_1"][0])
+    assert history["peak_memory_mib"][0] == max(
+        history["peak_memory_mib_CPU_0"][0], history["peak_memory_mib_CPU_1"][0]
+    )
     one = model.fit(x, y, epochs=1, verbose=0, callbacks=[MemoryMonitor()]).history
     assert "step_memory_mib" in one and not any(key.startswith("step_memory_mib_") for key in one)
     assert MemoryMonitor(device="CPU:0").devices == ["CPU:0"]

@@ -5,7 +5,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import LEARNING_RATE, assert_close, tiny_batches, tiny_resnet
+from conftest import LEARNING_RATE, assert_close, tiny_batches
 
 import keras_local as kl
 from keras_local.block import Block
