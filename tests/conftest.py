@@ -1,11 +1,24 @@
 import os
+import shutil
+import subprocess
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # The CPU allocator keeps the statistics get_memory_info reads only in its BFC mode.
 os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
+# The tests run on the CPU on a GPU host too, and so do the processes they start: the gradient
+# references hold to 1e-6 in float32 (a GPU's TF32 convolutions do not), and no pytest worker reserves
+# a GPU's memory. The `gpu` tests start their own processes with the host's GPUs (`gpu_environment`),
+# which import this file too: there it keeps the GPUs and turns TF32 off.
+ON_GPU = os.environ.get("KERAS_LOCAL_TEST_ON_GPU") == "1"
+HOST_CUDA_VISIBLE_DEVICES = os.environ.get("CUDA_VISIBLE_DEVICES")
+if not ON_GPU:
+    os.environ["CUDA_VISIBLE_DEVICES"] = ""
 
 import tensorflow as tf  # noqa: E402
+
+if ON_GPU:
+    tf.config.experimental.enable_tensor_float_32_execution(False)
 
 # Two logical CPUs (before TensorFlow starts) for device placement and MirroredStrategy tests.
 tf.config.set_logical_device_configuration(
@@ -41,13 +54,34 @@ def pytest_addoption(parser):
     parser.addoption("--run-slow", action="store_true", help="also run tests marked slow")
 
 
+def host_has_gpu():
+    """Whether this host has an NVIDIA GPU the `gpu` tests can use (`nvidia-smi -L` lists one)."""
+    if HOST_CUDA_VISIBLE_DEVICES in ("", "-1") or shutil.which("nvidia-smi") is None:
+        return False
+    listed = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True)
+    return listed.returncode == 0 and "GPU" in listed.stdout
+
+
+def gpu_environment():
+    """This environment for a `gpu` test's child process: the host's GPUs visible again."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "KERAS_LOCAL_TEST_ON_GPU": "1"}
+    if HOST_CUDA_VISIBLE_DEVICES is None:
+        env.pop("CUDA_VISIBLE_DEVICES", None)
+    else:
+        env["CUDA_VISIBLE_DEVICES"] = HOST_CUDA_VISIBLE_DEVICES
+    return env
+
+
 def pytest_collection_modifyitems(config, items):
-    if config.getoption("--run-slow"):
-        return
-    skip = pytest.mark.skip(reason="slow: pass --run-slow")
+    skips = []
+    if not config.getoption("--run-slow"):
+        skips.append(("slow", pytest.mark.skip(reason="slow: pass --run-slow")))
+    if any("gpu" in item.keywords for item in items) and not host_has_gpu():
+        skips.append(("gpu", pytest.mark.skip(reason="gpu: this host has no GPU")))
     for item in items:
-        if "slow" in item.keywords:
-            item.add_marker(skip)
+        for keyword, skip in skips:
+            if keyword in item.keywords:
+                item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")
