@@ -119,6 +119,12 @@ class LocalModel(LocalTrainer, keras.Model):
                 f"extra_blocks must be one per block ({len(self.blocks)}) or none, got {len(self.extra_blocks)}."
             )
         self.block_order = check_block_order(block_order, self.method)
+        if devices is not None and tf.distribute.has_strategy():
+            raise ValueError(
+                f"devices={list(devices)!r} places blocks by hand, which a distribution strategy "
+                f"({type(tf.distribute.get_strategy()).__name__}) cannot replicate: build the model outside "
+                f"the strategy's scope, or without devices."
+            )
         self.devices = None if devices is None else list(devices)
         self.block_devices = None if devices is None else place_blocks(len(self.blocks), self.devices)
         self._pipeline = None

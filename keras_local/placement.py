@@ -2,9 +2,11 @@
 
 A block's variables, its optimizer's slots and its forward/backward pass all
 go to its device, so that with the `"pipelined"` block order the K block updates
-of one step run at the same time on K devices. XLA rejects graphs that span
-devices, so a model placed on more than one device compiles with
-`jit_compile=False`.
+of one step run at the same time on K devices. An XLA program runs on one
+device, so with XLA on a model placed on several devices compiles each block
+as its own program on its own device (`keras_local.compilation`). Blocks are
+placed by hand or replicated by a distribution strategy, not both: a model
+with `devices` refuses to be built under a strategy's scope.
 
 Example (two logical CPUs, set up before TensorFlow starts):
 

@@ -316,7 +316,7 @@ class LocalTrainer:
         weights = self.method.loss_weights(len(self.blocks))
         scales = [_loss_scale(block.optimizer) for block in self.blocks]
         mixed_precision = any(not isinstance(scale, float) for scale in scales)
-        common_scale = ops.min(ops.stack(scales)) if mixed_precision else 1.0
+        common_scale = tf.reduce_min(tf.stack([tf.convert_to_tensor(s) for s in scales])) if mixed_precision else 1.0
         with tf.GradientTape() as tape:
             features, total = x, 0.0
             for index, block in enumerate(self.blocks):

@@ -98,3 +98,8 @@ def test_strategy_mirrored_trains_in_one_process(tmp_path):
     assert 0.0 <= summary["test_accuracy"] <= 1.0
     model = keras.saving.load_model(run_dir / "model.keras")
     assert model.blocks[0].dtype_policy.name == "mixed_bfloat16"
+
+
+def test_blocks_placed_by_hand_refuse_a_strategys_scope(mirrored):
+    with mirrored.scope(), pytest.raises(ValueError, match=r"devices=\['/cpu:0', '/cpu:1'\] places blocks by hand"):
+        kl.build_model("mlp", "gll", num_blocks=2, input_shape=(16,), num_classes=4, devices=["/cpu:0", "/cpu:1"])
