@@ -7,6 +7,8 @@
         --output benchmarks/results/memory_backlink.json
 
 `--methods` takes `name` or `name:key=value,key=value` (method options).
+`--dtype-policy mixed_bfloat16` (or mixed_float16) builds every row, bp's
+included, in that mixed-precision policy.
 
 Each measurement runs in its own process (the allocator's peak is process-wide):
 build the model, run K + 1 training steps (tracing, the pipelined warm-up),
@@ -52,6 +54,7 @@ def measure(args, variant, block_order, num_blocks, split):
         head=args.head,
         input_shape=(32, 32, 3),
         num_classes=10,
+        dtype_policy=args.dtype_policy,
         **options,
     )
     rng = np.random.default_rng(0)
@@ -101,6 +104,8 @@ def run_child(args, method, block_order, num_blocks, split):
         str(args.batch_size),
         "--head",
         args.head,
+        "--dtype-policy",
+        args.dtype_policy,
     ]
     environment = {**os.environ, "TF_CPU_ALLOCATOR_USE_BFC": "true", "TF_CPP_MIN_LOG_LEVEL": "2"}
     output = subprocess.run(command, check=True, capture_output=True, text=True, env=environment).stdout
@@ -112,6 +117,7 @@ def main():
     parser.add_argument("--architecture", default="resnet110")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--head", default="linear")
+    parser.add_argument("--dtype-policy", default="float32", help="float32, mixed_float16 or mixed_bfloat16")
     parser.add_argument("--num-blocks", type=int, nargs="+", default=[2, 4, 8, 16])
     parser.add_argument("--splits", nargs="+", default=["even", "balanced"])
     parser.add_argument("--block-orders", nargs="+", default=["sequential"])
@@ -166,6 +172,7 @@ def main():
         "architecture": args.architecture,
         "batch_size": args.batch_size,
         "head": args.head,
+        "dtype_policy": args.dtype_policy,
         "bp_peak_mib": bp["peak_mib"],
         "rows": rows,
     }

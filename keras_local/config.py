@@ -229,6 +229,11 @@ def resolve(values, method_option_names=()):
         raise ValueError(
             f"checkpoint_every must be >= 0 batches (0: at epoch ends only), got {config['checkpoint_every']!r}."
         )
+    if config["strategy"] == "mirrored" and config["jit_compile"] is True:
+        raise ValueError(
+            'jit_compile = true cannot be used with strategy = "mirrored": each block\'s update all-reduces its '
+            'gradients across replicas, which an XLA program cannot do; use jit_compile = "auto" or false.'
+        )
     _check_cuts(config, values)
     _check_method(config)
     workers = config["remote_workers"]

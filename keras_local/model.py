@@ -288,6 +288,16 @@ class LocalModel(LocalTrainer, keras.Model):
                     f"program, which runs on one device. Use jit_compile=False, or one device."
                 )
             kwargs["jit_compile"] = False
+        strategy = getattr(self, "_distribute_strategy", None) or (
+            tf.distribute.get_strategy() if tf.distribute.has_strategy() else None
+        )
+        if kwargs.get("jit_compile") is True and strategy is not None:
+            raise ValueError(
+                f"jit_compile=True cannot be used under a distribution strategy "
+                f"({type(strategy).__name__}): each block's update all-reduces its "
+                f"gradients across replicas, which an XLA program cannot do. Use jit_compile='auto' (off under "
+                f"a strategy, as Keras resolves it) or False."
+            )
         if self.block_order == "pipelined" and kwargs.get("steps_per_execution", 1) != 1:
             raise ValueError(
                 f"block_order='pipelined' needs steps_per_execution=1, got {kwargs['steps_per_execution']!r}: "

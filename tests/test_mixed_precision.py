@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 from conftest import LEARNING_RATE, tiny_batches
 from test_xla import CUT_CASES, END_TO_END_CASES, NOT_PIPELINED, case_id  # noqa: E402
+from test_xla import build as build_method_model  # noqa: E402
 
 import keras_local as kl
 from keras_local.checkpoint import RunCheckpoint
@@ -96,33 +97,20 @@ def test_mixed_policies_train_every_method(policy, method, options, block_order)
     if block_order == "pipelined" and case_id(method, options) in NOT_PIPELINED:
         pytest.skip("refused by block_order='pipelined' with or without mixed precision")
     steps = 2 if block_order == "pipelined" else 1  # the pipeline's block 1 trains from its second step
-    reference = first_update(build_any("float32", method, options, block_order), steps=steps)
+    reference = first_update(build_method_model(method, options, block_order, dtype_policy="float32"), steps=steps)
     # A loss scale float16 holds from the first step (Keras' 2^15 overflows some heads' gradients, and the
     # dynamic scale would skip that step before it halves).
     optimizer = keras.optimizers.SGD(LEARNING_RATE)
     if policy == "mixed_float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer, initial_scale=2.0**8)
-    update = first_update(build_any(policy, method, options, block_order), optimizer=optimizer, steps=steps)
+    update = first_update(
+        build_method_model(method, options, block_order, dtype_policy=policy), optimizer=optimizer, steps=steps
+    )
     assert all(np.all(np.isfinite(u)) for u in update)
     # The step of float32 to the policy's precision (bfloat16 keeps 8 bits: DGL's deep heads drift the most);
     # an unscaled loss or a float16 link error would not be.
     assert cosine(update, reference) > 0.75
     assert 0.5 < norm(update) / norm(reference) < 2.0
-
-
-def build_any(policy, method, options, block_order):
-    keras.utils.set_random_seed(0)
-    architecture, kwargs = ("mlp", {}) if method == "associated" else ("resnet8", {"num_blocks": 3})
-    return kl.build_model(
-        architecture,
-        method,
-        input_shape=(8, 8, 3),
-        num_classes=5,
-        block_order=block_order,
-        dtype_policy=policy,
-        **kwargs,
-        **options,
-    )
 
 
 @pytest.mark.parametrize("policy", POLICIES)
@@ -183,13 +171,15 @@ def test_a_link_error_that_overflows_float16_is_dropped_not_frozen_in():
 
 
 def test_the_config_key_and_cli_setting_choose_the_policy():
-    config = load_config(overrides=['dtype_policy="mixed_bfloat16"', "jit_compile=true", 'strategy="mirrored"'])
-    assert (config["dtype_policy"], config["jit_compile"], config["strategy"]) == ("mixed_bfloat16", True, "mirrored")
+    config = load_config(overrides=['dtype_policy="mixed_bfloat16"', "jit_compile=false", 'strategy="mirrored"'])
+    assert (config["dtype_policy"], config["jit_compile"], config["strategy"]) == ("mixed_bfloat16", False, "mirrored")
+    assert load_config(overrides=["jit_compile=true"])["jit_compile"] is True
     assert load_config()["jit_compile"] == "auto"
     for setting, message in [
         ('dtype_policy="float16x"', "Unknown dtype_policy 'float16x'"),
         ("jit_compile=1", "Unknown jit_compile 1. Allowed: true, false, 'auto'"),
         ('strategy="parameter_server"', "Unknown strategy 'parameter_server'"),
+        ('strategy="mirrored" jit_compile=true', 'jit_compile = true cannot be used with strategy = "mirrored"'),
     ]:
         with pytest.raises(ValueError, match=message):
-            load_config(overrides=[setting])
+            load_config(overrides=setting.split(" "))

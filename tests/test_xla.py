@@ -30,7 +30,8 @@ END_TO_END_CASES = [("bp", {}), ("bwbpf", {"deep_supervision": True})]
 NOT_PIPELINED = {"backlink", "infopro", "gll+hpff"}
 
 
-def build(method, options, block_order, devices=None):
+def build(method, options, block_order, devices=None, dtype_policy=None):
+    """The method's model of these tests: resnet8 in three blocks (Associated Learning: its MLP)."""
     keras.utils.set_random_seed(0)
     architecture, kwargs = ("mlp", {}) if method == "associated" else ("resnet8", {"num_blocks": 3})
     return kl.build_model(
@@ -40,6 +41,7 @@ def build(method, options, block_order, devices=None):
         num_classes=5,
         block_order=block_order,
         devices=devices,
+        dtype_policy=dtype_policy,
         **kwargs,
         **options,
     )
@@ -158,3 +160,12 @@ def test_a_tail_run_again_gives_the_gradients_and_state_of_the_kept_tape(jit_com
     assert_close(again, kept, atol=1e-5)
     assert_close(again_state, kept_state, atol=1e-6)  # moving statistics updated once, same dropout seed
     assert not np.allclose(kept[-3], 0)  # the tail's kernel learned from the error
+
+
+def test_a_distribution_strategy_refuses_xla_in_one_line(mirrored):
+    with mirrored.scope():
+        model = build("gll", {}, "sequential")
+        with pytest.raises(ValueError, match="jit_compile=True cannot be used under a distribution strategy"):
+            model.compile(optimizer="sgd", jit_compile=True)
+        model.compile(optimizer="sgd", jit_compile="auto")
+    assert model.jit_compile is False and not model.compiles_blocks
