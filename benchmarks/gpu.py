@@ -52,8 +52,9 @@ def batch(args):
     return x, tf.constant(rng.integers(0, 10, size=args.batch_size))
 
 
-def measure(args, method, block_order, policy, jit_compile, devices=None, strategy=None):
-    """One row: build, compile, time and measure one model; then free it."""
+def measure(args, method, block_order, policy, jit_compile, devices=None, strategy=None, num_blocks=None, split=None):
+    """One row: build, compile, time and measure one model (K = `num_blocks` or `--num-blocks`, cut by
+    `split` or `--split`; bp: one block); then free it."""
     import keras
     import tensorflow as tf
 
@@ -65,8 +66,8 @@ def measure(args, method, block_order, policy, jit_compile, devices=None, strate
         model = kl.build_model(
             args.architecture,
             method,
-            num_blocks=1 if method == "bp" else args.num_blocks,
-            split=args.split,
+            num_blocks=1 if method == "bp" else num_blocks or args.num_blocks,
+            split="even" if method == "bp" else split or args.split,
             block_order=block_order,
             devices=devices,
             dtype_policy=policy,
@@ -79,6 +80,8 @@ def measure(args, method, block_order, policy, jit_compile, devices=None, strate
     row = {
         "method": method,
         "block_order": block_order,
+        "num_blocks": len(model.blocks),
+        "split": "even" if method == "bp" else split or args.split,
         "policy": policy,
         "jit_compile": jit_compile,
         "xla": "per block" if model.compiles_blocks else ("one program" if model.jit_compile else "off"),

@@ -20,47 +20,19 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from timing import step_time_and_memory, write_result  # noqa: E402
+from gpu import largest  # noqa: E402
+from gpu import measure as measure_row  # noqa: E402
+from timing import write_result  # noqa: E402
 
 
 def measure(args, block_order, num_blocks, split, jit_compile):
-    """One row in this process; prints it as a JSON line."""
-    import keras
-    import numpy as np
-    import tensorflow as tf
-
-    import keras_local as kl
-
+    """One row in this process (`gpu.measure`, float32); prints it as a JSON line."""
     method = "bp" if block_order == "bp" else args.method
-    model = kl.build_model(
-        args.architecture,
-        method,
-        num_blocks=num_blocks,
-        split=split,
-        block_order="together" if block_order == "bp" else block_order,
-        input_shape=(32, 32, 3),
-        num_classes=10,
-    )
-    model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9), jit_compile=jit_compile)
-    rng = np.random.default_rng(0)
-    x = tf.constant(rng.normal(size=(args.batch_size, 32, 32, 3)).astype("float32"))
-    y = tf.constant(rng.integers(0, 10, size=args.batch_size))
-    start = time.perf_counter()
-    step_seconds, peaks = step_time_and_memory(model, x, y, args.steps, warmup_steps=len(model.blocks) + 1)
-    row = {
-        "block_order": block_order,
-        "num_blocks": num_blocks,
-        "split": split,
-        "jit_compile": jit_compile,
-        "compiles_blocks": model.compiles_blocks,
-        "step_seconds": step_seconds,
-        "seconds": time.perf_counter() - start,
-        "peak_mib": max(peak for peak in peaks.values() if peak is not None),
-    }
-    print(json.dumps(row))
+    order = "together" if block_order == "bp" else block_order
+    row = measure_row(args, method, order, "float32", jit_compile, num_blocks=num_blocks, split=split)
+    print(json.dumps({**row, "block_order": block_order, "peak_mib": largest(row["peak_mib"])}))
 
 
 def run_child(args, block_order, num_blocks, split, jit_compile):
