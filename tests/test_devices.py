@@ -78,14 +78,26 @@ def test_memory_monitor_reports_every_device():
         MemoryMonitor(device="CPU:0", devices=["CPU:1"])
 
 
-def test_the_profiler_reports_each_devices_peak():
+def test_the_profiler_reports_each_devices_peak(monkeypatch):
     from keras_local import profiling
 
     model = kl.build_model("mlp", "gll", num_blocks=2, input_shape=(16,), num_classes=4)
     x, y = np.random.default_rng(0).normal(size=(32, 16)).astype("float32"), np.arange(32) % 4
     peaks = profiling.peak_memory_mib(model, x, y, "sequential", per_device=True)
-    assert list(peaks) == profiling.memory_devices() == ["CPU:0"]
-    assert profiling.peak_memory_mib(model, x, y, "sequential") == pytest.approx(max(peaks.values()), rel=0.05)
+    assert list(peaks) == profiling.memory_devices() == ["CPU:0"] and peaks["CPU:0"] > 0
+    # Two GPUs: each device's peak is measured, the largest is the model's.
+    monkeypatch.setattr(profiling, "memory_devices", lambda: ["GPU:0", "GPU:1"])
+    measured = {}
+
+    def device_peaks(devices, step):
+        step()
+        measured["devices"] = devices
+        return {"GPU:0": 2 * 2**20, "GPU:1": 5 * 2**20}
+
+    monkeypatch.setattr(profiling, "device_peaks", device_peaks)
+    assert profiling.peak_memory_mib(model, x, y, "sequential") == 5.0
+    assert profiling.peak_memory_mib(model, x, y, "sequential", per_device=True) == {"GPU:0": 2.0, "GPU:1": 5.0}
+    assert measured["devices"] == ["GPU:0", "GPU:1"]
 
 
 @pytest.mark.large  # a whole run in a new process
