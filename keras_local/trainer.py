@@ -9,6 +9,11 @@ those blocks, the way Keras separates its `Trainer` from `Model`:
   next block waits for its error, mixed by `method.link`), `_end_to_end_step`
   (one tape over the network: `bp`, BWBPF's deep supervision) or
   `_pipelined_step` (block k on block k−1's output of the previous step);
+- every step runs a block through three helpers: `_train_block` (forward,
+  gradients, update), `_finish_link` (a waiting tail's update once the next
+  block's error arrives, a `PendingLink`) and `_infer_block` (a frozen or
+  evaluated block); where the model compiles block by block
+  (`keras_local.compilation`), each is an XLA program of its own;
 - `test_step` scores every head;
 - the metrics: `loss` / `accuracy` of the output, `loss_k` / `acc_k` of each
   block in `logged_blocks`.
@@ -23,6 +28,7 @@ across workers.
 """
 
 import functools
+from typing import NamedTuple
 
 import tensorflow as tf
 from keras import ops
@@ -33,6 +39,14 @@ from keras_local.cluster import is_multi_worker
 from keras_local.compilation import block_program, compiles_blocks
 from keras_local.heads import logits_of
 from keras_local.losses import unscale_for_replicas
+
+
+class PendingLink(NamedTuple):
+    """A block whose last `linked_units` units (its tail) wait for the next block's error."""
+
+    index: int
+    step: LocalStep
+    linked_units: int
 
 
 def _loss_scale(optimizer):
@@ -153,9 +167,10 @@ class LocalTrainer:
         step = self._in_block_program(key, index, train, inputs, target, ops.convert_to_tensor(weight, "float32"))
         return LocalStep(**step) if compiled else step
 
-    def _finish_link(self, index, step, linked_units, next_error):
-        """Block `index`'s waiting tail learns from the method's mix of its own error and the next
-        block's (`next_error`); the block applies its update. Returns what a later block waits for."""
+    def _finish_link(self, pending, next_error):
+        """The waiting tail of block `pending.index` learns from the method's mix of its own error and
+        the next block's (`next_error`); the block applies its update. Returns what a later block waits for."""
+        index, step, linked_units = pending
         block, compiled = self.blocks[index], self.compiles_blocks
         with self.on_device(index):
             next_error = ops.cast(next_error, "float32")
@@ -199,8 +214,8 @@ class LocalTrainer:
         block's gradients."""
         num_blocks = len(self.blocks)
         weights = self.method.loss_weights(num_blocks)
-        # waiting: (the LocalStep of a block whose tail waits for the next block's error, the tail's
-        # length). With the "sequential" block order block k+1's forward waits for `done`: block k's local
+        # waiting: the PendingLink of a block whose tail waits for the next block's error. With the
+        # "sequential" block order block k+1's forward waits for `done`: block k's local
         # gradients (or its program's results) and block k−1's link update, so that no block's activations
         # outlive the step after its own.
         features, waiting, done = x, None, []
@@ -224,10 +239,10 @@ class LocalTrainer:
             )
             link_done = []
             if waiting is not None:
-                link_done = self._finish_link(index - 1, *waiting, step.input_gradient)
+                link_done = self._finish_link(waiting, step.input_gradient)
                 waiting = None
             if linked_units > 0:
-                waiting = (step, linked_units)
+                waiting = PendingLink(index, step, linked_units)
             else:
                 self.method.after_block_update(self, index)
             self._update_block_metrics(index, y, step.logits, step.loss)
