@@ -333,7 +333,6 @@ class LocalModel(LocalTrainer, keras.Model):
         super().compile(optimizer=None, loss=self.method.prediction_loss(loss), metrics=metrics, **kwargs)
         self._block_loss = loss
         self.__dict__["_block_programs"] = {}  # the blocks' XLA programs (LocalTrainer) read these optimizers
-
         # The factors hold where one optimizer was cloned with them (given optimizers keep their own rates).
         self.optimizer = BlockOptimizers(
             all_blocks, devices=devices, learning_rate_factors=factors if clones_one_optimizer(optimizer) else None

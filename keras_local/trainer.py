@@ -108,10 +108,7 @@ class LocalTrainer:
         """Whether each block's step is its own XLA program (`keras_local.compilation`): a compiled
         model with `jit_compile` on, and blocks that one program cannot hold (sequential or pipelined
         block order, blocks on several devices)."""
-        several = self.block_devices is not None and len(set(self.block_devices)) > 1
-        return self.compiled and compiles_blocks(
-            self.jit_compile, self.block_order, self.block_devices if several else None
-        )
+        return self.compiled and compiles_blocks(self.jit_compile, self.block_order, self.block_devices)
 
     @property
     def dropped_links(self):
@@ -119,7 +116,7 @@ class LocalTrainer:
         metric (`dropped_links` in the logs) that counts the steps in which a block's error at its input
         overflowed float16 and its link was dropped (the tail learned from its own loss alone, as in
         gll), instead of making the receiving block's optimizer skip its update. None otherwise."""
-        return self.__dict__.get("_dropped_links")
+        return getattr(self, "_dropped_links", None)
 
     def _make_function(self, step_function):
         """Keras' step function; not compiled as one program when the blocks are compiled one by one."""
