@@ -304,6 +304,44 @@ class Block(keras.Model):
             return []
         return [v for unit in self.units[-linked_units:] for v in unit.trainable_variables]
 
+    def tail_input_shape(self, linked_units):
+        """The shape (batch dimension None) of what the last `linked_units` units read."""
+        shape = (None, *self.input_shape_without_batch)
+        for unit in self.units[: len(self.units) - min(linked_units, len(self.units))]:
+            shape = tuple(unit.compute_output_shape(shape))
+        return shape
+
+    def tail_state(self, linked_units):
+        """The non-trainable variables of the last `linked_units` units (batch-norm statistics, seeds)."""
+        return _state_of(self.units[-min(linked_units, len(self.units)) :])
+
+    def tail_gradients(self, tail_inputs, features_error, linked_units, tail_state, tail_weights=None, loss_scale=None):
+        """The gradients of the last `linked_units` units' trainable variables when the tail, run again on
+        `tail_inputs` from the non-trainable state `tail_state`, learns from `features_error` (the error at
+        the block's output), plus their weight decay; scaled by `loss_scale` (default: the optimizer's) as
+        `optimizer.apply` expects.
+
+        The tail runs statelessly (`keras.StatelessScope`): its batch-norm statistics and seeds are not
+        changed (the block's own forward already updated them), and a dropout draws the mask it drew then.
+        With `tail_weights` (values of `tail_variables`, as a copy of the tail on another device holds
+        them) the tail runs with those values and the gradients are taken with respect to them.
+        """
+        units, tail = self.units[-min(linked_units, len(self.units)) :], self.tail_variables(linked_units)
+        mapping = list(zip(_state_of(units), tail_state))
+        sources = tail
+        if tail_weights is not None:
+            sources = [ops.convert_to_tensor(value) for value in tail_weights]
+            mapping += list(zip(tail, sources))
+        scale = self._loss_scale() if loss_scale is None else ops.cast(loss_scale, "float32")
+        with tf.GradientTape() as tape:
+            if tail_weights is not None:  # the block's own trainable variables are watched already
+                tape.watch(sources)
+            with keras.StatelessScope(state_mapping=mapping):
+                features = _run(units, tail_inputs)
+                link = ops.sum(ops.cast(features, "float32") * ops.stop_gradient(ops.cast(features_error, "float32")))
+                scaled = (link + self.weight_decay_loss(tail)) * scale
+        return tape.gradient(scaled, sources)
+
     def finish_link(self, step, features_error, linked_units):
         """Completes a step's gradients with a tail that learns from `features_error`.
 
@@ -311,33 +349,29 @@ class Block(keras.Model):
         `linked_units`) and `features_error` the error at the block's
         output that the method's `link` made of the block's own error
         (`step.features_gradient`) and the next block's. It is pushed through
-        the tail only (its tape is kept: nothing is recomputed), so the last
-        `linked_units` units' parameters get its gradient plus their
-        weight decay once; every other variable keeps its local gradient.
-        A step without its tape (`keep_tail_tape=False`) runs the tail again
-        on its kept input, from the non-trainable state it started from (so
-        batch-norm statistics are updated once, and a dropout draws the same
-        mask): the same activations, since no weight has changed since.
+        the tail only, so the last `linked_units` units' parameters get its
+        gradient plus their weight decay once; every other variable keeps its
+        local gradient. A step with its tail's tape reuses it (nothing is
+        recomputed); a step without (`keep_tail_tape=False`) runs the tail
+        again on its kept input (`tail_gradients`): the same activations,
+        since no weight has changed since.
         """
         tail = self.tail_variables(linked_units)
-        mixed = ops.cast(features_error, "float32")
         if step.tape is None:
-            tape = tf.GradientTape()
-            with tape:
-                for variable, value in zip(_state_of(self.units[-linked_units:]), step.tail_state):
-                    variable.assign(value)
-                features = _run(self.units[-linked_units:], step.tail_inputs)
+            gradients = self.tail_gradients(step.tail_inputs, features_error, linked_units, step.tail_state)
         else:
-            tape, features = step.tape, step.features
-        with tape:  # re-enter the tape to add the mixed error and the tail's decay
-            link = ops.sum(ops.cast(features, "float32") * ops.stop_gradient(mixed))
-            scaled = self.optimizer.scale_loss(link + self.weight_decay_loss(tail))
-        tail_gradients = dict(zip((id(v) for v in tail), tape.gradient(scaled, tail)))
-        step.tape = None
-        return [
-            tail_gradients.get(id(variable), gradient)
-            for variable, gradient in zip(self.trainable_variables, step.gradients)
-        ]
+            mixed = ops.cast(features_error, "float32")
+            with step.tape:  # re-enter the tape to add the mixed error and the tail's decay
+                link = ops.sum(ops.cast(step.features, "float32") * ops.stop_gradient(mixed))
+                scaled = self.optimizer.scale_loss(link + self.weight_decay_loss(tail))
+            gradients = step.tape.gradient(scaled, tail)
+            step.tape = None
+        return self.with_tail_gradients(step.gradients, gradients, linked_units)
+
+    def with_tail_gradients(self, gradients, tail_gradients, linked_units):
+        """`gradients` (one per trainable variable) with the tail's entries replaced by `tail_gradients`."""
+        tail = dict(zip((id(v) for v in self.tail_variables(linked_units)), tail_gradients))
+        return [tail.get(id(variable), gradient) for variable, gradient in zip(self.trainable_variables, gradients)]
 
     def train_step(self, data):
         x, y = unpack_batch(data)

@@ -19,6 +19,8 @@ model = kl.build_model("resnet20", "gll", num_blocks=4, block_order="sequential"
 ```
 """
 
+from typing import NamedTuple
+
 import tensorflow as tf
 
 BLOCK_ORDERS = ("together", "sequential", "pipelined")
@@ -46,42 +48,128 @@ def after(dependencies, tensor):
         return tf.identity(tensor, name="after_previous_block")
 
 
-def _buffer(shape, dtype):
-    """A per-replica variable with a free batch dimension (or free shape)."""
-    initial = tf.zeros([0] if shape is None else [0, *shape], dtype=dtype)
+def _buffer(shape, dtype, batch=True):
+    """A per-replica variable: with `batch`, of `shape` after a free batch
+    dimension (any shape if `shape` is None); else of `shape` exactly."""
+    if not batch:
+        initial, free = tf.zeros(shape, dtype=dtype), tf.TensorShape(shape)
+    elif shape is None:
+        initial, free = tf.zeros([0], dtype=dtype), tf.TensorShape(None)
+    else:
+        initial, free = tf.zeros([0, *shape], dtype=dtype), tf.TensorShape([None, *shape])
     return tf.Variable(
         initial,
-        shape=tf.TensorShape(None if shape is None else [None, *shape]),
+        shape=free,
         trainable=False,
         synchronization=tf.VariableSynchronization.ON_READ,
         aggregation=tf.VariableAggregation.NONE,
     )
 
 
-class PipelineBuffers:
-    """The one-step buffers of a pipelined model: for each cut, the features
-    the block before it produced on the previous step and their labels (as
-    float32, of any shape; cast back when read).
+class HeldLink(NamedTuple):
+    """What block k sent the next block for its tail's backward link: the tail's input, the error of
+    block k's own loss at its output, and the tail's non-trainable state and weights when it ran."""
 
-    Transient training state: not saved with the model. After a reload, a
-    new `compile` or `LocalModel.reset_pipeline()`, the pipeline refills
-    with a new warm-up.
+    tail_inputs: object
+    features_gradient: object
+    tail_state: list
+    tail_weights: list
+
+
+class HeldBatch(NamedTuple):
+    """What a block trains on in a pipelined step: its input, the labels and (for methods whose losses
+    read them) the images of its examples, and the previous block's `HeldLink` if it has one."""
+
+    features: object
+    labels: object
+    images: object = None
+    link: HeldLink = None
+
+
+class _LinkBuffers:
+    """The buffers of one cut's backward link (a `HeldLink`), on the device of the block after the cut."""
+
+    def __init__(self, block, linked_units):
+        self.tail_inputs = _buffer(block.tail_input_shape(linked_units)[1:], block.compute_dtype)
+        self.features_gradient = _buffer(block.features_shape[1:], "float32")
+        self.tail_state = [_buffer(v.shape, v.dtype, batch=False) for v in block.tail_state(linked_units)]
+        self.tail_weights = [_buffer(v.shape, v.dtype, batch=False) for v in block.tail_variables(linked_units)]
+
+    @property
+    def variables(self):
+        return [self.tail_inputs, self.features_gradient, *self.tail_state, *self.tail_weights]
+
+    def read(self):
+        return HeldLink(*(self._read(field) for field in HeldLink._fields))
+
+    def _read(self, field):
+        value = getattr(self, field)
+        if isinstance(value, list):
+            return [variable.read_value() for variable in value]
+        return value.read_value()
+
+    def write(self, step, tail_weights):
+        self.tail_inputs.assign(step.tail_inputs)
+        self.features_gradient.assign(step.features_gradient)
+        for variable, value in zip(self.tail_state, step.tail_state):
+            variable.assign(value)
+        for variable, value in zip(self.tail_weights, tail_weights):
+            variable.assign(value)
+
+
+class PipelineBuffers:
+    """The one-step buffers of a pipelined model, for each cut on the device
+    of the block after it: the features the block before it produced on the
+    previous step, their labels (as float32, of any shape; cast back when
+    read), their images where the method's losses read them
+    (`images_shape`), and where block k's tail learns from block k+1's error
+    (`linked_units[k]` > 0) what that backward link needs (`HeldLink`).
+
+    Transient training state: not saved with the model (`.keras` files).
+    `RunCheckpoint` saves it with `variables` and the warm-up counter, so a
+    resumed run goes on with the batches in flight. After a reload, a new
+    `compile` or `LocalModel.reset_pipeline()`, the pipeline refills with a
+    new warm-up.
     """
 
-    def __init__(self, blocks, devices=None):
-        self.features, self.labels = [], []
+    def __init__(self, blocks, devices=None, linked_units=None, images_shape=None):
+        self.features, self.labels, self.images, self.links = [], [], [], []
         for index, block in enumerate(blocks[:-1]):
             device = devices[index + 1] if devices else None
+            linked = linked_units[index] if linked_units else 0
             with tf.device(device):
                 self.features.append(_buffer(block.features_shape[1:], block.compute_dtype))
                 self.labels.append(_buffer(None, "float32"))
+                self.images.append(None if images_shape is None else _buffer(images_shape, "float32"))
+                self.links.append(_LinkBuffers(block, linked) if linked else None)
 
-    def read(self, cut, label_like):
-        """(features, labels) held for the block after cut `cut` (0-based)."""
-        labels = tf.cast(self.labels[cut].read_value(), label_like.dtype)
-        labels = tf.ensure_shape(labels, [None, *label_like.shape[1:]])
-        return self.features[cut].read_value(), labels
+    @property
+    def variables(self):
+        """Every buffer variable, in a fixed order (what a checkpoint saves)."""
+        variables = []
+        for features, labels, images, link in zip(self.features, self.labels, self.images, self.links):
+            variables += [features, labels] + ([] if images is None else [images])
+            variables += [] if link is None else link.variables
+        return variables
 
-    def write(self, cut, features, labels):
+    def read(self, cut, labels_like, images_like):
+        """The `HeldBatch` held for the block after cut `cut` (0-based)."""
+        labels = tf.cast(self.labels[cut].read_value(), labels_like.dtype)
+        labels = tf.ensure_shape(labels, [None, *labels_like.shape[1:]])
+        images = None
+        if self.images[cut] is not None:
+            images = tf.ensure_shape(
+                tf.cast(self.images[cut].read_value(), images_like.dtype), [None, *images_like.shape[1:]]
+            )
+        link = None if self.links[cut] is None else self.links[cut].read()
+        return HeldBatch(self.features[cut].read_value(), labels, images, link)
+
+    def write(self, cut, features, batch, step=None, tail_weights=()):
+        """Block `cut`'s output on the examples of `batch` (its `HeldBatch`) and, where its tail is
+        linked, its `LocalStep` and the values of its tail's weights."""
         self.features[cut].assign(features)
-        self.labels[cut].assign(tf.cast(labels, "float32"))
+        self.labels[cut].assign(tf.cast(batch.labels, "float32"))
+        if self.images[cut] is not None:
+            self.images[cut].assign(tf.cast(batch.images, "float32"))
+        if self.links[cut] is not None and step is not None:
+            self.links[cut].write(step, tail_weights)

@@ -34,7 +34,7 @@ import tensorflow as tf
 from keras import ops
 
 from keras_local.block import LocalStep, unpack_batch
-from keras_local.block_order import PipelineBuffers, after
+from keras_local.block_order import HeldBatch, PipelineBuffers, after
 from keras_local.cluster import is_multi_worker
 from keras_local.compilation import block_program, compiles_blocks
 from keras_local.heads import logits_of
@@ -144,6 +144,8 @@ class LocalTrainer:
         """Block `index`'s forward and gradients (`Block.compute_local_gradients`) and, unless its last
         `linked_units` units wait for the next block's error (`_finish_link`), its update."""
         block, compiled = self.blocks[index], self.compiles_blocks
+        # Only "together" keeps a waiting tail's activations; the other orders keep its input and run it again.
+        keep_tail_tape = self.block_order == "together" and not compiled
 
         def train(inputs, target, weight):
             step = block.compute_local_gradients(
@@ -152,7 +154,7 @@ class LocalTrainer:
                 loss_weight=weight,
                 linked_units=linked_units,
                 input_gradient=input_gradient,
-                keep_tail_tape=not compiled,
+                keep_tail_tape=keep_tail_tape,
             )
             if linked_units == 0:
                 block.optimizer.apply(step.gradients, block.trainable_variables)
@@ -164,18 +166,24 @@ class LocalTrainer:
         step = self._in_block_program(key, index, train, inputs, target, ops.convert_to_tensor(weight, "float32"))
         return LocalStep(**step) if compiled else step
 
+    def _mixed_error(self, own_error, next_error):
+        """The error a linked tail learns from: the method's mix of its own (`own_error`) and the next
+        block's (`next_error`), on the device the caller is on."""
+        next_error = ops.cast(next_error, "float32")
+        error = self.method.link(own_error, next_error)
+        if self.dropped_links is not None:  # float16 overflowed in the next block: its error is dropped
+            finite = ops.all(ops.isfinite(next_error))
+            error = ops.where(finite, error, own_error)
+            self.dropped_links.update_state(1.0 - ops.cast(finite, "float32"))
+        return error
+
     def _finish_link(self, pending, next_error):
         """The waiting tail of block `pending.index` learns from the method's mix of its own error and
         the next block's (`next_error`); the block applies its update. Returns what a later block waits for."""
         index, step, linked_units = pending
         block, compiled = self.blocks[index], self.compiles_blocks
         with self.on_device(index):
-            next_error = ops.cast(next_error, "float32")
-            error = self.method.link(step.features_gradient, next_error)
-            if self.dropped_links is not None:  # float16 overflowed in the next block: its error is dropped
-                finite = ops.all(ops.isfinite(next_error))
-                error = ops.where(finite, error, step.features_gradient)
-                self.dropped_links.update_state(1.0 - ops.cast(finite, "float32"))
+            error = self._mixed_error(step.features_gradient, next_error)
 
         def finish(step, error):
             if compiled:
@@ -187,6 +195,43 @@ class LocalTrainer:
         done = self._in_block_program(
             ("link", index, linked_units), index, finish, step.as_outputs() if compiled else step, error
         )
+        self.method.after_block_update(self, index)
+        return done
+
+    def _link_through_copy(self, pending, held_link, next_error):
+        """Pipelined: the gradients of block `pending.index`'s tail from the error the next block
+        (`next_error`) sent back for the batch of the previous step, taken on the next block's device
+        through its copy of the tail (`held_link`: the tail's input, own error, state and weights then)."""
+        index, _, linked_units = pending
+        block = self.blocks[index]
+        with self.on_device(index + 1):
+            error = self._mixed_error(held_link.features_gradient, next_error)
+            scale = ops.cast(_loss_scale(block.optimizer), "float32")
+
+        def link(tail_inputs, error, tail_state, tail_weights, scale):
+            return block.tail_gradients(tail_inputs, error, linked_units, tail_state, tail_weights, scale)
+
+        link_inputs = (held_link.tail_inputs, error, held_link.tail_state, held_link.tail_weights, scale)
+        return self._in_block_program(("copy", index, linked_units), index + 1, link, *link_inputs)
+
+    def _apply_block(self, pending, tail_gradients=None):
+        """Pipelined: block `pending.index` applies its step's gradients and its tail's (`tail_gradients`,
+        from the previous step's batch; none during the warm-up, when nothing has come back yet)."""
+        index, step, linked_units = pending
+        block = self.blocks[index]
+        if not block.optimizer.built:  # with every variable, not just those of a warm-up step
+            with tf.init_scope():
+                block.optimizer.build(block.trainable_variables)
+
+        def apply(gradients, tail_gradients):
+            if tail_gradients is not None:
+                gradients = block.with_tail_gradients(gradients, tail_gradients, linked_units)
+            pairs = [(g, v) for g, v in zip(gradients, block.trainable_variables) if g is not None]
+            block.optimizer.apply([g for g, _ in pairs], [v for _, v in pairs])
+            return [block.optimizer.iterations]
+
+        key = ("apply", index, linked_units, tail_gradients is None)
+        done = self._in_block_program(key, index, apply, step.gradients, tail_gradients)
         self.method.after_block_update(self, index)
         return done
 
@@ -226,8 +271,7 @@ class LocalTrainer:
                 features, logits, loss = self._infer_block(index, ops.stop_gradient(features), target)
                 done = []
                 continue
-            linked = index + 1 < num_blocks and self.block_states[index + 1] == "train"
-            linked_units = self.method.linked_units(index, num_blocks) if linked else 0
+            linked_units = self._linked_units(index)
             inputs = ops.stop_gradient(features)
             if self.block_order == "sequential":
                 inputs = after(done, inputs)
@@ -258,10 +302,16 @@ class LocalTrainer:
             return super().make_train_function(force)
         if self.train_function is not None and not force:
             return self.train_function
+        num_blocks = len(self.blocks)
         if self._pipeline is None:  # per-replica buffers under the model's strategy
             with self.distribute_strategy.scope():
-                self._pipeline = PipelineBuffers(self.blocks, self.block_devices)
-        num_blocks, functions = len(self.blocks), {}
+                self._pipeline = PipelineBuffers(
+                    self.blocks,
+                    self.block_devices,
+                    linked_units=[self.method.linked_units(k, num_blocks) for k in range(num_blocks)],
+                    images_shape=self.blocks[0].input_shape_without_batch if self.method.needs_images else None,
+                )
+        functions = {}
 
         def train_function(iterator):
             active = min(self._pipeline_steps + 1, num_blocks)
@@ -283,7 +333,11 @@ class LocalTrainer:
     def _pipelined_step(self, data, active):
         """Blocks 0..active−1 each train on their input: block 0 on the batch,
         block k on what block k−1 wrote to its buffer on the previous step
-        (with those examples' labels), then write their output for block k+1."""
+        (with those examples' labels, and images where the method reads them),
+        then write their output for block k+1. A linked tail (BackLink, HPFF)
+        learns one step late: block k+1 takes the error of its loss at its
+        input, pushes it through its copy of block k's tail as it was on that
+        batch, and block k applies those tail gradients with its own step's."""
         x, y = unpack_batch(data)
         if self._pipeline is None:
             raise ValueError(
@@ -291,36 +345,60 @@ class LocalTrainer:
             )
         num_blocks = len(self.blocks)
         weights = self.method.loss_weights(num_blocks)
-        # Every op of block k runs on block k's device: only the cut activations (and their labels) cross
-        # from one device to the next, once per step.
-        held = [(x, y)]
+        # Every op of block k runs on block k's device: only the cut activations (their labels, images and
+        # a link's tail input, error and weights) cross from one device to the next, once per step.
+        held = [HeldBatch(x, y, x)]
         for cut in range(active - 1):  # read before any write
             with self.on_device(cut + 1):
-                held.append(self._pipeline.read(cut, y))
+                held.append(self._pipeline.read(cut, y, x))
         if "idle" in self.block_states:
             active = min(active, self.block_states.index("idle"))
+        waiting = None  # the PendingLink of the previous block: its update waits for this block's error
         for index in range(active):
-            inputs, labels = held[index]
+            batch = held[index]
             if self.block_states[index] == "frozen":
-                features, _, _ = self._infer_block(index, ops.stop_gradient(inputs))
-                self._write_for_next_block(index, ops.stop_gradient(features), labels)
+                features, _, _ = self._infer_block(index, ops.stop_gradient(batch.features))
+                self._write_for_next_block(index, ops.stop_gradient(features), batch)
                 continue
-            # The targets of the labels this block's input came with (extra blocks train at block 0 only).
-            targets = self.method.targets(self, None, labels, training=index == 0, update_metrics=index == 0)
-            step = self._train_block(index, ops.stop_gradient(inputs), targets[index], weights[index])
-            features = ops.stop_gradient(step.features)
-            self.method.after_block_update(self, index)
-            self._update_block_metrics(index, labels, step.logits, step.loss)
-            self._write_for_next_block(index, features, labels)
+            # The targets of the examples this block's input came with (extra blocks train at block 0 only).
+            targets = self.method.targets(
+                self, batch.images, batch.labels, training=index == 0, update_metrics=index == 0
+            )
+            linked_units = self._linked_units(index)
+            link = batch.link if waiting is not None else None
+            step = self._train_block(
+                index, ops.stop_gradient(batch.features), targets[index], weights[index], linked_units, link is not None
+            )
+            if waiting is not None:
+                tail_gradients = None if link is None else self._link_through_copy(waiting, link, step.input_gradient)
+                self._apply_block(waiting, tail_gradients)
+                waiting = None
+            self._update_block_metrics(index, batch.labels, step.logits, step.loss)
+            self._write_for_next_block(index, ops.stop_gradient(step.features), batch, step, linked_units)
+            if linked_units > 0:
+                waiting = PendingLink(index, step, linked_units)
+            else:
+                self.method.after_block_update(self, index)
+        if waiting is not None:  # warm-up: the next block starts next step, the tail's first link with it
+            self._apply_block(waiting)
         if active < num_blocks or self.block_states[-1] != "train":  # warm-up, or no output trained
             return self._no_output_metrics(x, y)
-        return self._update_output_metrics(inputs, labels, self.decode(step.logits), step.loss)
+        return self._update_output_metrics(batch.features, batch.labels, self.decode(step.logits), step.loss)
 
-    def _write_for_next_block(self, index, features, labels):
-        """Block `index`'s output (and its labels) into the buffer block `index`+1 reads next step."""
+    def _linked_units(self, index):
+        """How many units at the end of block `index` learn from the next block's error this step (0: none)."""
+        num_blocks = len(self.blocks)
+        if index + 1 >= num_blocks or self.block_states[index + 1] != "train":
+            return 0
+        return min(self.method.linked_units(index, num_blocks), len(self.blocks[index].units))
+
+    def _write_for_next_block(self, index, features, batch, step=None, linked_units=0):
+        """Block `index`'s output (with its examples' labels and images, and a linked tail's `step` and
+        weights) into the buffer block `index`+1 reads next step."""
         if index + 1 < len(self.blocks):
+            tail_weights = [v.value for v in self.blocks[index].tail_variables(linked_units)]
             with self.on_device(index + 1):
-                self._pipeline.write(index, features, labels)
+                self._pipeline.write(index, features, batch, step if linked_units else None, tail_weights)
 
     def _end_to_end_step(self, x, y):
         """One tape over the whole network; each block's optimizer applies its

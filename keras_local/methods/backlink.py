@@ -63,20 +63,6 @@ class BackLink(Method):
         """The paper's rule: the tail learns from α·∂L_{k−1} + (1 − α)·∂L_k."""
         return self.alpha * own_error + (1.0 - self.alpha) * next_error
 
-    def check_block_order(self, block_order):
-        super().check_block_order(block_order)
-        if block_order == "pipelined" and self.propagation_length > 0 and self.alpha < 1:
-            raise ValueError(
-                f"block_order='pipelined' cannot run {self.name!r} with propagation_length="
-                f"{self.propagation_length} and alpha={self.alpha}: a backward link makes block k wait "
-                f"for block k+1's error on the same batch, which a one-step pipeline only computes a step "
-                f"later. Use block_order='together' or 'sequential' (or alpha=1 / propagation_length=0)."
-            )
-
-    def check_variable(self, name, block_order):
-        if name == "alpha" and block_order == "pipelined":
-            raise ValueError("block_order='pipelined' has no backward links, so alpha cannot be scheduled.")
-
     def validate(self, block_sizes):
         linked = block_sizes[:-1]
         if linked and self.propagation_length > min(linked):

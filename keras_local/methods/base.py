@@ -239,11 +239,6 @@ class Method:
 
     def check_block_order(self, block_order):
         """Raises a `ValueError` if the method cannot train with this block order."""
-        if block_order == "pipelined" and self.needs_images:
-            raise ValueError(
-                f"block_order='pipelined' cannot run {self.name!r} yet: its blocks' losses read the input "
-                f"images, which the pipeline's buffers do not carry. Use block_order='together' or 'sequential'."
-            )
 
     def why_blocks_cannot_train_alone(self, num_blocks):
         """Why a block cannot train on its own input and labels outside the

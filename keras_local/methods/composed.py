@@ -104,15 +104,6 @@ class ComposedRules(Method):
         """HPFF: a block learns from its own losses and the next block's cascade loss."""
         return own_error + next_error
 
-    def check_block_order(self, block_order):
-        super().check_block_order(block_order)
-        if block_order == "pipelined" and self.hpff:
-            raise ValueError(
-                f"block_order='pipelined' cannot run {self.name!r} with hpff=True: the cascade loss of block "
-                f"k+1 trains block k on the same batch, which a one-step pipeline only computes a step later. "
-                f"Use block_order='together' or 'sequential'."
-            )
-
     def composable_config(self):
         return {
             "man": self.man,

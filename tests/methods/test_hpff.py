@@ -93,9 +93,7 @@ def test_patch_fusion_puts_each_patchs_reconstruction_in_its_part_of_the_image()
     np.testing.assert_allclose(outputs["reconstruction"].numpy()[:, :4, 4:], corner, rtol=1e-5, atol=1e-6)
 
 
-def test_hpff_refuses_the_pipeline_and_an_indivisible_patch_grid_in_one_line():
-    with pytest.raises(ValueError, match="block_order='pipelined' cannot run 'gll' with hpff=True"):
-        kl.build_model("resnet8", "gll", num_blocks=2, hpff=True, block_order="pipelined")
+def test_hpff_refuses_an_indivisible_patch_grid_in_one_line():
     with pytest.raises(ValueError, match=r"hpff_patch_grid=3 .* divisible by 3"):
         kl.build_model("resnet8", "gll", num_blocks=2, hpff=True, hpff_patch_grid=3, input_shape=(16, 16, 3))
 
