@@ -82,7 +82,8 @@ def backlink_reference(model, data, alpha, linked_units=1):
                 with tf.GradientTape() as link_tape:
                     again = run(previous.units[-linked_units:], link["hidden"])
                     link_objective = tf.reduce_sum(again * error) + decay(tail)
-                updates.setdefault(index - 1, {}).update(zip((id(v) for v in tail), link_tape.gradient(link_objective, tail)))
+                tail_gradients = link_tape.gradient(link_objective, tail)
+                updates.setdefault(index - 1, {}).update(zip((id(v) for v in tail), tail_gradients))
                 for variable, value in zip(tail, current):
                     variable.assign(value)
                 for variable, value in zip(previous.non_trainable_variables, state):
