@@ -8,6 +8,10 @@ saves, every `every` batches and at every epoch end:
   (`model.save_weights`);
 - `step-<N>.metrics.npz`: the running training metrics of the epoch, so that
   the resumed epoch logs what an uninterrupted one would;
+- `step-<N>.pipeline.npz`, for the pipelined block order: the batches in
+  flight in the pipeline's buffers (every replica's) and its warm-up counter
+  (`LocalModel.pipeline_state`), so that no block skips an update or loses a
+  batch after a resume;
 - `checkpoint.json`: `{"epoch", "batch", "step", "files"}`, written last and
   atomically. It names a complete set of files, which is only then made
   current; the previous set is deleted afterwards. A kill at any moment leaves
@@ -84,11 +88,14 @@ class RunCheckpoint(keras.callbacks.Callback):
         state = self.state(self.restore_from)
         if state is None:
             return 0, 0
-        weights, metrics = (os.path.join(self.restore_from, name) for name in state["files"])
+        weights, metrics, *pipeline = (os.path.join(self.restore_from, name) for name in state["files"])
         try:
             model.load_weights(weights)
             with np.load(metrics) as saved:
                 self._resume_metrics = [saved[f"v{index}"] for index in range(len(saved.files))]
+            if pipeline and hasattr(model, "set_pipeline_state"):
+                with np.load(self._own_file(pipeline[0])) as saved:
+                    model.set_pipeline_state({key: saved[key] for key in saved.files})
         except Exception as error:  # h5py and zip errors have no common base class
             raise CheckpointError(
                 f"The checkpoint {weights!r} could not be loaded ({type(error).__name__}: {error})."
@@ -97,6 +104,12 @@ class RunCheckpoint(keras.callbacks.Callback):
             self._resume_metrics = None
         self._epoch, self._batch, self._step = state["epoch"], state["batch"], state["step"]
         return state["epoch"], state["batch"]
+
+    def _own_file(self, path):
+        """This process's own copy of a saved file where it wrote one (a multi-worker run's workers each
+        keep their pipeline's buffers: their batches differ), else the one in `restore_from`."""
+        own = os.path.join(self.directory, os.path.basename(path))
+        return own if os.path.exists(own) else path
 
     def on_epoch_begin(self, epoch, logs=None):
         if epoch != self._epoch:
@@ -129,11 +142,17 @@ class RunCheckpoint(keras.callbacks.Callback):
             return  # a diverged state is never a checkpoint; the next batch's loss stops the run
         os.makedirs(self.directory, exist_ok=True)
         files = [f"step-{step}.weights.h5", f"step-{step}.metrics.npz"]
-        weights, metrics = (os.path.join(self.directory, name) for name in files)
+        pipeline = self.model.pipeline_state() if hasattr(self.model, "pipeline_state") else None
+        if pipeline is not None:
+            files.append(f"step-{step}.pipeline.npz")
+        weights, metrics, *pipeline_path = (os.path.join(self.directory, name) for name in files)
         with atomic_path(weights) as partial:
             self.model.save_weights(partial)
         with atomic_path(metrics) as partial, open(partial, "wb") as file:
             np.savez(file, **{f"v{index}": v.numpy() for index, v in enumerate(self.model.metrics_variables)})
+        if pipeline is not None:
+            with atomic_path(pipeline_path[0]) as partial, open(partial, "wb") as file:
+                np.savez(file, **pipeline)
         write_json(self._index_path, {"epoch": epoch, "batch": batch, "step": step, "files": files})
         for name in (previous or {}).get("files", ()):
             if name not in files:

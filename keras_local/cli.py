@@ -57,6 +57,13 @@ def _parser():
         help="train data-parallel on N worker processes on this machine (127.0.0.1; "
         "MultiWorkerMirroredStrategy); on a real cluster set TF_CONFIG on each machine instead",
     )
+    train.add_argument(
+        "--trusted-network",
+        action="store_true",
+        help="with --workers / --block-workers: start the local TensorFlow servers in this machine's own "
+        "network (reachable from other machines: they run any graph sent to them, unauthenticated) "
+        "instead of a private one; only where the system refuses private networks and the network is trusted",
+    )
     serve = commands.add_parser("serve", help="run this machine's TensorFlow server of a remote-blocks cluster")
     serve.add_argument(
         "--cluster",
@@ -256,7 +263,7 @@ def main(argv=None):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if args.command == "profile":  # before TensorFlow starts: the CPU allocator's peak statistics
         os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
-    from keras_local import data
+    from keras_local import cluster, data
     from keras_local.architectures import list_architectures
     from keras_local.config import load_config
     from keras_local.heads import list_heads
@@ -287,6 +294,10 @@ def main(argv=None):
             return _serve(args)
         recipe = [f'recipe="{args.recipe}"'] if args.recipe else []
         config = load_config(args.config, recipe + args.set, method_option_names())
+        if args.workers is not None or args.block_workers is not None:
+            _check_local_cluster(args, config)
+            if not args.trusted_network and not cluster.in_private_network():  # servers no one else reaches
+                return cluster.run_in_private_network([sys.executable, "-m", "keras_local.cli", *argv])
         if args.workers is not None:
             return _train_on_local_workers(args, argv)
         if args.block_workers is not None:
@@ -295,6 +306,8 @@ def main(argv=None):
             summary = train_and_evaluate(config, run_dir=args.run_dir, overwrite=args.overwrite)
     except ValueError as error:  # bad input: nothing was trained
         return _fail(error, 2)
+    except cluster.PrivateNetworkError as error:
+        return _fail(f"{error}; pass --trusted-network to start them reachable on a trusted network", 2)
     except (OSError, TrainingDiverged) as error:  # a file or data error, a diverged run
         return _fail(error, 1)
     except Exception as error:
@@ -308,17 +321,31 @@ def main(argv=None):
     return 0
 
 
+def _check_local_cluster(args, config):
+    """Validates `--workers N` / `--block-workers N` before any process starts."""
+    from keras_local import cluster
+
+    if args.workers is not None:
+        check_number("--workers", args.workers, 1, integer=True)
+        if cluster.cluster_config() is not None:
+            raise ValueError(
+                "--workers starts its own local cluster; unset TF_CONFIG, or drop --workers to join "
+                "the cluster TF_CONFIG describes."
+            )
+    if args.block_workers is not None:
+        check_number("--block-workers", args.block_workers, 1, integer=True)
+        if config["remote_workers"]:
+            raise ValueError(
+                "--block-workers starts its own servers; drop remote_workers from the config, or "
+                "drop --block-workers to use them."
+            )
+
+
 def _train_on_local_workers(args, argv):
     """`keras-local train --workers N`: the same command as N worker processes on 127.0.0.1."""
     from keras_local import cluster
 
-    check_number("--workers", args.workers, 1, integer=True)
-    if cluster.cluster_config() is not None:
-        raise ValueError(
-            "--workers starts its own local cluster; unset TF_CONFIG, or drop --workers to join "
-            "the cluster TF_CONFIG describes."
-        )
-    return cluster.run_local_workers(_without_workers(argv), args.workers)
+    return cluster.run_local_workers(_without_workers(argv), args.workers, trusted_network=args.trusted_network)
 
 
 def _train_with_local_block_workers(args, config):
@@ -326,13 +353,7 @@ def _train_with_local_block_workers(args, config):
     from keras_local import cluster
     from keras_local.train import train_and_evaluate
 
-    check_number("--block-workers", args.block_workers, 1, integer=True)
-    if config["remote_workers"]:
-        raise ValueError(
-            "--block-workers starts its own servers; drop remote_workers from the config, or "
-            "drop --block-workers to use them."
-        )
-    with cluster.local_servers(args.block_workers) as devices:
+    with cluster.local_servers(args.block_workers, trusted_network=args.trusted_network) as devices:
         return train_and_evaluate(
             {**config, "devices": config["devices"] or devices}, run_dir=args.run_dir, overwrite=args.overwrite
         )
@@ -345,6 +366,13 @@ def _serve(args):
     if not 0 <= args.index < len(addresses):
         raise ValueError(f"--index {args.index} is not a position in --cluster ({len(addresses)} workers).")
     print(f"serving worker {args.index} of {addresses} (stop with Ctrl-C)", flush=True)
+    port = addresses[args.index].rsplit(":", 1)[-1]
+    print(
+        f"note: TensorFlow listens on port {port} of every network interface and runs any graph sent to it, "
+        f"unauthenticated: keep this cluster on a private network",
+        file=sys.stderr,
+        flush=True,
+    )
     cluster.serve({"worker": addresses}, args.index, threads=args.threads)
     return 0
 

@@ -16,6 +16,18 @@ be on a file system every worker sees). `local_cluster(n)` makes the
 `TF_CONFIG` of n workers on 127.0.0.1, which `keras-local train --workers n`
 uses to try it on one machine.
 
+Security: a TensorFlow server listens on every network interface of its
+port (TensorFlow binds `0.0.0.0`; it has no option to listen on loopback
+only) and runs any graph a client sends it, without authentication. So the
+servers keras_local starts for one machine (`keras-local train --workers N`
+and `--block-workers N`, `local_servers`, `run_local_workers`) run in a
+private network: a Linux network namespace whose only interface is
+loopback (`run_in_private_network`, `unshare --user --map-root-user --net`),
+which no other machine can reach. Where the system refuses namespaces they
+refuse to start unless told the network is trusted (`trusted_network=True`,
+`--trusted-network`). Servers of a real cluster (`keras-local serve`) belong
+on a private network.
+
 Example (what each worker process runs, TF_CONFIG set):
 
 ```
@@ -30,6 +42,7 @@ model.fit(train)   # train: the global batches; each worker takes its share
 import contextlib
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -116,6 +129,69 @@ def worker_path(path):
     return tempfile.mkdtemp(prefix="keras-local-worker-")
 
 
+# -- a private network for the servers of one machine ------------------------------
+
+
+class PrivateNetworkError(RuntimeError):
+    """This system cannot run processes in a private network namespace."""
+
+
+_UNSHARE = ["unshare", "--user", "--map-root-user", "--net"]
+# Brings the namespace's loopback interface up (SIOCGIFFLAGS, then SIOCSIFFLAGS with IFF_UP), then runs the command.
+_LAUNCHER = (
+    "import fcntl, os, socket, struct, sys\n"
+    "with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:\n"
+    "    flags = struct.unpack('16sH14x', fcntl.ioctl(s.fileno(), 0x8913, struct.pack('16sH14x', b'lo', 0)))[1]\n"
+    "    fcntl.ioctl(s.fileno(), 0x8914, struct.pack('16sH14x', b'lo', flags | 1))\n"
+    "os.execvp(sys.argv[1], sys.argv[1:])\n"
+)
+
+
+def in_private_network():
+    """Whether this process's only network interface is loopback (no other machine can reach its servers)."""
+    try:
+        return [name for _, name in socket.if_nameindex()] == ["lo"]
+    except OSError:
+        return False
+
+
+def private_network_command(command):
+    """`command` (a list) as run in a new private network: a Linux user and network namespace whose only
+    interface is loopback, up. Raises `PrivateNetworkError` in one line where the system refuses."""
+    if not sys.platform.startswith("linux") or shutil.which("unshare") is None:
+        raise PrivateNetworkError(
+            "cannot start TensorFlow servers in a private network on this system (it needs Linux's `unshare`)"
+        )
+    probe = subprocess.run([*_UNSHARE, "true"], capture_output=True, text=True)
+    if probe.returncode:
+        reason = (probe.stderr.strip().splitlines() or ["refused"])[-1]
+        raise PrivateNetworkError(f"cannot start TensorFlow servers in a private network here ({reason})")
+    return [*_UNSHARE, "--", sys.executable, "-c", _LAUNCHER, *command]
+
+
+def run_in_private_network(command, **popen_options):
+    """Runs `command` in a new private network (`private_network_command`); returns its exit code."""
+    with subprocess.Popen(private_network_command(command), **popen_options) as process:
+        try:
+            return process.wait()
+        except BaseException:
+            process.kill()
+            raise
+
+
+def check_private_network(what, trusted_network):
+    """Refuses in one line to start TensorFlow servers reachable from other machines, unless
+    `trusted_network`."""
+    if trusted_network or in_private_network():
+        return
+    raise PrivateNetworkError(
+        f"{what} would start TensorFlow servers that listen on every network interface and run any graph "
+        f"sent to them, unauthenticated; run it in a private network (keras-local does, for --workers and "
+        f"--block-workers; in Python: kl.cluster.run_in_private_network) or pass trusted_network=True on a "
+        f"trusted network."
+    )
+
+
 def _free_port():
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -194,13 +270,16 @@ def _die_with_parent():
 _CHILD_SETUP = _die_with_parent if sys.platform.startswith("linux") else None
 
 
-def run_local_workers(arguments, num_workers, timeout=None, quiet_workers=True, program=None):
+def run_local_workers(arguments, num_workers, timeout=None, quiet_workers=True, program=None, trusted_network=False):
     """Runs `python -m keras_local.cli *arguments` (or `program + arguments`)
     as `num_workers` worker processes on 127.0.0.1 (each with its `TF_CONFIG`
     and its own share of the host's GPUs, `split_gpus`); returns the first
     non-zero exit code, else 0. When one worker fails, the others (waiting on
     it in a collective) are stopped; when this process dies, so do they.
-    Workers other than the chief print nothing unless `quiet_workers` is False."""
+    Workers other than the chief print nothing unless `quiet_workers` is False.
+    Their servers must not be reachable from other machines: this process must
+    be in a private network (`check_private_network`) unless `trusted_network`."""
+    check_private_network("run_local_workers", trusted_network)
     processes = []
     shares = split_gpus(num_workers)
     program = program or [sys.executable, "-m", "keras_local.cli"]
@@ -268,11 +347,12 @@ def connect(cluster):
 
 
 @contextlib.contextmanager
-def local_servers(num_workers, threads=None, timeout=60):
+def local_servers(num_workers, threads=None, timeout=60, trusted_network=False):
     """`num_workers` TensorFlow servers on 127.0.0.1, one process each, with
     this process connected to them (each with its own share of this host's
     GPUs, `split_gpus`); yields their devices (`connect`) and stops the
-    servers on exit.
+    servers on exit. This process must be in a private network
+    (`run_in_private_network`, `check_private_network`) unless `trusted_network`.
 
     Example:
 
@@ -281,6 +361,7 @@ def local_servers(num_workers, threads=None, timeout=60):
         model = kl.build_model("resnet8", "gll", num_blocks=2, block_order="pipelined", devices=devices)
     ```
     """
+    check_private_network("local_servers", trusted_network)
     cluster = _loopback_cluster(num_workers)
     shares = split_gpus(num_workers)
     code = (

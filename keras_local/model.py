@@ -129,6 +129,7 @@ class LocalModel(LocalTrainer, keras.Model):
         self.block_devices = None if devices is None else place_blocks(len(self.blocks), self.devices)
         self._pipeline = None
         self._pipeline_steps = 0
+        self._restored_pipeline = None  # a RunCheckpoint's pipeline state, until the buffers exist
         self.block_states = ["train"] * len(self.blocks)
         for index, state in enumerate(block_states or ()):
             self.set_block_state(index, state)

@@ -30,6 +30,7 @@ across workers.
 import functools
 from typing import NamedTuple
 
+import numpy as np
 import tensorflow as tf
 from keras import ops
 
@@ -231,7 +232,15 @@ class LocalTrainer:
             return [block.optimizer.iterations]
 
         key = ("apply", index, linked_units, tail_gradients is None)
-        done = self._in_block_program(key, index, apply, step.gradients, tail_gradients)
+        # The update waits for everything the block's step computed: the tail's gradients come from the
+        # previous batch, so nothing else orders them after this step's forward through the same weights
+        # (without this, on CPU the forward read weights the update was writing, seen as steps that
+        # differed from run to run under load).
+        waits = [t for t in tf.nest.flatten(step.as_outputs()) if t is not None]
+        gradients = [None if g is None else after(waits, g) for g in step.gradients]
+        if tail_gradients is not None:
+            tail_gradients = [None if g is None else after(waits, g) for g in tail_gradients]
+        done = self._in_block_program(key, index, apply, gradients, tail_gradients)
         self.method.after_block_update(self, index)
         return done
 
@@ -294,6 +303,42 @@ class LocalTrainer:
     def reset_pipeline(self):
         """Empties the pipeline: the next step starts a new warm-up."""
         self._pipeline_steps = 0
+        self._restored_pipeline = None
+
+    def pipeline_state(self):
+        """The pipelined block order's state, as numpy arrays: the warm-up counter (`"steps"`, the steps
+        trained since the pipeline was last emptied, at most K) and every replica's buffers (the
+        batches in flight); what `RunCheckpoint` saves beside the weights. None for another block order."""
+        if self.block_order != "pipelined":
+            return None
+        state = {"steps": np.array(self._pipeline_steps)}
+        if self._pipeline is not None:
+            for index, variable in enumerate(self._pipeline.variables):
+                replicas = self.distribute_strategy.experimental_local_results(variable)
+                for replica, value in enumerate(replicas):
+                    state[f"buffer{index}_replica{replica}"] = np.asarray(value.numpy())
+        return state
+
+    def set_pipeline_state(self, state):
+        """Puts back a `pipeline_state()`: the next step goes on with the batches in flight then (the
+        buffers are filled when the step function is made, if they do not exist yet)."""
+        self._pipeline_steps = int(state["steps"])
+        self._restored_pipeline = dict(state)
+        if self._pipeline is not None:
+            self._load_pipeline()
+
+    def _load_pipeline(self):
+        state, self._restored_pipeline = self._restored_pipeline, None
+        for index, variable in enumerate(self._pipeline.variables):
+            replicas = self.distribute_strategy.experimental_local_results(variable)
+            for replica, component in enumerate(replicas):
+                key = f"buffer{index}_replica{replica}"
+                if key not in state:
+                    raise ValueError(
+                        f"The saved pipeline state has no {key!r}: it was saved by a different model or "
+                        f"number of replicas."
+                    )
+                component.assign(state[key])
 
     def make_train_function(self, force=False):
         """For the pipelined block order: one step function per warm-up stage
@@ -311,6 +356,8 @@ class LocalTrainer:
                     linked_units=[self.method.linked_units(k, num_blocks) for k in range(num_blocks)],
                     images_shape=self.blocks[0].input_shape_without_batch if self.method.needs_images else None,
                 )
+        if getattr(self, "_restored_pipeline", None):
+            self._load_pipeline()
         functions = {}
 
         def train_function(iterator):

@@ -45,19 +45,21 @@ REPORT = (
 
 def test_local_workers_each_see_their_own_gpus_with_memory_growth(monkeypatch, tmp_path):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1,2,3")
-    assert cluster.run_local_workers([str(tmp_path)], 2, timeout=60, program=[sys.executable, "-c", REPORT]) == 0
+    program = [sys.executable, "-c", REPORT]  # starts no server
+    assert cluster.run_local_workers([str(tmp_path)], 2, timeout=60, program=program, trusted_network=True) == 0
     seen = [json.loads((tmp_path / f"{index}.json").read_text()) for index in range(2)]
     assert seen == [
         {"CUDA_VISIBLE_DEVICES": "0,1", "TF_FORCE_GPU_ALLOW_GROWTH": "true"},
         {"CUDA_VISIBLE_DEVICES": "2,3", "TF_FORCE_GPU_ALLOW_GROWTH": "true"},
     ]
     with pytest.raises(ValueError, match="5 processes on a host with 4 GPUs"):
-        cluster.run_local_workers([str(tmp_path)], 5, program=[sys.executable, "-c", REPORT])
+        cluster.run_local_workers([str(tmp_path)], 5, program=[sys.executable, "-c", REPORT], trusted_network=True)
 
 
 def test_local_workers_on_a_host_without_gpus_keep_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
-    assert cluster.run_local_workers([str(tmp_path)], 2, timeout=60, program=[sys.executable, "-c", REPORT]) == 0
+    program = [sys.executable, "-c", REPORT]  # starts no server
+    assert cluster.run_local_workers([str(tmp_path)], 2, timeout=60, program=program, trusted_network=True) == 0
     assert json.loads((tmp_path / "1.json").read_text())["CUDA_VISIBLE_DEVICES"] == ""
 
 

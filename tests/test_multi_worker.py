@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from conftest import DISTRIBUTED_CASES, cli_train, single_process_env
 
-from keras_local.cluster import cluster_config, is_chief, local_cluster, worker_path
+from keras_local import cluster
+from keras_local.cluster import cluster_config, is_chief, local_cluster, private_network_command, worker_path
 
 pytestmark = pytest.mark.large  # worker processes
 
@@ -189,7 +190,11 @@ def test_a_pipelined_model_with_blocks_on_two_remote_workers_matches_one_process
     give the weights and logs of the same model in one process."""
     env = single_process_env()
     result = subprocess.run(
-        [sys.executable, "-c", REMOTE_PIPELINE], capture_output=True, text=True, timeout=300, env=env
+        private_network_command([sys.executable, "-c", REMOTE_PIPELINE]),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
@@ -278,3 +283,51 @@ def test_a_killed_two_worker_run_resumes_to_the_uninterrupted_weights(tmp_path):
     b = keras.saving.load_model(tmp_path / "b" / "model.keras").get_weights()
     for x, y in zip(a, b):
         np.testing.assert_allclose(x, y, atol=1e-6)
+
+
+# -- servers no other machine reaches ---------------------------------------------------
+
+LISTEN = textwrap.dedent("""
+    import json, socket, sys
+    sys.path.insert(0, sys.argv[1])
+    from test_multi_worker import listening_ports
+    import keras_local as kl
+    with kl.cluster.local_servers(2, threads=1):
+        print(json.dumps({"interfaces": [name for _, name in socket.if_nameindex()],
+                          "ports": sorted(listening_ports())}), flush=True)
+        sys.stdin.readline()
+""")
+
+
+def listening_ports():
+    """The TCP ports something listens on in this network namespace (/proc/net/tcp and tcp6, state 0A)."""
+    ports = set()
+    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
+        if os.path.exists(name):
+            with open(name) as table:
+                for line in table.readlines()[1:]:
+                    fields = line.split()
+                    if fields[3] == "0A":
+                        ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def test_local_servers_listen_in_a_private_network_no_other_machine_reaches():
+    """TensorFlow binds every interface of a server's port; in the private network that is loopback alone,
+    and nothing listens on those ports in this machine's own network."""
+    command = cluster.private_network_command([sys.executable, "-c", LISTEN, os.path.dirname(__file__)])
+    env = single_process_env()
+    with subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env) as child:
+        report = json.loads(child.stdout.readline())
+        assert report["interfaces"] == ["lo"]
+        assert len(report["ports"]) >= 2  # the two servers (and this client's own)
+        assert not set(report["ports"]) & listening_ports()
+        child.stdin.write("\n")
+        child.stdin.flush()
+        assert child.wait(timeout=60) == 0
+
+
+def test_local_servers_refuse_to_start_reachable_from_the_network_in_one_line():
+    with pytest.raises(cluster.PrivateNetworkError, match="listen on every network interface"):
+        with cluster.local_servers(2):
+            pass

@@ -9,6 +9,7 @@ import tensorflow as tf
 from conftest import LEARNING_RATE, assert_close, ce, tiny_batches, tiny_resnet
 
 import keras_local as kl
+from keras_local.checkpoint import RunCheckpoint
 
 WEIGHT_DECAY = 1e-3
 
@@ -226,3 +227,96 @@ def test_pipelined_methods_that_read_images_or_average_the_next_block_match_the_
     assert_close([v.numpy() for v in model.weights], reference, atol=2e-5)
     if method == "infopro":  # the images are carried: the current batch's would train blocks 1 and 2 otherwise
         assert model._pipeline.images[0] is not None
+
+
+def associated_reference(model, data):
+    """Associated Learning pipelined, written out (plain SGD): each step the label path trains on the
+    batch's labels (t_0 = one-hot y, t_i = g_i(t_{i−1}), each label block on its own loss), and block 0
+    regresses the codes of that forward; block k > 0 regresses the codes of the labels carried with its
+    input, from the label path as this step's update left it."""
+    model.compile(optimizer=keras.optimizers.SGD(LEARNING_RATE))
+    label_blocks, num_classes = model.extra_blocks, model.extra_blocks[0].head.units
+
+    def codes(labels, training):
+        code, result = tf.one_hot(tf.cast(labels, "int32"), num_classes), []
+        for block in label_blocks:
+            if training:
+                with tf.GradientTape() as tape:
+                    next_code = block(code, training=True)
+                    loss = block.local_loss(code, block.head(next_code, training=True))
+                gradients = tape.gradient(loss, block.trainable_variables)
+                rate = float(block.optimizer.learning_rate.numpy())
+                for variable, gradient in zip(block.trainable_variables, gradients):
+                    variable.assign_sub(rate * gradient)
+            else:
+                next_code = block(code, training=False)
+            code = tf.stop_gradient(next_code)
+            result.append(code)
+        return result
+
+    held = {}
+    for x, y in data:
+        held[0] = (tf.constant(x), tf.constant(y))
+        produced, updates = {}, {}
+        for index, block in enumerate(model.blocks):
+            if index not in held:
+                continue
+            inputs, labels = held[index]
+            target = codes(labels, training=index == 0)[index]
+            with tf.GradientTape() as tape:
+                features = block(inputs, training=True)
+                loss = block.local_loss(target, block.head(features, training=True))
+            updates[index] = tape.gradient(loss, block.trainable_variables)
+            produced[index + 1] = (features, labels)
+        for index, gradients in updates.items():
+            for variable, gradient in zip(model.blocks[index].trainable_variables, gradients):
+                variable.assign_sub(LEARNING_RATE * gradient)
+        held.update(produced)
+    return [v.numpy() for v in model.weights]
+
+
+def test_pipelined_associated_learning_regresses_the_codes_of_the_carried_labels():
+    data = tiny_batches(4, 6, 5, (8, 8, 3))
+    reference = associated_reference(images_model("associated"), data)
+    model = train(images_model("associated"), data)
+    assert_close([v.numpy() for v in model.weights], reference, atol=2e-5)
+
+
+@pytest.mark.parametrize("stop_after", [1, 4])  # during the warm-up (K = 3), and after it
+@pytest.mark.parametrize("method, options", [("backlink", {"alpha": 0.5, "propagation_length": 1}), ("infopro", {})])
+def test_a_pipelined_run_resumed_from_its_checkpoint_goes_on_bit_for_bit(tmp_path, stop_after, method, options):
+    """The checkpoint holds the batches in flight and the warm-up counter: no block skips an update
+    and no batch is lost."""
+    data = tiny_batches(6, 6, 5, (8, 8, 3))
+
+    def fresh():
+        model = images_model(method, **options) if method == "infopro" else pipelined(method, **options)
+        model.compile(optimizer=keras.optimizers.SGD(LEARNING_RATE, momentum=0.9))
+        return model
+
+    uninterrupted = fresh()
+    for x, y in data:
+        uninterrupted.train_on_batch(x, y)
+    interrupted = fresh()
+    for x, y in data[:stop_after]:
+        interrupted.train_on_batch(x, y)
+    checkpoint = RunCheckpoint(tmp_path, every=0)
+    checkpoint.set_model(interrupted)
+    checkpoint.save(0, stop_after, stop_after)
+    assert (tmp_path / f"step-{stop_after}.pipeline.npz").exists()
+    resumed = fresh()
+    assert RunCheckpoint(tmp_path).restore(resumed) == (0, stop_after)
+    for x, y in data[stop_after:]:
+        resumed.train_on_batch(x, y)
+    for a, b in zip(weights(resumed), weights(uninterrupted), strict=True):
+        np.testing.assert_array_equal(a, b)
+    steps = [int(block.optimizer.iterations.numpy()) for block in resumed.blocks]
+    assert steps == [int(block.optimizer.iterations.numpy()) for block in uninterrupted.blocks]
+
+
+def test_a_keras_file_holds_no_pipeline_buffers_and_a_reload_refills_the_pipeline(tmp_path):
+    model = train(pipelined("backlink", alpha=0.5, propagation_length=1), tiny_batches(3))
+    model.save(tmp_path / "model.keras")
+    loaded = keras.saving.load_model(tmp_path / "model.keras")
+    assert len(loaded.weights) == len(model.weights)
+    assert loaded.pipeline_state() == {"steps": 0}
