@@ -4,6 +4,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from keras_local.block_order import after
 from keras_local.heads import logits_of
 from keras_local.losses import scale_for_replicas, unscale_for_replicas
 from keras_local.own_model import repair_config
@@ -333,6 +334,9 @@ class Block(keras.Model):
             sources = [ops.convert_to_tensor(value) for value in tail_weights]
             mapping += list(zip(tail, sources))
         scale = self._loss_scale() if loss_scale is None else ops.cast(loss_scale, "float32")
+        # Run the tail again only once its error exists: not alongside the next block's step, whose
+        # activations would then be alive with the tail's.
+        tail_inputs = after([features_error], tail_inputs)
         with tf.GradientTape() as tape:
             if tail_weights is not None:  # the block's own trainable variables are watched already
                 tape.watch(sources)

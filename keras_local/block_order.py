@@ -7,10 +7,14 @@
   exist (control dependencies), so one block's activations are alive at a
   time: the memory saving of local training. Same updates as `"together"`.
 - `"pipelined"`: block k trains on what block k−1 produced on the previous
-  step (a one-step buffer per cut, with the labels carried along), so the K
-  updates of a step have no data dependency and run concurrently on K
-  devices. During the first K−1 steps (the warm-up) block k only starts
-  training at step k, once its buffer holds real data.
+  step (a one-step buffer per cut, with the labels, and the images where the
+  method's loss reads them, carried along), so the K updates of a step have
+  no data dependency and run concurrently on K devices. During the first K−1
+  steps (the warm-up) block k only starts training at step k, once its
+  buffer holds real data. A backward link (BackLink, HPFF) arrives one step
+  late: the buffer also carries block k's tail input, own error, tail weights
+  and state, block k+1's device runs that copy of the tail with its own
+  error, and block k applies the tail's gradients with its next update.
 
 Example:
 

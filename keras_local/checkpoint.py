@@ -11,7 +11,10 @@ saves, every `every` batches and at every epoch end:
 - `step-<N>.pipeline.npz`, for the pipelined block order: the batches in
   flight in the pipeline's buffers (every replica's) and its warm-up counter
   (`LocalModel.pipeline_state`), so that no block skips an update or loses a
-  batch after a resume;
+  batch after a resume. Under `MultiWorkerMirroredStrategy` each worker's
+  batches differ: a worker other than the chief writes its own,
+  `step-<N>.pipeline-<type><index>.npz`, into the chief's folder
+  (`restore_from`) and reads it back from there;
 - `checkpoint.json`: `{"epoch", "batch", "step", "files"}`, written last and
   atomically. It names a complete set of files, which is only then made
   current; the previous set is deleted afterwards. A kill at any moment leaves
@@ -43,6 +46,7 @@ import os
 import keras
 import numpy as np
 
+from keras_local.cluster import cluster_config, is_chief
 from keras_local.files import atomic_path, read_json, write_json
 from keras_local.validation import check_number
 
@@ -94,7 +98,7 @@ class RunCheckpoint(keras.callbacks.Callback):
             with np.load(metrics) as saved:
                 self._resume_metrics = [saved[f"v{index}"] for index in range(len(saved.files))]
             if pipeline and hasattr(model, "set_pipeline_state"):
-                with np.load(self._own_file(pipeline[0])) as saved:
+                with np.load(self._pipeline_path(self.restore_from, state["step"], pipeline[0])) as saved:
                     model.set_pipeline_state({key: saved[key] for key in saved.files})
         except Exception as error:  # h5py and zip errors have no common base class
             raise CheckpointError(
@@ -105,11 +109,15 @@ class RunCheckpoint(keras.callbacks.Callback):
         self._epoch, self._batch, self._step = state["epoch"], state["batch"], state["step"]
         return state["epoch"], state["batch"]
 
-    def _own_file(self, path):
-        """This process's own copy of a saved file where it wrote one (a multi-worker run's workers each
-        keep their pipeline's buffers: their batches differ), else the one in `restore_from`."""
-        own = os.path.join(self.directory, os.path.basename(path))
-        return own if os.path.exists(own) else path
+    @staticmethod
+    def _pipeline_path(folder, step, chiefs=None):
+        """This process's pipeline file of `step` in `folder`: the chief's (`chiefs`, as its index
+        names it), or a worker's own."""
+        config = cluster_config()
+        if is_chief():
+            return chiefs or os.path.join(folder, f"step-{step}.pipeline.npz")
+        task = config["task"]
+        return os.path.join(folder, f"step-{step}.pipeline-{task['type']}{task['index']}.npz")
 
     def on_epoch_begin(self, epoch, logs=None):
         if epoch != self._epoch:
@@ -145,14 +153,19 @@ class RunCheckpoint(keras.callbacks.Callback):
         pipeline = self.model.pipeline_state() if hasattr(self.model, "pipeline_state") else None
         if pipeline is not None:
             files.append(f"step-{step}.pipeline.npz")
-        weights, metrics, *pipeline_path = (os.path.join(self.directory, name) for name in files)
+        weights, metrics = (os.path.join(self.directory, name) for name in files[:2])
         with atomic_path(weights) as partial:
             self.model.save_weights(partial)
         with atomic_path(metrics) as partial, open(partial, "wb") as file:
             np.savez(file, **{f"v{index}": v.numpy() for index, v in enumerate(self.model.metrics_variables)})
-        if pipeline is not None:
-            with atomic_path(pipeline_path[0]) as partial, open(partial, "wb") as file:
+        if pipeline is not None:  # a worker's own batches go beside the chief's files
+            folder = self.directory if is_chief() else self.restore_from
+            path = self._pipeline_path(folder, step)
+            os.makedirs(folder, exist_ok=True)
+            with atomic_path(path) as partial, open(partial, "wb") as file:
                 np.savez(file, **pipeline)
+            if not is_chief() and previous is not None:
+                _remove(self._pipeline_path(folder, previous["step"]))
         write_json(self._index_path, {"epoch": epoch, "batch": batch, "step": step, "files": files})
         for name in (previous or {}).get("files", ()):
             if name not in files:

@@ -94,8 +94,11 @@ def test_the_docstring_examples_run(module_name, tmp_path, monkeypatch):
             "namespace = {**vars(module), 'kl': kl, 'keras': keras, 'np': np, 'tf': tf}\n"
             f"for code in {codes!r}:\n    exec(code, namespace)\n"
         )
+        command = [sys.executable, "-c", script]
+        if any("local_servers(" in code for code in codes):  # servers start only in a private network
+            command = kl.cluster.private_network_command(command)
         result = subprocess.run(
-            [sys.executable, "-c", script],
+            command,
             capture_output=True,
             text=True,
             timeout=300,

@@ -218,11 +218,15 @@ def test_remote_device_names_need_a_connected_cluster():
     assert canonical_device("/job:localhost/replica:0/task:0/device:CPU:1") == "/device:CPU:1"
 
 
-def test_the_train_command_puts_the_blocks_on_local_servers_and_its_model_loads_anywhere(tmp_path):
+@pytest.mark.parametrize(
+    "method", [('method="gll"',), ('method="backlink"', "alpha=0.5", "propagation_length=1"), ('method="infopro"',)]
+)
+def test_the_train_command_puts_the_blocks_on_local_servers_and_its_model_loads_anywhere(tmp_path, method):
+    """Pipelined on two local servers (in a private network), BackLink's links and InfoPro's images included."""
     import keras
 
     run_dir = tmp_path / "run"
-    settings = ("epochs=1", "train_examples=256", *SMALL_RUN, 'block_order="pipelined"')
+    settings = ("epochs=1", "train_examples=256", *SMALL_RUN, 'block_order="pipelined"', *method)
     command = cli_train(run_dir, *settings, flags=("--block-workers", "2"))
     env = single_process_env()
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)

@@ -2,6 +2,8 @@
 (through the next block's copy of the tail), InfoPro's images carried with the batch, MAN's moving
 average and Associated Learning's targets from the carried labels."""
 
+import json
+
 import keras
 import numpy as np
 import pytest
@@ -320,3 +322,24 @@ def test_a_keras_file_holds_no_pipeline_buffers_and_a_reload_refills_the_pipelin
     loaded = keras.saving.load_model(tmp_path / "model.keras")
     assert len(loaded.weights) == len(model.weights)
     assert loaded.pipeline_state() == {"steps": 0}
+
+
+def test_each_worker_keeps_its_own_batches_in_flight_beside_the_chiefs_checkpoint(tmp_path, monkeypatch):
+    """Under MultiWorkerMirroredStrategy each worker's buffers hold its own examples: worker 1 writes
+    them into the chief's folder under its own name (its own folder is temporary) and reads them back."""
+    data = tiny_batches(2, 6, 5, (8, 8, 3))
+    model = train(pipelined("backlink", alpha=0.5, propagation_length=1), data)
+    chief, worker = tmp_path / "chief", tmp_path / "worker"
+    checkpoint = RunCheckpoint(chief)
+    checkpoint.set_model(model)
+    checkpoint.save(0, 2, 2)  # the chief (no cluster)
+    config = {"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}, "task": {"type": "worker", "index": 1}}
+    monkeypatch.setenv("TF_CONFIG", json.dumps(config))
+    own = RunCheckpoint(worker, restore_from=chief)
+    own.set_model(model)
+    model.set_pipeline_state({**model.pipeline_state(), "steps": np.array(1)})  # this worker's own state
+    own.save(0, 2, 2)
+    assert (chief / "step-2.pipeline-worker1.npz").exists() and not (worker / "step-2.pipeline.npz").exists()
+    resumed = train(pipelined("backlink", alpha=0.5, propagation_length=1), [])
+    RunCheckpoint(worker, restore_from=chief).restore(resumed)
+    assert resumed.pipeline_state()["steps"] == 1

@@ -33,7 +33,15 @@ VARIANTS = {
     "associated": ("associated", None, {"bridge": "pooled"}, "even"),
     "associated_adam": ("associated", None, {"bridge": "pooled"}, "even"),
 }
-LOCAL = [name for name in VARIANTS if name not in ("bp", "associated", "associated_adam")]
+# Pipelined twins of local variants (block_order="pipelined": block k trains on block k-1's output of the
+# previous step; BackLink's link arrives a step late): does the staleness cost accuracy?
+PIPELINED = {
+    "gll_linear_pipelined": "gll_linear",
+    "backlink_l1_pipelined": "backlink_l1",
+    "infopro_pipelined": "infopro",
+}
+VARIANTS.update({name: VARIANTS[base] for name, base in PIPELINED.items()})
+LOCAL = [name for name in VARIANTS if name not in ("bp", "associated", "associated_adam") and name not in PIPELINED]
 # Variants whose gradient runs end to end (no memory saving): left out of "the best local method".
 END_TO_END = ("bp", "bwbpf_ds")
 # Where a variant leaves the grid's budget, and why. Associated Learning's sigmoid codes trained with
@@ -56,6 +64,9 @@ LABELS = {
     "infopro": "InfoPro",
     "associated": "Associated (grid budget)",
     "associated_adam": "Associated (Adam 1e-3, batch 32)",
+    "gll_linear_pipelined": "GLL (linear), pipelined",
+    "backlink_l1_pipelined": "BackLink l=1, pipelined",
+    "infopro_pipelined": "InfoPro, pipelined",
 }
 
 # The CPU protocol. CIFAR-10 is the shared JPEG q75 copy; the full 10,000-image test set. One resnet20
@@ -150,10 +161,11 @@ def grid(name):
             cells += [_cell("power", "resnet8", variant, k, seed) for variant, k in shared]
             cells += [_cell("power", "resnet8", variant, k, seed, recipe="reference") for variant, k in reference]
         # Associated Learning's reference (full-map bridges, ~68 M parameters, Adam at batch 32) costs
-        # several times any other cell on the CPU: last.
+        # several times any other cell on the CPU: last but for the pipelined twins (added later).
         cells += [
             _cell("power", "resnet8", "associated", "auto", seed, recipe="reference") for seed in range(POWER_SEEDS)
         ]
+        cells += [_cell("power", "resnet8", variant, 4, seed) for seed in range(POWER_SEEDS) for variant in PIPELINED]
     elif name == "tiny_imagenet":
         for variant in ("bp", "gll_linear", "backlink_l1", "bwbpf"):
             cells.append(_cell("tiny_imagenet", "resnet20", variant, 1 if variant == "bp" else 4, 0))
@@ -250,7 +262,9 @@ def overrides(cell, budget):
             "data_dir": DATA_DIR,
             "verbose": 0,
             "eval_batch_size": 500,
-            "block_order": "together"
+            "block_order": "pipelined"
+            if cell["variant"] in PIPELINED
+            else "together"
             if cell["method"] in ("bp", "associated") or cell["method_options"].get("deep_supervision")
             else "sequential",
         }

@@ -16,10 +16,15 @@ class BackLink(Method):
     block gets only its own loss. `propagation_length=0` or `alpha=1` is
     exactly `gll`.
 
-    The tail is not recomputed: its tape is kept until block k has computed
-    the gradient of its loss w.r.t. its input, which is pushed through the
-    tape with `output_gradients` (the only tensor a link moves between
-    blocks, or devices).
+    With `block_order="together"` the tail's tape is kept until block k has
+    computed the gradient of its loss w.r.t. its input, which is pushed through
+    it with `output_gradients`; `"sequential"` keeps only the tail's input and
+    runs the tail again then (its activations do not outlive its block's
+    step). With `"pipelined"` the link arrives one step late, the only
+    staleness: block k's device runs a copy of block k−1's tail as it was on
+    that batch (its input, weights and state travel with the features),
+    pushes α·(block k−1's own error) + (1 − α)·(block k's error) through it,
+    and block k−1 applies those tail gradients with its next update.
 
     Args:
         alpha: 0..1, the weight of the tail's own loss (the paper searches
