@@ -9,11 +9,15 @@ those blocks, the way Keras separates its `Trainer` from `Model`:
   next block waits for its error, mixed by `method.link`), `_end_to_end_step`
   (one tape over the network: `bp`, BWBPF's deep supervision) or
   `_pipelined_step` (block k on block k−1's output of the previous step);
-- every step runs a block through three helpers: `_train_block` (forward,
+- every step runs a block through a few helpers: `_train_block` (forward,
   gradients, update), `_finish_link` (a waiting tail's update once the next
-  block's error arrives, a `PendingLink`) and `_infer_block` (a frozen or
-  evaluated block); where the model compiles block by block
-  (`keras_local.compilation`), each is an XLA program of its own;
+  block's error arrives, a `PendingLink`), `_infer_block` (a frozen or
+  evaluated block) and, pipelined, `_link_through_copy` (the next block's
+  device runs the tail as it was a step earlier) and `_apply_block`; where
+  the model compiles block by block (`keras_local.compilation`), each is an
+  XLA program of its own;
+- the pipelined block order's state (`pipeline_state`, `set_pipeline_state`):
+  the batches in flight and the warm-up counter, for `RunCheckpoint`;
 - `test_step` scores every head;
 - the metrics: `loss` / `accuracy` of the output, `loss_k` / `acc_k` of each
   block in `logged_blocks`.

@@ -122,6 +122,52 @@ def test_a_run_killed_inside_an_epoch_resumes_to_the_uninterrupted_weights(tmp_p
     assert not (tmp_path / "resumed" / "backup").exists()  # removed once the run finished
 
 
+PIPELINED = [
+    "architecture=resnet8",
+    'method="backlink"',
+    "alpha=0.5",
+    "propagation_length=1",
+    "num_blocks=4",
+    'block_order="pipelined"',
+    "train_examples=192",
+    "test_examples=128",
+    "batch_size=32",
+    "epochs=2",
+    "verbose=0",
+    "checkpoint_every=1",
+]
+
+
+@pytest.mark.parametrize("kill_at, saved_step", [(2, 1), (8, 7)])  # in the warm-up (K = 4), and after it
+def test_a_pipelined_run_killed_at_any_batch_resumes_to_the_uninterrupted_weights(tmp_path, kill_at, saved_step):
+    """The checkpoint holds the pipeline's batches in flight and its warm-up counter: BackLink pipelined
+    (links one step late, K = 4) killed with kill -9, during the warm-up or in the second epoch, ends
+    with the weights of the uninterrupted run, bit for bit."""
+    script = tmp_path / "killed_run.py"
+    script.write_text(KILLED_RUN)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+    def run(run_dir, kill):
+        return subprocess.run(
+            [sys.executable, str(script), str(run_dir), str(kill), *PIPELINED], capture_output=True, text=True, env=env
+        )
+
+    killed = run(tmp_path / "resumed", kill_at)
+    assert killed.returncode == -9, killed.stderr
+    checkpoint = json.loads((tmp_path / "resumed" / "backup" / "checkpoint.json").read_text())
+    assert checkpoint["step"] == saved_step and checkpoint["files"][-1] == f"step-{saved_step}.pipeline.npz"
+    resumed = run(tmp_path / "resumed", 0)
+    assert resumed.returncode == 0, resumed.stderr
+    uninterrupted = run(tmp_path / "uninterrupted", 0)
+    assert uninterrupted.returncode == 0, uninterrupted.stderr
+    for a, b in zip(
+        _weights(tmp_path / "resumed" / "model.keras"),
+        _weights(tmp_path / "uninterrupted" / "model.keras"),
+        strict=True,
+    ):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_each_epoch_is_a_function_of_seed_and_epoch_alone():
     epochs = data.TrainingEpochs("cifar10_sample", batch_size=64, num_examples=256, seed=3)
     first = [images.numpy() for images, _ in epochs(2)]

@@ -216,6 +216,7 @@ def render_power_report(records, out_dir=RESULTS):
             "",
         ]
         lines += _power_claims_table(records, recipe) + [""]
+    lines += _staleness_section(records)
     lines += [
         "## Each method under its own recipe against the shared one (K = 4)",
         "",
@@ -268,6 +269,60 @@ def render_power_report(records, out_dir=RESULTS):
     )
     (out_dir / "README.md").write_text("\n".join(lines) + "\n")
     return out_dir / "README.md"
+
+
+# Does the pipeline's staleness cost accuracy? (pipelined cell, the cell it is compared with)
+STALENESS_PAIRS = [
+    ("backlink_l1_pipelined", "backlink_l1"),
+    ("backlink_l1_pipelined", "gll_linear_pipelined"),
+    ("gll_linear_pipelined", "gll_linear"),
+    ("infopro_pipelined", "infopro"),
+]
+
+
+def paired_gap(first, second):
+    """(mean gap of `first`'s error over `second`'s, two standard errors of the per-seed gaps, seeds, verdict)
+    over the seeds both have: "higher" / "lower" when the mean gap exceeds two standard errors, else
+    "within seed noise" (a seed fixes the order of the training images in both cells)."""
+    by_seed = {record["seed"]: record for record in second}
+    gaps = [
+        100 * ((1 - record["test_accuracy"]) - (1 - by_seed[record["seed"]]["test_accuracy"]))
+        for record in first
+        if record["seed"] in by_seed
+    ]
+    if len(gaps) < 2:
+        return None
+    mean, error = statistics.mean(gaps), statistics.stdev(gaps) / len(gaps) ** 0.5
+    verdict = "within seed noise" if abs(mean) <= 2 * error else ("higher" if mean > 0 else "lower")
+    return mean, 2 * error, len(gaps), verdict
+
+
+def _staleness_section(records):
+    """The pipelined cells (K = 4, shared recipe) against their sequential twins, paired by seed."""
+    cells = _power_cells(records)
+    rows = []
+    for first, second in STALENESS_PAIRS:
+        gap = paired_gap(cells.get(("shared", first, 4), []), cells.get(("shared", second, 4), []))
+        if gap is not None:
+            mean, two_errors, seeds, verdict = gap
+            rows.append(
+                f"| {_power_label(first)} − {_power_label(second)} | {mean:+.2f} | {two_errors:.2f} | {seeds} | "
+                f"{verdict} |"
+            )
+    if not rows:
+        return []
+    return [
+        "## Does the pipeline's staleness cost accuracy? (K = 4, shared recipe)",
+        "",
+        'Pipelined cells train with `block_order="pipelined"`: block k on block k−1\'s output of the previous '
+        "step, BackLink's link one step late. Error gaps paired by seed; a gap counts when it exceeds two "
+        "standard errors of the per-seed gaps.",
+        "",
+        "| comparison | mean error gap (points) | 2 standard errors | seeds | verdict |",
+        "|---|---|---|---|---|",
+        *rows,
+        "",
+    ]
 
 
 def _memory_section(path):
