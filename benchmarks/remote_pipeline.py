@@ -123,11 +123,15 @@ def main():
     rows = []
     from timing import forwarded_arguments, write_result
 
+    from keras_local.cluster import private_network_command
+
     for workers in args.workers:
         measured = {}
         for kind in ("bp", "remote"):
             sizes = forwarded_arguments(args, ("architecture", "batch_size", "steps", "repeats"))
             command = [sys.executable, __file__, "--child", kind, "--workers", str(workers), *sizes]
+            if kind == "remote":  # its servers listen on loopback only (a private network)
+                command = private_network_command(command)
             output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
             measured[kind] = json.loads(output.strip().splitlines()[-1])
         remote, bp = measured["remote"], measured["bp"]
