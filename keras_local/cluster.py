@@ -357,6 +357,7 @@ def local_servers(num_workers, threads=None, timeout=60, trusted_network=False):
     Example:
 
     ```python
+    # in a script that kl.cluster.run_in_private_network([sys.executable, "script.py"]) runs
     with kl.cluster.local_servers(2) as devices:
         model = kl.build_model("resnet8", "gll", num_blocks=2, block_order="pipelined", devices=devices)
     ```

@@ -78,10 +78,11 @@ import sys
 sys.path.insert(0, {os.path.dirname(__file__)!r})
 from test_robust_runs import StopAtStep
 from keras_local.config import load_config
+from keras_local.methods import method_option_names
 from keras_local.train import train_and_evaluate
 
 kill_at = int(sys.argv[2])
-train_and_evaluate(load_config(None, sys.argv[3:]), run_dir=sys.argv[1],
+train_and_evaluate(load_config(None, sys.argv[3:], method_option_names()), run_dir=sys.argv[1],
                    callbacks=[StopAtStep(kill_at, kill=True)] if kill_at else [])
 """
 
