@@ -113,7 +113,9 @@ class _LinkBuffers:
         return value.read_value()
 
     def write(self, step, tail_weights):
-        self.tail_inputs.assign(step.tail_inputs)
+        # A whole-block tail of block 0 reads the float32 images: held in the compute dtype its first
+        # layer casts them to anyway.
+        self.tail_inputs.assign(tf.cast(step.tail_inputs, self.tail_inputs.dtype))
         self.features_gradient.assign(step.features_gradient)
         for variable, value in zip(self.tail_state, step.tail_state):
             variable.assign(value)

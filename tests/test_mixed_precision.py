@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from conftest import LEARNING_RATE, tiny_batches
-from test_xla import CUT_CASES, END_TO_END_CASES, NOT_PIPELINED, case_id  # noqa: E402
+from test_xla import CUT_CASES, END_TO_END_CASES, case_id  # noqa: E402
 from test_xla import build as build_method_model  # noqa: E402
 
 import keras_local as kl
@@ -97,8 +97,6 @@ FLOAT32_UPDATES = {}
 def test_mixed_policies_train_every_method(policy, method, options, block_order):
     if block_order != "together" and (method, options) in END_TO_END_CASES:
         pytest.skip("an end-to-end method trains with block_order='together' only")
-    if block_order == "pipelined" and case_id(method, options) in NOT_PIPELINED:
-        pytest.skip("refused by block_order='pipelined' with or without mixed precision")
     steps = 2 if block_order == "pipelined" else 1  # the pipeline's block 1 trains from its second step
     key = (case_id(method, options), block_order)
     if key not in FLOAT32_UPDATES:  # one float32 reference for both policies

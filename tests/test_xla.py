@@ -26,8 +26,6 @@ CUT_CASES = [
     ("gll", {"hpff": True, "hpff_patch_grid": 1}),
 ]
 END_TO_END_CASES = [("bp", {}), ("bwbpf", {"deep_supervision": True})]
-# What `block_order="pipelined"` refuses today (the images, the same-batch links): not an XLA matter.
-NOT_PIPELINED = {"backlink", "infopro", "gll+hpff"}
 
 
 def build(method, options, block_order, devices=None, dtype_policy=None):
@@ -61,8 +59,6 @@ def case_id(method, options):
 
 
 def assert_xla_gives_the_same_weights(method, options, block_order, devices=None, atol=2e-5):
-    if block_order == "pipelined" and case_id(method, options) in NOT_PIPELINED:
-        pytest.skip("refused by block_order='pipelined' with or without XLA")
     plain, expected = trained_weights(method, options, block_order, False, devices)
     compiled, actual = trained_weights(method, options, block_order, True, devices)
     assert compiled.jit_compile is True and plain.jit_compile is False
