@@ -87,19 +87,30 @@ train_and_evaluate(load_config(None, sys.argv[3:], method_option_names()), run_d
 """
 
 
-def test_a_run_killed_inside_an_epoch_resumes_to_the_uninterrupted_weights(tmp_path):
-    """kill -9 at step 15 (epoch 2, batch 7 of 8); the checkpoint holds step 12
-    (epoch 2, batch 4): the resumed run trains the rest of epoch 2 on the
-    batches the uninterrupted run saw there, with the same optimizer state."""
+def killed_run_runner(tmp_path, settings):
+    """`run(run_dir, kill_at)`: trains `settings` in a subprocess, killed with kill -9 after `kill_at`
+    batches (0: never)."""
     script = tmp_path / "killed_run.py"
     script.write_text(KILLED_RUN)
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 
     def run(run_dir, kill_at):
-        return subprocess.run(
-            [sys.executable, str(script), str(run_dir), str(kill_at), *SMALL], capture_output=True, text=True, env=env
-        )
+        command = [sys.executable, str(script), str(run_dir), str(kill_at), *settings]
+        return subprocess.run(command, capture_output=True, text=True, env=env)
 
+    return run
+
+
+def assert_same_saved_weights(first, second):
+    for a, b in zip(_weights(first / "model.keras"), _weights(second / "model.keras"), strict=True):
+        np.testing.assert_array_equal(a, b)  # bit for bit
+
+
+def test_a_run_killed_inside_an_epoch_resumes_to_the_uninterrupted_weights(tmp_path):
+    """kill -9 at step 15 (epoch 2, batch 7 of 8); the checkpoint holds step 12
+    (epoch 2, batch 4): the resumed run trains the rest of epoch 2 on the
+    batches the uninterrupted run saw there, with the same optimizer state."""
+    run = killed_run_runner(tmp_path, SMALL)
     killed = run(tmp_path / "resumed", 15)
     assert killed.returncode == -9, killed.stderr
     checkpoint = json.loads((tmp_path / "resumed" / "backup" / "checkpoint.json").read_text())
@@ -110,12 +121,7 @@ def test_a_run_killed_inside_an_epoch_resumes_to_the_uninterrupted_weights(tmp_p
     uninterrupted = run(tmp_path / "uninterrupted", 0)
     assert uninterrupted.returncode == 0, uninterrupted.stderr
 
-    for a, b in zip(
-        _weights(tmp_path / "resumed" / "model.keras"),
-        _weights(tmp_path / "uninterrupted" / "model.keras"),
-        strict=True,
-    ):
-        np.testing.assert_array_equal(a, b)  # bit for bit
+    assert_same_saved_weights(tmp_path / "resumed", tmp_path / "uninterrupted")
     # The resumed epoch's row holds all its batches: the running metrics were checkpointed too.
     assert (tmp_path / "resumed" / "history.csv").read_text() == (
         tmp_path / "uninterrupted" / "history.csv"
@@ -144,15 +150,7 @@ def test_a_pipelined_run_killed_at_any_batch_resumes_to_the_uninterrupted_weight
     """The checkpoint holds the pipeline's batches in flight and its warm-up counter: BackLink pipelined
     (links one step late, K = 4) killed with kill -9, during the warm-up or in the second epoch, ends
     with the weights of the uninterrupted run, bit for bit."""
-    script = tmp_path / "killed_run.py"
-    script.write_text(KILLED_RUN)
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-
-    def run(run_dir, kill):
-        return subprocess.run(
-            [sys.executable, str(script), str(run_dir), str(kill), *PIPELINED], capture_output=True, text=True, env=env
-        )
-
+    run = killed_run_runner(tmp_path, PIPELINED)
     killed = run(tmp_path / "resumed", kill_at)
     assert killed.returncode == -9, killed.stderr
     checkpoint = json.loads((tmp_path / "resumed" / "backup" / "checkpoint.json").read_text())
@@ -161,12 +159,7 @@ def test_a_pipelined_run_killed_at_any_batch_resumes_to_the_uninterrupted_weight
     assert resumed.returncode == 0, resumed.stderr
     uninterrupted = run(tmp_path / "uninterrupted", 0)
     assert uninterrupted.returncode == 0, uninterrupted.stderr
-    for a, b in zip(
-        _weights(tmp_path / "resumed" / "model.keras"),
-        _weights(tmp_path / "uninterrupted" / "model.keras"),
-        strict=True,
-    ):
-        np.testing.assert_array_equal(a, b)
+    assert_same_saved_weights(tmp_path / "resumed", tmp_path / "uninterrupted")
 
 
 def test_each_epoch_is_a_function_of_seed_and_epoch_alone():
