@@ -7,7 +7,7 @@ from keras import ops
 from keras_local.block_order import after
 from keras_local.heads import logits_of
 from keras_local.losses import scale_for_replicas, unscale_for_replicas
-from keras_local.own_model import repair_config
+from keras_local.repairs import restore_layer
 
 
 def unpack_batch(data):
@@ -405,7 +405,7 @@ class Block(keras.Model):
     @classmethod
     def from_config(cls, config):
         config = dict(config)
-        config["units"] = [keras.saving.deserialize_keras_object(repair_config(unit)) for unit in config["units"]]
-        config["head"] = keras.saving.deserialize_keras_object(repair_config(config["head"]))
+        config["units"] = [restore_layer(unit) for unit in config["units"]]
+        config["head"] = restore_layer(config["head"])
         config["dtype"] = keras.saving.deserialize_keras_object(config.get("dtype"))
         return cls(**config)

@@ -28,7 +28,8 @@ import keras
 
 class Call:
     """One call of a layer in a traced graph: the layer, the arguments it was
-    called with and the KerasTensors it read and returned."""
+    called with and the KerasTensors it read and returned (every output, in
+    order; a layer may return several, of which the model reads some)."""
 
     def __init__(self, layer, args, kwargs, outputs):
         self.layer = layer
@@ -38,16 +39,37 @@ class Call:
         self.outputs = keras.tree.flatten(outputs)
 
 
+class Trace:
+    """A traced model: its `calls` in order, and the `output` tensor the model
+    returns (one of the last call's outputs, not always the first)."""
+
+    def __init__(self, calls, output):
+        self.calls = calls
+        self.output = output
+
+
 # Layers that hold a chain of layers in one call, by class name: how to open them (layer -> its layers in
-# order). keras-hub's ViT encoder holds all its transformer blocks.
+# order, each a layer or (layer, keyword arguments of its call)). Each layer of a chain reads the previous
+# one's first output; the chain stands for the opened layer's first output, the one the model reads.
+# keras-hub's ViT-family encoders hold all their transformer blocks (keras-hub 0.32).
 CHAINS = {
     "ViTEncoder": lambda layer: [layer.dropout, *layer.encoder_layers, layer.layer_norm],
+    # A block returns (tokens, None), which a functional graph cannot hold: asked for its attention scores, it
+    # returns (tokens, scores) and computes the same tokens. The encoder returns (tokens, states, scores).
+    "DeiTEncoder": lambda layer: [
+        *[(block, {"return_attention_scores": True}) for block in layer.encoder_layers],
+        layer.layer_norm,
+    ],
+    # The encoder returns (tokens, {stage name: tokens}).
+    "DINOV2Encoder": lambda layer: list(layer.layers),
 }
 
 
 def register_chain(class_name, layers_of):
     """Lets `trace` open layers of class `class_name` whose call applies
-    `layers_of(layer)` one after the other, so they can be cut inside."""
+    `layers_of(layer)` one after the other (each on the previous one's first
+    output; an item may be `(layer, call keyword arguments)`) and whose first
+    output is the last one's, so they can be cut inside."""
     CHAINS[class_name] = layers_of
 
 
@@ -77,78 +99,83 @@ def is_functional(layer):
 def trace(model, inputs):
     """Calls the layers of `model` (a functional model, a `Sequential` or a
     list of layers) on the KerasTensor `inputs`, in the model's order; returns
-    the list of `Call`s. The last call returns the model's output. A nested
-    model and a registered chain (`register_chain`) are opened: their own
-    layers are called instead."""
-    calls = []
+    a `Trace`. A nested model and a registered chain (`register_chain`) are
+    opened: their own layers are called instead."""
+    calls, returned = [], {}  # returned: {id(layer): what its last call returned}
 
     def call(layer, *args, **kwargs):
         inner = _opened(layer, args, kwargs)
         if inner is not None:
-            calls.extend(trace(inner, args[0]))
-            return calls[-1].outputs[0]
-        outputs = layer(*args, **kwargs)
-        calls.append(Call(layer, args, kwargs, outputs))
+            opened = trace(inner, args[0])
+            calls.extend(opened.calls)
+            outputs = opened.output
+        else:
+            outputs = layer(*args, **kwargs)
+            calls.append(Call(layer, args, kwargs, outputs))
+        returned[id(layer)] = outputs
         return outputs
 
     if isinstance(model, (list, tuple, keras.Sequential)):
         x = inputs
-        for layer in model.layers if isinstance(model, keras.Sequential) else model:
-            x = call(layer, x)
+        for item in model.layers if isinstance(model, keras.Sequential) else model:
+            layer, kwargs = item if isinstance(item, tuple) else (item, {})
+            x = keras.tree.flatten(call(layer, x, **kwargs))[0]
         if not calls:
             raise ValueError("A model with no layers cannot be cut.")
-    else:
-        keras.models.clone_model(model, input_tensors=inputs, clone_function=lambda layer: layer, call_function=call)
-    return calls
+        return Trace(calls, x)
+    structure = keras.tree.map_structure(lambda _: inputs, model.input)  # a one-entry dict stays one
+    keras.models.clone_model(model, input_tensors=structure, clone_function=lambda layer: layer, call_function=call)
+    layer, _, position = model.outputs[0]._keras_history  # which output of which layer the model returns
+    return Trace(calls, keras.tree.flatten(returned[id(layer)])[position])
 
 
 def replay(calls, mapping):
     """Calls the layers of `calls` again, each on the tensors that `mapping`
-    ({id(traced tensor): new tensor}, updated in place) gives for its inputs;
-    returns the new output of the last call."""
+    ({id(traced tensor): new tensor}) gives for its inputs; returns `mapping`,
+    updated with every new output."""
 
     def substitute(value):
         return mapping[id(value)] if isinstance(value, keras.KerasTensor) else value
 
-    outputs = None
     for call in calls:
         args, kwargs = keras.tree.map_structure(substitute, (call.args, call.kwargs))
         outputs = call.layer(*args, **kwargs)
         for old, new in zip(call.outputs, keras.tree.flatten(outputs)):
             mapping[id(old)] = new
-    return outputs
+    return mapping
 
 
 def replay_model(model, x):
     """`model`'s layers called on the KerasTensor `x`, flat (no nested model):
     the output tensor."""
-    return trace(model, x)[-1].outputs[0]
+    return trace(model, x).output
 
 
-def cut_indices(calls, inputs):
-    """The positions in `calls` after which the graph can be cut (see the
-    module doc); never after the last call."""
+def cut_tensors(calls, inputs, output):
+    """{position in `calls`: tensor}: the calls after which the graph can be
+    cut (see the module doc), never after the last, each with the one tensor
+    that then carries everything the rest of the model reads (one of the
+    call's outputs)."""
     last_use = {}
     for index, call in enumerate(calls):
         for tensor in call.inputs:
             last_use[id(tensor)] = index
-    last_use[id(calls[-1].outputs[0])] = len(calls)
+    last_use[id(output)] = len(calls)
     first, last = {}, {}
     for index, call in enumerate(calls):
         first.setdefault(id(call.layer), index)
         last[id(call.layer)] = index
     inside_shared = {index for key in first for index in range(first[key], last[key])}
     live = {id(inputs)}
-    cuts = []
+    cuts = {}
     for index, call in enumerate(calls[:-1]):
         for tensor in call.inputs:
             if last_use[id(tensor)] == index:
                 live.discard(id(tensor))
-        for tensor in call.outputs:
-            if last_use.get(id(tensor), -1) > index:
-                live.add(id(tensor))
-        if len(call.outputs) == 1 and live == {id(call.outputs[0])} and index not in inside_shared:
-            cuts.append(index)
+        read = [tensor for tensor in call.outputs if last_use.get(id(tensor), -1) > index]
+        live.update(id(tensor) for tensor in read)
+        if len(read) == 1 and live == {id(read[0])} and index not in inside_shared:
+            cuts[index] = read[0]
     return cuts
 
 
@@ -188,6 +215,6 @@ def cut_points(model):
     ```
     """
     inputs = functional_input(model)
-    traced = keras.Input(batch_shape=inputs.shape, dtype=inputs.dtype)
-    calls = trace(model, traced)
-    return [calls[index].layer.name for index in cut_indices(calls, traced)]
+    traced = keras.Input(batch_shape=inputs.shape, dtype=inputs.dtype, name=inputs.name)
+    graph = trace(model, traced)
+    return [graph.calls[index].layer.name for index in cut_tensors(graph.calls, traced, graph.output)]

@@ -10,9 +10,11 @@ import tensorflow as tf
 from keras_local.block import Block
 from keras_local.block_order import check_block_order
 from keras_local.export import backbone_model
+from keras_local.graph import is_functional
 from keras_local.methods import get_method, list_methods
 from keras_local.optimizers import BlockOptimizers, _inner, clones_one_optimizer, resolve_block_optimizers
 from keras_local.placement import device_exists, place_blocks
+from keras_local.repairs import check_saveable
 from keras_local.trainer import LocalTrainer
 
 
@@ -359,6 +361,13 @@ class LocalModel(LocalTrainer, keras.Model):
         self.compile(**keras.saving.deserialize_keras_object(config))
 
     # -- serialization ------------------------------------------------------
+
+    def save(self, filepath, overwrite=True, zipped=None, **kwargs):
+        """Like `keras.Model.save`; a model with a layer of another library
+        that would not load back refuses in one line first
+        (`keras_local.repairs.check_saveable`), before any file is written."""
+        check_saveable([unit for block in self.blocks for unit in block.units if is_functional(unit)], self.name)
+        return super().save(filepath, overwrite=overwrite, zipped=zipped, **kwargs)
 
     def get_config(self):
         return {

@@ -28,6 +28,7 @@ import inspect
 import keras
 
 from keras_local import graph
+from keras_local.repairs import repair_layers
 from keras_local.splitting import cut_items
 
 APPLICATIONS_PREFIX = "keras.applications."
@@ -143,20 +144,22 @@ def prepare_model(model, input_shape=None, num_classes=None):
     model's classifier.
     """
     name, input_name, shape, dtype = _input_of(model, input_shape)
+    for layer in model if isinstance(model, (list, tuple)) else [model]:
+        repair_layers(layer)  # layers whose saving keras_local knows to be broken (keras_local.repairs)
     inputs = keras.Input(shape, name=input_name, dtype=dtype)
-    calls = graph.trace(model, inputs)
-    cuts = graph.cut_indices(calls, inputs)
-    output = calls[-1].outputs[0]
+    traced = graph.trace(model, inputs)
+    calls, output = traced.calls, traced.output
+    cuts = graph.cut_tensors(calls, inputs, output)
     start = _classifier_start(calls, cuts, output)
     end = start if start is not None else len(calls) - 1
     bounds = [-1, *[index for index in cuts if index < end], end]
 
     def piece(first, last, piece_name, source_name):
-        source = inputs if first < 0 else calls[first].outputs[0]
+        source = inputs if first < 0 else cuts[first]
+        target = cuts.get(last, output)  # what the rest of the model reads, or the model's output
         piece_input = keras.Input(batch_shape=source.shape, dtype=source.dtype, name=source_name)
-        return keras.Model(
-            piece_input, graph.replay(calls[first + 1 : last + 1], {id(source): piece_input}), name=piece_name
-        )
+        mapping = graph.replay(calls[first + 1 : last + 1], {id(source): piece_input})
+        return keras.Model(piece_input, mapping[id(target)], name=piece_name)
 
     units = [
         piece(first, last, f"{name}_unit{index}", input_name if first < 0 else f"{name}_unit{index}_input")
@@ -183,29 +186,6 @@ def prepare_model(model, input_shape=None, num_classes=None):
         [call.layer.name for call in calls],
         [calls[index].layer.name for index in cuts],
     )
-
-
-# Keys that a layer's get_config writes but its constructor refuses (a library's bug), by class name:
-# dropped when a piece of a user's model loads (keras-hub 0.32's ViT layers write derived sizes).
-UNLOADABLE_KEYS = {"ViTPatchingAndEmbedding": ("num_patches", "num_positions"), "ViTEncoderBlock": ("key_dim",)}
-
-
-def restore_layer(serialized):
-    """A layer from its serialized config, repaired first (`repair_config`)."""
-    return keras.saving.deserialize_keras_object(repair_config(serialized))
-
-
-def repair_config(serialized):
-    """A serialized piece of a user's model with the keys of `UNLOADABLE_KEYS` removed, so it loads."""
-    if isinstance(serialized, list):
-        return [repair_config(item) for item in serialized]
-    if not isinstance(serialized, dict):
-        return serialized
-    repaired = {key: repair_config(value) for key, value in serialized.items()}
-    drop = UNLOADABLE_KEYS.get(repaired.get("class_name"), ())
-    if drop and isinstance(repaired.get("config"), dict):
-        repaired["config"] = {key: value for key, value in repaired["config"].items() if key not in drop}
-    return repaired
 
 
 def _input_of(model, input_shape):
@@ -236,15 +216,58 @@ def _input_of(model, input_shape):
     return model.name, inputs.name, given, inputs.dtype
 
 
+# The layers a classifier on pooled features is made of (Keras' own models end in such a run: GAP → Dense,
+# Flatten → Dense → Dense, GAP keeping its dims → 1x1 convolutions → Flatten), and the ones that pool.
+POOLING = (
+    keras.layers.GlobalAveragePooling1D,
+    keras.layers.GlobalAveragePooling2D,
+    keras.layers.GlobalAveragePooling3D,
+    keras.layers.GlobalMaxPooling1D,
+    keras.layers.GlobalMaxPooling2D,
+    keras.layers.GlobalMaxPooling3D,
+    keras.layers.Flatten,
+)
+CLASSIFIER_LAYERS = POOLING + (
+    keras.layers.Dense,
+    keras.layers.Dropout,
+    keras.layers.Activation,
+    keras.layers.ReLU,
+    keras.layers.Softmax,
+    keras.layers.Reshape,
+    keras.layers.Identity,
+    keras.layers.BatchNormalization,
+    keras.layers.LayerNormalization,
+)
+
+
 def _classifier_start(calls, cuts, output):
-    """The cut after which the model's classifier starts, or None: the layers
-    after the last feature map (or, in a model of vectors, after the last cut),
-    when the output is a vector and they hold weights."""
+    """The cut after which the model's classifier starts, or None, when the
+    output is a vector and the classifier holds weights: before the first
+    pooling layer of the run of classifier layers (`CLASSIFIER_LAYERS`, and
+    1x1 convolutions) that ends the model; else after the last feature map
+    (or, in a model of vectors, the last cut)."""
     if len(output.shape) != 2 or not cuts:
         return None
-    maps = [index for index in cuts if len(calls[index].outputs[0].shape) >= 3]
-    start = maps[-1] if maps else cuts[-1]
+    start = None
+    for index in range(len(calls) - 1, 0, -1):
+        layer = calls[index].layer
+        if not (isinstance(layer, CLASSIFIER_LAYERS) or _pointwise_convolution(layer)):
+            break
+        if isinstance(layer, POOLING) and index - 1 in cuts:
+            start = index - 1
+    if start is None:
+        maps = [index for index, tensor in cuts.items() if len(tensor.shape) >= 3]
+        start = maps[-1] if maps else list(cuts)[-1]
     return start if any(call.layer.trainable_weights for call in calls[start + 1 :]) else None
+
+
+def _pointwise_convolution(layer):
+    """Whether `layer` is a convolution with a 1x1 kernel and stride 1 (a dense layer on a pooled map)."""
+    return (
+        isinstance(layer, (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D))
+        and all(size == 1 for size in layer.kernel_size)
+        and all(stride == 1 for stride in layer.strides)
+    )
 
 
 def _check_logits(name, layer):

@@ -4,7 +4,7 @@ import keras
 from keras import ops
 
 from keras_local.heads import logits_of
-from keras_local.own_model import restore_layer
+from keras_local.repairs import restore_layer
 
 
 @keras.saving.register_keras_serializable(package="keras_local")

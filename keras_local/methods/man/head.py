@@ -2,6 +2,8 @@
 
 import keras
 
+from keras_local.repairs import restore_layer
+
 
 def fresh_copy(layer, name):
     """A new, unbuilt layer of `layer`'s class and config (new weights), named `name`."""
@@ -71,7 +73,5 @@ class MomentumHead(keras.layers.Layer):
 
     @classmethod
     def from_config(cls, config):
-        from keras_local.own_model import restore_layer
-
         layers = {key: restore_layer(config.pop(key)) for key in ("head", "local", "average")}
         return cls(**layers, **config)
