@@ -20,7 +20,15 @@ def unpack_batch(data):
             "block's local loss weighs every example the same. Resample the dataset instead, e.g. with "
             "tf.data.Dataset.rejection_resample."
         )
-    return x, y
+    return single_input(x), y
+
+
+def single_input(x):
+    """`x`, or the tensor of inputs given as a one-entry dict (`{"images": x}`,
+    as a user's model may name its input)."""
+    if isinstance(x, dict) and len(x) == 1:
+        return next(iter(x.values()))
+    return x
 
 
 class LocalStep:

@@ -1,5 +1,7 @@
 """Export a trained LocalModel as a plain Keras model for inference."""
 
+import warnings
+
 import keras
 import numpy as np
 
@@ -76,7 +78,8 @@ def backbone_model(model, include_top=None):
     `include_top` defaults to whether the output head came with the network
     (the user's classifier, or a keras_local network's GAP → Dense); a
     user's backbone without a classifier comes back without the head the
-    method gave it.
+    method gave it, with a warning that says so (it then predicts
+    differently: features, not classes).
 
     Example:
 
@@ -95,6 +98,14 @@ def backbone_model(model, include_top=None):
     units = [unit for block in model.blocks for unit in block.units]
     if include_top is None:
         include_top = not any(map(is_functional, units)) or is_functional(model.output_head)
+        if not include_top:
+            warnings.warn(
+                f"backbone_model(): {model.backbone_name!r} has no classifier of its own, so this model gives "
+                f"its features, while {model.name!r} predicts through the output head keras_local added "
+                f"({type(model.output_head).__name__}); pass include_top=True to keep that head.",
+                UserWarning,
+                stacklevel=3,
+            )
     first = units[0] if units else None
     name, dtype = (first.layers[0].name, first.inputs[0].dtype) if is_functional(first) else ("image", None)
     inputs = keras.Input(shape=model.blocks[0].input_shape_without_batch, name=name, dtype=dtype)

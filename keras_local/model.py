@@ -7,7 +7,7 @@ import warnings
 import keras
 import tensorflow as tf
 
-from keras_local.block import Block
+from keras_local.block import Block, single_input
 from keras_local.block_order import check_block_order
 from keras_local.export import backbone_model
 from keras_local.graph import is_functional
@@ -259,7 +259,7 @@ class LocalModel(LocalTrainer, keras.Model):
         self.build(config["input_shape"])
 
     def call(self, inputs, training=None):
-        x = inputs
+        x = single_input(inputs)
         for index, block in enumerate(self.blocks):
             with self.on_device(index):
                 x = block(x, training=training)

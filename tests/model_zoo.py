@@ -3,7 +3,7 @@
 `check(name, directory)` builds the model (keras.applications with `weights=None`, logits out, at the
 smallest input it accepts; a keras-hub backbone from a small config), then: `kl.cut_points`, a gll model of
 K = 2-3 blocks, one training step, `backbone_model()` against the trained model, and a `.keras` save whose
-reload `check_saved(directory)` compares in a fresh process. `tests/test_model_zoo.py` runs it;
+reload a process that built none of the models compares (`Loader`). `tests/test_model_zoo.py` runs it;
 
     python tests/model_zoo.py [NAME ...]
 
@@ -12,7 +12,9 @@ prints the table of every model (or the named ones).
 
 import json
 import os
+import subprocess
 import sys
+import tempfile
 import time
 
 import keras
@@ -68,6 +70,28 @@ APPLICATIONS = {
         "Xception",
     )
 }
+
+
+# The smallest member of each family: the larger ones run the same code, wider and deeper.
+SMALLEST_OF_EACH_FAMILY = [
+    f"keras.applications.{name}"
+    for name in (
+        "ConvNeXtTiny",
+        "DenseNet121",
+        "EfficientNetB0",
+        "EfficientNetV2B0",
+        "InceptionResNetV2",
+        "InceptionV3",
+        "MobileNet",
+        "MobileNetV2",
+        "MobileNetV3Small",
+        "NASNetMobile",
+        "ResNet50",
+        "ResNet50V2",
+        "VGG16",
+        "Xception",
+    )
+]
 
 
 def _resnet_encoder(hub):
@@ -281,8 +305,9 @@ def _images(model, count=4, seed=0):
 
 
 def check(name, directory):
-    """One row of the table: the model `name` through keras_local, its `.keras` file written to `directory`
-    (with the inputs and outputs it must give back: `check_saved`)."""
+    """One row of the table: the model `name` through keras_local (eager steps: what is checked is the
+    arithmetic, not the tracing), its `.keras` file written to `directory` with the images and the
+    predictions its reload must give back (`load_saved`)."""
     keras.utils.clear_session(free_memory=True)
     started = time.time()
     row = {"model": name}
@@ -292,65 +317,100 @@ def check(name, directory):
     local = kl.build_model(model, "gll", num_blocks=min(3, row["cut_points"] + 1))
     row["blocks"] = [len(block.units) for block in local.blocks]
     row["classifier"] = kl.graph.is_functional(local.output_head)  # the user's own, kept as the output head
-    local.compile(optimizer=keras.optimizers.SGD(0.01))
+    local.compile(optimizer=keras.optimizers.SGD(0.01), run_eagerly=True)
     x = _images(model)
-    y = np.arange(len(x)) % CLASSES
-    history = local.fit(x, y, batch_size=len(x), epochs=1, verbose=0).history
+    history = local.fit(x, np.arange(len(x)) % CLASSES, batch_size=len(x), epochs=1, verbose=0).history
     row["trains"] = bool(np.isfinite(history["loss"][-1]))
-    backbone = local.backbone_model()
-    if row["classifier"]:
-        row["equal"] = float(np.abs(backbone.predict(x, verbose=0) - local.predict(x, verbose=0)).max())
-    else:  # a backbone: the user's model (trained in place) and the one given back compute the same features
-        given = keras.tree.map_structure(lambda _: x, model.input)  # a one-entry dict of images, or the images
-        features = [keras.ops.convert_to_numpy(keras.tree.flatten(out)[0]) for out in (backbone(x), model(given))]
-        row["equal"] = float(np.abs(features[0] - features[1]).max())
+    # The model given back against the trained one: the logits, or (a backbone) the user's model's features.
+    backbone = local.backbone_model(include_top=row["classifier"])
+    given = keras.tree.map_structure(lambda _: x, model.input)  # a one-entry dict of images, or the images
+    trained = local(x, training=False) if row["classifier"] else model(given, training=False)
+    row["equal"] = _difference(backbone(x, training=False), trained)
     # (After the calls above: a model may update batch-norm statistics when called, as SegFormer's fuse does.)
-    trained = local.predict(x, verbose=0)
     path = os.path.join(directory, name.replace(".", "_"))
     local.save(path + ".keras")
-    np.savez(path + ".npz", images=x, logits=trained)
+    np.savez(path + ".npz", images=x, logits=keras.ops.convert_to_numpy(local(x, training=False)))
     row["seconds"] = round(time.time() - started, 1)
     return row
 
 
-def check_saved(directory):
-    """{model file: max |reloaded logits - saved logits|} for every `.keras` file in `directory` (run in a
-    fresh process, with keras_hub imported for its layers)."""
-    import keras_hub  # noqa: F401  (registers keras-hub's layers)
+def _difference(a, b):
+    a, b = (keras.ops.convert_to_numpy(keras.tree.flatten(value)[0]) for value in (a, b))
+    return float(np.abs(a - b).max())
 
-    differences = {}
-    for file in sorted(os.listdir(directory)):
-        if file.endswith(".keras"):
-            keras.utils.clear_session(free_memory=True)
-            saved = np.load(os.path.join(directory, file[: -len(".keras")] + ".npz"))
-            try:
-                loaded = keras.saving.load_model(os.path.join(directory, file))
-            except Exception as error:  # noqa: BLE001 - reported per file
-                differences[file] = f"{type(error).__name__}: {str(error).splitlines()[0][:300]}"
-                continue
-            differences[file] = float(np.abs(loaded.predict(saved["images"], verbose=0) - saved["logits"]).max())
-    return differences
+
+def load_saved(path):
+    """max |predictions of the reloaded `path` - the saved ones| (`check`'s files), or why it fails."""
+    import keras_hub  # noqa: F401  (keras-hub's layers, registered for loading)
+
+    keras.utils.clear_session(free_memory=True)
+    saved = np.load(path[: -len(".keras")] + ".npz")
+    try:
+        loaded = keras.saving.load_model(path)
+    except Exception as error:  # noqa: BLE001 - reported, as the table's round trip
+        return f"{type(error).__name__}: {str(error).strip().splitlines()[-1][:300]}"
+    return _difference(loaded(saved["images"], training=False), saved["logits"])
+
+
+class Loader:
+    """A process that has built none of the models and loads each saved file it is given (`load_saved`)."""
+
+    def __init__(self):
+        self.process = subprocess.Popen(
+            [sys.executable, os.path.abspath(__file__), "--load"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            cwd=os.path.dirname(os.path.abspath(__file__)),
+        )
+
+    def __call__(self, path):
+        self.process.stdin.write(f"{path}\n")
+        self.process.stdin.flush()
+        return json.loads(self.process.stdout.readline())
+
+    def close(self):
+        self.process.stdin.close()
+        self.process.wait(timeout=60)
+
+
+def _serve_loads():
+    for line in sys.stdin:
+        print(json.dumps(load_saved(line.strip())), flush=True)
 
 
 def main(names):
-    import tempfile
-
+    """Prints the table of `names` (every model by default), one line per model as it is checked."""
     directory = tempfile.mkdtemp(prefix="model_zoo_")
-    rows = []
+    loader = Loader()
+    print("| model | parameters | cut points | blocks | trains | equal | round trip | s |")
+    print("|---|---|---|---|---|---|---|---|")
     for name in names or NAMES:
         try:
-            rows.append(check(name, directory))
+            row = check(name, directory)
+            row["round_trip"] = loader(os.path.join(directory, name.replace(".", "_") + ".keras"))
         except Exception as error:  # noqa: BLE001 - a table of what fails
-            rows.append({"model": name, "error": f"{type(error).__name__}: {str(error).splitlines()[0][:150]}"})
-        print(json.dumps(rows[-1]), flush=True)
-    import subprocess
+            print(f"| {name} | | | | refused: {type(error).__name__}: {_last_line(error)} | | | |", flush=True)
+            continue
+        round_trip = row["round_trip"] if isinstance(row["round_trip"], str) else f"{row['round_trip']:.1e}"
+        cells = [
+            name,
+            f"{row['parameters']:,}",
+            row["cut_points"],
+            "+".join(map(str, row["blocks"])),
+            "yes" if row["trains"] else "NO",
+            f"{row['equal']:.1e}",
+            round_trip,
+            row["seconds"],
+        ]
+        print("| " + " | ".join(map(str, cells)) + " |", flush=True)
+    loader.close()
 
-    code = f"import json, model_zoo; print(json.dumps(model_zoo.check_saved({directory!r})))"
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, cwd=os.path.dirname(os.path.abspath(__file__))
-    )
-    print(result.stdout[-3000:] or result.stderr[-3000:])
+
+def _last_line(error):
+    return str(error).strip().splitlines()[-1][:200]
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    _serve_loads() if sys.argv[1:] == ["--load"] else main(sys.argv[1:])

@@ -304,3 +304,105 @@ def test_the_models_input_dtype_is_kept():
     model = kl.build_model(keras.Model(inputs, outputs, name="raw_pixels"), "gll", num_blocks=2)
     assert model.blocks[0].units[0].inputs[0].dtype == "uint8"
     assert model.backbone_model().inputs[0].dtype == "uint8"
+
+
+def _classifier_after_pooling(form):
+    """A small convolutional model ending in one of the classifier forms of keras.applications."""
+    inputs = keras.Input((8, 8, 3), name="pixels")
+    x = keras.layers.Conv2D(4, 3, padding="same", name="conv_a")(inputs)
+    x = keras.layers.Conv2D(6, 3, strides=2, padding="same", name="conv_b")(x)
+    if form == "pointwise":  # MobileNetV3: pooling keeps the dims, 1x1 convolutions, then Flatten
+        x = keras.layers.GlobalAveragePooling2D(keepdims=True, name="pool")(x)
+        x = keras.layers.Conv2D(8, 1, name="pre_logits")(x)
+        x = keras.layers.Activation("relu", name="pre_logits_relu")(x)
+        x = keras.layers.Dropout(0.2, name="dropout")(x)
+        x = keras.layers.Conv2D(5, 1, name="logits_conv")(x)
+        outputs = keras.layers.Flatten(name="flatten")(x)
+    else:  # VGG: Flatten, then dense layers
+        x = keras.layers.Flatten(name="flatten")(x)
+        x = keras.layers.Dense(8, activation="relu", name="fc1")(x)
+        outputs = keras.layers.Dense(5, name="predictions")(x)
+    return keras.Model(inputs, outputs, name=f"classifier_{form}")
+
+
+@pytest.mark.parametrize("form, classifier", [("pointwise", "pool"), ("dense", "flatten")])
+def test_every_keras_classifier_form_is_kept_as_the_output_head(form, classifier):
+    user = _classifier_after_pooling(form)
+    model = kl.build_model(user, "gll", num_blocks=2)
+    assert kl.graph.is_functional(model.output_head)  # the user's classifier, not a head keras_local added
+    assert model.output_head.layers[1].name == classifier
+    assert [unit.layers[-1].name for block in model.blocks for unit in block.units] == ["conv_a", "conv_b"]
+    model.compile(optimizer=keras.optimizers.SGD(0.1))
+    x, y = tiny_batch(8)
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    np.testing.assert_allclose(model.backbone_model().predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
+    np.testing.assert_allclose(user.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
+
+
+def test_a_backbone_given_back_without_the_added_head_says_so():
+    user = residual_model()
+    backbone = keras.Model(user.input, user.get_layer("mix_concat").output, name="features")
+    model = kl.build_model(backbone, "gll", num_blocks=2, num_classes=5)
+    x, _ = tiny_batch(4)
+    with pytest.warns(UserWarning, match="'features' has no classifier of its own") as caught:
+        features = model.backbone_model()
+    assert len(caught) == 1 and "\n" not in str(caught[0].message)
+    assert features.output.shape == (None, 4, 4, 8)
+    with_head = model.backbone_model(include_top=True)
+    np.testing.assert_allclose(with_head.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
+
+
+@keras.saving.register_keras_serializable(package="tests")
+class SplitChannels(keras.layers.Layer):
+    """Returns (first half, second half) of the channels: a layer with two outputs."""
+
+    def call(self, x):
+        half = x.shape[-1] // 2
+        return x[..., :half], x[..., half:]
+
+
+@pytest.mark.parametrize("read", [0, 1])
+def test_a_unit_outputs_the_output_of_a_several_output_layer_that_the_model_reads(read, tmp_path):
+    inputs = keras.Input((8, 8, 3), name="pixels")
+    x = keras.layers.Conv2D(8, 3, padding="same", name="conv")(inputs)
+    x = SplitChannels(name="split")(x)[read]
+    x = keras.layers.Conv2D(4, 3, padding="same", name="after")(x)
+    outputs = keras.layers.Dense(5, name="logits")(keras.layers.GlobalAveragePooling2D(name="pool")(x))
+    user = keras.Model(inputs, outputs, name="split_model")
+    assert kl.cut_points(user) == ["conv", "split", "after", "pool"]
+    model = kl.build_model(user, "gll", cuts=["split"])
+    assert model.blocks[0].units[-1].output.shape == (None, 8, 8, 4)
+    x, y = tiny_batch(4)
+    np.testing.assert_allclose(model.predict(x, verbose=0), user.predict(x, verbose=0), atol=1e-6)
+    model.save(tmp_path / "split.keras")
+    loaded = keras.saving.load_model(tmp_path / "split.keras")
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), user.predict(x, verbose=0), atol=1e-6)
+
+
+def test_the_model_output_that_is_not_a_layers_first_output_is_the_one_trained():
+    inputs = keras.Input((8, 8, 3), name="pixels")
+    x = keras.layers.Conv2D(8, 3, padding="same", name="conv")(inputs)
+    first, second = SplitChannels(name="stages")(x)  # like HGNetV2's encoder: the model returns its last stage
+    user = keras.Model(inputs, second, name="last_stage")
+    model = kl.build_model(user, "gll", num_blocks=2, num_classes=5)
+    assert model.blocks[-1].units[-1].output.shape == (None, 8, 8, 4)
+    x, _ = tiny_batch(4)
+    np.testing.assert_allclose(model.backbone_model(include_top=False)(x), user(x), atol=1e-6)
+
+
+def test_a_one_entry_dict_input_trains_like_a_single_input():
+    inputs = {"images": keras.Input((8, 8, 3), name="images")}
+    x = keras.layers.Conv2D(4, 3, padding="same", name="conv_a")(inputs["images"])
+    x = keras.layers.Conv2D(4, 3, padding="same", name="conv_b")(x)
+    outputs = keras.layers.Dense(5, name="logits")(keras.layers.GlobalAveragePooling2D(name="pool")(x))
+    user = keras.Model(inputs, outputs, name="dict_input")
+    assert kl.cut_points(user) == ["conv_a", "conv_b", "pool"]
+    model = kl.build_model(user, "gll", num_blocks=2)
+    model.compile(optimizer=keras.optimizers.SGD(0.1))
+    x, y = tiny_batch(8)
+    before = model.get_weights()
+    model.fit({"images": x}, y, batch_size=8, epochs=1, verbose=0)  # batches as the user's model reads them
+    assert any(np.abs(a - b).max() > 0 for a, b in zip(before, model.get_weights()))
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    np.testing.assert_allclose(model.predict({"images": x}, verbose=0), user.predict({"images": x}, verbose=0), atol=1e-6)
+    np.testing.assert_allclose(model.backbone_model()(x), model.predict(x, verbose=0), atol=1e-6)
