@@ -4,9 +4,9 @@ A model is traced by calling its own layers, in its own order, on a fresh
 `keras.Input` (a functional model node by node through
 `keras.models.clone_model(..., clone_function=identity)`, a `Sequential` or a
 list of layers one layer after the other). A *cut point* is a call after
-which one tensor, its output, carries everything the rest of the model reads:
-nothing inside a residual block, a concatenation or any skip connection, and
-nothing between two calls of a shared layer. The pieces between consecutive
+which one tensor, one of its outputs, carries everything the rest of the
+model reads: nothing inside a residual block, a concatenation or any skip
+connection, and nothing between two calls of a shared layer. The pieces between consecutive
 cut points are small functional models that share the user's layers (and so
 their weights).
 

@@ -7,9 +7,12 @@ layers, or a string naming a factory: `"keras.applications.NAME"` (built with
 `weights=None`, the run's input shape and classes, and logits out) or
 `"module:function"` (called with `input_shape` and `num_classes` where it takes
 them). The units are the pieces between consecutive cut points
-(`keras_local.graph`); a classifier at the end (the layers after the last
-feature map, when they hold weights and the output is a vector) is the output
-head, and a backbone without one gets the method's output head.
+(`keras_local.graph`), each ending in the tensor the rest of the model reads;
+a classifier at the end (`_classifier_start`: from the first pooling of the
+run of classifier layers the model ends in, or else after the last feature
+map, when it holds weights and the output is a vector) is the output head,
+and a backbone without one gets the method's output head. An input given as a
+one-entry dict is traced as that dict.
 
 Example:
 

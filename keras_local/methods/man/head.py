@@ -6,8 +6,11 @@ from keras_local.repairs import restore_layer
 
 
 def fresh_copy(layer, name):
-    """A new, unbuilt layer of `layer`'s class and config (new weights), named `name`."""
-    return type(layer).from_config({**layer.get_config(), "name": name})
+    """A new, unbuilt layer of `layer`'s class and config (new weights), named `name` (a layer of another
+    library through `keras_local.repairs`, whose configs it corrects)."""
+    serialized = keras.saving.serialize_keras_object(layer)
+    serialized = {**serialized, "config": {**serialized["config"], "name": name}, "build_config": None}
+    return restore_layer(serialized)
 
 
 @keras.saving.register_keras_serializable(package="keras_local")
