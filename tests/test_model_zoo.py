@@ -3,10 +3,7 @@
 The models are built in `model_zoo.py` (small configs, no downloads).
 """
 
-import json
 import os
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -92,10 +89,8 @@ def test_vit_family_encoders_open_into_their_blocks(keras_hub):
     for backbone in (deit, dinov2):
         local = kl.build_model(backbone, "gll", num_blocks=3)
         images = _images(backbone)
-        given = keras.tree.map_structure(lambda _: images, backbone.input)
-        np.testing.assert_allclose(
-            local.backbone_model(include_top=False)(images), backbone(given), atol=1e-5
-        )
+        given = keras.tree.map_structure(lambda _, images=images: images, backbone.input)
+        np.testing.assert_allclose(local.backbone_model(include_top=False)(images), backbone(given), atol=1e-5)
 
 
 def test_hgnetv2_units_end_in_the_stage_the_model_returns(keras_hub):

@@ -404,5 +404,7 @@ def test_a_one_entry_dict_input_trains_like_a_single_input():
     model.fit({"images": x}, y, batch_size=8, epochs=1, verbose=0)  # batches as the user's model reads them
     assert any(np.abs(a - b).max() > 0 for a, b in zip(before, model.get_weights()))
     model.fit(x, y, batch_size=8, epochs=1, verbose=0)
-    np.testing.assert_allclose(model.predict({"images": x}, verbose=0), user.predict({"images": x}, verbose=0), atol=1e-6)
+    np.testing.assert_allclose(
+        model.predict({"images": x}, verbose=0), user.predict({"images": x}, verbose=0), atol=1e-6
+    )
     np.testing.assert_allclose(model.backbone_model()(x), model.predict(x, verbose=0), atol=1e-6)
