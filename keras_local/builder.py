@@ -11,7 +11,7 @@ from keras_local.methods.base import Network
 from keras_local.model import LocalModel
 from keras_local.own_model import is_model_spec, load_model_spec, prepare_model
 from keras_local.precision import dtype_policy_scope
-from keras_local.recipes import check_recipe
+from keras_local.recipes import check_recipe, recipe_architecture
 from keras_local.splitting import block_sizes, resolve_cuts, split_units
 from keras_local.validation import check_number
 
@@ -116,7 +116,8 @@ def build_model(
             raise ValueError(f"sync_batch_norm must be True or False, got {sync_batch_norm!r}.")
         rule = get_method(method, **method_options)
         if recipe is not None and check_recipe(recipe) == "reference":
-            label = architecture if isinstance(architecture, str) else getattr(architecture, "name", "layers")
+            name = architecture if isinstance(architecture, str) else getattr(architecture, "name", "layers")
+            label = recipe_architecture(rule.name, architecture, name)
             settings = rule.reference_recipe(label).model_settings()
             if isinstance(method, str):
                 rule = get_method(method, **{**settings.get("method_options", {}), **method_options})

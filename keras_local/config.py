@@ -339,11 +339,12 @@ def _check_cuts(config, values):
 def _reference_settings(values):
     """The reference recipe of the method (and network) that `values` name."""
     from keras_local.methods import get_method
+    from keras_local.recipes import recipe_architecture
 
     method = values.get("method", DEFAULTS["method"])
     architecture = values.get("architecture", DEFAULTS["architecture"])
     try:
-        recipe = get_method(method).reference_recipe(architecture)
+        recipe = get_method(method).reference_recipe(recipe_architecture(method, architecture, architecture))
         return dict(recipe.for_dataset(values.get("dataset", DEFAULTS["dataset"])).settings)
     except NotImplementedError as error:
         raise ValueError(str(error)) from None

@@ -20,6 +20,7 @@ recipe.for_dataset("cifar100").settings["weight_decay"]
 """
 
 import dataclasses
+import warnings
 
 RECIPES = ("shared", "reference")
 
@@ -56,6 +57,28 @@ def piecewise(boundaries, factor):
         "lr_boundaries": list(boundaries),
         "lr_multipliers": [round(factor**index, 12) for index in range(len(boundaries) + 1)],
     }
+
+
+# The architecture a method's reference recipe is asked for on a user's own model: no network of the papers,
+# so each method's settings for networks it does not name (its generic recipe).
+OWN_MODEL = "own model"
+
+
+def recipe_architecture(method, architecture, name):
+    """The architecture name to look `method`'s reference recipe up with:
+    `architecture` where it is one of keras_local's networks (a string that
+    is no model spec); for a user's own model (named `name`), `OWN_MODEL`,
+    never its name, with a warning that says so."""
+    if isinstance(architecture, str) and not (architecture.startswith("keras.applications.") or ":" in architecture):
+        return architecture
+    warnings.warn(
+        f"recipe='reference' on your own model {name!r}: {method}'s generic recipe applies. Its settings for "
+        f"the papers' networks (per-network learning rates, splits, weight decays) are looked up by keras_local's "
+        f"network names, never by a model's name, so none of them is matched.",
+        UserWarning,
+        stacklevel=3,
+    )
+    return OWN_MODEL
 
 
 def check_recipe(recipe):

@@ -271,3 +271,34 @@ def test_cli_applies_the_reference_recipe(tmp_path, capsys):
     written = (tmp_path / "run" / "config.toml").read_text()
     assert 'recipe = "reference"' in written and 'lr_schedule = "piecewise"' in written
     assert 'head = "mlp_sr"' in written
+
+
+def test_a_reference_recipe_on_a_users_model_is_never_looked_up_by_its_name():
+    import keras
+
+    import keras_local as kl
+    from keras_local.recipes import OWN_MODEL
+
+    def named(name):
+        """A small model that happens to share a keras_local network's name."""
+        inputs = keras.Input((8, 8, 3))
+        x = keras.layers.Conv2D(4, 3, padding="same", name="conv_a")(inputs)
+        x = keras.layers.Conv2D(4, 3, padding="same", name="conv_b")(x)
+        outputs = keras.layers.Dense(5, name="logits")(keras.layers.GlobalAveragePooling2D(name="pool")(x))
+        return keras.Model(inputs, outputs, name=name)
+
+    # keras_local's ResNet-110 recipe for Associated Learning decays the weights by 1e-4; its generic one does not.
+    assert kl.get_method("associated").reference_recipe("resnet110").settings["weight_decay"] == 1e-4
+    generic = kl.get_method("associated").reference_recipe(OWN_MODEL).settings["weight_decay"]
+    with pytest.warns(UserWarning, match="recipe='reference' on your own model 'resnet110': associated's generic"):
+        model = kl.build_model(named("resnet110"), "associated", num_blocks=2, recipe="reference", build=False)
+    assert {block.weight_decay for block in model.blocks} == {generic} == {0.0}
+    # InfoPro's ResNet-32 split indexes keras_local's ResNet-32 units; a user's "resnet32" is split evenly.
+    with pytest.warns(UserWarning, match="'resnet32'"):
+        infopro = kl.build_model(named("resnet32"), "infopro", num_blocks=2, recipe="reference", build=False)
+    assert [len(block.units) for block in infopro.blocks] == [1, 1]
+    with pytest.warns(UserWarning, match="'keras.applications.ResNet50'"):
+        config = load_config(
+            overrides=['recipe="reference"', 'method="infopro"', 'architecture="keras.applications.ResNet50"']
+        )
+    assert config["split"] == "even"
