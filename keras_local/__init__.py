@@ -12,7 +12,7 @@ model.fit(train, epochs=1)
 ```
 """
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 
 from keras_local import (
     analysis,

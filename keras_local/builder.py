@@ -1,7 +1,6 @@
 """`build_model`: the one entry point from names to a built LocalModel."""
 
 import math
-import warnings
 
 from keras_local.architectures import architecture_option_names, get_architecture
 from keras_local.block import Block
@@ -111,7 +110,7 @@ def build_model(
     ```
     """
     with dtype_policy_scope(dtype_policy):  # every layer, block and head made here computes in it
-        block_order = _renamed_block_order(block_order, method_options)
+        _check_removed_keywords(method_options)
         if not isinstance(sync_batch_norm, bool):
             raise ValueError(f"sync_batch_norm must be True or False, got {sync_batch_norm!r}.")
         rule = get_method(method, **method_options)
@@ -204,23 +203,13 @@ def build_model(
         return model
 
 
-def _renamed_block_order(block_order, method_options):
-    """`block_order`, or the value of its old name `schedule` (popped from `method_options`) with a
-    DeprecationWarning; keras_local 0.3 renamed it."""
-    if "schedule" not in method_options:
-        return block_order
-    schedule = method_options.pop("schedule")
-    if block_order != "together":
+def _check_removed_keywords(method_options):
+    """A one-line error for a keyword that an earlier version took and 0.4 removed (`schedule`)."""
+    if "schedule" in method_options:
         raise ValueError(
-            f"schedule={schedule!r} is the old name of block_order; give only block_order "
-            f"(got block_order={block_order!r})."
+            f"build_model(schedule={method_options['schedule']!r}) was removed in keras_local 0.4 (deprecated "
+            f"since 0.3): use block_order={method_options['schedule']!r}."
         )
-    warnings.warn(
-        "build_model(schedule=...) is deprecated and will be removed in keras_local 0.4: use block_order=... instead.",
-        DeprecationWarning,
-        stacklevel=3,
-    )
-    return schedule
 
 
 def _own_model(architecture, input_shape, num_classes, architecture_options):

@@ -174,9 +174,6 @@ def test_weight_decay_scope_backbone_kernels_decays_only_the_units_kernels():
             np.testing.assert_allclose(all_gradient - gradient, 0.5 * value, atol=1e-6)
 
 
-def test_the_old_schedule_keyword_still_builds_with_a_deprecation_warning():
-    with pytest.warns(DeprecationWarning, match="use block_order"):
-        model = kl.build_model("resnet8", "gll", num_blocks=2, schedule="sequential", build=False)
-    assert model.block_order == "sequential"
-    with pytest.raises(ValueError, match="old name of block_order"):
-        kl.build_model("resnet8", "gll", num_blocks=2, schedule="sequential", block_order="pipelined", build=False)
+def test_the_schedule_keyword_removed_in_0_4_is_refused_in_one_line():
+    with pytest.raises(ValueError, match=r"build_model\(schedule='sequential'\) was removed in keras_local 0.4"):
+        kl.build_model("resnet8", "gll", num_blocks=2, schedule="sequential", build=False)

@@ -1,7 +1,12 @@
-"""The package's shape: no import cycle (function-level imports included), small method files."""
+"""The package's shape: no import cycle (function-level imports included), small method files; the built
+wheel and sdist."""
 
 import ast
+import json
+import os
 import pathlib
+
+import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1] / "keras_local"
 
@@ -82,3 +87,61 @@ def test_no_method_file_is_over_150_lines():
         if path.name != "base.py"
     }
     assert {path: lines for path, lines in long.items() if lines > 150} == {}
+
+
+@pytest.mark.large  # builds the wheel and the sdist, installs each into a fresh environment, runs the demo
+def test_the_wheel_and_the_sdist_install_in_a_fresh_environment_and_run_the_demo(tmp_path):
+    """What a user gets from `pip install keras-local`: the package with its embedded CIFAR-10 sample and the
+    `keras-local` command. The fresh environment takes the heavy dependencies (TensorFlow, Keras) from this
+    one's site-packages through PYTHONPATH, which loads no `.pth` file, so keras_local comes from the
+    installed artifact only."""
+    import site
+    import subprocess
+    import sys
+
+    import keras_local as kl
+
+    repository = ROOT.parent
+    subprocess.run(
+        [sys.executable, "-m", "build", "--outdir", str(tmp_path / "dist"), str(repository)],
+        check=True,
+        capture_output=True,
+    )
+    artifacts = sorted((tmp_path / "dist").iterdir())
+    assert [path.name for path in artifacts] == [
+        f"keras_local-{kl.__version__}-py3-none-any.whl",
+        f"keras_local-{kl.__version__}.tar.gz",
+    ]
+    dependencies = os.pathsep.join(site.getsitepackages())
+    for artifact in artifacts:
+        environment = tmp_path / artifact.name.split("-py3")[0].replace(".tar.gz", "-sdist")
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(environment)], check=True)
+        python = environment / "bin" / "python"
+        env = {**os.environ, "PYTHONPATH": dependencies, "TF_CPP_MIN_LOG_LEVEL": "3"}
+        subprocess.run(
+            [sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-deps", str(artifact)],
+            check=True,
+            env=env,
+            capture_output=True,
+        )
+        where = subprocess.run(
+            [str(python), "-c", "import keras_local; print(keras_local.__file__, keras_local.__version__)"],
+            check=True,
+            env=env,
+            cwd=tmp_path,  # not the checkout, whose keras_local a `-c` would import
+            capture_output=True,
+            text=True,
+        ).stdout.split()
+        assert where[0].startswith(str(environment)) and where[1] == kl.__version__
+        run_dir = environment / "demo"
+        demo = subprocess.run(
+            [str(environment / "bin" / "keras-local"), "train", "--run-dir", str(run_dir)]
+            + ["--set", "epochs=1", "--set", "train_examples=128", "--set", "test_examples=128", "--set", "verbose=0"],
+            env=env,
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+        )
+        assert demo.returncode == 0, demo.stderr[-2000:]
+        summary = json.loads((run_dir / "summary.json").read_text())
+        assert summary["method"] == "gll" and 0.0 <= summary["test_accuracy"] <= 1.0

@@ -280,8 +280,8 @@ class Method:
         old = {name: cls.__dict__[name] for name in ("search_defaults", "searched_tail_option") if name in cls.__dict__}
         if old:  # the declarations before 0.4
             warnings.warn(
-                f"{cls.__name__}: search_defaults and searched_tail_option are deprecated; declare "
-                f"search = SearchSpace(options=..., tail_option=...) instead.",
+                f"{cls.__name__}: search_defaults and searched_tail_option are deprecated and will be removed "
+                f"in keras_local 0.5; declare search = SearchSpace(options=..., tail_option=...) instead.",
                 DeprecationWarning,
                 stacklevel=2,
             )
