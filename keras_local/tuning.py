@@ -50,6 +50,8 @@ import keras_tuner as kt
 from keras_local.architectures import get_architecture
 from keras_local.builder import activation_sizes, build_model
 from keras_local.methods import METHODS, get_method
+from keras_local.optimizers import named_optimizer
+from keras_local.own_model import is_model_spec, load_model_spec, prepare_model
 from keras_local.splitting import balanced_cuts, block_sizes, even_cuts, validate_cuts
 from keras_local.validation import check_number
 
@@ -59,6 +61,66 @@ DEFAULT_SPACE = {
     "head": ["linear", "conv"],
     "learning_rate": {"min": 0.01, "max": 0.2, "sampling": "log"},
 }
+
+
+class Architecture:
+    """What a search builds a fresh network from, each trial: a keras_local
+    network's name; or a user's model (`keras_local.own_model`) given as a
+    model (each trial trains a copy, `keras.models.clone_model`, from the
+    trial's seed; the model itself is left untouched), a function that
+    returns one (called each trial with the `architecture_options`), or a
+    `"keras.applications.NAME"` / `"module:function"` string. `units` are
+    its units and `input_shape` / `num_classes` the resolved ones."""
+
+    def __init__(self, architecture, input_shape, num_classes, options):
+        self.given, self.options = architecture, dict(options or {})
+        if isinstance(architecture, str) and not is_model_spec(architecture):
+            self.own, self.input_shape = None, tuple(input_shape or (32, 32, 3))
+            self.units = get_architecture(architecture, input_shape=self.input_shape, **self.options)
+            self.num_classes, self.name = num_classes or 10, architecture
+            return
+        if not (isinstance(architecture, (str, keras.Model)) or callable(architecture)):
+            raise ValueError(
+                f"architecture must be a keras_local network's name, a keras.Model, a function that returns "
+                f"one, or a model spec string; got {type(architecture).__name__}: {architecture!r}."
+            )
+        made = self.make()
+        self.own = prepare_model(
+            made
+            if not isinstance(made, str)
+            else load_model_spec(made, input_shape or (32, 32, 3), num_classes or 10, self.options),
+            None if input_shape is None else tuple(input_shape),
+            num_classes,
+        )
+        self.units, self.input_shape, self.name = self.own.units, tuple(self.own.input_shape), self.own.name
+        self.num_classes = num_classes or self.own.num_classes or 10
+
+    def make(self):
+        """A fresh network for `build_model`: the name or spec, a new copy of the model, or the function's."""
+        if isinstance(self.given, str):
+            return self.given
+        if isinstance(self.given, keras.Model):
+            return keras.models.clone_model(self.given)
+        return self.given(**self.options)
+
+    def build_options(self):
+        """`architecture_options` for `build_model` (a model is already built with them)."""
+        return self.options if isinstance(self.given, str) else None
+
+    def cut_names(self, cuts):
+        """`cuts` (unit indices) as the config writes them: layer names for a user's model."""
+        if self.own is None:
+            return cuts
+        return [self.own.unit_ends[index - 1] for index in cuts]
+
+    def config_name(self):
+        """How a config names the network: the name or spec, a function as `"module:function"`, else the
+        model's name (which a config cannot build)."""
+        if isinstance(self.given, str):
+            return self.given
+        if callable(self.given) and not isinstance(self.given, keras.Model) and "<" not in self.given.__qualname__:
+            return f"{self.given.__module__}:{self.given.__qualname__}"
+        return self.name
 
 
 def searched_options():
@@ -120,8 +182,12 @@ class LocalHyperModel(kt.HyperModel):
     """A `keras_tuner.HyperModel` over local-training configurations.
 
     Args:
-        architecture: a name from `list_architectures()`.
-        input_shape, num_classes: the data's.
+        architecture: a name from `list_architectures()`, or a user's model
+            (`Architecture`: a `keras.Model`, each trial training a fresh
+            copy; a function returning one; a model spec string). Cuts are
+            then searched among its cut points (`kl.cut_points`).
+        input_shape, num_classes: the data's (default: a user's model's
+            own; (32, 32, 3) and 10 for keras_local's networks).
         method, num_blocks, head, learning_rate, and as keywords the
             options methods let a search vary (`searched_options()`, e.g.
             BackLink's `alpha` and `propagation_length`): the search space;
@@ -152,8 +218,8 @@ class LocalHyperModel(kt.HyperModel):
     def __init__(
         self,
         architecture="resnet20",
-        input_shape=(32, 32, 3),
-        num_classes=10,
+        input_shape=None,
+        num_classes=None,
         *,
         method=None,
         num_blocks=None,
@@ -193,21 +259,26 @@ class LocalHyperModel(kt.HyperModel):
             _check_entry(key, value)
         for method_name in _values(self.space["method"]):
             METHODS.get(method_name)  # unknown names fail here, quoting the allowed ones
-        self.architecture, self.input_shape, self.num_classes = architecture, tuple(input_shape), num_classes
+        self.source = Architecture(architecture, input_shape, num_classes, architecture_options)
+        self.architecture, self.input_shape, self.num_classes = (
+            architecture,
+            self.source.input_shape,
+            self.source.num_classes,
+        )
         self.architecture_options = dict(architecture_options or {})
         self.method_options = dict(method_options or {})
         if optimizer not in ("sgd", "adam"):
             raise ValueError(f"optimizer must be 'sgd' or 'adam', got {optimizer!r}.")
         self.optimizer, self.momentum, self.nesterov = optimizer, momentum, nesterov
         self.weight_decay, self.seed = weight_decay, seed
-        units = get_architecture(architecture, input_shape=self.input_shape, **self.architecture_options)
+        units = self.source.units
         self.num_units = len(units)
         ks = _values(self.space["num_blocks"])
         wrong = [k for k in ks if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= self.num_units]
         if wrong:
             raise ValueError(
                 f"num_blocks={self.space['num_blocks']!r} has {wrong[0]!r}: each K must be an integer "
-                f"in 1..{self.num_units}, the number of units of {architecture}."
+                f"in 1..{self.num_units}, the number of units of {self.source.name}."
             )
         self.candidates = self._cut_candidates(cuts, ks, max_cut_candidates, activation_sizes(units, self.input_shape))
         for method_name in _values(self.space["method"]):
@@ -287,7 +358,7 @@ class LocalHyperModel(kt.HyperModel):
             ks = [k for k in ks if k > 1 and self._lengths(k, tail)]
             if not ks:
                 raise ValueError(
-                    f"No split of {self.architecture} with num_blocks={self.space['num_blocks']!r} admits "
+                    f"No split of {self.source.name} with num_blocks={self.space['num_blocks']!r} admits "
                     f"{tail}={self.space[tail]!r}: {method} needs K >= 2 and every block but the last at "
                     f"least that many units long."
                 )
@@ -314,7 +385,7 @@ class LocalHyperModel(kt.HyperModel):
         method = chosen["method"]
         options = self._options(method, chosen)
         model = build_model(
-            self.architecture,
+            self.source.make(),
             method,
             num_blocks=chosen["num_blocks"],
             cuts=chosen["cuts"] or None,
@@ -322,14 +393,10 @@ class LocalHyperModel(kt.HyperModel):
             input_shape=self.input_shape,
             num_classes=self.num_classes,
             weight_decay=self.weight_decay,
-            architecture_options=self.architecture_options,
+            architecture_options=self.source.build_options(),
             **options,
         )
-        if self.optimizer == "adam":
-            optimizer = keras.optimizers.Adam(learning_rate)
-        else:
-            optimizer = keras.optimizers.SGD(learning_rate, momentum=self.momentum, nesterov=self.nesterov)
-        model.compile(optimizer=optimizer)
+        model.compile(optimizer=named_optimizer(self.optimizer, learning_rate, self.momentum, self.nesterov))
         return model
 
     def fit(self, hp, model, *args, **kwargs):
@@ -354,7 +421,7 @@ class LocalHyperModel(kt.HyperModel):
         chosen = self.declare(hp.copy())
         method = chosen["method"]
         config = {
-            "architecture": self.architecture,
+            "architecture": self.source.config_name(),
             "method": method,
             "num_blocks": chosen["num_blocks"],
             "learning_rate": float(chosen["learning_rate"]),
@@ -367,7 +434,7 @@ class LocalHyperModel(kt.HyperModel):
             "architecture_options": dict(self.architecture_options),
         }
         if chosen["cuts"]:
-            config["cuts"] = validate_cuts(chosen["cuts"], self.num_units)
+            config["cuts"] = self.source.cut_names(validate_cuts(chosen["cuts"], self.num_units))
         if chosen.get("head") is not None:
             config["head"] = chosen["head"]
         return config
@@ -384,8 +451,8 @@ def score_splits(
     method="gll",
     head="linear",
     learning_rate=0.05,
-    input_shape=(32, 32, 3),
-    num_classes=10,
+    input_shape=None,
+    num_classes=None,
     limit=16,
     weight_decay=5e-4,
     seed=0,
@@ -415,7 +482,8 @@ def score_splits(
                                            cuts={2: [row["cuts"] for row in ranked[:3]]})
     ```
     """
-    units = get_architecture(architecture, input_shape=tuple(input_shape))
+    source = Architecture(architecture, input_shape, num_classes, None)
+    units, input_shape, num_classes = source.units, source.input_shape, source.num_classes
     if candidates is None:
         candidates = cut_candidates(
             len(units), num_blocks, limit, costs=activation_sizes(units, input_shape), seed=seed
@@ -425,7 +493,7 @@ def score_splits(
     for text in candidates:
         keras.utils.set_random_seed(seed)
         model = build_model(
-            architecture,
+            source.make(),
             method,
             cuts=text or None,
             head=head,

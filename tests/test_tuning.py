@@ -268,3 +268,36 @@ def test_tune_bad_input_prints_one_line_and_exits_2(argv, message, tmp_path, cap
 
 def test_package_exports_tuning():
     assert kl.tuning.LocalHyperModel is tuning.LocalHyperModel
+
+
+def test_a_search_of_a_users_functional_model(tmp_path):
+    """The method, K, the cuts among the model's cut points, α and l and the head are searched on a user's
+    model; each trial trains a fresh copy, so the model given stays as it was."""
+    from own_models import residual_model
+
+    user = residual_model()
+    before = user.get_weights()
+    hypermodel = tuning.LocalHyperModel(
+        user, method=["gll", "backlink"], num_blocks=[2, 3], head=["linear", "conv"], propagation_length=[1]
+    )
+    assert (hypermodel.input_shape, hypermodel.num_classes) == ((8, 8, 3), 5)  # the model's own
+    assert hypermodel.num_units == kl.cut_points(user).index("pool")  # units end at the cut points before it
+    tuner = kt.RandomSearch(
+        hypermodel, objective=tuning.objective("val_accuracy"), max_trials=3, directory=str(tmp_path), seed=0
+    )
+    data = tf.data.Dataset.from_tensor_slices(
+        (np.random.default_rng(0).normal(size=(32, 8, 8, 3)).astype("float32"), np.arange(32) % 5)
+    ).batch(16)
+    tuner.search(data, validation_data=data, epochs=1, verbose=0)
+    trials = tuner.oracle.get_best_trials(3)
+    assert [trial.status for trial in trials] == ["COMPLETED"] * 3
+    assert len({str(sorted(trial.hyperparameters.values.items())) for trial in trials}) == 3
+    for trial in trials:
+        config = hypermodel.config_from(trial.hyperparameters)
+        assert config["architecture"] == "residual" and set(config.get("cuts", [])) <= set(kl.cut_points(user))
+    for a, b in zip(before, user.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    # A function that builds the model: named in the config so that `keras-local train` can build it again.
+    assert tuning.LocalHyperModel(residual_model, num_blocks=[2]).source.config_name() == "own_models:residual_model"
+    ranked = tuning.score_splits(residual_model, 2, data, data, probe_steps=1, limit=2)
+    assert len(ranked) == 2 and all(0.0 <= row["score"] <= 1.0 for row in ranked)
