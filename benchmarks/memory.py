@@ -29,11 +29,9 @@ import sys
 
 def parse_variant(text):
     """`"backlink:propagation_length=1,alpha=0.5"` → ("backlink", {"propagation_length": 1, "alpha": 0.5})."""
-    from keras_local.config import parse_value
+    from keras_local.config import parse_method_spec  # here: the parent process spawns the measurements
 
-    name, _, options = text.partition(":")
-    pairs = [item.partition("=") for item in options.split(",") if item]
-    return name, {key: parse_value(value) for key, _, value in pairs}
+    return parse_method_spec(text)
 
 
 def measure(args, variant, block_order, num_blocks, split):

@@ -37,15 +37,7 @@ from timing import median_step_seconds, write_result  # noqa: E402
 
 import keras_local as kl  # noqa: E402
 from keras_local import profiling  # noqa: E402
-from keras_local.config import parse_value  # noqa: E402
-
-
-def parse_method(spec):
-    """ "backlink:alpha=0.5,propagation_length=1" → ("backlink", {"alpha": 0.5, ...})."""
-    name, _, options = spec.partition(":")
-    pairs = [item.split("=", 1) for item in options.split(",") if item]
-    return name, {key: parse_value(value) for key, value in pairs}
-
+from keras_local.config import parse_method_spec as parse_method  # noqa: E402
 
 DEFAULT_METHODS = [
     "gll",

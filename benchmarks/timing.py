@@ -10,19 +10,7 @@ import time
 
 import keras
 
-
-class StepTimer(keras.callbacks.Callback):
-    """Wall time of each training batch (one `train_step` call)."""
-
-    def __init__(self):
-        super().__init__()
-        self.times = []
-
-    def on_train_batch_begin(self, batch, logs=None):
-        self._start = time.perf_counter()
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.times.append(time.perf_counter() - self._start)
+from keras_local.callbacks import StepTimer
 
 
 def median_step_seconds(models, dataset, steps=20, repeats=3, warmup_steps=3):

@@ -149,6 +149,14 @@ def parse_value(text):
         return text
 
 
+def parse_method_spec(text):
+    """A method and its options as benchmarks' command lines write them:
+    `"backlink:alpha=0.5,propagation_length=1"` → `("backlink", {"alpha": 0.5, "propagation_length": 1})`."""
+    name, _, options = text.partition(":")
+    pairs = [item.partition("=") for item in options.split(",") if item]
+    return name, {key: parse_value(value) for key, _, value in pairs}
+
+
 def parse_overrides(overrides):
     """`["epochs=5", "alpha=0.5"]` → `{"epochs": 5, "alpha": 0.5}`."""
     parsed = {}

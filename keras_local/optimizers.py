@@ -15,6 +15,16 @@ import keras
 import tensorflow as tf
 
 
+def named_optimizer(name, learning_rate, momentum=0.9, nesterov=True):
+    """The optimizer a config or a search names: `"sgd"` (with `momentum`
+    and `nesterov`) or `"adam"`, at `learning_rate` (a number or a schedule)."""
+    if name == "sgd":
+        return keras.optimizers.SGD(learning_rate, momentum=momentum, nesterov=nesterov)
+    if name == "adam":
+        return keras.optimizers.Adam(learning_rate)
+    raise ValueError(f"Unknown optimizer {name!r}. Allowed: sgd, adam.")
+
+
 def _inner(optimizer):
     """The optimizer inside a LossScaleOptimizer (mixed precision), or itself."""
     return getattr(optimizer, "inner_optimizer", optimizer)

@@ -31,6 +31,7 @@ from keras_local.checkpoint import CheckpointError, RunCheckpoint
 from keras_local.config import DEFAULTS, rename_legacy_keys, to_toml
 from keras_local.export import export_inference_model
 from keras_local.files import atomic_path, read_json, write_json, write_text
+from keras_local.optimizers import named_optimizer
 
 CALLBACKS = (
     "block_logger",
@@ -132,9 +133,7 @@ def make_optimizer(config, steps_per_epoch, learning_rate=None):
     `learning_rate` when given (default: `make_learning_rate`)."""
     if learning_rate is None:
         learning_rate = make_learning_rate(config, steps_per_epoch)
-    if config["optimizer"] == "sgd":
-        return keras.optimizers.SGD(learning_rate, momentum=config["momentum"], nesterov=config["nesterov"])
-    return keras.optimizers.Adam(learning_rate)
+    return named_optimizer(config["optimizer"], learning_rate, config["momentum"], config["nesterov"])
 
 
 def versions():

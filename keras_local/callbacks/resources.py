@@ -90,7 +90,8 @@ class MemoryMonitor(keras.callbacks.Callback):
 class StepTimer(keras.callbacks.Callback):
     """Puts the median wall time of the epoch's training steps (seconds)
     into the logs as `step_seconds` (the first epoch's includes tracing in
-    its first steps; the median keeps it out).
+    its first steps; the median keeps it out). `times` holds every timed
+    step since the callback was made, over every `fit` it was given to.
 
     Example:
 
@@ -100,6 +101,10 @@ class StepTimer(keras.callbacks.Callback):
     ```
     """
 
+    def __init__(self):
+        super().__init__()
+        self.times, self._times, self._start = [], [], None
+
     def on_epoch_begin(self, epoch, logs=None):
         self._times, self._start = [], None
 
@@ -108,7 +113,9 @@ class StepTimer(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         if self._start is not None:
-            self._times.append(time.perf_counter() - self._start)
+            seconds = time.perf_counter() - self._start
+            self._times.append(seconds)
+            self.times.append(seconds)
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None and self._times:

@@ -256,10 +256,6 @@ class Method:
             )
         return None
 
-    def blocks_train_alone(self, num_blocks):
-        """Whether `why_blocks_cannot_train_alone` has no reason."""
-        return self.why_blocks_cannot_train_alone(num_blocks) is None
-
     def check_variable(self, name, block_order):
         """Raises a `ValueError` if option `name` cannot be scheduled with this block order."""
 
