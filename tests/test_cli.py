@@ -1,4 +1,5 @@
 import json
+import os
 import re
 import subprocess
 import sys
@@ -138,3 +139,21 @@ def test_warmup_then_cosine_follows_infopro():
     assert values[0] == pytest.approx(0.01) and values[1] == pytest.approx(0.405)  # linear warm-up from 0.01
     assert values[2] == pytest.approx(0.8) and values[3] == pytest.approx(0.4, rel=1e-3)  # then cosine over 150
     assert values[4] == pytest.approx(0.0, abs=1e-4)
+
+
+@pytest.mark.large  # the installed command, in its own process
+def test_the_command_output_starts_with_its_own_lines_not_tensorflows_import_log(tmp_path):
+    command = os.path.join(os.path.dirname(sys.executable), "keras-local")
+    env = {
+        key: value for key, value in os.environ.items() if key not in ("TF_CPP_MIN_LOG_LEVEL", "KERAS_LOCAL_TF_LOGS")
+    }
+    refused = subprocess.run(
+        [command, "train", "--set", 'method="nope"'], capture_output=True, text=True, env=env, cwd=tmp_path
+    )
+    assert refused.returncode == 2 and refused.stdout == ""
+    assert refused.stderr.splitlines() == [
+        "keras-local: error: Unknown method 'nope'. Allowed: associated, auglocal, backlink, bp, bwbpf, dgl, gll, "
+        "infopro, predsim."
+    ]
+    listed = subprocess.run([command, "list", "--tf-logs"], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert listed.returncode == 0 and listed.stdout.startswith("methods:")
