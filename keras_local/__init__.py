@@ -23,6 +23,7 @@ from keras_local import (
     cluster,
     compilation,
     data,
+    gradient_flow,
     graph,
     greedy,
     heads,
@@ -32,6 +33,7 @@ from keras_local import (
     plots,
     precision,
     profiling,
+    repairs,
     search,
     tuning,
 )
@@ -39,6 +41,7 @@ from keras_local.architectures import list_architectures
 from keras_local.block import Block
 from keras_local.builder import build_model
 from keras_local.export import export_inference_model
+from keras_local.gradient_flow import block_graph, plot_blocks
 from keras_local.graph import cut_points
 from keras_local.heads import list_heads
 from keras_local.methods import Method, get_method, list_methods
@@ -52,6 +55,7 @@ __all__ = [
     "checkpoint",
     "cluster",
     "compilation",
+    "gradient_flow",
     "graph",
     "greedy",
     "heads",
@@ -61,13 +65,16 @@ __all__ = [
     "plots",
     "precision",
     "profiling",
+    "repairs",
     "search",
     "tuning",
     "Block",
     "LocalModel",
     "Method",
     "build_model",
+    "block_graph",
     "cut_points",
+    "plot_blocks",
     "data",
     "export_inference_model",
     "get_method",

@@ -97,6 +97,12 @@ def _parser():
     profile.add_argument("--batch-size", type=int, default=None, help="default: the config's batch_size")
     profile.add_argument("--repeats", type=int, default=10, help="timed calls per block part")
     profile.add_argument("--output-dir", default="runs/profile", help="where profile.json and profile.png go")
+    plot = commands.add_parser(
+        "plot", help="a picture of the config's model: its blocks, heads, cuts, links and devices (needs matplotlib)"
+    )
+    plot.add_argument("--config", help="TOML recipe for the model (defaults: the demo's resnet20 gll)")
+    plot.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    plot.add_argument("--output", default="blocks.png", help="the PNG to write (default: blocks.png)")
     tune = commands.add_parser("tune", help="keras-tuner search of a config's [search] table")
     tune.add_argument("--config", help="TOML recipe with a [search] table (keys it lacks are fixed)")
     tune.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
@@ -151,6 +157,25 @@ def _tune(args):
     print(
         f"best: trial {best['trial_id']} ({best['score']:.4f}) -> {args.output_dir}/best.toml"
         + (f", {result['plot']}" if result["plot"] else "")
+    )
+
+
+def _plot(args):
+    from keras_local import data
+    from keras_local.builder import build_model_from_config
+    from keras_local.config import load_config
+    from keras_local.gradient_flow import plot_blocks
+    from keras_local.methods import method_option_names
+
+    config = load_config(args.config, args.set, method_option_names())
+    input_shape, num_classes = data.dataset_info(config["dataset"], config["data_dir"])
+    model = build_model_from_config(config, input_shape, num_classes)
+    graph = plot_blocks(model, to_file=args.output)
+    links = len({edge.target for edge in graph.edges_of("link")})
+    cuts = sum(edge.cut for edge in graph.edges)
+    print(
+        f"{args.output}: {len(model.blocks)} blocks of {config['architecture']} under {graph.method}, "
+        f"{cuts} gradient cuts, {links} linked units"
     )
 
 
@@ -286,6 +311,9 @@ def main(argv=None):
             return 0
         if args.command == "profile":
             _profile(args)
+            return 0
+        if args.command == "plot":
+            _plot(args)
             return 0
         if args.command == "tune":
             _tune(args)
