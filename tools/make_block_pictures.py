@@ -11,8 +11,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import keras_local as kl  # noqa: E402
 from own_models import residual_model  # noqa: E402
+
+import keras_local as kl  # noqa: E402
 
 FAMILIES = {
     "bp": ("bp", {}),  # one loss, nothing cut
