@@ -22,7 +22,7 @@ Example:
 ```python
 model = kl.build_model("resnet8", "backlink", num_blocks=2, propagation_length=1, alpha=0.5)
 graph = kl.block_graph(model)
-[(edge.source, edge.target) for edge in graph.edges if edge.kind == "link"]   # [('loss1', 'unit2')]
+[(edge.source, edge.target) for edge in graph.edges if edge.kind == "link"]   # [('loss1', 'unit1')]
 kl.plot_blocks(model, to_file="blocks.png")
 ```
 """
