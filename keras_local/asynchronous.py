@@ -7,8 +7,10 @@ that block k − 1 fills (with its labels); the worker makes one local step
 and pushes its stopped output into its own buffer. A buffer holds at most
 `buffer_size` batches (the oldest is dropped) and serves the least-used
 batch, the freshest among those (DGL's `priority_lifo`); a batch is dropped
-after `max_reuse` uses. Works with every method that cuts its blocks and has
-no label path. With `validation_data`, every block head's accuracy is
+after `max_reuse` uses. Works with every method whose blocks can train alone
+(`Method.why_blocks_cannot_train_alone`: gradients cut, no label path, no
+backward link, no MAN average, no loss reading the images); the others are
+refused in one line. With `validation_data`, every block head's accuracy is
 measured every `validation_every` ticks and at the end (`report["history"]`),
 so one sees how a slow block holds back the blocks after it.
 

@@ -48,9 +48,11 @@ def _cutting_methods():
 class LocalModel(LocalTrainer, keras.Model):
     """A network cut into blocks, each trained by its own optimizer.
 
-    `call` is plain inference (all blocks, then the last block's head, which
-    is the network's output head; for `bwbpf` the last block is the output
-    layer alone). `train_step` runs one step of the method over all blocks:
+    `call` is plain inference: all blocks, then `inference_head` (the last
+    block's head, the network's output head; for BWBPF and PredSim, whose
+    output layer is a block of its own, that block's; for Associated
+    Learning, the last bridge and the label path's decoders). It takes the
+    images, or a one-entry dict of them. `train_step` runs one step of the method over all blocks:
     for local methods every block reads `stop_gradient` of the previous
     block's output and applies the gradient of its own (weighted) local loss
     with its own optimizer (a block whose last units the method links to the

@@ -3,7 +3,9 @@
 - `plot_block_accuracy`: each block head's accuracy over the epochs (`BlockLogger`'s CSV);
 - `plot_profile`: peak memory against K per block order, and time per block (`keras-local profile`);
 - `plot_trials`: a keras-tuner search's scores, trial by trial (`keras-local tune`);
-- `plot_features`: a block's features on their first two principal components (`keras-local analyze`).
+- `plot_features`: a block's features on their first two principal components (`keras-local analyze`);
+- `keras_local.gradient_flow.plot_blocks`, drawn with this module's helpers: where each gradient goes
+  (`keras-local plot`).
 
 They need matplotlib (`pip install 'keras-local[plot]'`): without it they
 raise `MatplotlibMissing` (an `ImportError` and a `ValueError`) saying so.
