@@ -32,33 +32,8 @@ import numpy as np
 import tensorflow as tf
 
 from keras_local.block_order import BLOCK_ORDERS
+from keras_local.memory import device_peaks, memory_device, memory_devices  # noqa: F401  (kl.profiling's too)
 from keras_local.model import LocalModel
-
-
-def memory_devices():
-    """The devices whose allocators are measured: every GPU, else the CPU (logical CPUs share one allocator)."""
-    gpus = [device.name.split("device:")[-1] for device in tf.config.list_logical_devices("GPU")]
-    return gpus or ["CPU:0"]
-
-
-def memory_device():
-    """The first of `memory_devices()`."""
-    return memory_devices()[0]
-
-
-def device_peaks(devices, step):
-    """Runs `step()` and returns each device's allocator peak during it above the memory in use before it
-    (bytes; None where the allocator keeps no statistics)."""
-    before = {}
-    for device in devices:
-        tf.config.experimental.reset_memory_stats(device)
-        before[device] = tf.config.experimental.get_memory_info(device)["current"]
-    step()
-    peaks = {}
-    for device in devices:
-        peak = tf.config.experimental.get_memory_info(device)["peak"]
-        peaks[device] = None if peak == 0 else peak - before[device]
-    return peaks
 
 
 def fresh_copy(model, **changes):

@@ -145,3 +145,26 @@ def test_the_wheel_and_the_sdist_install_in_a_fresh_environment_and_run_the_demo
         assert demo.returncode == 0, demo.stderr[-2000:]
         summary = json.loads((run_dir / "summary.json").read_text())
         assert summary["method"] == "gll" and 0.0 <= summary["test_accuracy"] <= 1.0
+
+
+def _reachable(graph, start):
+    seen, stack = set(), [start]
+    while stack:
+        for other in graph.get(stack.pop(), ()):
+            if other not in seen:
+                seen.add(other)
+                stack.append(other)
+    return seen
+
+
+@pytest.mark.parametrize(
+    "module, above",
+    [
+        ("keras_local.callbacks", "keras_local.model"),  # callbacks read a model; they do not pull the stack in
+        ("keras_local.block", "keras_local.own_model"),  # a block holds units; it does not cut user models
+        ("keras_local.memory", "keras_local.model"),
+        ("keras_local.repairs", "keras_local.model"),
+    ],
+)
+def test_leaves_stay_below_the_modules_above_them(module, above):
+    assert above not in _reachable(import_graph(), module)

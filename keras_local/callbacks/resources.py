@@ -9,7 +9,7 @@ import time
 import keras
 import tensorflow as tf
 
-from keras_local import profiling
+from keras_local.memory import memory_devices
 
 
 class MemoryMonitor(keras.callbacks.Callback):
@@ -50,7 +50,7 @@ class MemoryMonitor(keras.callbacks.Callback):
         return None if self.devices is None else self.devices[0]
 
     def on_train_begin(self, logs=None):
-        self._devices = self.devices or profiling.memory_devices()  # once, not at every step
+        self._devices = self.devices or memory_devices()  # once, not at every step
 
     def on_epoch_begin(self, epoch, logs=None):
         self._step = dict.fromkeys(self._devices, 0)
