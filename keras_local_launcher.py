@@ -13,6 +13,8 @@ import tempfile
 
 def main():
     argv = [argument for argument in sys.argv[1:] if argument != "--tf-logs"]
+    if argv[:1] == ["profile"]:  # before TensorFlow starts: the CPU allocator's peak statistics
+        os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
     if os.environ.get("KERAS_LOCAL_TF_LOGS") == "1" or len(argv) < len(sys.argv) - 1:
         from keras_local import cli
 
