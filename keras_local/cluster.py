@@ -40,9 +40,11 @@ model.fit(train)   # train: the global batches; each worker takes its share
 """
 
 import contextlib
+import ctypes
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -259,9 +261,6 @@ def _die_with_parent():
     """In a child process (Linux): be killed when the parent dies, even by SIGKILL, so that no worker
     is left waiting on a collective for ever."""
     try:
-        import ctypes
-        import signal
-
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass

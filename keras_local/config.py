@@ -14,12 +14,16 @@ config["epochs"]      # 5
 ```
 """
 
+import difflib
 import tomllib
 
 from keras_local.block import Block
 from keras_local.block_order import BLOCK_ORDERS
+from keras_local.methods import get_method
+from keras_local.own_model import is_model_spec
 from keras_local.precision import DTYPE_POLICIES
-from keras_local.splitting import SPLITS
+from keras_local.recipes import check_recipe, recipe_architecture
+from keras_local.splitting import SPLITS, cut_items, parse_cuts
 
 DEFAULTS = {
     # model
@@ -190,7 +194,6 @@ def resolve(values, method_option_names=()):
     Keys that are not run settings but are in `method_option_names` go into
     `method_options` (so `--set alpha=0.5` works for methods with options).
     """
-    from keras_local.recipes import check_recipe
 
     values = rename_legacy_keys(values)
     config = {key: dict(value) if isinstance(value, dict) else value for key, value in DEFAULTS.items()}
@@ -289,7 +292,6 @@ def resolve(values, method_option_names=()):
 
 def _unknown_key_message(key, method_option_names):
     """One line: the unknown key and the closest known ones."""
-    import difflib
 
     known = sorted(set(DEFAULTS) | set(method_option_names))
     close = difflib.get_close_matches(key, known, n=3, cutoff=0.6)
@@ -303,7 +305,6 @@ def _unknown_key_message(key, method_option_names):
 
 def _check_method(config):
     """The method, its options and a `[callbacks] method_schedule`'s values, checked by building the method."""
-    from keras_local.methods import get_method
 
     method = get_method(config["method"], **config["method_options"])
     schedule = config["callbacks"].get("method_schedule")
@@ -329,8 +330,6 @@ def _check_method(config):
 def _check_cuts(config, values):
     """`cuts` fixes K (one more block than cuts): `num_blocks` follows it, or must agree with it.
     A user's own model (`keras_local.own_model`) may name its cut points instead of unit indices."""
-    from keras_local.own_model import is_model_spec
-    from keras_local.splitting import cut_items, parse_cuts
 
     cuts = config["cuts"]
     if cuts is None:
@@ -346,8 +345,6 @@ def _check_cuts(config, values):
 
 def _reference_settings(values):
     """The reference recipe of the method (and network) that `values` name."""
-    from keras_local.methods import get_method
-    from keras_local.recipes import recipe_architecture
 
     method = values.get("method", DEFAULTS["method"])
     architecture = values.get("architecture", DEFAULTS["architecture"])

@@ -12,13 +12,13 @@ scale_for_replicas(keras.ops.convert_to_tensor(2.0))   # 2.0 with one replica, 1
 ```
 """
 
+import tensorflow as tf
 from keras import ops
 
 from keras_local.deprecation import moved_names
 
 
 def _replicas():
-    import tensorflow as tf
 
     return tf.distribute.get_strategy().num_replicas_in_sync
 

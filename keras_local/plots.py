@@ -31,10 +31,10 @@ class MatplotlibMissing(ImportError, ValueError):
 
 def _pyplot():
     try:
-        import matplotlib
+        import matplotlib  # noqa: PLC0415 (optional: keras-local[plot])
 
         matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        import matplotlib.pyplot as plt  # noqa: PLC0415 (after the Agg backend is chosen)
     except ImportError:
         raise MatplotlibMissing("Plotting needs matplotlib: pip install 'keras-local[plot]'.") from None
     return plt

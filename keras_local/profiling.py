@@ -32,8 +32,10 @@ import numpy as np
 import tensorflow as tf
 
 from keras_local.block_order import BLOCK_ORDERS
+from keras_local.builder import build_model, build_model_from_config
 from keras_local.memory import device_peaks, memory_device, memory_devices  # noqa: F401  (kl.profiling's too)
 from keras_local.model import LocalModel
+from keras_local.splitting import balanced_cuts
 
 
 def fresh_copy(model, **changes):
@@ -96,8 +98,6 @@ def time_balanced_cuts(architecture, num_blocks, x, y, repeats=5, **build_option
     times. What the pipelined block order wants: its step lasts as long as its
     slowest block (early units of a CIFAR ResNet are slower than late ones
     on CPU, at the same FLOPs)."""
-    from keras_local.builder import build_model
-    from keras_local.splitting import balanced_cuts
 
     build_options = {"input_shape": tuple(np.shape(x)[1:]), **build_options}
     units = build_model(architecture, "gll", build=False, **build_options).blocks[0].units
@@ -177,7 +177,6 @@ def profile_config(config, ks, x, y, input_shape, num_classes, repeats=10):
     beside `bp`'s peak memory on the same network: `{"profiles": {K:
     report}, "bp_peak_memory_mib", "peak_memory_ratio_to_bp": {K: {block
     order: ratio}}}` (what `keras-local profile` writes)."""
-    from keras_local.builder import build_model_from_config
 
     reference = build_model_from_config(
         {**config, "method": "bp", "method_options": {}, "block_order": "together", "cuts": None, "num_blocks": 1},

@@ -20,9 +20,12 @@ result["best"]["config"]      # the keys a recipe takes
 ```
 """
 
+import os
+
 import keras_tuner as kt
 
-from keras_local import plots
+from keras_local import data, plots
+from keras_local.config import to_toml
 from keras_local.files import write_json, write_text
 from keras_local.methods import METHODS, get_method
 from keras_local.tuning import LocalHyperModel, objective, score_splits, searched_options
@@ -130,10 +133,6 @@ def tune(
     `[search]` table: a recipe `keras-local train --config` takes) and
     `trials.png` when matplotlib is installed. Returns the result dict.
     """
-    import os
-
-    from keras_local import data
-    from keras_local.config import to_toml
 
     check_number("max_trials", max_trials, 1, integer=True)
     if tuner not in TUNERS:
@@ -205,7 +204,6 @@ def tune(
 
 def _search_data(config, validation_examples):
     """Training and held-out batches from the config's training split."""
-    from keras_local import data
 
     builder = data.get_builder(config["dataset"], config["data_dir"])
     total = builder.info.splits[config["train_split"]].num_examples

@@ -13,7 +13,9 @@ import tomllib
 
 import keras
 import tensorflow as tf
+import tensorflow_datasets as tfds
 
+import keras_local
 from keras_local import cluster, data
 from keras_local.builder import build_model_from_config
 from keras_local.callbacks import (
@@ -31,7 +33,7 @@ from keras_local.checkpoint import CheckpointError, RunCheckpoint
 from keras_local.config import DEFAULTS, rename_legacy_keys, to_toml
 from keras_local.export import export_inference_model
 from keras_local.files import atomic_path, read_json, write_json, write_text
-from keras_local.optimizers import named_optimizer
+from keras_local.optimizers import ScaledLearningRate, named_optimizer
 
 CALLBACKS = (
     "block_logger",
@@ -99,7 +101,6 @@ def callbacks_from_config(table, run_dir, learning_rate=None, num_blocks=None):
 
 
 def _scaled_schedules(learning_rate, multipliers):
-    from keras_local.optimizers import ScaledLearningRate
 
     if isinstance(learning_rate, keras.optimizers.schedules.LearningRateSchedule):
         return [ScaledLearningRate(learning_rate, factor) for factor in multipliers]
@@ -137,10 +138,6 @@ def make_optimizer(config, steps_per_epoch, learning_rate=None):
 
 
 def versions():
-    import tensorflow as tf
-    import tensorflow_datasets as tfds
-
-    import keras_local
 
     return {
         "keras_local": keras_local.__version__,

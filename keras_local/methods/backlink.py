@@ -1,6 +1,7 @@
 """BackLink: local training with backward links (Guo et al., IEEE TAI 2023)."""
 
 from keras_local.methods.base import Method, SearchSpace, check_number, register_method
+from keras_local.methods.gll import backlink_paper_recipe
 
 
 @register_method
@@ -54,7 +55,6 @@ class BackLink(Method):
         self.propagation_length = check_number("propagation_length", propagation_length, 0, integer=True)
 
     def reference_recipe(self, architecture):
-        from keras_local.methods.gll import backlink_paper_recipe
 
         return backlink_paper_recipe(architecture, head="linear", method_options=self.get_config())
 

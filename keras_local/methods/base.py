@@ -4,6 +4,7 @@ import sys
 import warnings
 from dataclasses import dataclass, field
 
+from keras_local.heads import LinearHead
 from keras_local.registry import Registry
 from keras_local.validation import check_number  # noqa: F401 (the methods' import)
 
@@ -129,7 +130,6 @@ class Method:
     def output_head(self, num_classes, features_shape):
         """The network's output layer (the last block's head, or the output
         block's): GAP → Dense by default."""
-        from keras_local.heads import LinearHead
 
         return LinearHead(num_classes, name="output_head")
 

@@ -29,7 +29,7 @@ _WNIDS = (pathlib.Path(__file__).parent / "wnids.txt").read_text().split()
 
 def _image(path):
     """The file itself for an RGB JPEG, an RGB re-encode (q95) otherwise."""
-    from PIL import Image  # Pillow comes with tensorflow-datasets' image support
+    from PIL import Image  # noqa: PLC0415 (Pillow: only where TFDS prepares the images)
 
     data = path.read_bytes()
     with Image.open(io.BytesIO(data)) as image:

@@ -1,5 +1,6 @@
 """InfoPro (Wang et al., "Revisiting Locally Supervised Learning", ICLR 2021)."""
 
+from keras_local.data import NORMALIZATION
 from keras_local.methods.base import check_number, register_method
 from keras_local.methods.gll import GreedyLocal
 from keras_local.methods.infopro.loss import AUX_LOSSES, InfoProLoss
@@ -56,7 +57,6 @@ class InfoPro(GreedyLocal):
         image_normalization=None,
         **composed,
     ):
-        from keras_local.data import NORMALIZATION
 
         super().__init__(**composed)  # MAN / HPFF
 
@@ -81,7 +81,6 @@ class InfoPro(GreedyLocal):
         self.image_normalization = image_normalization
 
     def configure(self, architecture=None, num_blocks=None, dataset=None):
-        from keras_local.data import NORMALIZATION
 
         if self.reconstruction_weights is None and num_blocks is not None:
             self.reconstruction_weights, self.aux_weights = reference_weights(architecture, num_blocks)
@@ -98,7 +97,6 @@ class InfoPro(GreedyLocal):
         return infopro_recipe(self, architecture)
 
     def _loss(self, reconstruction, aux):
-        from keras_local.data import NORMALIZATION
 
         mean, std = NORMALIZATION[self.image_normalization or "cifar10"]
         return InfoProLoss(

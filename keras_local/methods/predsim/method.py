@@ -2,6 +2,7 @@
 
 import keras
 
+from keras_local.heads import LinearHead
 from keras_local.methods.base import SearchSpace, check_number, register_method
 from keras_local.methods.gll import GreedyLocal
 from keras_local.methods.predsim.loss import PredSimLoss
@@ -58,7 +59,6 @@ class PredSim(GreedyLocal):
         return loss
 
     def output_head(self, num_classes, features_shape):
-        from keras_local.heads import LinearHead
 
         return LinearHead(num_classes, kernel_initializer="zeros", name="output_head")
 
