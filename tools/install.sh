@@ -23,7 +23,8 @@ gpu)
     ;;
 esac
 if [ "${2:-}" = "test" ]; then
-    python -m pip install -q "pytest>=8" "pytest-xdist>=3" "matplotlib>=3.8" dill importlib_resources "ruff==0.17.6" "build>=1"
+    python -m pip install -q "pytest>=8" "pytest-xdist>=3" "matplotlib>=3.8" dill importlib_resources "ruff==0.17.6" "build>=1" \
+        "mkdocs>=1.6,<2" "mkdocs-material>=9.5,<10" "mkdocstrings[python]>=0.26"
     python -m pip install -q --no-deps "keras-hub>=0.32,<0.33"
     python -m pip install -q regex tokenizers sentencepiece "kagglehub!=1.0.1" "kagglesdk==0.1.28"
 fi
