@@ -57,7 +57,8 @@ def export_inference_model(model, filepath=None, normalization=None):
             x = _replay(unit, x)
     for layer in model.inference_head:
         x = _replay(layer, x)
-    output_name = "logits" if model.method.heads_classify else "label_scores"
+    last = len(model.blocks) - 1
+    output_name = "label_scores" if model.method.head_scores(last, last + 1) == "decoded" else "logits"
     inference = keras.Model(inputs, x, name=f"{model.name}_inference")
     if inference.layers[-1].name != output_name:  # a user's model may already end in a layer of that name
         taken = output_name in {layer.name for layer in inference.layers}

@@ -146,7 +146,7 @@ class LocalModel(LocalTrainer, keras.Model):
         self._logged_position = {index: position for position, index in enumerate(logged)}
         self.block_losses = [keras.metrics.Mean(name=f"loss_{k}") for k in logged]
         # ... and of those, the blocks whose heads score the classes (not an embedding, not a code).
-        classifying = [index for index in logged if self.method.head_classifies(index, len(self.blocks))]
+        classifying = [index for index in logged if self.method.head_scores(index, len(self.blocks)) is not None]
         self._accuracy_position = {index: position for position, index in enumerate(classifying)}
         self.block_accuracies = [keras.metrics.SparseCategoricalAccuracy(name=f"acc_{k}") for k in classifying]
         # Backward links under float16 (`LocalTrainer.dropped_links`).
@@ -325,9 +325,7 @@ class LocalModel(LocalTrainer, keras.Model):
                 block.compile(
                     optimizer=block_optimizer,
                     loss=self.method.block_loss(index, len(self.blocks), loss),
-                    metrics=["accuracy"]
-                    if self.method.heads_classify and self.method.head_classifies(index, len(self.blocks))
-                    else [],
+                    metrics=["accuracy"] if self.method.head_scores(index, len(self.blocks)) == "logits" else [],
                 )  # a block alone scores its raw outputs
             block.sent_loss = self.method.sent_loss(index, len(self.blocks), loss)
         for index, (block, block_optimizer) in enumerate(zip(self.extra_blocks, optimizers[len(self.blocks) :])):

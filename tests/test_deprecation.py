@@ -82,3 +82,22 @@ def test_a_method_declaring_its_search_the_old_way_warns_and_gets_a_search_space
             searched_tail_option = "alpha"
 
     assert OldStyle.search == SearchSpace(options={"alpha": [0.0, 1.0]}, tail_option="alpha")
+
+
+def test_a_method_written_with_heads_classify_or_head_classifies_gets_head_scores_with_a_warning():
+    from keras_local.methods.base import Method
+
+    with pytest.warns(DeprecationWarning, match="heads_classify are deprecated .* define head_scores"):
+
+        class Codes(Method):
+            heads_classify = False
+
+    with pytest.warns(DeprecationWarning, match="head_classifies are deprecated"):
+
+        class Embeddings(Method):
+            def head_classifies(self, index, num_blocks):
+                return index == num_blocks - 1
+
+    assert [Codes().head_scores(k, 3) for k in range(3)] == ["decoded"] * 3
+    assert [Embeddings().head_scores(k, 3) for k in range(3)] == [None, None, "logits"]
+    assert Method().head_scores(0, 3) == "logits"

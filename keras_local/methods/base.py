@@ -74,7 +74,7 @@ class Method:
        `head_options`, `extra_blocks` (a label path).
     2. **Objective**: `default_loss`, `needs_images`, `block_loss`,
        `loss_weights`, `targets`, `decoders`, `prediction_loss`,
-       `heads_classify`, `head_classifies`, `head_prediction`,
+       `head_scores`, `head_prediction`,
        `extra_block_loss`, `extra_loss_name`, `extra_learning_rate_factor`.
     3. **Gradient flow**: `cut_gradients`, `linked_units`, `link`,
        `sent_loss` (backward links), `after_block_update`.
@@ -157,12 +157,10 @@ class Method:
     # -- 2. objective -------------------------------------------------------
     # default_loss: every block head's loss when `compile` gets none (None: sparse categorical
     # cross-entropy on logits). needs_images: whether the losses also read the input images (their
-    # target is then `{"labels": y, "images": x}`). heads_classify: whether the heads score the classes
-    # (logged as `acc_k`; Associated Learning's bridges regress codes). extra_block_loss /
-    # extra_loss_name: the loss of the extra blocks' heads and its logged name (`<name>_k`).
+    # target is then `{"labels": y, "images": x}`). extra_block_loss / extra_loss_name: the loss of the
+    # extra blocks' heads and its logged name (`<name>_k`).
     default_loss = None
     needs_images = False
-    heads_classify = True
     extra_block_loss = None
     extra_loss_name = "extra_loss"
 
@@ -190,10 +188,12 @@ class Method:
         """The loss of the network's prediction (default: the blocks' loss)."""
         return loss
 
-    def head_classifies(self, index, num_blocks):
-        """Whether block `index`'s head scores the classes (its accuracy is
-        logged as `acc_k`); `heads_classify` for every block by default."""
-        return self.heads_classify
+    def head_scores(self, index, num_blocks):
+        """How block `index`'s head scores the classes (its accuracy is
+        logged as `acc_k`): `"logits"` (its outputs are class scores, the
+        default), `"decoded"` (through `head_prediction`: Associated
+        Learning's bridges regress codes) or None (an embedding: no `acc_k`)."""
+        return "logits"
 
     def head_prediction(self, model, index, outputs):
         """The class scores of block `index`'s head, from its `outputs` (logits;
@@ -273,6 +273,7 @@ class Method:
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
+        _renamed_head_scores(cls)
         old = {name: cls.__dict__[name] for name in ("search_defaults", "searched_tail_option") if name in cls.__dict__}
         if old:  # the declarations before 0.4
             warnings.warn(
@@ -293,3 +294,26 @@ class Method:
     def __repr__(self):
         options = ", ".join(f"{key}={value!r}" for key, value in self.get_config().items())
         return f"{type(self).__name__}({options})"
+
+
+def _renamed_head_scores(cls):
+    """A subclass written before 0.4 (`heads_classify`, `head_classifies`) gets the `head_scores` they
+    describe, with a DeprecationWarning; both names will be removed in keras_local 0.5."""
+    old = [name for name in ("heads_classify", "head_classifies") if name in cls.__dict__]
+    if not old:
+        return
+    warnings.warn(
+        f"{cls.__name__}: {' and '.join(old)} are deprecated and will be removed in keras_local 0.5; define "
+        f'head_scores(index, num_blocks) instead ("logits", "decoded" or None).',
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    raw = cls.__dict__.get("heads_classify", True)
+    classifies = cls.__dict__.get("head_classifies")
+
+    def head_scores(self, index, num_blocks):
+        if classifies is not None and not classifies(self, index, num_blocks):
+            return None
+        return "logits" if raw else "decoded"
+
+    cls.head_scores = head_scores

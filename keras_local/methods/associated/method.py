@@ -65,7 +65,6 @@ class AssociatedLearning(Method):
         "autoencoder_learning_rate_factor",
     )
     default_loss = "mean_squared_error"
-    heads_classify = False
     extra_block_loss = "mean_squared_error"
     extra_loss_name = "autoencoder_loss"
 
@@ -123,8 +122,8 @@ class AssociatedLearning(Method):
     def decoders(self, model):
         return label_path.decoders(model)
 
-    def head_classifies(self, index, num_blocks):
-        return True  # through `head_prediction`
+    def head_scores(self, index, num_blocks):
+        return "decoded"  # a bridge regresses a code; `head_prediction` decodes it
 
     def head_prediction(self, model, index, outputs):
         """Level k's prediction: its bridge's code b_k(s_k) decoded by h_k … h_1 (the last level's is

@@ -115,9 +115,9 @@ class InfoPro(GreedyLocal):
     def head_options(self):
         return {"aux_loss": self.aux_loss}
 
-    def head_classifies(self, index, num_blocks):
+    def head_scores(self, index, num_blocks):
         """A contrast head gives a 128-d embedding, not class scores: no `acc_k` for it."""
-        return self.aux_loss != "contrast" or index == num_blocks - 1
+        return "logits" if self.aux_loss != "contrast" or index == num_blocks - 1 else None
 
     def get_config(self):
         return {
