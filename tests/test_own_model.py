@@ -237,7 +237,7 @@ def test_cli_trains_a_model_named_by_module_and_function(tmp_path):
     assert cli.main(["train", "--run-dir", str(tmp_path / "bad"), "--set", 'architecture="own_models:nothing"']) == 2
 
 
-@pytest.mark.large  # a keras.applications network
+@pytest.mark.slow  # a keras.applications network on real batches (the sweep, tests/test_model_zoo.py, covers it in CI)
 def test_keras_applications_model_trains_block_wise_on_cifar10_sample():
     train = kl.data.load_dataset("cifar10_sample", "train", batch_size=32, training=True, num_examples=64)
     model = kl.build_model(
@@ -256,7 +256,7 @@ def test_keras_applications_model_trains_block_wise_on_cifar10_sample():
     np.testing.assert_allclose(model.backbone_model()(images), model(images), atol=1e-5)
 
 
-@pytest.mark.large  # keras-hub backbones, whole runs
+@pytest.mark.slow  # keras-hub backbones, whole runs (the sweep, tests/test_model_zoo.py, covers them in CI)
 def test_keras_hub_backbones_train_block_wise_from_a_config(tmp_path):
     keras_hub = pytest.importorskip("keras_hub")
     train = kl.data.load_dataset("cifar10_sample", "train", batch_size=32, training=True, num_examples=64)
