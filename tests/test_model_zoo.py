@@ -156,8 +156,9 @@ def loader():
 
 
 def _sweep():
-    """Every model of the sweep: the smallest of each keras.applications family and every keras-hub backbone
-    run in CI (`large`); the larger members of a family (the same code, wider and deeper) with --run-slow."""
+    """Every model of the sweep: one keras.applications model of each classifier form and input size
+    (`model_zoo.SMALLEST_OF_EACH_FAMILY`) and every keras-hub backbone run in CI (`large`); every other
+    keras.applications model with --run-slow."""
     import model_zoo
 
     ci = set(model_zoo.SMALLEST_OF_EACH_FAMILY) | {name for name in model_zoo.NAMES if name.startswith("keras_hub.")}

@@ -145,7 +145,10 @@ PIPELINED = [
 ]
 
 
-@pytest.mark.parametrize("kill_at, saved_step", [(2, 1), (8, 7)])  # in the warm-up (K = 4), and after it
+@pytest.mark.parametrize(
+    "kill_at, saved_step",
+    [(2, 1), pytest.param(8, 7, marks=pytest.mark.slow)],  # in the warm-up (K = 4); after it (--run-slow: CI time)
+)
 def test_a_pipelined_run_killed_at_any_batch_resumes_to_the_uninterrupted_weights(tmp_path, kill_at, saved_step):
     """The checkpoint holds the pipeline's batches in flight and its warm-up counter: BackLink pipelined
     (links one step late, K = 4) killed with kill -9, during the warm-up or in the second epoch, ends
