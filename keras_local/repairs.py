@@ -117,24 +117,19 @@ def _dinov2_embeddings_trained(layer):
     return bool(keras.ops.convert_to_numpy(difference) > keras.config.epsilon())
 
 
+def _refused_keys(*keys):
+    """The repair of a config that writes derived `keys` its constructor refuses: dropped on load."""
+    return Repair(
+        KERAS_HUB, f"get_config writes {' and '.join(keys)}, which the constructor refuses", load=_without(*keys)
+    )
+
+
 # (module, class name) -> Repair.
 REPAIRS = {
-    ("keras_hub.src.models.vit.vit_layers", "ViTPatchingAndEmbedding"): Repair(
-        KERAS_HUB,
-        "get_config writes num_patches and num_positions, which the constructor refuses",
-        load=_without("num_patches", "num_positions"),
-    ),
-    ("keras_hub.src.models.vit.vit_layers", "ViTEncoderBlock"): Repair(
-        KERAS_HUB, "get_config writes key_dim, which the constructor refuses", load=_without("key_dim")
-    ),
-    ("keras_hub.src.models.deit.deit_layers", "DeiTEmbeddings"): Repair(
-        KERAS_HUB,
-        "get_config writes num_patches and num_positions, which the constructor refuses",
-        load=_without("num_patches", "num_positions"),
-    ),
-    ("keras_hub.src.models.deit.deit_layers", "DeiTEncoderBlock"): Repair(
-        KERAS_HUB, "get_config writes key_dim, which the constructor refuses", load=_without("key_dim")
-    ),
+    ("keras_hub.src.models.vit.vit_layers", "ViTPatchingAndEmbedding"): _refused_keys("num_patches", "num_positions"),
+    ("keras_hub.src.models.vit.vit_layers", "ViTEncoderBlock"): _refused_keys("key_dim"),
+    ("keras_hub.src.models.deit.deit_layers", "DeiTEmbeddings"): _refused_keys("num_patches", "num_positions"),
+    ("keras_hub.src.models.deit.deit_layers", "DeiTEncoderBlock"): _refused_keys("key_dim"),
     ("keras_hub.src.models.mit.mit_layers", "HierarchicalTransformerEncoder"): Repair(
         KERAS_HUB,
         "get_config writes mlp (a layer) and drop_prop, which the constructor refuses, and leaves out "

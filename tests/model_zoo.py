@@ -80,15 +80,27 @@ SMALLEST_OF_EACH_FAMILY = [
 ]
 
 
-def _resnet_encoder(hub):
-    return hub.models.ResNetBackbone(
+def _resnet(hub, **differences):
+    """A small keras-hub ResNet (its first stage must have 64 filters)."""
+    config = dict(
         input_conv_filters=[64],
+        input_conv_kernel_sizes=[3],
+        stackwise_num_filters=[64, 64],
+        stackwise_num_blocks=[2, 2],
+        stackwise_num_strides=[1, 2],
+        block_type="basic_block",
+        image_shape=(32, 32, 3),
+    )
+    return hub.models.ResNetBackbone(**{**config, **differences})
+
+
+def _resnet_encoder(hub):
+    return _resnet(
+        hub,
         input_conv_kernel_sizes=[7],
         stackwise_num_filters=[64, 64, 64],
         stackwise_num_blocks=[1, 1, 1],
         stackwise_num_strides=[1, 2, 2],
-        block_type="basic_block",
-        image_shape=(32, 32, 3),
     )
 
 
@@ -108,25 +120,10 @@ def _mit_encoder(hub):
 
 # keras-hub's image backbones, each from a small config (after keras-hub's own tests): name -> builder.
 HUB = {
-    "ResNet": lambda hub: hub.models.ResNetBackbone(
-        input_conv_filters=[16],
-        input_conv_kernel_sizes=[3],
-        stackwise_num_filters=[64, 32],
-        stackwise_num_blocks=[2, 2],
-        stackwise_num_strides=[1, 2],
-        block_type="bottleneck_block",
-        image_shape=(32, 32, 3),
+    "ResNet": lambda hub: _resnet(
+        hub, input_conv_filters=[16], stackwise_num_filters=[64, 32], block_type="bottleneck_block"
     ),
-    "ResNetV2": lambda hub: hub.models.ResNetBackbone(
-        input_conv_filters=[64],
-        input_conv_kernel_sizes=[3],
-        stackwise_num_filters=[64, 64],
-        stackwise_num_blocks=[2, 2],
-        stackwise_num_strides=[1, 2],
-        block_type="basic_block",
-        use_pre_activation=True,
-        image_shape=(32, 32, 3),
-    ),
+    "ResNetV2": lambda hub: _resnet(hub, use_pre_activation=True),
     "DenseNet": lambda hub: hub.models.DenseNetBackbone(
         stackwise_num_repeats=[2, 2, 2], growth_rate=4, image_shape=(32, 32, 3)
     ),
