@@ -173,7 +173,8 @@ class PipelineBuffers:
     def write(self, cut, features, batch, step=None, tail_weights=()):
         """Block `cut`'s output on the examples of `batch` (its `HeldBatch`) and, where its tail is
         linked, its `LocalStep` and the values of its tail's weights."""
-        self.features[cut].assign(features)
+        # (A user's layers built outside the model's dtype policy output float32 into a compute-dtype buffer.)
+        self.features[cut].assign(tf.cast(features, self.features[cut].dtype))
         self.labels[cut].assign(tf.cast(batch.labels, "float32"))
         if self.images[cut] is not None:
             self.images[cut].assign(tf.cast(batch.images, "float32"))

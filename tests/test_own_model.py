@@ -408,3 +408,16 @@ def test_a_one_entry_dict_input_trains_like_a_single_input():
         model.predict({"images": x}, verbose=0), user.predict({"images": x}, verbose=0), atol=1e-6
     )
     np.testing.assert_allclose(model.backbone_model()(x), model.predict(x, verbose=0), atol=1e-6)
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_a_users_model_built_in_float32_pipelines_under_a_mixed_policy(jit_compile):
+    """The user's layers keep the float32 policy they were built with; the pipeline's buffers hold the
+    model's compute dtype (bfloat16), and block 0's float32 output is cast into them."""
+    model = kl.build_model(
+        residual_model(), "gll", num_blocks=2, block_order="pipelined", dtype_policy="mixed_bfloat16"
+    )
+    model.compile(optimizer=keras.optimizers.SGD(0.05), jit_compile=jit_compile)
+    x, y = tiny_batch(8)
+    logs = model.fit(x, y, batch_size=8, epochs=2, verbose=0).history
+    assert all(np.isfinite(values[-1]) for values in logs.values())
